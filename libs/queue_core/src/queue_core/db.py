@@ -1,0 +1,114 @@
+"""Connections to PostgreSQL: URL normalisation and the asyncpg pool the queue runs on.
+
+SQLAlchemy describes the schema and drives Alembic; the queue's hot path talks to asyncpg
+directly with prepared statements, which is what lets one job cost well under a millisecond.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final, TypeVar
+
+import asyncpg
+
+from queue_core.errors import DatabaseUnavailableError
+
+_SCHEMES: Final = ("postgresql+asyncpg://", "postgresql://", "postgres://")
+
+T = TypeVar("T")
+
+
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` as a plain ``postgresql://`` URL, as asyncpg and libpq expect.
+
+    Accepts the three spellings people use: ``postgresql://``, ``postgres://`` (Heroku and
+    many PaaS) and SQLAlchemy's ``postgresql+asyncpg://``.
+    """
+    for scheme in _SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql://" + url.removeprefix(scheme)
+    raise ValueError(
+        "must start with postgresql://, postgres:// or postgresql+asyncpg://",
+    )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same database as a SQLAlchemy async URL (for Alembic)."""
+    return "postgresql+asyncpg://" + normalize_database_url(url).removeprefix("postgresql://")
+
+
+# Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
+CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    OSError,  # refused, reset, unreachable, DNS
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed", pool closing
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects; the text codec keeps it one parse per value.
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(
+    database_url: str,
+    *,
+    min_size: int = 0,
+    max_size: int = 10,
+    connect_timeout_s: float = 5.0,
+    application_name: str = "queue",
+) -> asyncpg.Pool:
+    """A pool that opens connections lazily (``min_size=0`` by default), so a process can start
+    while the database is down and recovers by itself when it returns."""
+    pool = await asyncpg.create_pool(
+        normalize_database_url(database_url),
+        min_size=min_size,
+        max_size=max_size,
+        timeout=connect_timeout_s,
+        init=_init_connection,
+        server_settings={"application_name": application_name},
+        # A dropped connection is detected and replaced on its next use; idle ones are recycled.
+        max_inactive_connection_lifetime=60.0,
+    )
+    if pool is None:  # pragma: no cover - asyncpg returns None only for a misused await
+        raise RuntimeError("asyncpg.create_pool returned None")
+    return pool
+
+
+@asynccontextmanager
+async def translate_connection_errors() -> AsyncIterator[None]:
+    """Turn every "database is unreachable" error into :class:`DatabaseUnavailableError`."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailableError(exc) from exc
+
+
+async def with_connection(
+    pool: asyncpg.Pool,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    acquire_timeout_s: float = 5.0,
+) -> T:
+    """Run ``work`` on a pooled connection; unreachable-database errors become
+    :class:`DatabaseUnavailableError`."""
+    async with translate_connection_errors():
+        async with asyncio.timeout(acquire_timeout_s):
+            conn = await pool.acquire()
+        try:
+            return await work(conn)
+        finally:
+            await pool.release(conn)
+
+
+def record_to_dict(record: asyncpg.Record) -> dict[str, Any]:
+    return dict(record.items())

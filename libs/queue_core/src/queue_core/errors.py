@@ -1,0 +1,21 @@
+"""Errors the queue raises to its callers; each service maps them to its own responses."""
+
+from uuid import UUID
+
+
+class QueueError(Exception):
+    """Base class of every error queue_core raises on purpose."""
+
+
+class DatabaseUnavailableError(QueueError):
+    """PostgreSQL cannot be reached or dropped the connection. Transient: retry later."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"database unavailable: {type(cause).__name__}")
+        self.cause = cause
+
+
+class JobNotFoundError(QueueError):
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id

@@ -1,0 +1,125 @@
+"""Handlers: the code a worker runs for each job type, and the registry that names them.
+
+Register a handler with the :func:`task` decorator in any module, then list that module in the
+worker's ``WORKER_TASKS``::
+
+    from queue_core.tasks import JobContext, task
+
+    @task("resize_image")
+    async def resize_image(job: JobContext) -> None:
+        ...  # job.payload is the JSON object posted with the job
+
+Handlers may be ``async def`` (run on the worker's event loop) or plain ``def`` (run in a
+thread, so blocking code does not stall other jobs). A handler succeeds by returning and fails
+by raising; a failed attempt is retried with backoff until the job's ``max_attempts``, unless
+the exception is a :class:`PermanentError`, which fails the job at once. Delivery
+is at-least-once: a handler may run again for the same job after a crash, so make it idempotent
+(``job.id`` is a stable key for that).
+"""
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from uuid import UUID
+
+from queue_core.jobs import ClaimedJob
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler receives: the job's identity and payload."""
+
+    id: UUID
+    type: str
+    payload: dict[str, Any]
+    queue: str
+    attempt: int
+    max_attempts: int
+
+    @classmethod
+    def of(cls, job: ClaimedJob) -> "JobContext":
+        return cls(
+            id=job.id,
+            type=job.type,
+            payload=job.payload,
+            queue=job.queue,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+        )
+
+
+AsyncHandler: TypeAlias = Callable[[JobContext], Awaitable[None]]
+SyncHandler: TypeAlias = Callable[[JobContext], None]
+Handler: TypeAlias = AsyncHandler | SyncHandler
+
+
+class DuplicateTaskError(ValueError):
+    pass
+
+
+class PermanentError(Exception):
+    """Raise it from a handler when retrying cannot help (a malformed payload, a rejected
+    request): the job is failed at once instead of using its remaining attempts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    name: str
+    handler: Handler
+    is_async: bool
+
+    async def run(self, job: JobContext) -> None:
+        if self.is_async:
+            await self.handler(job)  # type: ignore[misc]
+        else:
+            await asyncio.to_thread(self.handler, job)
+
+
+class TaskRegistry:
+    """Job type name → handler. One process-wide instance, :data:`registry`, is what
+    :func:`task` fills and the worker reads; tests may build their own."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    def register(self, name: str, handler: Handler) -> Task:
+        if not name:
+            raise ValueError("a task name must not be empty")
+        existing = self._tasks.get(name)
+        if existing is not None and existing.handler is not handler:
+            raise DuplicateTaskError(
+                f"task {name!r} is already registered by "
+                f"{existing.handler.__module__}.{existing.handler.__qualname__}"
+            )
+        task_ = Task(name=name, handler=handler, is_async=inspect.iscoroutinefunction(handler))
+        self._tasks[name] = task_
+        return task_
+
+    def task(self, name: str | None = None) -> Callable[[Handler], Handler]:
+        """Decorator: register the function as the handler of job type ``name`` (default: the
+        function's own name). Returns the function unchanged."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.register(name or handler.__name__, handler)
+            return handler
+
+        return decorate
+
+    def get(self, name: str) -> Task | None:
+        return self._tasks.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+
+registry = TaskRegistry()
+task = registry.task
+
+
+def load_task_modules(module_paths: Iterable[str]) -> None:
+    """Import each module so that its ``@task`` decorators register their handlers."""
+    for path in module_paths:
+        importlib.import_module(path)

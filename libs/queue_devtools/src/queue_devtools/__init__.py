@@ -1,0 +1,1 @@
+"""Development tooling: throwaway PostgreSQL clusters and the local `make run` stack."""

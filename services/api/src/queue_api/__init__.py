@@ -1,0 +1,1 @@
+"""queue_api: the HTTP front door of the task queue (Litestar)."""

@@ -1,0 +1,28 @@
+"""``queue-api``: serve the API with uvicorn (uvloop + httptools)."""
+
+import uvicorn
+
+from queue_api.app import create_app
+from queue_api.settings import ApiSettings
+from queue_core.log import configure
+from queue_core.settings import load_settings
+
+
+def main() -> None:
+    settings = load_settings(ApiSettings)
+    configure(level=settings.log_level, fmt=settings.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,  # our structlog configuration renders uvicorn's records too
+        access_log=False,  # one canonical line per request comes from the app instead
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The Litestar application factory: routes, dependencies, error handling and lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from queue_api.errors import EXCEPTION_HANDLERS
+from queue_api.routes.health import HealthController
+from queue_api.routes.jobs import JobsController
+from queue_api.settings import ApiSettings
+from queue_core.db import create_pool
+from queue_core.queue import Queue
+
+
+def _provide_queue(state: State) -> Queue:
+    queue: Queue = state.queue
+    return queue
+
+
+def create_app(settings: ApiSettings) -> Litestar:
+    """Build the application. Nothing connects until start-up; a database that is down at
+    start-up is tolerated, and the pool connects once it is back."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(
+            settings.database_url, max_size=settings.db_pool_size, application_name="queue-api"
+        )
+        app.state.queue = Queue(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[HealthController, JobsController],
+        dependencies={"queue": Provide(_provide_queue, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,  # queue_core.log.configure owns logging
+        openapi_config=OpenAPIConfig(
+            title="Task queue API",
+            version="0.1.0",
+            description="Enqueue jobs for the workers and read their status.",
+        ),
+    )

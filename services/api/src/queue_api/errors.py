@@ -1,0 +1,58 @@
+"""How queue_core's errors and unexpected failures become HTTP responses.
+
+Every error answer is JSON in Litestar's shape (``{"status_code": ..., "detail": ...}``). Nothing
+of a traceback, SQL or a driver message ever reaches the client; the log gets the details.
+"""
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ExceptionHandlersMap
+
+from queue_core.errors import DatabaseUnavailableError, JobNotFoundError
+from queue_core.log import get_logger
+
+log = get_logger("queue_api.errors")
+
+RETRY_AFTER_S = 1
+
+
+def _body(status: int, detail: str) -> dict[str, object]:
+    return {"status_code": status, "detail": detail}
+
+
+def database_unavailable(_: Request, exc: DatabaseUnavailableError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    log.warning("database_unavailable", error=str(exc))
+    return Response(
+        _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable, try again shortly"),
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def job_not_found(_: Request, exc: JobNotFoundError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(_body(HTTP_404_NOT_FOUND, str(exc)), status_code=HTTP_404_NOT_FOUND)
+
+
+def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    if isinstance(exc, HTTPException):  # Litestar's own 4xx/5xx: keep its status and detail
+        body = _body(exc.status_code, exc.detail)
+        if exc.extra:
+            body["extra"] = exc.extra
+        return Response(body, status_code=exc.status_code, headers=exc.headers)
+    log.exception("request_failed", method=request.method, path=request.url.path)
+    return Response(
+        _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error"),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DatabaseUnavailableError: database_unavailable,
+    JobNotFoundError: job_not_found,
+    Exception: unexpected,
+}

@@ -1,0 +1,33 @@
+"""Liveness and readiness probes."""
+
+from litestar import Controller, get
+from litestar.response import Response
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from queue_api.schemas import Message
+from queue_core.errors import DatabaseUnavailableError
+from queue_core.queue import Queue
+
+
+class HealthController(Controller):
+    tags = ["health"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @get("/health", operation_id="health", summary="Liveness: the process answers")
+    async def health(self) -> Message:
+        """Does not touch the database: a database outage must not get the API restarted."""
+        return Message(message="ok")
+
+    @get(
+        "/ready",
+        operation_id="ready",
+        summary="Readiness: the database answers",
+        responses={},
+    )
+    async def ready(self, queue: Queue) -> Response[Message]:
+        try:
+            await queue.ping()
+        except DatabaseUnavailableError:
+            return Response(
+                Message(message="database unavailable"), status_code=HTTP_503_SERVICE_UNAVAILABLE
+            )
+        return Response(Message(message="ready"), status_code=HTTP_200_OK)

@@ -1,0 +1,83 @@
+"""Request and response bodies. Field names and shapes follow the original Go service's contract."""
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+
+from queue_core.jobs import JobRecord
+from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
+
+NonBlank = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=255, pattern=r"\S", description="A non-blank name"),
+]
+
+
+class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /jobs`` body. ``type`` and ``payload`` are the seed's; the rest are optional."""
+
+    type: Annotated[NonBlank, msgspec.Meta(description="Job type: the handler that runs it")]
+    payload: Annotated[
+        dict[str, Any],
+        msgspec.Meta(min_length=1, description="A non-empty JSON object, passed to the handler"),
+    ]
+    queue: Annotated[NonBlank, msgspec.Meta(description="Queue to put the job on")] = DEFAULT_QUEUE
+    priority: Annotated[
+        int, msgspec.Meta(ge=-32768, le=32767, description="Higher runs first within a queue")
+    ] = DEFAULT_PRIORITY
+    max_attempts: Annotated[
+        int, msgspec.Meta(ge=1, le=1000, description="Runs before the job is failed for good")
+    ] = DEFAULT_MAX_ATTEMPTS
+    scheduled_at: Annotated[
+        datetime | None,
+        msgspec.Meta(description="RFC 3339 instant (with offset) before which it must not run"),
+    ] = None
+
+    def __post_init__(self) -> None:
+        if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
+            raise ValueError("scheduled_at must include a timezone offset, e.g. 'Z' or '+02:00'")
+
+
+class JobCreated(msgspec.Struct, kw_only=True):
+    message: str = "Message successfully received"
+    id: Annotated[str, msgspec.Meta(examples=["Message of id: a1b2c3d4-e5f6-7890-1234-567890abcdef"])]
+
+    @classmethod
+    def for_job(cls, job_id: UUID) -> "JobCreated":
+        return cls(id=f"Message of id: {job_id}")
+
+
+class JobStatusResponse(msgspec.Struct, kw_only=True, rename="pascal"):
+    """``GET /jobs/status`` body: the seed's PascalCase object."""
+
+    id: UUID = msgspec.field(name="ID")
+    type: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    max_attempts: int
+    error_message: str | None
+    scheduled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: JobRecord) -> "JobStatusResponse":
+        return cls(
+            id=job.id,
+            type=job.type,
+            payload=job.payload,
+            status=job.status.value,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            error_message=job.error_message,
+            scheduled_at=job.scheduled_at,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+
+
+class Message(msgspec.Struct, kw_only=True):
+    message: str

@@ -1,0 +1,1 @@
+"""queue_worker: claims due jobs from PostgreSQL and runs their handlers."""

@@ -1,0 +1,75 @@
+"""``queue-worker``: run the claim loop until SIGTERM or SIGINT, then drain and exit 0."""
+
+import asyncio
+import signal
+import sys
+
+import uvloop
+
+from queue_core.db import create_pool
+from queue_core.log import configure, get_logger
+from queue_core.queue import Queue
+from queue_core.retry import Backoff
+from queue_core.settings import load_settings
+from queue_core.tasks import load_task_modules, registry
+from queue_worker.http import SidePortServer
+from queue_worker.listener import Listener
+from queue_worker.runner import Runner, RunnerConfig
+from queue_worker.settings import WorkerSettings
+
+log = get_logger("queue_worker")
+
+# /healthz fails once the claim loop has not turned for this many poll intervals.
+STALL_POLL_INTERVALS = 10
+STALL_MIN_S = 30.0
+
+
+async def serve(settings: WorkerSettings) -> None:
+    pool = await create_pool(
+        settings.database_url, max_size=settings.pool_size, application_name="queue-worker"
+    )
+    runner = Runner(
+        Queue(pool),
+        registry,
+        RunnerConfig(
+            queues=settings.queues,
+            concurrency=settings.concurrency,
+            poll_interval_s=settings.poll_interval_s,
+            lease_s=settings.lease_s,
+            shutdown_grace_s=settings.shutdown_grace_s,
+            backoff=Backoff(settings.retry_base_s, settings.retry_cap_s),
+        ),
+    )
+    stall_after_s = max(STALL_MIN_S, STALL_POLL_INTERVALS * settings.poll_interval_s)
+    side = SidePortServer(
+        settings.metrics_host, settings.metrics_port, lambda: runner.is_healthy(stall_after_s)
+    )
+    side.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.request_stop)
+    listener = Listener(settings.database_url, settings.queues, runner.wake)
+    listen_task = asyncio.create_task(listener.run(), name="listener")
+    log.info("worker_side_port", port=side.port)
+    try:
+        await runner.run()
+    finally:
+        listen_task.cancel()
+        await asyncio.gather(listen_task, return_exceptions=True)
+        side.stop()
+        await pool.close()
+
+
+def main() -> None:
+    settings = load_settings(WorkerSettings)
+    configure(level=settings.log_level, fmt=settings.log_format)
+    try:
+        load_task_modules(settings.tasks)
+    except ImportError as exc:
+        sys.stderr.write(f"invalid configuration: WORKER_TASKS: cannot import {exc.name!r}\n")
+        raise SystemExit(2) from None
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""LISTEN for new-job notifications on a dedicated connection, and keep it alive.
+
+A notification only shortens the wait before the next claim; the claim loop also polls, so a
+lost connection or a missed notification delays a job by at most one poll interval.
+"""
+
+import asyncio
+from collections.abc import Callable, Collection
+
+import asyncpg
+
+from queue_core.db import CONNECTION_ERRORS, normalize_database_url
+from queue_core.log import get_logger
+
+CHANNEL = "queue_jobs"
+RECONNECT_MAX_S = 5.0
+KEEPALIVE_S = 15.0
+KEEPALIVE_TIMEOUT_S = 5.0
+
+log = get_logger("queue_worker.listener")
+
+
+class Listener:
+    def __init__(
+        self, database_url: str, queues: Collection[str], on_notify: Callable[[], None]
+    ) -> None:
+        self._url = normalize_database_url(database_url)
+        self._queues = frozenset(queues)
+        self._on_notify = on_notify
+        self.connected = False
+
+    def _handle(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload in self._queues:
+            self._on_notify()
+
+    async def run(self) -> None:
+        """Stay subscribed until cancelled, reconnecting with capped backoff."""
+        delay = 0.1
+        while True:
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._url, timeout=5.0, server_settings={"application_name": "queue-worker"}
+                )
+                conn.add_termination_listener(lambda _c: lost.set())
+                await conn.add_listener(CHANNEL, self._handle)
+                self.connected = True
+                delay = 0.1
+                log.debug("listener_connected")
+                # Jobs enqueued while we were not listening: look now rather than at the next poll.
+                self._on_notify()
+                await self._watch(conn, lost)
+                log.warning("listener_connection_lost")
+            except CONNECTION_ERRORS as exc:
+                log.warning("listener_connect_failed", error=type(exc).__name__, retry_in_s=delay)
+            finally:
+                self.connected = False
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    @staticmethod
+    async def _watch(conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when the connection is gone. A closed socket is noticed at once; a silent one
+        (a dead peer behind a NAT or a proxy) by a periodic round trip."""
+        while not lost.is_set():
+            try:
+                async with asyncio.timeout(KEEPALIVE_S):
+                    await lost.wait()
+            except TimeoutError:
+                try:
+                    await conn.fetchval("SELECT 1", timeout=KEEPALIVE_TIMEOUT_S)
+                except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+                    return

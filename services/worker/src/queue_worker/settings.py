@@ -1,0 +1,71 @@
+"""The worker process's configuration, from environment variables (see the README's table)."""
+
+from typing import Annotated
+
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from queue_core.settings import CommonSettings
+from queue_core.states import DEFAULT_QUEUE
+
+DEFAULT_TASK_MODULES = ("queue_worker.builtin_tasks",)
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class WorkerSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKER_", frozen=True, extra="ignore")
+
+    concurrency: PositiveInt = 10
+    queues: CommaList = (DEFAULT_QUEUE,)
+    tasks: CommaList = DEFAULT_TASK_MODULES
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped and probed from outside the container
+    poll_interval_s: PositiveFloat = 1.0
+    shutdown_grace_s: PositiveFloat = 25.0
+    lease_s: PositiveFloat = 30.0
+    retry_base_s: PositiveFloat = 1.0
+    retry_cap_s: PositiveFloat = 300.0
+    db_pool_size: PositiveInt | None = None
+
+    _split = field_validator("queues", "tasks", mode="before")(_split_commas)
+
+    @field_validator("queues", "tasks")
+    @classmethod
+    def _not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one entry (comma-separated)")
+        return value
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> "WorkerSettings":
+        if self.retry_cap_s < self.retry_base_s:
+            raise ValueError("WORKER_RETRY_CAP_S must be at least WORKER_RETRY_BASE_S")
+        return self
+
+    @property
+    def pool_size(self) -> int:
+        # Claims, completions and heartbeats share the pool; a few per worker process is plenty
+        # because each statement holds a connection for about a millisecond.
+        return self.db_pool_size or min(self.concurrency + 2, 10)
+
+
+class SmtpSettings(BaseSettings):
+    """Where the built-in ``send_email`` task delivers. Without SMTP_HOST it only logs."""
+
+    model_config = SettingsConfigDict(env_prefix="SMTP_", frozen=True, extra="ignore")
+
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    sender: str = "task-queue@localhost"
+    starttls: bool = False
+    use_tls: bool = False
+    timeout_s: PositiveFloat = 30.0
