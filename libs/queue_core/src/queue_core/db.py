@@ -4,19 +4,16 @@ SQLAlchemy describes the schema and drives Alembic; the queue's hot path talks t
 directly with prepared statements, which is what lets one job cost well under a millisecond.
 """
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import asyncpg
 
 from queue_core.errors import DatabaseUnavailableError
 
 _SCHEMES: Final = ("postgresql+asyncpg://", "postgresql://", "postgres://")
-
-T = TypeVar("T")
 
 
 def normalize_database_url(url: str) -> str:
@@ -91,24 +88,3 @@ async def translate_connection_errors() -> AsyncIterator[None]:
         yield
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(exc) from exc
-
-
-async def with_connection(
-    pool: asyncpg.Pool,
-    work: Callable[[asyncpg.Connection], Awaitable[T]],
-    *,
-    acquire_timeout_s: float = 5.0,
-) -> T:
-    """Run ``work`` on a pooled connection; unreachable-database errors become
-    :class:`DatabaseUnavailableError`."""
-    async with translate_connection_errors():
-        async with asyncio.timeout(acquire_timeout_s):
-            conn = await pool.acquire()
-        try:
-            return await work(conn)
-        finally:
-            await pool.release(conn)
-
-
-def record_to_dict(record: asyncpg.Record) -> dict[str, Any]:
-    return dict(record.items())

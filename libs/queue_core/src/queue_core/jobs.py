@@ -72,5 +72,3 @@ class FailedOutcome:
     status: JobStatus
     attempts: int
     scheduled_at: datetime | None
-
-

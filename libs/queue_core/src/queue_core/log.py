@@ -8,7 +8,6 @@ alembic) are routed through the same renderer so a process writes one format onl
 
 import logging
 import sys
-from typing import Any
 
 import structlog
 
@@ -52,6 +51,6 @@ def configure(*, level: LogLevel = "INFO", fmt: LogFormat = "auto") -> None:
         logger.propagate = True
 
 
-def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:
+def get_logger(name: str, **initial: object) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name, **initial)
     return logger

@@ -1,9 +1,10 @@
 """The queue's typed API: the one place where jobs are created and change state.
 
 Every method runs one named statement from ``sql/queries.sql`` on a pooled connection, in its
-own implicit transaction. Unreachable-database errors surface as
-:class:`~queue_core.errors.DatabaseUnavailableError`; nothing here retries on its own, so each
-caller decides (the API answers 503, the worker backs off).
+own implicit transaction; asyncpg prepares and caches each statement per connection.
+Unreachable-database errors surface as :class:`~queue_core.errors.DatabaseUnavailableError`;
+nothing here retries on its own, so each caller decides (the API answers 503, the worker backs
+off).
 """
 
 import uuid
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from queue_core.db import with_connection
+from queue_core.db import translate_connection_errors
 from queue_core.errors import JobNotFoundError
 from queue_core.jobs import ClaimedJob, FailedOutcome, Failure, JobRecord, NewJob
 from queue_core.sql import QUERIES
@@ -23,6 +24,8 @@ Q_CLAIM = QUERIES["claim"]
 Q_COMPLETE = QUERIES["complete"]
 Q_FAIL = QUERIES["fail"]
 Q_PING = QUERIES["ping"]
+
+PING_TIMEOUT_S = 2.0
 
 
 class Queue:
@@ -36,17 +39,15 @@ class Queue:
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
 
-        async def run(conn: asyncpg.Connection) -> None:
-            await conn.fetchval(Q_PING)
-
-        await with_connection(self._pool, run)
+        async with translate_connection_errors():
+            await self._pool.fetchval(Q_PING, timeout=PING_TIMEOUT_S)
 
     async def enqueue(self, job: NewJob) -> uuid.UUID:
         """Store ``job`` as pending and wake a worker if it is due now. Returns its id."""
         job_id = uuid.uuid4()
 
-        async def run(conn: asyncpg.Connection) -> None:
-            await conn.execute(
+        async with translate_connection_errors():
+            await self._pool.execute(
                 Q_ENQUEUE,
                 job_id,
                 job.type,
@@ -56,15 +57,11 @@ class Queue:
                 job.max_attempts,
                 job.scheduled_at,
             )
-
-        await with_connection(self._pool, run)
         return job_id
 
     async def get(self, job_id: uuid.UUID) -> JobRecord:
-        async def run(conn: asyncpg.Connection) -> asyncpg.Record | None:
-            return await conn.fetchrow(Q_GET_JOB, job_id)
-
-        row = await with_connection(self._pool, run)
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(Q_GET_JOB, job_id)
         if row is None:
             raise JobNotFoundError(job_id)
         return JobRecord(
@@ -91,10 +88,8 @@ class Queue:
         if limit <= 0:
             return []
 
-        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await conn.fetch(Q_CLAIM, worker_id, list(queues), limit, lease_s)
-
-        rows = await with_connection(self._pool, run)
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_CLAIM, worker_id, list(queues), limit, lease_s)
         return [
             ClaimedJob(
                 id=r["id"],
@@ -117,10 +112,9 @@ class Queue:
         if not job_ids:
             return set()
 
-        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await conn.fetch(Q_COMPLETE, list(job_ids), worker_id)
-
-        return {r["id"] for r in await with_connection(self._pool, run)}
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_COMPLETE, list(job_ids), worker_id)
+        return {r["id"] for r in rows}
 
     async def fail(self, *, worker_id: str, failures: Sequence[Failure]) -> list[FailedOutcome]:
         """Record failed attempts: each job is retried after its backoff while attempts remain,
@@ -128,8 +122,8 @@ class Queue:
         if not failures:
             return []
 
-        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await conn.fetch(
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(
                 Q_FAIL,
                 [f.job_id for f in failures],
                 [f.error for f in failures],
@@ -137,8 +131,6 @@ class Queue:
                 [f.final for f in failures],
                 worker_id,
             )
-
-        rows = await with_connection(self._pool, run)
         return [
             FailedOutcome(
                 job_id=r["id"],

@@ -1,11 +1,11 @@
 """The job lifecycle: the statuses a job can be in and which ones are final.
 
-    pending ──claim──▶ running ──ok──────────────▶ completed
-       ▲                  │ error, attempts left
-       └──────backoff─────┤
-                          └─error, no attempts left▶ failed
-    pending/running ──cancel──▶ cancelled
-    failed/cancelled ──retry──▶ pending
+pending ──claim──▶ running ──ok──────────────▶ completed
+   ▲                  │ error, attempts left
+   └──────backoff─────┤
+                      └─error, no attempts left▶ failed
+pending/running ──cancel──▶ cancelled
+failed/cancelled ──retry──▶ pending
 """
 
 from enum import StrEnum

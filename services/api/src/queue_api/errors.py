@@ -44,7 +44,7 @@ def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:
         if exc.extra:
             body["extra"] = exc.extra
         return Response(body, status_code=exc.status_code, headers=exc.headers)
-    log.exception("request_failed", method=request.method, path=request.url.path)
+    log.error("request_failed", method=request.method, path=request.url.path, exc_info=exc)
     return Response(
         _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error"),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,

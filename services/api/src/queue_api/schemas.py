@@ -42,7 +42,9 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class JobCreated(msgspec.Struct, kw_only=True):
     message: str = "Message successfully received"
-    id: Annotated[str, msgspec.Meta(examples=["Message of id: a1b2c3d4-e5f6-7890-1234-567890abcdef"])]
+    id: Annotated[
+        str, msgspec.Meta(examples=["Message of id: a1b2c3d4-e5f6-7890-1234-567890abcdef"])
+    ]
 
     @classmethod
     def for_job(cls, job_id: UUID) -> "JobCreated":

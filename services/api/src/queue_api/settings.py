@@ -5,7 +5,9 @@ from pydantic_settings import SettingsConfigDict
 
 from queue_core.settings import CommonSettings
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: generous for a job payload, small enough to refuse abuse
+DEFAULT_MAX_BODY_BYTES = (
+    1024 * 1024
+)  # 1 MiB: generous for a job payload, small enough to refuse abuse
 
 
 class ApiSettings(CommonSettings):

@@ -16,7 +16,7 @@ from prometheus_client.exposition import MetricsHandler
 class _Handler(MetricsHandler):
     is_healthy: ClassVar[Callable[[], bool]]
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             super().do_GET()

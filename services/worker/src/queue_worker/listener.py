@@ -29,7 +29,7 @@ class Listener:
         self._on_notify = on_notify
         self.connected = False
 
-    def _handle(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _handle(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload in self._queues:
             self._on_notify()
 
@@ -43,7 +43,7 @@ class Listener:
                 conn = await asyncpg.connect(
                     self._url, timeout=5.0, server_settings={"application_name": "queue-worker"}
                 )
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(CHANNEL, self._handle)
                 self.connected = True
                 delay = 0.1
@@ -72,5 +72,7 @@ class Listener:
             except TimeoutError:
                 try:
                     await conn.fetchval("SELECT 1", timeout=KEEPALIVE_TIMEOUT_S)
-                except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+                except CONNECTION_ERRORS:
+                    return
+                except asyncpg.PostgresError:
                     return

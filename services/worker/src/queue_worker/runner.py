@@ -230,7 +230,9 @@ class Runner:
         """Let running jobs finish within the grace period, then cancel the rest."""
         if not self._running:
             return
-        log.info("worker_draining", running=len(self._running), grace_s=self._config.shutdown_grace_s)
+        log.info(
+            "worker_draining", running=len(self._running), grace_s=self._config.shutdown_grace_s
+        )
         _, late = await asyncio.wait(
             list(self._running.values()), timeout=self._config.shutdown_grace_s
         )

@@ -19,7 +19,13 @@ MIGRATION_LOCK_KEY = 0x7155_6D69  # "qumi"
 config = context.config
 
 
-def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:  # noqa: ARG001, FBT001
+def _include_object(
+    _obj: object,
+    name: str | None,
+    type_: str,
+    _reflected: bool,  # noqa: FBT001 - Alembic's callback signature
+    _compare_to: object,
+) -> bool:
     # Alembic's own bookkeeping table is not part of our models.
     return not (type_ == "table" and name == "alembic_version")
 

@@ -9,7 +9,7 @@ _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 def _parse(text: str) -> dict[str, str]:
     parts = _NAME_LINE.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
+    # split() keeps the captured names: a preamble, then alternating name and body.
     queries: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         statement = body.strip()

@@ -36,7 +36,11 @@ class JobsController(Controller):
         status_code=HTTP_201_CREATED,
         before_request=_require_json,
         response_headers=[
-            ResponseHeader(name="Location", description="Where to read the job's status", documentation_only=True)
+            ResponseHeader(
+                name="Location",
+                description="Where to read the job's status",
+                documentation_only=True,
+            )
         ],
     )
     async def enqueue(self, data: JobCreate, queue: Queue) -> Response[JobCreated]:

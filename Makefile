@@ -1,0 +1,44 @@
+# The project's entry points. `make help` lists them. Everything runs through uv, which this
+# Makefile installs into .tools/ on a machine that does not have it yet.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	@echo "uv not found: installing uv $(UV_VERSION) into .tools/"
+	@python3 -m venv .tools || { echo "python3 -m venv failed: install python3-venv (Debian/Ubuntu) or uv itself" >&2; exit 1; }
+	@.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.PHONY: sync
+sync: $(UV) ## Install every package and dev tool into .venv (from uv.lock)
+	@$(UV) sync --frozen --all-packages
+
+.PHONY: run
+run: sync ## Run migrations, the API and a worker against a throwaway local PostgreSQL
+	@$(UV) run --frozen queue-dev
+
+.PHONY: test
+test: sync ## Run the whole test suite against a real PostgreSQL
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: sync ## ruff, formatting, mypy --strict, import-linter, and a current uv.lock
+	@$(UV) lock --check
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy
+	@$(UV) run --frozen lint-imports
+
+.PHONY: fmt
+fmt: sync ## Apply ruff's fixes and formatting
+	@$(UV) run --frozen ruff check --fix .
+	@$(UV) run --frozen ruff format .
+
+.PHONY: check
+check: lint test ## Everything CI runs
