@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +19,7 @@ class NewJob:
     priority: int = DEFAULT_PRIORITY
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     scheduled_at: datetime | None = None
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +40,8 @@ class JobRecord:
     priority: int
     started_at: datetime | None
     finished_at: datetime | None
+    timeout_s: float | None
+    cancel_requested_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,9 +55,61 @@ class ClaimedJob:
     priority: int
     attempt: int
     max_attempts: int
+    timeout_s: float | None
     created_at: datetime
     scheduled_at: datetime | None
     started_at: datetime
+
+
+class OutcomeKind(StrEnum):
+    """How an attempt ended, as the worker reports it (see the ``finish`` query)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"  # retried after a backoff while attempts remain
+    FAILED_FINAL = "failed_final"  # no retry can help
+    CANCELLED = "cancelled"  # stopped on a cancel request
+    RELEASED = "released"  # interrupted by shutdown: pending again, the attempt given back
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    job_id: UUID
+    kind: OutcomeKind
+    error: str | None = None
+    retry_in_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A job's state once an outcome was recorded."""
+
+    job_id: UUID
+    status: JobStatus
+    attempts: int
+    scheduled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A job still leased to a worker after a heartbeat."""
+
+    job_id: UUID
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rescued:
+    job_id: UUID
+    status: JobStatus
+    lost_worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A job's status before and after a cancel or retry request."""
+
+    before: JobStatus
+    after: JobStatus | None  # None: the request did not apply to the job's status
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +121,6 @@ class Failure:
     retry_in_s: float
     final: bool = False
 
-
-@dataclass(frozen=True, slots=True)
-class FailedOutcome:
-    job_id: UUID
-    status: JobStatus
-    attempts: int
-    scheduled_at: datetime | None
+    def outcome(self) -> Outcome:
+        kind = OutcomeKind.FAILED_FINAL if self.final else OutcomeKind.FAILED
+        return Outcome(self.job_id, kind, self.error, self.retry_in_s)

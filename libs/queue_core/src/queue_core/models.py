@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -70,11 +71,16 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Seconds an attempt may run before it is cancelled; NULL: the handler's default.
+    timeout_s: Mapped[float | None] = mapped_column(Float)
+    # Set by a cancel request while the job runs; its worker stops it at the next heartbeat.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_valid"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        CheckConstraint("timeout_s IS NULL OR timeout_s > 0", name="timeout_positive"),
         CheckConstraint(
             "status <> 'running' OR (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)",
             name="running_has_lease",

@@ -14,15 +14,30 @@ import asyncpg
 
 from queue_core.db import translate_connection_errors
 from queue_core.errors import JobNotFoundError
-from queue_core.jobs import ClaimedJob, FailedOutcome, Failure, JobRecord, NewJob
+from queue_core.jobs import (
+    ClaimedJob,
+    Failure,
+    JobRecord,
+    Lease,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    Recorded,
+    Rescued,
+    Transition,
+)
 from queue_core.sql import QUERIES
 from queue_core.states import JobStatus
 
 Q_ENQUEUE = QUERIES["enqueue"]
 Q_GET_JOB = QUERIES["get_job"]
 Q_CLAIM = QUERIES["claim"]
-Q_COMPLETE = QUERIES["complete"]
-Q_FAIL = QUERIES["fail"]
+Q_FINISH = QUERIES["finish"]
+Q_NOTIFY_QUEUES = QUERIES["notify_queues"]
+Q_HEARTBEAT = QUERIES["heartbeat"]
+Q_RESCUE_EXPIRED = QUERIES["rescue_expired"]
+Q_CANCEL = QUERIES["cancel"]
+Q_RETRY = QUERIES["retry"]
 Q_PING = QUERIES["ping"]
 
 PING_TIMEOUT_S = 2.0
@@ -56,6 +71,7 @@ class Queue:
                 job.priority,
                 job.max_attempts,
                 job.scheduled_at,
+                job.timeout_s,
             )
         return job_id
 
@@ -79,6 +95,8 @@ class Queue:
             priority=row["priority"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            timeout_s=row["timeout_s"],
+            cancel_requested_at=row["cancel_requested_at"],
         )
 
     async def claim(
@@ -99,6 +117,7 @@ class Queue:
                 priority=r["priority"],
                 attempt=r["attempts"],
                 max_attempts=r["max_attempts"],
+                timeout_s=r["timeout_s"],
                 created_at=r["created_at"],
                 scheduled_at=r["scheduled_at"],
                 started_at=r["started_at"],
@@ -106,33 +125,28 @@ class Queue:
             for r in rows
         ]
 
-    async def complete(self, *, worker_id: str, job_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """Mark jobs completed. Returns the ids that were still leased to ``worker_id``; any
-        other id was rescued or cancelled meanwhile and is left as it is."""
-        if not job_ids:
-            return set()
-
-        async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_COMPLETE, list(job_ids), worker_id)
-        return {r["id"] for r in rows}
-
-    async def fail(self, *, worker_id: str, failures: Sequence[Failure]) -> list[FailedOutcome]:
-        """Record failed attempts: each job is retried after its backoff while attempts remain,
-        else it becomes failed. Jobs no longer leased to ``worker_id`` are left alone."""
-        if not failures:
+    async def finish(self, *, worker_id: str, outcomes: Sequence[Outcome]) -> list[Recorded]:
+        """Record how attempts ended, all in one statement. Returns the jobs whose outcome was
+        recorded; a job missing from the result was no longer leased to ``worker_id`` (rescued
+        after a lost heartbeat, or already finished) and was left as it is. Jobs released back
+        to pending wake their queues' workers."""
+        if not outcomes:
             return []
-
         async with translate_connection_errors():
             rows = await self._pool.fetch(
-                Q_FAIL,
-                [f.job_id for f in failures],
-                [f.error for f in failures],
-                [f.retry_in_s for f in failures],
-                [f.final for f in failures],
+                Q_FINISH,
+                [o.job_id for o in outcomes],
                 worker_id,
+                [o.kind.value for o in outcomes],
+                [o.error for o in outcomes],
+                [o.retry_in_s for o in outcomes],
             )
+            released = {o.job_id for o in outcomes if o.kind is OutcomeKind.RELEASED}
+            wake = {r["queue"] for r in rows if r["id"] in released and r["status"] == "pending"}
+            if wake:
+                await self._pool.execute(Q_NOTIFY_QUEUES, sorted(wake))
         return [
-            FailedOutcome(
+            Recorded(
                 job_id=r["id"],
                 status=JobStatus(r["status"]),
                 attempts=r["attempts"],
@@ -140,3 +154,51 @@ class Queue:
             )
             for r in rows
         ]
+
+    async def complete(self, *, worker_id: str, job_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Mark jobs completed; returns the ids that were still leased to ``worker_id``."""
+        outcomes = [Outcome(job_id, OutcomeKind.COMPLETED) for job_id in job_ids]
+        return {r.job_id for r in await self.finish(worker_id=worker_id, outcomes=outcomes)}
+
+    async def fail(self, *, worker_id: str, failures: Sequence[Failure]) -> list[Recorded]:
+        """Record failed attempts: retried after their backoff while attempts remain, else
+        failed. Jobs no longer leased to ``worker_id`` are left alone."""
+        return await self.finish(worker_id=worker_id, outcomes=[f.outcome() for f in failures])
+
+    async def heartbeat(
+        self, *, worker_id: str, job_ids: Sequence[uuid.UUID], lease_s: float
+    ) -> list[Lease]:
+        """Extend the leases of the jobs ``worker_id`` runs. Returns those still leased to it,
+        each saying whether its cancellation was requested."""
+        if not job_ids:
+            return []
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_HEARTBEAT, list(job_ids), worker_id, lease_s)
+        return [Lease(job_id=r["id"], cancel_requested=r["cancel_requested"]) for r in rows]
+
+    async def rescue_expired(self, *, limit: int = 1000) -> list[Rescued]:
+        """Take back up to ``limit`` jobs whose lease ran out (their worker is gone)."""
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_RESCUE_EXPIRED, limit)
+        return [
+            Rescued(job_id=r["id"], status=JobStatus(r["status"]), lost_worker=r["lost_worker"])
+            for r in rows
+        ]
+
+    async def cancel(self, job_id: uuid.UUID) -> Transition:
+        """Cancel a pending job at once, or ask a running job's worker to stop it."""
+        return await self._transition(Q_CANCEL, job_id)
+
+    async def retry(self, job_id: uuid.UUID) -> Transition:
+        """Put a failed or cancelled job back to pending with a fresh attempt budget."""
+        return await self._transition(Q_RETRY, job_id)
+
+    async def _transition(self, query: str, job_id: uuid.UUID) -> Transition:
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(query, job_id)
+        if row is None:
+            raise JobNotFoundError(job_id)
+        after = row["after"]
+        return Transition(
+            before=JobStatus(row["before"]), after=None if after is None else JobStatus(after)
+        )

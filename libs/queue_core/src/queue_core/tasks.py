@@ -10,11 +10,15 @@ worker's ``WORKER_TASKS``::
         ...  # job.payload is the JSON object posted with the job
 
 Handlers may be ``async def`` (run on the worker's event loop) or plain ``def`` (run in a
-thread, so blocking code does not stall other jobs). A handler succeeds by returning and fails
-by raising; a failed attempt is retried with backoff until the job's ``max_attempts``, unless
-the exception is a :class:`PermanentError`, which fails the job at once. Delivery
-is at-least-once: a handler may run again for the same job after a crash, so make it idempotent
-(``job.id`` is a stable key for that).
+thread, so blocking code does not stall other jobs). An attempt that outlives its timeout
+(the job's ``timeout_s``, else the handler's, else ``WORKER_JOB_TIMEOUT_S``) is cancelled and
+counts as a failure. A thread cannot be interrupted: a timed-out sync handler is recorded as
+failed at once, but its thread runs on until the function returns.
+
+A handler succeeds by returning and fails by raising; a failed attempt is retried with backoff
+until the job's ``max_attempts``, unless the exception is a :class:`PermanentError`, which
+fails the job at once. Delivery is at-least-once: a handler may run again for the same job
+after a crash, so make it idempotent (``job.id`` is a stable key for that).
 """
 
 import asyncio
@@ -70,6 +74,7 @@ class Task:
     name: str
     handler: Handler
     is_async: bool
+    timeout_s: float | None = None
 
     async def run(self, job: JobContext) -> None:
         if self.is_async:
@@ -85,25 +90,35 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
 
-    def register(self, name: str, handler: Handler) -> Task:
+    def register(self, name: str, handler: Handler, *, timeout_s: float | None = None) -> Task:
         if not name:
             raise ValueError("a task name must not be empty")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
         existing = self._tasks.get(name)
         if existing is not None and existing.handler is not handler:
             raise DuplicateTaskError(
                 f"task {name!r} is already registered by "
                 f"{existing.handler.__module__}.{existing.handler.__qualname__}"
             )
-        task_ = Task(name=name, handler=handler, is_async=inspect.iscoroutinefunction(handler))
+        task_ = Task(
+            name=name,
+            handler=handler,
+            is_async=inspect.iscoroutinefunction(handler),
+            timeout_s=timeout_s,
+        )
         self._tasks[name] = task_
         return task_
 
-    def task(self, name: str | None = None) -> Callable[[Handler], Handler]:
+    def task(
+        self, name: str | None = None, *, timeout_s: float | None = None
+    ) -> Callable[[Handler], Handler]:
         """Decorator: register the function as the handler of job type ``name`` (default: the
-        function's own name). Returns the function unchanged."""
+        function's own name). ``timeout_s`` bounds each attempt unless the job sets its own.
+        Returns the function unchanged."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(name or handler.__name__, handler)
+            self.register(name or handler.__name__, handler, timeout_s=timeout_s)
             return handler
 
         return decorate

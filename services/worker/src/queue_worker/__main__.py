@@ -14,6 +14,7 @@ from queue_core.settings import load_settings
 from queue_core.tasks import load_task_modules, registry
 from queue_worker.http import SidePortServer
 from queue_worker.listener import Listener
+from queue_worker.maintenance import Rescuer
 from queue_worker.runner import Runner, RunnerConfig
 from queue_worker.settings import WorkerSettings
 
@@ -28,16 +29,19 @@ async def serve(settings: WorkerSettings) -> None:
     pool = await create_pool(
         settings.database_url, max_size=settings.pool_size, application_name="queue-worker"
     )
+    queue = Queue(pool)
     runner = Runner(
-        Queue(pool),
+        queue,
         registry,
         RunnerConfig(
             queues=settings.queues,
             concurrency=settings.concurrency,
             poll_interval_s=settings.poll_interval_s,
             lease_s=settings.lease_s,
+            heartbeat_s=settings.heartbeat_s,
             shutdown_grace_s=settings.shutdown_grace_s,
             backoff=Backoff(settings.retry_base_s, settings.retry_cap_s),
+            job_timeout_s=settings.job_timeout_s,
         ),
     )
     stall_after_s = max(STALL_MIN_S, STALL_POLL_INTERVALS * settings.poll_interval_s)
@@ -49,13 +53,17 @@ async def serve(settings: WorkerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
     listener = Listener(settings.database_url, settings.queues, runner.wake)
-    listen_task = asyncio.create_task(listener.run(), name="listener")
+    side_tasks = [
+        asyncio.create_task(listener.run(), name="listener"),
+        asyncio.create_task(Rescuer(queue, settings.rescue_interval_s).run(), name="rescuer"),
+    ]
     log.info("worker_side_port", port=side.port)
     try:
         await runner.run()
     finally:
-        listen_task.cancel()
-        await asyncio.gather(listen_task, return_exceptions=True)
+        for task in side_tasks:
+            task.cancel()
+        await asyncio.gather(*side_tasks, return_exceptions=True)
         side.stop()
         await pool.close()
 

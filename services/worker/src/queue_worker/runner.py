@@ -3,23 +3,30 @@
     ┌──────────── wake: NOTIFY, a freed slot, a jittered poll, stop ───────────┐
     ▼                                                                          │
   claim(limit = free slots) ──▶ one asyncio task per job ──▶ record outcome ───┘
+                                    ▲
+  heartbeat (every heartbeat_s) ────┘ extends every lease in one statement; stops jobs whose
+                                      cancellation was requested or whose lease was taken back
 
 Recording an outcome is shielded from cancellation and retried while the database is away:
-work that was done is never silently forgotten. If the worker dies before recording, the lease
-runs out and the job runs again (at-least-once delivery).
+work that was done is not forgotten. If the worker dies before recording, the lease runs out,
+a rescuer puts the job back, and it runs again (at-least-once delivery).
+
+On stop: claiming ends at once, running jobs get ``shutdown_grace_s`` to finish, and those still
+running then are cancelled and released to pending for another worker straight away.
 """
 
 import asyncio
+import enum
 import os
 import random
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from queue_core.errors import DatabaseUnavailableError
-from queue_core.jobs import ClaimedJob, Failure
+from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
 from queue_core.log import get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff
@@ -29,6 +36,9 @@ log = get_logger("queue_worker.runner")
 
 MAX_ERROR_CHARS = 2000
 DB_RETRY_MAX_S = 5.0
+# After the grace period, how long released and finished jobs may take to be recorded before
+# the worker exits anyway (their leases then run out and the rescuer takes over).
+RECORD_DEADLINE_S = 10.0
 
 
 def jittered(seconds: float) -> float:
@@ -40,14 +50,36 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class StopReason(enum.Enum):
+    CANCEL_REQUESTED = "cancel requested"
+    LEASE_LOST = "lease lost"
+    SHUTDOWN = "worker shutdown"
+
+
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
     queues: tuple[str, ...]
     concurrency: int
     poll_interval_s: float
     lease_s: float
+    heartbeat_s: float
     shutdown_grace_s: float
     backoff: Backoff
+    job_timeout_s: float | None = None
+
+
+@dataclass(slots=True)
+class _Active:
+    """A job whose handler is running (heartbeats and stop requests apply to it)."""
+
+    job: ClaimedJob
+    task: asyncio.Task[None]
+    stop_reason: StopReason | None = field(default=None)
+
+    def stop(self, reason: StopReason) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.task.cancel()
 
 
 class Runner:
@@ -65,7 +97,8 @@ class Runner:
         self._config = config
         self.worker_id = worker_id or new_worker_id()
         self._clock = clock
-        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # every job task: its slot is taken
+        self._active: dict[uuid.UUID, _Active] = {}  # handler still running
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.last_loop_at = clock()
@@ -79,19 +112,19 @@ class Runner:
     def request_stop(self) -> None:
         """Stop claiming; :meth:`run` then drains running jobs and returns."""
         if not self._stopping.is_set():
-            log.info("worker_stopping", running=len(self._running))
+            log.info("worker_stopping", running=len(self._tasks))
         self._stopping.set()
         self._wake.set()
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        return len(self._tasks)
 
     def is_healthy(self, stall_after_s: float) -> bool:
         """False once the claim loop has not turned for ``stall_after_s``."""
         return self._clock() - self.last_loop_at < stall_after_s
 
-    # -- the loop ------------------------------------------------------------------------
+    # -- the loops -----------------------------------------------------------------------
 
     async def run(self) -> None:
         log.info(
@@ -101,17 +134,22 @@ class Runner:
             concurrency=self._config.concurrency,
             tasks=self._registry.names(),
         )
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
         try:
             await self._claim_loop()
         finally:
-            await self._drain()
+            try:
+                await self._drain()
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
         log.info("worker_stopped", worker_id=self.worker_id)
 
     async def _claim_loop(self) -> None:
         db_delay = 0.0
         while not self._stopping.is_set():
             self.last_loop_at = self._clock()
-            free = self._config.concurrency - len(self._running)
+            free = self._config.concurrency - len(self._tasks)
             claimed = 0
             if free > 0:
                 # Cleared before the claim, so a wake-up that arrives during it is not lost.
@@ -128,6 +166,8 @@ class Runner:
                     log.warning("claim_failed", error=str(exc), retry_in_s=round(db_delay, 2))
                     await self._sleep_unless_stopping(jittered(db_delay))
                     continue
+                if db_delay:
+                    log.info("database_reachable_again")
                 db_delay = 0.0
                 claimed = len(jobs)
                 for job in jobs:
@@ -135,6 +175,33 @@ class Runner:
             if claimed and claimed == free:
                 continue  # every slot is busy: the next turn waits for a freed one
             await self._wait_for_wake(jittered(self._config.poll_interval_s))
+
+    async def _heartbeat_loop(self) -> None:
+        """Extend the leases of every running job in one statement, and stop the jobs whose
+        cancellation was requested or whose lease another worker's rescuer took back."""
+        while True:
+            await asyncio.sleep(jittered(self._config.heartbeat_s))
+            held = list(self._active)
+            if not held:
+                continue
+            try:
+                leases = await self._queue.heartbeat(
+                    worker_id=self.worker_id, job_ids=held, lease_s=self._config.lease_s
+                )
+            except DatabaseUnavailableError as exc:
+                log.warning("heartbeat_failed", error=str(exc), jobs=len(held))
+                continue
+            still_ours = {lease.job_id: lease for lease in leases}
+            for job_id in held:
+                entry = self._active.get(job_id)
+                if entry is None:
+                    continue  # its handler finished while we waited: nothing to stop
+                lease = still_ours.get(job_id)
+                if lease is None:
+                    log.warning("job_lease_lost", job_id=str(job_id))
+                    entry.stop(StopReason.LEASE_LOST)
+                elif lease.cancel_requested:
+                    entry.stop(StopReason.CANCEL_REQUESTED)
 
     async def _wait_for_wake(self, timeout_s: float) -> None:
         try:
@@ -152,10 +219,12 @@ class Runner:
 
     def _start(self, job: ClaimedJob) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job:{job.id}")
-        self._running[job.id] = task
+        self._active[job.id] = _Active(job, task)
+        self._tasks.add(task)
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._running.pop(job.id, None)
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self._active.pop(job.id, None)
             self._wake.set()
 
         task.add_done_callback(done)
@@ -164,56 +233,78 @@ class Runner:
 
     async def _execute(self, job: ClaimedJob) -> None:
         started = self._clock()
-        failure = await self._run_handler(job)
+        outcome = await self._attempt(job)
         duration_s = self._clock() - started
+        if outcome is None:
+            log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
+            return
         # The work is done: recording it must survive the worker being cancelled.
-        await asyncio.shield(self._record(job, failure))
+        await asyncio.shield(self._record(job, outcome))
         log.info(
             "job_finished",
             job_id=str(job.id),
             type=job.type,
             queue=job.queue,
             attempt=job.attempt,
-            outcome="completed" if failure is None else "failed",
+            outcome=outcome.kind.value,
             duration_s=round(duration_s, 6),
-            error=None if failure is None else failure.error,
+            error=outcome.error,
         )
 
-    async def _run_handler(self, job: ClaimedJob) -> Failure | None:
+    async def _attempt(self, job: ClaimedJob) -> Outcome | None:
+        """Run the handler once. Returns how it ended, or None when the job is no longer ours."""
+        entry = self._active[job.id]
+        try:
+            return await self._run_handler(job)
+        except asyncio.CancelledError:
+            reason = entry.stop_reason
+            if reason is None:
+                raise  # not our doing (the event loop is closing): let it propagate
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # we asked for this cancellation and have handled it
+            if reason is StopReason.CANCEL_REQUESTED:
+                return Outcome(job.id, OutcomeKind.CANCELLED, "cancelled on request")
+            if reason is StopReason.SHUTDOWN:
+                return Outcome(
+                    job.id, OutcomeKind.RELEASED, "interrupted by worker shutdown; released"
+                )
+            return None
+        finally:
+            self._active.pop(job.id, None)
+
+    async def _run_handler(self, job: ClaimedJob) -> Outcome:
         task = self._registry.get(job.type)
         if task is None:
-            return Failure(
+            return Outcome(
                 job.id,
+                OutcomeKind.FAILED_FINAL,
                 f"no handler registered for job type {job.type!r}",
-                retry_in_s=0.0,
-                final=True,
             )
+        timeout_s = job.timeout_s or task.timeout_s or self._config.job_timeout_s
+        scope = asyncio.timeout(timeout_s)
         try:
-            await task.run(JobContext.of(job))
+            async with scope:
+                await task.run(JobContext.of(job))
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
-            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-            return Failure(
-                job.id,
-                error,
-                retry_in_s=self._config.backoff.delay(job.attempt),
-                final=isinstance(exc, PermanentError),
+            retry_in_s = self._config.backoff.delay(job.attempt)
+            if isinstance(exc, TimeoutError) and scope.expired():
+                return Outcome(
+                    job.id, OutcomeKind.FAILED, f"timed out after {timeout_s:g} s", retry_in_s
+                )
+            kind = (
+                OutcomeKind.FAILED_FINAL if isinstance(exc, PermanentError) else OutcomeKind.FAILED
             )
-        return None
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+            return Outcome(job.id, kind, error, retry_in_s)
+        return Outcome(job.id, OutcomeKind.COMPLETED)
 
-    async def _record(self, job: ClaimedJob, failure: Failure | None) -> None:
+    async def _record(self, job: ClaimedJob, outcome: Outcome) -> None:
         """Write the outcome, retrying while the database is unreachable."""
         delay = 0.1
         while True:
             try:
-                if failure is None:
-                    kept = await self._queue.complete(worker_id=self.worker_id, job_ids=[job.id])
-                else:
-                    kept = {
-                        o.job_id
-                        for o in await self._queue.fail(
-                            worker_id=self.worker_id, failures=[failure]
-                        )
-                    }
+                recorded = await self._queue.finish(worker_id=self.worker_id, outcomes=[outcome])
             except DatabaseUnavailableError as exc:
                 log.warning(
                     "record_outcome_retry", job_id=str(job.id), error=str(exc), retry_in_s=delay
@@ -221,23 +312,26 @@ class Runner:
                 await asyncio.sleep(jittered(delay))
                 delay = min(delay * 2, DB_RETRY_MAX_S)
                 continue
-            if job.id not in kept:
-                # Our lease was taken away (rescued or cancelled) before we finished.
+            if not recorded:
+                # Our lease was taken away (rescued after lost heartbeats) before we finished.
                 log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")
             return
 
     async def _drain(self) -> None:
-        """Let running jobs finish within the grace period, then cancel the rest."""
-        if not self._running:
+        """Let running jobs finish within the grace period, then release the rest."""
+        if not self._tasks:
             return
-        log.info(
-            "worker_draining", running=len(self._running), grace_s=self._config.shutdown_grace_s
-        )
-        _, late = await asyncio.wait(
-            list(self._running.values()), timeout=self._config.shutdown_grace_s
-        )
-        for task in late:
-            task.cancel()
+        grace_s = self._config.shutdown_grace_s
+        log.info("worker_draining", running=len(self._tasks), grace_s=grace_s)
+        await asyncio.wait(set(self._tasks), timeout=grace_s)
+        late = list(self._active.values())
+        for entry in late:
+            entry.stop(StopReason.SHUTDOWN)
         if late:
-            await asyncio.wait(late)
-            log.warning("worker_drain_cancelled_jobs", cancelled=len(late))
+            log.warning("worker_releasing_jobs", released=len(late))
+        if self._tasks:
+            _, unrecorded = await asyncio.wait(set(self._tasks), timeout=RECORD_DEADLINE_S)
+            for task in unrecorded:
+                task.cancel()
+            if unrecorded:
+                log.error("outcomes_not_recorded", jobs=len(unrecorded), fallback="lease expiry")

@@ -30,11 +30,19 @@ class WorkerSettings(CommonSettings):
     poll_interval_s: PositiveFloat = 1.0
     shutdown_grace_s: PositiveFloat = 25.0
     lease_s: PositiveFloat = 30.0
+    heartbeat_s: PositiveFloat = 5.0
+    rescue_interval_s: PositiveFloat = 15.0
+    job_timeout_s: PositiveFloat | None = None
     retry_base_s: PositiveFloat = 1.0
     retry_cap_s: PositiveFloat = 300.0
     db_pool_size: PositiveInt | None = None
 
     _split = field_validator("queues", "tasks", mode="before")(_split_commas)
+
+    @field_validator("job_timeout_s", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("queues", "tasks")
     @classmethod
@@ -47,6 +55,9 @@ class WorkerSettings(CommonSettings):
     def _cap_above_base(self) -> "WorkerSettings":
         if self.retry_cap_s < self.retry_base_s:
             raise ValueError("WORKER_RETRY_CAP_S must be at least WORKER_RETRY_BASE_S")
+        # Two heartbeats may be lost (a slow database, a GC pause) before the lease runs out.
+        if self.lease_s < 2 * self.heartbeat_s:
+            raise ValueError("WORKER_LEASE_S must be at least twice WORKER_HEARTBEAT_S")
         return self
 
     @property
@@ -69,3 +80,9 @@ class SmtpSettings(BaseSettings):
     starttls: bool = False
     use_tls: bool = False
     timeout_s: PositiveFloat = 30.0
+
+    @field_validator("host", "username", "password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # compose passes `SMTP_HOST: ${SMTP_HOST:-}`: an empty value means "not configured".
+        return None if value == "" else value

@@ -7,8 +7,8 @@
 -- statement (and so the same transaction) as the insert: a worker can never be woken for a row
 -- it cannot see yet, and one that is not woken still finds it on its next poll.
 WITH inserted AS (
-    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     RETURNING queue, scheduled_at
 )
 SELECT pg_notify('queue_jobs', queue)
@@ -18,7 +18,8 @@ WHERE scheduled_at IS NULL OR scheduled_at <= now();
 -- name: get_job
 -- The status endpoint's row, by primary key.
 SELECT id, type, payload, status, attempts, max_attempts, error_message, scheduled_at,
-       created_at, updated_at, queue, priority, started_at, finished_at
+       created_at, updated_at, queue, priority, started_at, finished_at, timeout_s,
+       cancel_requested_at
 FROM jobs
 WHERE id = $1;
 
@@ -51,50 +52,151 @@ SET status = 'running',
 FROM due
 WHERE j.id = due.id
 RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attempts,
-          j.created_at, j.scheduled_at, j.started_at;
+          j.timeout_s, j.created_at, j.scheduled_at, j.started_at;
 
--- name: complete
--- Mark jobs completed, by primary key. Guarded by "still running and still leased to me": a job
--- that was rescued from this worker and handed to another is never overwritten.
-UPDATE jobs
-SET status = 'completed',
-    error_message = NULL,
+-- name: finish
+-- Record the outcomes of attempts, for many jobs in one statement, by primary key. Each input
+-- row is (id, outcome, error, retry_in_s) with outcome one of:
+--   completed     the handler returned
+--   failed        the handler raised: retry after retry_in_s while attempts remain
+--   failed_final  no retry can help (no handler, PermanentError)
+--   cancelled     stopped on a cancel request
+--   released      interrupted by this worker's shutdown: pending again at once, and the
+--                 interrupted attempt is given back (it did not fail)
+-- A job whose cancellation was requested ends cancelled unless it completed.
+-- Guarded by "still running and still leased to $2": a job that was rescued from this worker
+-- and handed to another is never overwritten; such ids are simply absent from the result.
+-- FOR UPDATE makes the decision on the row as it is once locked (under READ COMMITTED a
+-- concurrent cancel request is seen, not lost).
+WITH input AS (
+    SELECT *
+    FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[])
+        AS i(id, outcome, error, retry_in_s)
+),
+decided AS (
+    SELECT j.id, i.outcome, i.error, i.retry_in_s,
+           CASE
+               WHEN i.outcome = 'completed' THEN 'completed'
+               WHEN i.outcome = 'cancelled' OR j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+               WHEN i.outcome = 'released' THEN 'pending'
+               WHEN i.outcome = 'failed_final' OR j.attempts >= j.max_attempts THEN 'failed'
+               ELSE 'pending'
+           END AS status
+    FROM input AS i
+    JOIN jobs AS j ON j.id = i.id
+    WHERE j.status = 'running' AND j.lease_owner = $2
+    FOR UPDATE OF j
+)
+UPDATE jobs AS j
+SET status = d.status,
+    attempts = CASE WHEN d.outcome = 'released' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
+    error_message = CASE WHEN d.status = 'completed' THEN NULL ELSE coalesce(d.error, j.error_message) END,
+    scheduled_at = CASE
+        WHEN d.status = 'pending' AND d.outcome = 'failed' THEN now() + make_interval(secs => d.retry_in_s)
+        ELSE j.scheduled_at
+    END,
     lease_owner = NULL,
     lease_expires_at = NULL,
-    finished_at = now(),
+    finished_at = CASE WHEN d.status = 'pending' THEN NULL ELSE now() END,
     updated_at = now()
+FROM decided AS d
+WHERE j.id = d.id
+RETURNING j.id, j.status, j.attempts, j.scheduled_at, j.queue;
+
+-- name: notify_queues
+-- Wake the workers of these queues (after jobs were put back to pending outside enqueue).
+SELECT pg_notify('queue_jobs', q) FROM unnest($1::text[]) AS q;
+
+-- name: heartbeat
+-- Extend the leases of every job worker $2 holds, in one statement. Returns the ids still
+-- leased to it and whether each one's cancellation was requested; an id missing from the
+-- result was taken back (rescued after a lost heartbeat) and must stop running here.
+-- updated_at is left alone: a heartbeat is not a change of the job's state.
+UPDATE jobs
+SET lease_expires_at = now() + make_interval(secs => $3)
 WHERE id = ANY($1::uuid[])
   AND status = 'running'
   AND lease_owner = $2
-RETURNING id;
+RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
 
--- name: fail
--- Record failed attempts, by primary key, under the same lease guard as complete. Each row
--- carries its error, the backoff before the next attempt, and whether it must not be retried
--- (e.g. no handler for its type). A job with attempts left goes back to pending, due after its
--- backoff; otherwise it is failed for good.
-WITH outcome AS (
-    SELECT f.id, f.error, f.retry_in_s,
-           (f.final OR j.attempts >= j.max_attempts) AS give_up
-    FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::bool[]) AS f(id, error, retry_in_s, final)
-    JOIN jobs AS j ON j.id = f.id
+-- name: rescue_expired
+-- Take back up to $1 running jobs whose lease ran out: their worker died or lost the database
+-- for longer than a lease. The attempt counts (it may have had effects); the job is pending
+-- again while attempts remain, else failed, and cancelled if that was requested. SKIP LOCKED
+-- and the re-check of the expiry on the locked row make this safe to run on every replica at
+-- once, and a heartbeat that renews a lease at the same moment wins.
+WITH expired AS MATERIALIZED (
+    SELECT id, lease_owner, lease_expires_at
+    FROM jobs
+    WHERE status = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs AS j
-SET status = CASE WHEN o.give_up THEN 'failed' ELSE 'pending' END,
-    scheduled_at = CASE
-        WHEN o.give_up THEN j.scheduled_at
-        ELSE now() + make_interval(secs => o.retry_in_s)
+SET status = CASE
+        WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN j.attempts >= j.max_attempts THEN 'failed'
+        ELSE 'pending'
     END,
-    error_message = o.error,
+    error_message = format(
+        'rescued from a lost worker: lease of %s expired at %s', e.lease_owner, e.lease_expires_at
+    ),
     lease_owner = NULL,
     lease_expires_at = NULL,
-    finished_at = CASE WHEN o.give_up THEN now() END,
+    finished_at = CASE
+        WHEN j.cancel_requested_at IS NOT NULL OR j.attempts >= j.max_attempts THEN now()
+    END,
     updated_at = now()
-FROM outcome AS o
-WHERE j.id = o.id
+FROM expired AS e
+WHERE j.id = e.id
   AND j.status = 'running'
-  AND j.lease_owner = $5
-RETURNING j.id, j.status, j.attempts, j.scheduled_at;
+  AND j.lease_expires_at < now()
+RETURNING j.id, j.status, j.queue, e.lease_owner AS lost_worker;
+
+-- name: cancel
+-- Cancel job $1: pending becomes cancelled at once; running gets a cancel request that its
+-- worker acts on at its next heartbeat; a finished job is left as it is. Returns the status
+-- before and after, or no row for an unknown id.
+WITH target AS (
+    SELECT id, status FROM jobs WHERE id = $1 FOR UPDATE
+),
+changed AS (
+    UPDATE jobs AS j
+    SET status = CASE WHEN t.status = 'pending' THEN 'cancelled' ELSE j.status END,
+        cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+        finished_at = CASE WHEN t.status = 'pending' THEN now() ELSE j.finished_at END,
+        updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id AND t.status IN ('pending', 'running')
+    RETURNING j.status
+)
+SELECT t.status AS before, (SELECT status FROM changed) AS after
+FROM target AS t;
+
+-- name: retry
+-- Put a failed or cancelled job $1 back to pending, due now, with a fresh attempt budget
+-- (attempts back to 0; the last error_message is kept until the next outcome), and wake the
+-- workers of its queue. Other statuses are left alone. Returns the status before and after,
+-- or no row for an unknown id.
+WITH target AS (
+    SELECT id, status FROM jobs WHERE id = $1 FOR UPDATE
+),
+changed AS (
+    UPDATE jobs AS j
+    SET status = 'pending',
+        attempts = 0,
+        scheduled_at = NULL,
+        cancel_requested_at = NULL,
+        finished_at = NULL,
+        started_at = NULL,
+        updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id AND t.status IN ('failed', 'cancelled')
+    RETURNING j.status, pg_notify('queue_jobs', j.queue)
+)
+SELECT t.status AS before, (SELECT status FROM changed) AS after
+FROM target AS t;
 
 -- name: ping
 -- Readiness: the database answers.

@@ -1,0 +1,49 @@
+"""Maintenance that every worker replica runs: rescuing jobs whose worker was lost.
+
+Safe on any number of replicas at once: the rescue statement takes rows with SKIP LOCKED and
+re-checks each lease on the locked row, so two rescuers never take the same job and a lease
+renewed at the last moment is left alone.
+"""
+
+import asyncio
+
+from queue_core.errors import DatabaseUnavailableError
+from queue_core.log import get_logger
+from queue_core.queue import Queue
+from queue_worker.runner import jittered
+
+log = get_logger("queue_worker.maintenance")
+
+RESCUE_BATCH = 1000
+
+
+class Rescuer:
+    def __init__(self, queue: Queue, interval_s: float, batch: int = RESCUE_BATCH) -> None:
+        self._queue = queue
+        self._interval_s = interval_s
+        self._batch = batch
+
+    async def rescue_once(self) -> int:
+        """Rescue every expired lease now, in batches. Returns how many jobs were taken back."""
+        total = 0
+        while True:
+            rescued = await self._queue.rescue_expired(limit=self._batch)
+            for job in rescued:
+                log.warning(
+                    "job_rescued",
+                    job_id=str(job.job_id),
+                    status=job.status.value,
+                    lost_worker=job.lost_worker,
+                )
+            total += len(rescued)
+            if len(rescued) < self._batch:
+                return total
+
+    async def run(self) -> None:
+        """Rescue on a jittered interval until cancelled."""
+        while True:
+            await asyncio.sleep(jittered(self._interval_s))
+            try:
+                await self.rescue_once()
+            except DatabaseUnavailableError as exc:
+                log.warning("rescue_failed", error=str(exc))
