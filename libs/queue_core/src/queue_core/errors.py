@@ -15,6 +15,15 @@ class DatabaseUnavailableError(QueueError):
         self.cause = cause
 
 
+class JobStateConflictError(QueueError):
+    """The job's status does not allow the requested change (e.g. cancelling a completed job)."""
+
+    def __init__(self, job_id: UUID, status: str, action: str, allowed: str) -> None:
+        super().__init__(f"job {job_id} is {status}: only {allowed} jobs can be {action}")
+        self.job_id = job_id
+        self.status = status
+
+
 class JobNotFoundError(QueueError):
     def __init__(self, job_id: UUID) -> None:
         super().__init__(f"job {job_id} not found")

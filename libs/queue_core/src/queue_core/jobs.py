@@ -109,7 +109,7 @@ class Transition:
     """A job's status before and after a cancel or retry request."""
 
     before: JobStatus
-    after: JobStatus | None  # None: the request did not apply to the job's status
+    after: JobStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,12 @@ def configure(*, level: LogLevel = "INFO", fmt: LogFormat = "auto") -> None:
     ]
     renderer: structlog.types.Processor
     if use_json:
-        shared.append(structlog.processors.dict_tracebacks)
+        # Tracebacks as data, without frame locals: those would put payloads and secrets in logs.
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from queue_core.db import translate_connection_errors
-from queue_core.errors import JobNotFoundError
+from queue_core.errors import JobNotFoundError, JobStateConflictError
 from queue_core.jobs import (
     ClaimedJob,
     Failure,
@@ -186,19 +186,23 @@ class Queue:
         ]
 
     async def cancel(self, job_id: uuid.UUID) -> Transition:
-        """Cancel a pending job at once, or ask a running job's worker to stop it."""
-        return await self._transition(Q_CANCEL, job_id)
+        """Cancel a pending job at once (``after`` is cancelled), or ask a running job's worker
+        to stop it at its next heartbeat (``after`` is still running). Raises
+        :class:`JobStateConflictError` for a finished job."""
+        return await self._transition(Q_CANCEL, job_id, "cancelled", "pending or running")
 
     async def retry(self, job_id: uuid.UUID) -> Transition:
-        """Put a failed or cancelled job back to pending with a fresh attempt budget."""
-        return await self._transition(Q_RETRY, job_id)
+        """Put a failed or cancelled job back to pending with a fresh attempt budget. Raises
+        :class:`JobStateConflictError` for any other status."""
+        return await self._transition(Q_RETRY, job_id, "retried", "failed or cancelled")
 
-    async def _transition(self, query: str, job_id: uuid.UUID) -> Transition:
+    async def _transition(
+        self, query: str, job_id: uuid.UUID, action: str, allowed: str
+    ) -> Transition:
         async with translate_connection_errors():
             row = await self._pool.fetchrow(query, job_id)
         if row is None:
             raise JobNotFoundError(job_id)
-        after = row["after"]
-        return Transition(
-            before=JobStatus(row["before"]), after=None if after is None else JobStatus(after)
-        )
+        if row["after"] is None:
+            raise JobStateConflictError(job_id, row["before"], action, allowed)
+        return Transition(before=JobStatus(row["before"]), after=JobStatus(row["after"]))

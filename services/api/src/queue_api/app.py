@@ -10,6 +10,7 @@ from litestar.openapi import OpenAPIConfig
 
 from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.routes.health import HealthController
+from queue_api.routes.job_actions import JobActionsController
 from queue_api.routes.jobs import JobsController
 from queue_api.settings import ApiSettings
 from queue_core.db import create_pool
@@ -37,7 +38,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[HealthController, JobsController],
+        route_handlers=[HealthController, JobsController, JobActionsController],
         dependencies={"queue": Provide(_provide_queue, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

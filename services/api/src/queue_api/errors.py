@@ -8,12 +8,13 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 
-from queue_core.errors import DatabaseUnavailableError, JobNotFoundError
+from queue_core.errors import DatabaseUnavailableError, JobNotFoundError, JobStateConflictError
 from queue_core.log import get_logger
 
 log = get_logger("queue_api.errors")
@@ -38,6 +39,10 @@ def job_not_found(_: Request, exc: JobNotFoundError) -> Response[dict[str, objec
     return Response(_body(HTTP_404_NOT_FOUND, str(exc)), status_code=HTTP_404_NOT_FOUND)
 
 
+def job_state_conflict(_: Request, exc: JobStateConflictError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(_body(HTTP_409_CONFLICT, str(exc)), status_code=HTTP_409_CONFLICT)
+
+
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     if isinstance(exc, HTTPException):  # Litestar's own 4xx/5xx: keep its status and detail
         body = _body(exc.status_code, exc.detail)
@@ -54,5 +59,6 @@ def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DatabaseUnavailableError: database_unavailable,
     JobNotFoundError: job_not_found,
+    JobStateConflictError: job_state_conflict,
     Exception: unexpected,
 }

@@ -34,6 +34,15 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         datetime | None,
         msgspec.Meta(description="RFC 3339 instant (with offset) before which it must not run"),
     ] = None
+    timeout_s: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0, le=86400, description="Seconds one attempt may run (default: the handler's)"
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:

@@ -52,6 +52,7 @@ class JobsController(Controller):
                 priority=data.priority,
                 max_attempts=data.max_attempts,
                 scheduled_at=data.scheduled_at,
+                timeout_s=data.timeout_s,
             )
         )
         return Response(

@@ -1,0 +1,53 @@
+"""Acting on one job: cancel it, or run a failed or cancelled one again (``/v1``)."""
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, post
+from litestar.params import Parameter
+from litestar.response import Response
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from queue_api.schemas import JobStatusResponse
+from queue_core.queue import Queue
+from queue_core.states import JobStatus
+
+JobId = Annotated[UUID, Parameter(description="The job's id, as returned by POST /jobs")]
+
+
+class JobActionsController(Controller):
+    path = "/v1/jobs/{job_id:str}"
+    tags = ["jobs"]  # noqa: RUF012 - Litestar reads class attributes
+
+    @post(
+        "/cancel",
+        operation_id="cancelJob",
+        summary="Cancel a job",
+        description=(
+            "A pending (or scheduled) job is cancelled at once: 200. A running job is asked to "
+            "stop; its worker cancels it within one heartbeat: 202, and its status turns to "
+            "cancelled then. A finished job cannot be cancelled: 409."
+        ),
+        status_code=HTTP_200_OK,
+        responses={},
+    )
+    async def cancel(self, job_id: JobId, queue: Queue) -> Response[JobStatusResponse]:
+        transition = await queue.cancel(job_id)
+        job = await queue.get(job_id)
+        status = HTTP_202_ACCEPTED if transition.after is JobStatus.RUNNING else HTTP_200_OK
+        return Response(JobStatusResponse.of(job), status_code=status)
+
+    @post(
+        "/retry",
+        operation_id="retryJob",
+        summary="Run a failed or cancelled job again",
+        description=(
+            "The job goes back to pending, due now, with a fresh attempt budget: Attempts "
+            "restarts at 0 and it may run up to MaxAttempts times again. ErrorMessage keeps the "
+            "last error until the next outcome. Any other status: 409."
+        ),
+        status_code=HTTP_200_OK,
+    )
+    async def retry(self, job_id: JobId, queue: Queue) -> JobStatusResponse:
+        await queue.retry(job_id)
+        return JobStatusResponse.of(await queue.get(job_id))
