@@ -11,7 +11,7 @@ from typing import Final
 
 import asyncpg
 
-from queue_core.errors import DatabaseUnavailableError
+from queue_core.errors import DatabaseUnavailableError, InvalidJobError
 
 _SCHEMES: Final = ("postgresql+asyncpg://", "postgresql://", "postgres://")
 
@@ -79,6 +79,17 @@ async def create_pool(
     if pool is None:  # pragma: no cover - asyncpg returns None only for a misused await
         raise RuntimeError("asyncpg.create_pool returned None")
     return pool
+
+
+@asynccontextmanager
+async def translate_input_errors() -> AsyncIterator[None]:
+    """Turn "PostgreSQL cannot hold this value" errors into :class:`InvalidJobError`."""
+    try:
+        yield
+    except asyncpg.DataError as exc:  # e.g. \u0000 in jsonb, a timestamp out of range
+        raise InvalidJobError(f"the database cannot store this job: {exc.message}") from exc
+    except (OverflowError, ValueError) as exc:  # asyncpg refused to encode a parameter
+        raise InvalidJobError(f"the database cannot store this job: {exc}") from exc
 
 
 @asynccontextmanager

@@ -15,6 +15,11 @@ class DatabaseUnavailableError(QueueError):
         self.cause = cause
 
 
+class InvalidJobError(QueueError):
+    """PostgreSQL cannot store the job as given (a NUL character in text or JSON, an instant
+    outside the years it can represent). The caller's input is at fault, not the database."""
+
+
 class JobStateConflictError(QueueError):
     """The job's status does not allow the requested change (e.g. cancelling a completed job)."""
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from queue_core.db import translate_connection_errors
+from queue_core.db import translate_connection_errors, translate_input_errors
 from queue_core.errors import JobNotFoundError, JobStateConflictError
 from queue_core.jobs import (
     ClaimedJob,
@@ -30,6 +30,7 @@ from queue_core.sql import QUERIES
 from queue_core.states import JobStatus
 
 Q_ENQUEUE = QUERIES["enqueue"]
+Q_ENQUEUE_MANY = QUERIES["enqueue_many"]
 Q_GET_JOB = QUERIES["get_job"]
 Q_CLAIM = QUERIES["claim"]
 Q_FINISH = QUERIES["finish"]
@@ -60,8 +61,7 @@ class Queue:
     async def enqueue(self, job: NewJob) -> uuid.UUID:
         """Store ``job`` as pending and wake a worker if it is due now. Returns its id."""
         job_id = uuid.uuid4()
-
-        async with translate_connection_errors():
+        async with translate_connection_errors(), translate_input_errors():
             await self._pool.execute(
                 Q_ENQUEUE,
                 job_id,
@@ -74,6 +74,25 @@ class Queue:
                 job.timeout_s,
             )
         return job_id
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        """Store many jobs in one statement, all or none. Returns their ids in order."""
+        if not jobs:
+            return []
+        ids = [uuid.uuid4() for _ in jobs]
+        async with translate_connection_errors(), translate_input_errors():
+            await self._pool.execute(
+                Q_ENQUEUE_MANY,
+                ids,
+                [j.type for j in jobs],
+                [j.payload for j in jobs],
+                [j.queue for j in jobs],
+                [j.priority for j in jobs],
+                [j.max_attempts for j in jobs],
+                [j.scheduled_at for j in jobs],
+                [j.timeout_s for j in jobs],
+            )
+        return ids
 
     async def get(self, job_id: uuid.UUID) -> JobRecord:
         async with translate_connection_errors():

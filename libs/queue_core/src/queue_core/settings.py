@@ -59,8 +59,9 @@ def load_settings(settings_cls: type[S]) -> S:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            var = _alias_to_env(settings_cls, str(err["loc"][0])) if err["loc"] else "?"
             message = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{var}: {message}")
+            if err["loc"]:  # a field's own error; cross-field messages name their variables
+                message = f"{_alias_to_env(settings_cls, str(err['loc'][0]))}: {message}"
+            problems.append(message)
         sys.stderr.write(f"invalid configuration: {'; '.join(problems)}\n")
         raise SystemExit(2) from None

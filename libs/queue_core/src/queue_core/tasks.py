@@ -83,6 +83,17 @@ class Task:
             await asyncio.to_thread(self.handler, job)
 
 
+def _is_async(handler: Handler) -> bool:
+    """True for ``async def`` functions and for objects whose ``__call__`` is one."""
+    call = getattr(handler, "__call__", None)  # noqa: B004 - looking at __call__ itself
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+def _describe(handler: Handler) -> str:
+    name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    return f"{getattr(handler, '__module__', '?')}.{name}"
+
+
 class TaskRegistry:
     """Job type name → handler. One process-wide instance, :data:`registry`, is what
     :func:`task` fills and the worker reads; tests may build their own."""
@@ -98,13 +109,12 @@ class TaskRegistry:
         existing = self._tasks.get(name)
         if existing is not None and existing.handler is not handler:
             raise DuplicateTaskError(
-                f"task {name!r} is already registered by "
-                f"{existing.handler.__module__}.{existing.handler.__qualname__}"
+                f"task {name!r} is already registered by {_describe(existing.handler)}"
             )
         task_ = Task(
             name=name,
             handler=handler,
-            is_async=inspect.iscoroutinefunction(handler),
+            is_async=_is_async(handler),
             timeout_s=timeout_s,
         )
         self._tasks[name] = task_

@@ -39,7 +39,7 @@ def create_app(settings: ApiSettings) -> Litestar:
 
     return Litestar(
         route_handlers=[HealthController, JobsController, JobActionsController],
-        dependencies={"queue": Provide(_provide_queue, sync_to_thread=False)},
+        dependencies={"job_queue": Provide(_provide_queue, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

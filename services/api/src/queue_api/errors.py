@@ -7,6 +7,7 @@ of a traceback, SQL or a driver message ever reaches the client; the log gets th
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_500_INTERNAL_SERVER_ERROR,
@@ -14,7 +15,12 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from queue_core.errors import DatabaseUnavailableError, JobNotFoundError, JobStateConflictError
+from queue_core.errors import (
+    DatabaseUnavailableError,
+    InvalidJobError,
+    JobNotFoundError,
+    JobStateConflictError,
+)
 from queue_core.log import get_logger
 
 log = get_logger("queue_api.errors")
@@ -43,6 +49,10 @@ def job_state_conflict(_: Request, exc: JobStateConflictError) -> Response[dict[
     return Response(_body(HTTP_409_CONFLICT, str(exc)), status_code=HTTP_409_CONFLICT)
 
 
+def invalid_job(_: Request, exc: InvalidJobError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(_body(HTTP_400_BAD_REQUEST, str(exc)), status_code=HTTP_400_BAD_REQUEST)
+
+
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     if isinstance(exc, HTTPException):  # Litestar's own 4xx/5xx: keep its status and detail
         body = _body(exc.status_code, exc.detail)
@@ -59,6 +69,7 @@ def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DatabaseUnavailableError: database_unavailable,
     JobNotFoundError: job_not_found,
+    InvalidJobError: invalid_job,
     JobStateConflictError: job_state_conflict,
     Exception: unexpected,
 }

@@ -46,6 +46,12 @@ def jittered(seconds: float) -> float:
     return seconds * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not cryptography
 
 
+def error_text(exc: BaseException) -> str:
+    """The error_message stored for a failed attempt: bounded, and without NUL characters,
+    which PostgreSQL text cannot hold (one would make the outcome impossible to record)."""
+    return f"{type(exc).__name__}: {exc}".replace("\x00", "\\0")[:MAX_ERROR_CHARS]
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -149,31 +155,34 @@ class Runner:
         db_delay = 0.0
         while not self._stopping.is_set():
             self.last_loop_at = self._clock()
+            # Cleared before looking, so a wake-up (NOTIFY, freed slot, stop) that arrives while
+            # we claim or wait is kept for the next turn instead of lost.
+            self._wake.clear()
             free = self._config.concurrency - len(self._tasks)
-            claimed = 0
-            if free > 0:
-                # Cleared before the claim, so a wake-up that arrives during it is not lost.
-                self._wake.clear()
-                try:
-                    jobs = await self._queue.claim(
-                        worker_id=self.worker_id,
-                        queues=self._config.queues,
-                        limit=free,
-                        lease_s=self._config.lease_s,
-                    )
-                except DatabaseUnavailableError as exc:
-                    db_delay = min(max(db_delay * 2, 0.1), DB_RETRY_MAX_S)
-                    log.warning("claim_failed", error=str(exc), retry_in_s=round(db_delay, 2))
-                    await self._sleep_unless_stopping(jittered(db_delay))
-                    continue
-                if db_delay:
-                    log.info("database_reachable_again")
-                db_delay = 0.0
-                claimed = len(jobs)
-                for job in jobs:
-                    self._start(job)
-            if claimed and claimed == free:
-                continue  # every slot is busy: the next turn waits for a freed one
+            if free <= 0:
+                # Every slot is busy: a finishing job sets the event. NOTIFYs meanwhile only
+                # matter once a slot is free, and the claim then finds their jobs anyway.
+                await self._wait_for_wake(jittered(self._config.poll_interval_s))
+                continue
+            try:
+                jobs = await self._queue.claim(
+                    worker_id=self.worker_id,
+                    queues=self._config.queues,
+                    limit=free,
+                    lease_s=self._config.lease_s,
+                )
+            except DatabaseUnavailableError as exc:
+                db_delay = min(max(db_delay * 2, 0.1), DB_RETRY_MAX_S)
+                log.warning("claim_failed", error=str(exc), retry_in_s=round(db_delay, 2))
+                await self._sleep_unless_stopping(jittered(db_delay))
+                continue
+            if db_delay:
+                log.info("database_reachable_again")
+            db_delay = 0.0
+            for job in jobs:
+                self._start(job)
+            if len(jobs) == free:
+                continue  # there may be more due work: claim again as soon as slots free up
             await self._wait_for_wake(jittered(self._config.poll_interval_s))
 
     async def _heartbeat_loop(self) -> None:
@@ -295,8 +304,7 @@ class Runner:
             kind = (
                 OutcomeKind.FAILED_FINAL if isinstance(exc, PermanentError) else OutcomeKind.FAILED
             )
-            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-            return Outcome(job.id, kind, error, retry_in_s)
+            return Outcome(job.id, kind, error_text(exc), retry_in_s)
         return Outcome(job.id, OutcomeKind.COMPLETED)
 
     async def _record(self, job: ClaimedJob, outcome: Outcome) -> None:
@@ -312,6 +320,11 @@ class Runner:
                 await asyncio.sleep(jittered(delay))
                 delay = min(delay * 2, DB_RETRY_MAX_S)
                 continue
+            except Exception:
+                # A bug of ours, not an outage: retrying would loop. The lease runs out and the
+                # rescuer puts the job back, so it is delayed, not lost.
+                log.exception("record_outcome_failed", job_id=str(job.id), outcome=outcome.kind)
+                return
             if not recorded:
                 # Our lease was taken away (rescued after lost heartbeats) before we finished.
                 log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")

@@ -15,6 +15,22 @@ SELECT pg_notify('queue_jobs', queue)
 FROM inserted
 WHERE scheduled_at IS NULL OR scheduled_at <= now();
 
+-- name: enqueue_many
+-- Insert many jobs in one statement (all or nothing) from parallel arrays, and send one NOTIFY
+-- per queue that got due work, never one per row: a pending NOTIFY is queued and
+-- de-duplicated at commit, and thousands of them would serialise every committing enqueuer.
+WITH inserted AS (
+    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
+    SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::smallint[], $6::int[],
+                $7::timestamptz[], $8::float8[])
+    RETURNING queue, scheduled_at
+)
+SELECT pg_notify('queue_jobs', due.queue)
+FROM (
+    SELECT DISTINCT queue FROM inserted WHERE scheduled_at IS NULL OR scheduled_at <= now()
+) AS due;
+
 -- name: get_job
 -- The status endpoint's row, by primary key.
 SELECT id, type, payload, status, attempts, max_attempts, error_message, scheduled_at,
@@ -25,21 +41,31 @@ WHERE id = $1;
 
 -- name: claim
 -- Lease up to $3 due jobs of the queues in $2 to worker $1 for $4 seconds, highest priority and
--- oldest first. The MATERIALIZED CTE is an optimisation fence: it makes the LIMIT and the row
--- locks apply before the UPDATE, so the planner can never update more rows than the worker has
--- free slots. SKIP LOCKED lets concurrent claimers pass over each other's rows instead of
--- queueing behind them. The WHERE and ORDER BY match ix_jobs_claimable exactly, so this is an
--- index scan over pending rows only. The attempt is counted here, at the start, so a worker
--- that dies mid-job has still used one.
+-- oldest first across those queues.
+--  * One index scan per queue (the LATERAL): each is an ordered scan of ix_jobs_claimable that
+--    stops after $3 rows, whatever the backlog. A single "queue = ANY($2) ORDER BY priority"
+--    scan cannot use the index order and sorts every pending row instead (40 ms at 180k).
+--  * SKIP LOCKED lets concurrent claimers pass over each other's rows instead of queueing.
+--  * The MATERIALIZED CTE is an optimisation fence: the LIMIT and the row locks apply before
+--    the UPDATE, so the planner can never update more rows than the worker has free slots.
+--    (With several queues, rows locked by one queue's scan but cut by the final LIMIT stay
+--    pending; they are only skipped by other claimers for the duration of this statement.)
+--  * The attempt is counted here, at the start, so a worker that dies mid-job has used one.
 WITH due AS MATERIALIZED (
-    SELECT id
-    FROM jobs
-    WHERE status = 'pending'
-      AND queue = ANY($2::text[])
-      AND coalesce(scheduled_at, created_at) <= now()
-    ORDER BY queue, priority DESC, coalesce(scheduled_at, created_at)
+    SELECT c.id
+    FROM unnest($2::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
+        FROM jobs AS j
+        WHERE j.status = 'pending'
+          AND j.queue = q.name
+          AND coalesce(j.scheduled_at, j.created_at) <= now()
+        ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.due_at
     LIMIT $3
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs AS j
 SET status = 'running',

@@ -1,6 +1,7 @@
 """Liveness and readiness probes."""
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
@@ -23,9 +24,9 @@ class HealthController(Controller):
         summary="Readiness: the database answers",
         responses={},
     )
-    async def ready(self, queue: Queue) -> Response[Message]:
+    async def ready(self, job_queue: NamedDependency[Queue]) -> Response[Message]:
         try:
-            await queue.ping()
+            await job_queue.ping()
         except DatabaseUnavailableError:
             return Response(
                 Message(message="database unavailable"), status_code=HTTP_503_SERVICE_UNAVAILABLE

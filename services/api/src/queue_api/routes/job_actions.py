@@ -4,6 +4,7 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, post
+from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
@@ -31,9 +32,11 @@ class JobActionsController(Controller):
         status_code=HTTP_200_OK,
         responses={},
     )
-    async def cancel(self, job_id: JobId, queue: Queue) -> Response[JobStatusResponse]:
-        transition = await queue.cancel(job_id)
-        job = await queue.get(job_id)
+    async def cancel(
+        self, job_id: JobId, job_queue: NamedDependency[Queue]
+    ) -> Response[JobStatusResponse]:
+        transition = await job_queue.cancel(job_id)
+        job = await job_queue.get(job_id)
         status = HTTP_202_ACCEPTED if transition.after is JobStatus.RUNNING else HTTP_200_OK
         return Response(JobStatusResponse.of(job), status_code=status)
 
@@ -48,6 +51,6 @@ class JobActionsController(Controller):
         ),
         status_code=HTTP_200_OK,
     )
-    async def retry(self, job_id: JobId, queue: Queue) -> JobStatusResponse:
-        await queue.retry(job_id)
-        return JobStatusResponse.of(await queue.get(job_id))
+    async def retry(self, job_id: JobId, job_queue: NamedDependency[Queue]) -> JobStatusResponse:
+        await job_queue.retry(job_id)
+        return JobStatusResponse.of(await job_queue.get(job_id))

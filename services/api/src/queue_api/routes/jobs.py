@@ -3,11 +3,13 @@
 from typing import Annotated
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import ResponseHeader
-from litestar.exceptions import HTTPException
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.spec import Example
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
@@ -15,14 +17,38 @@ from queue_api.schemas import JobCreate, JobCreated, JobStatusResponse
 from queue_core.jobs import NewJob
 from queue_core.queue import Queue
 
+_STRICT_DECODER = msgspec.json.Decoder(JobCreate, strict=True)
 
-def _require_json(request: Request) -> None:  # type: ignore[type-arg]
+
+def _validation_error(request: Request, message: str) -> ValidationException:  # type: ignore[type-arg]
+    """A 400 in Litestar's own shape, naming the field (``$.type`` → ``type``)."""
+    text, _, path = message.partition(" - at `$.")
+    return ValidationException(
+        detail=f"Validation failed for {request.method} {request.url.path}",
+        extra=[{"message": text, "key": path.rstrip("`") or "data", "source": "body"}],
+    )
+
+
+async def _require_strict_json_body(request: Request) -> None:  # type: ignore[type-arg]
+    """Refuse what Litestar's lenient conversion would let through: a non-JSON content type, an
+    empty body, invalid UTF-8, and values of the wrong JSON type ("5" for an integer)."""
     media_type, _ = request.content_type
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise HTTPException(
             status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             detail=f"Content-Type must be application/json, got {media_type or 'none'!r}",
         )
+    body = await request.body()
+    if not body.strip():
+        raise HTTPException(status_code=400, detail="Request body is empty: expected a JSON object")
+    try:
+        _STRICT_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(request, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise HTTPException(status_code=400, detail=f"JSON is malformed: {exc}") from None
+    except UnicodeDecodeError:
+        raise HTTPException(status_code=400, detail="Request body is not valid UTF-8") from None
 
 
 class JobsController(Controller):
@@ -34,7 +60,7 @@ class JobsController(Controller):
         operation_id="enqueueJob",
         summary="Enqueue a job",
         status_code=HTTP_201_CREATED,
-        before_request=_require_json,
+        before_request=_require_strict_json_body,
         response_headers=[
             ResponseHeader(
                 name="Location",
@@ -43,8 +69,10 @@ class JobsController(Controller):
             )
         ],
     )
-    async def enqueue(self, data: JobCreate, queue: Queue) -> Response[JobCreated]:
-        job_id = await queue.enqueue(
+    async def enqueue(
+        self, data: JSONBody[JobCreate], job_queue: NamedDependency[Queue]
+    ) -> Response[JobCreated]:
+        job_id = await job_queue.enqueue(
             NewJob(
                 type=data.type,
                 payload=data.payload,
@@ -61,15 +89,10 @@ class JobsController(Controller):
             headers={"Location": f"/jobs/status?id={job_id}"},
         )
 
-    @get(
-        "/status",
-        operation_id="getJobStatus",
-        summary="Read a job's status and details",
-        raises=[],
-    )
+    @get("/status", operation_id="getJobStatus", summary="Read a job's status and details")
     async def status(
         self,
-        queue: Queue,
+        job_queue: NamedDependency[Queue],
         id: Annotated[  # noqa: A002 - the seed's query parameter is called id
             UUID,
             Parameter(
@@ -78,4 +101,4 @@ class JobsController(Controller):
             ),
         ],
     ) -> JobStatusResponse:
-        return JobStatusResponse.of(await queue.get(id))
+        return JobStatusResponse.of(await job_queue.get(id))
