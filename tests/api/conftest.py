@@ -1,0 +1,92 @@
+"""Fixtures for the API tests: the real Litestar app, driven in-process by Litestar's
+``AsyncTestClient``, against this test's own migrated PostgreSQL database (``db_url``).
+
+A client is entered as a context manager, so the app's lifespan (pool open and close) really runs.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+import structlog
+from litestar.testing import AsyncTestClient
+from structlog.typing import EventDict
+
+from api.support import ApiClient, ClientFactory, Outage, build_app
+from helpers import TcpProxy
+from pg_provider import PgServer, create_database, drop_database
+
+
+@pytest.fixture(name="logs", autouse=True)
+def fx_logs() -> Iterator[list[EventDict]]:
+    """The structlog events the app emits during the test, captured instead of rendered (the
+    default console renderer would spend most of a 500 test drawing its traceback)."""
+    with structlog.testing.capture_logs() as events:
+        yield events
+
+
+@pytest.fixture(name="make_client")
+def fx_make_client() -> ClientFactory:
+    """``make_client(database_url, max_body_bytes=...)``: a started client for a fresh app."""
+
+    @asynccontextmanager
+    async def make(
+        database_url: str, *, max_body_bytes: int | None = None
+    ) -> AsyncIterator[ApiClient]:
+        app = build_app(database_url, max_body_bytes=max_body_bytes)
+        async with AsyncTestClient(app=app) as client:
+            yield client
+
+    return make
+
+
+@pytest.fixture(name="client")
+async def fx_client(make_client: ClientFactory, db_url: str) -> AsyncIterator[ApiClient]:
+    async with make_client(db_url) as client:
+        yield client
+
+
+@pytest.fixture(name="db")
+async def fx_db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test's database, to check what the API really stored."""
+    conn = await asyncpg.connect(db_url, timeout=10)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(name="outage")
+async def fx_outage(
+    make_client: ClientFactory, db_proxy: tuple[TcpProxy, str]
+) -> AsyncIterator[Outage]:
+    """A client whose database connection goes through a proxy the test can cut."""
+    proxy, proxied_url = db_proxy
+    async with make_client(proxied_url) as client:
+        yield Outage(client=client, proxy=proxy)
+
+
+@pytest.fixture(name="shared_db_url", scope="module")
+def fx_shared_db_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
+    """One migrated database for a whole module, for requests that write nothing: rejected
+    input (checked by the row count before and after, not by an empty table), reads of absent
+    rows and the OpenAPI document. It saves a CREATE/DROP DATABASE per case."""
+    name = f"api_{uuid.uuid4().hex[:12]}"
+    url = create_database(pg_server, name, template=template_db)
+    yield url
+    drop_database(pg_server, name)
+
+
+@pytest.fixture(name="shared_client")
+async def fx_shared_client(
+    make_client: ClientFactory, shared_db_url: str
+) -> AsyncIterator[ApiClient]:
+    async with make_client(shared_db_url) as client:
+        yield client
+
+
+@pytest.fixture(name="shared_db")
+async def fx_shared_db(shared_db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(shared_db_url, timeout=10)
+    yield conn
+    await conn.close()

@@ -1,0 +1,84 @@
+"""Types and helpers shared by the API tests (fixtures live in conftest.py)."""
+
+import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from helpers import TcpProxy
+from queue_api.app import create_app
+from queue_api.settings import ApiSettings
+
+ApiClient = AsyncTestClient[Litestar]
+ClientFactory = Callable[..., AbstractAsyncContextManager[ApiClient]]
+
+# The seed README's POST /jobs example, byte for byte.
+SEED_SEND_EMAIL: dict[str, Any] = {
+    "type": "send_email",
+    "payload": {
+        "recipient": "test@example.com",
+        "subject": "Hello from the Task Queue!",
+        "body": "This is a test email.",
+    },
+}
+
+# What must never reach a client in an error body: traces, driver and SQL text, connection details.
+LEAK_MARKERS = (
+    "Traceback",
+    'File "',
+    "asyncpg",
+    "Error",  # exception class names: UntranslatableCharacterError, OSError, ...
+    "SELECT",
+    "INSERT",
+    "$1",
+    "postgres",
+    "127.0.0.1",
+)
+
+
+def build_app(database_url: str, *, max_body_bytes: int | None = None) -> Litestar:
+    settings = (
+        ApiSettings(DATABASE_URL=database_url)
+        if max_body_bytes is None
+        else ApiSettings(DATABASE_URL=database_url, max_body_bytes=max_body_bytes)
+    )
+    return create_app(settings)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A client whose app reaches PostgreSQL only through ``proxy``, which a test can cut."""
+
+    client: ApiClient
+    proxy: TcpProxy
+
+
+def error_body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON error body of ``response``, checked for Litestar's error shape."""
+    assert response.headers["content-type"] == "application/json", response.text
+    body = response.json()
+    assert isinstance(body, dict), body
+    assert body["status_code"] == response.status_code
+    assert isinstance(body["detail"], str)
+    assert set(body) <= {"status_code", "detail", "extra"}
+    return body
+
+
+def problem_text(body: dict[str, Any]) -> str:
+    """The detail plus every ``key: message`` of a validation error, for "names the problem"."""
+    parts = [body["detail"]]
+    extra = body.get("extra") or []
+    parts += [f"{item.get('key')}: {item.get('message')}" for item in extra]
+    return " | ".join(parts)
+
+
+def assert_no_internals(response: httpx.Response) -> None:
+    text = response.text
+    leaked = [marker for marker in LEAK_MARKERS if marker in text]
+    assert not leaked, f"error body leaks {leaked}: {text}"
+    json.loads(text)  # and it is JSON, not an HTML or plain-text trace page

@@ -1,0 +1,112 @@
+"""enqueue: the stored row and its defaults, and the NOTIFY that wakes workers."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from queue_core.jobs import NewJob
+from queue_core.queue import Queue
+from queue_core.states import JobStatus
+
+CHANNEL = "queue_jobs"
+NOTIFY_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(name="notifications")
+async def fx_notifications(db_url: str) -> AsyncIterator["asyncio.Queue[object]"]:
+    """Payloads of ``queue_jobs`` notifications, received on a connection of their own."""
+    received: asyncio.Queue[object] = asyncio.Queue()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: object, /) -> None:
+        received.put_nowait(payload)
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.add_listener(CHANNEL, on_notify)
+        yield received
+    finally:
+        await conn.close()
+
+
+async def _next(received: "asyncio.Queue[object]") -> object:
+    async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+        return await received.get()
+
+
+async def test_enqueue_stores_a_pending_row_with_the_defaults(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    job_id = await queue.enqueue(NewJob(type="noop", payload={"n": 1, "tags": ["a"]}))
+
+    row = await pool.fetchrow("SELECT *, now() AS db_now FROM jobs WHERE id = $1", job_id)
+    assert row is not None
+    assert row["type"] == "noop"
+    assert row["payload"] == {"n": 1, "tags": ["a"]}
+    assert row["status"] == JobStatus.PENDING
+    assert row["queue"] == "default"
+    assert row["priority"] == 0
+    assert row["max_attempts"] == 3
+    assert row["attempts"] == 0
+    assert row["error_message"] is None
+    assert row["scheduled_at"] is None
+    assert row["lease_owner"] is None
+    assert row["lease_expires_at"] is None
+    assert row["started_at"] is None
+    assert row["finished_at"] is None
+    assert row["timeout_s"] is None
+    assert row["cancel_requested_at"] is None
+    assert abs(row["db_now"] - row["created_at"]) < timedelta(seconds=5)
+
+
+async def test_enqueue_stores_the_given_queue_priority_attempts_and_schedule(
+    queue: Queue,
+) -> None:
+    at = datetime.now(UTC) + timedelta(hours=1)
+    job_id = await queue.enqueue(
+        NewJob(
+            type="report",
+            payload={},
+            queue="reports",
+            priority=7,
+            max_attempts=5,
+            scheduled_at=at,
+        )
+    )
+
+    job = await queue.get(job_id)
+    assert (job.queue, job.priority, job.max_attempts, job.scheduled_at) == ("reports", 7, 5, at)
+    assert job.status is JobStatus.PENDING
+
+
+async def test_enqueue_notifies_queue_jobs_with_the_queue_name(
+    queue: Queue, notifications: "asyncio.Queue[object]"
+) -> None:
+    await queue.enqueue(NewJob(type="noop", payload={}))
+    assert await _next(notifications) == "default"
+
+    await queue.enqueue(NewJob(type="noop", payload={}, queue="emails"))
+    assert await _next(notifications) == "emails"
+
+
+async def test_enqueue_with_a_past_schedule_notifies(
+    queue: Queue, notifications: "asyncio.Queue[object]"
+) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    await queue.enqueue(NewJob(type="noop", payload={}, queue="late", scheduled_at=past))
+    assert await _next(notifications) == "late"
+
+
+async def test_enqueue_scheduled_in_the_future_does_not_notify(
+    queue: Queue, notifications: "asyncio.Queue[object]"
+) -> None:
+    future = datetime.now(UTC) + timedelta(hours=1)
+    await queue.enqueue(NewJob(type="noop", payload={}, queue="later", scheduled_at=future))
+    # Notifications arrive in commit order, so once the marker's arrives, a notification for
+    # the scheduled job would already have been delivered before it.
+    await queue.enqueue(NewJob(type="noop", payload={}, queue="marker"))
+
+    assert await _next(notifications) == "marker"
+    assert notifications.empty()

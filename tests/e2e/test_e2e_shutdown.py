@@ -1,0 +1,49 @@
+"""SIGTERM on a worker, as Kubernetes sends it: stop claiming, finish the running job, exit 0."""
+
+import signal
+import subprocess
+
+import pytest
+
+from e2e.stack import Stack, enqueue, job_status, wait_for_status
+
+pytestmark = pytest.mark.e2e
+
+SLEEP_S = 2.0
+EXIT_TIMEOUT_S = 15.0
+
+
+def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
+    stack: Stack, db_url: str
+) -> None:
+    api = stack.spawn_api(db_url)
+    worker = stack.spawn_worker(db_url, "worker", {"WORKER_SHUTDOWN_GRACE_S": "20"})
+    stack.wait_ready(api, worker)
+
+    with api.client() as client:
+        slow = enqueue(client, {"type": "sleep", "payload": {"seconds": SLEEP_S}})
+        wait_for_status(stack, client, slow, statuses={"running"}, timeout_s=10)
+
+        worker.proc.signal(signal.SIGTERM)
+        late = enqueue(client, {"type": "noop", "payload": {"after": "sigterm"}})
+
+        try:
+            code: int | None = worker.proc.wait(timeout_s=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, f"worker exit status {code}\n{stack.logs()}"
+
+        slow_final = job_status(client, slow)
+        late_final = job_status(client, late)
+
+    logs = stack.logs()
+    assert slow_final["Status"] == "completed", f"{slow_final}\n{logs}"
+    assert slow_final["Attempts"] == 1, f"{slow_final}\n{logs}"
+    assert late_final["Status"] == "pending", f"{late_final}\n{logs}"
+    assert late_final["Attempts"] == 0, f"{late_final}\n{logs}"
+    lifecycle = [
+        name
+        for name in worker.event_names()
+        if name in {"worker_draining", "worker_releasing_jobs", "worker_stopped"}
+    ]
+    assert lifecycle == ["worker_draining", "worker_stopped"], f"{lifecycle}\n{logs}"

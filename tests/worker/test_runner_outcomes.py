@@ -1,0 +1,167 @@
+"""What the Runner records for each way a handler can end: success, error, permanent error, no
+handler at all, and a sync handler."""
+
+import threading
+
+from queue_core.jobs import NewJob
+from queue_core.queue import Queue
+from queue_core.states import JobStatus
+from queue_core.tasks import JobContext, PermanentError, TaskRegistry
+from worker.harness import StartWorker, wait_for_status
+
+
+async def test_a_successful_job_is_completed(queue: Queue, start_worker: StartWorker) -> None:
+    registry = TaskRegistry()
+    seen: list[JobContext] = []
+
+    @registry.task("greet")
+    async def greet(job: JobContext) -> None:
+        seen.append(job)
+
+    job_id = await queue.enqueue(NewJob(type="greet", payload={"name": "Ada"}, queue="q"))
+    await start_worker(registry, queues=("q",))
+
+    job = await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+
+    assert job.attempts == 1
+    assert job.error_message is None
+    assert job.finished_at is not None
+    assert job.started_at is not None
+    assert [(s.id, s.type, s.payload, s.queue, s.attempt, s.max_attempts) for s in seen] == [
+        (job_id, "greet", {"name": "Ada"}, "q", 1, 3)
+    ]
+
+
+async def test_a_failing_job_is_retried_with_backoff_then_failed(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    registry = TaskRegistry()
+    attempts: list[int] = []
+
+    @registry.task("flaky")
+    async def flaky(job: JobContext) -> None:
+        attempts.append(job.attempt)
+        raise ConnectionError(f"upstream down on attempt {job.attempt}")
+
+    job_id = await queue.enqueue(NewJob(type="flaky", payload={}, max_attempts=3))
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, job_id, JobStatus.FAILED)
+
+    assert attempts == [1, 2, 3]
+    assert job.attempts == 3
+    assert job.error_message == "ConnectionError: upstream down on attempt 3"
+    assert job.finished_at is not None
+
+
+async def test_a_job_that_fails_once_then_succeeds_is_completed(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    registry = TaskRegistry()
+
+    @registry.task("second_time_lucky")
+    async def second_time_lucky(job: JobContext) -> None:
+        if job.attempt == 1:
+            raise TimeoutError("first try")
+
+    job_id = await queue.enqueue(NewJob(type="second_time_lucky", payload={}))
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+
+    assert job.attempts == 2
+    assert job.error_message is None  # the earlier attempt's error is cleared
+
+
+async def test_a_permanent_error_fails_the_job_after_one_attempt(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    registry = TaskRegistry()
+    attempts: list[int] = []
+
+    @registry.task("reject")
+    async def reject(job: JobContext) -> None:
+        attempts.append(job.attempt)
+        raise PermanentError("recipient does not exist")
+
+    job_id = await queue.enqueue(NewJob(type="reject", payload={}, max_attempts=5))
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, job_id, JobStatus.FAILED)
+
+    assert attempts == [1]
+    assert job.attempts == 1
+    assert job.error_message == "PermanentError: recipient does not exist"
+
+
+async def test_a_job_of_an_unknown_type_fails_at_once(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    job_id = await queue.enqueue(NewJob(type="no_such_task", payload={}, max_attempts=5))
+    await start_worker(TaskRegistry())
+
+    job = await wait_for_status(queue, job_id, JobStatus.FAILED)
+
+    assert job.attempts == 1
+    assert job.error_message == "no handler registered for job type 'no_such_task'"
+
+
+async def test_a_sync_handler_runs_in_a_thread_and_completes(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    registry = TaskRegistry()
+    threads: list[int] = []
+
+    @registry.task("blocking")
+    def blocking(job: JobContext) -> None:
+        threads.append(threading.get_ident())
+        if job.payload.get("fail"):
+            raise ValueError("sync failure")
+
+    ok = await queue.enqueue(NewJob(type="blocking", payload={}))
+    bad = await queue.enqueue(NewJob(type="blocking", payload={"fail": True}, max_attempts=1))
+    await start_worker(registry)
+
+    await wait_for_status(queue, ok, JobStatus.COMPLETED)
+    failed = await wait_for_status(queue, bad, JobStatus.FAILED)
+
+    assert failed.error_message == "ValueError: sync failure"
+    assert threads
+    assert threading.get_ident() not in threads
+
+
+async def test_a_long_error_message_is_truncated(queue: Queue, start_worker: StartWorker) -> None:
+    registry = TaskRegistry()
+
+    @registry.task("verbose")
+    async def verbose(_job: JobContext) -> None:
+        raise RuntimeError("x" * 10_000)
+
+    job_id = await queue.enqueue(NewJob(type="verbose", payload={}, max_attempts=1))
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, job_id, JobStatus.FAILED)
+
+    assert job.error_message is not None
+    assert job.error_message.startswith("RuntimeError: xxx")
+    assert len(job.error_message) == 2000
+
+
+async def test_an_error_message_with_a_nul_character_is_still_recorded(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    """PostgreSQL text cannot hold U+0000, but a handler's exception may (bytes decoded from a
+    file or a socket). The failure must still be recorded, not leave the job running."""
+    registry = TaskRegistry()
+
+    @registry.task("binary")
+    async def binary(_job: JobContext) -> None:
+        raise ValueError("unexpected byte in 'ab\x00cd'")
+
+    job_id = await queue.enqueue(NewJob(type="binary", payload={}, max_attempts=1))
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, job_id, JobStatus.FAILED, timeout_s=5)
+
+    assert job.error_message is not None
+    assert job.error_message.startswith("ValueError: unexpected byte in 'ab")
