@@ -101,7 +101,20 @@ class Lease:
 class Rescued:
     job_id: UUID
     status: JobStatus
+    type: str
+    queue: str
     lost_worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue's depth, as metrics report it."""
+
+    queue: str
+    due: int  # pending and due now
+    scheduled: int  # pending, due later (scheduled or backing off)
+    running: int
+    oldest_due_age_s: float  # how long the oldest due job has waited; 0 when none
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from queue_core.jobs import (
     Lease,
     NewJob,
     Outcome,
+    QueueStats,
     OutcomeKind,
     Recorded,
     Rescued,
@@ -40,6 +41,8 @@ Q_RESCUE_EXPIRED = QUERIES["rescue_expired"]
 Q_CANCEL = QUERIES["cancel"]
 Q_RETRY = QUERIES["retry"]
 Q_PING = QUERIES["ping"]
+Q_QUEUE_STATS = QUERIES["queue_stats"]
+Q_OLDEST_TRANSACTION_AGE = QUERIES["oldest_transaction_age"]
 
 PING_TIMEOUT_S = 2.0
 
@@ -200,9 +203,35 @@ class Queue:
         async with translate_connection_errors():
             rows = await self._pool.fetch(Q_RESCUE_EXPIRED, limit)
         return [
-            Rescued(job_id=r["id"], status=JobStatus(r["status"]), lost_worker=r["lost_worker"])
+            Rescued(
+                job_id=r["id"],
+                status=JobStatus(r["status"]),
+                type=r["type"],
+                queue=r["queue"],
+                lost_worker=r["lost_worker"],
+            )
             for r in rows
         ]
+
+    async def stats(self) -> list[QueueStats]:
+        """Depth of every queue that has pending or running jobs (cheap at any table size)."""
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_QUEUE_STATS)
+        return [
+            QueueStats(
+                queue=r["queue"],
+                due=r["due"],
+                scheduled=r["scheduled"],
+                running=r["running"],
+                oldest_due_age_s=r["oldest_due_age_s"],
+            )
+            for r in rows
+        ]
+
+    async def oldest_transaction_age_s(self) -> float:
+        async with translate_connection_errors():
+            age: float = await self._pool.fetchval(Q_OLDEST_TRANSACTION_AGE)
+        return age
 
     async def cancel(self, job_id: uuid.UUID) -> Transition:
         """Cancel a pending job at once (``after`` is cancelled), or ask a running job's worker

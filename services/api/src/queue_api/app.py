@@ -9,6 +9,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from queue_api.errors import EXCEPTION_HANDLERS
+from queue_api.metrics import PROMETHEUS, MetricsController
+from queue_api.request_log import request_log_middleware
 from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
 from queue_api.routes.jobs import JobsController
@@ -38,7 +40,8 @@ def create_app(settings: ApiSettings) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[HealthController, JobsController, JobActionsController],
+        route_handlers=[HealthController, JobsController, JobActionsController, MetricsController],
+        middleware=[request_log_middleware, PROMETHEUS.middleware],
         dependencies={"job_queue": Provide(_provide_queue, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

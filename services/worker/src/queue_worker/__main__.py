@@ -15,6 +15,7 @@ from queue_core.tasks import load_task_modules, registry
 from queue_worker.http import SidePortServer
 from queue_worker.listener import Listener
 from queue_worker.maintenance import Rescuer
+from queue_worker.metrics import PrometheusEvents
 from queue_worker.runner import Runner, RunnerConfig
 from queue_worker.settings import WorkerSettings
 
@@ -30,6 +31,7 @@ async def serve(settings: WorkerSettings) -> None:
         settings.database_url, max_size=settings.pool_size, application_name="queue-worker"
     )
     queue = Queue(pool)
+    events = PrometheusEvents(settings.concurrency)
     runner = Runner(
         queue,
         registry,
@@ -43,6 +45,7 @@ async def serve(settings: WorkerSettings) -> None:
             backoff=Backoff(settings.retry_base_s, settings.retry_cap_s),
             job_timeout_s=settings.job_timeout_s,
         ),
+        events=events,
     )
     stall_after_s = max(STALL_MIN_S, STALL_POLL_INTERVALS * settings.poll_interval_s)
     side = SidePortServer(
@@ -52,10 +55,17 @@ async def serve(settings: WorkerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
-    listener = Listener(settings.database_url, settings.queues, runner.wake)
+    listener = Listener(
+        settings.database_url,
+        settings.queues,
+        runner.wake,
+        on_reconnect=lambda: events.database_reconnected("listener"),
+    )
     side_tasks = [
         asyncio.create_task(listener.run(), name="listener"),
-        asyncio.create_task(Rescuer(queue, settings.rescue_interval_s).run(), name="rescuer"),
+        asyncio.create_task(
+            Rescuer(queue, settings.rescue_interval_s, events=events).run(), name="rescuer"
+        ),
     ]
     log.info("worker_side_port", port=side.port)
     try:

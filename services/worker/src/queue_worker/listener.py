@@ -22,8 +22,13 @@ log = get_logger("queue_worker.listener")
 
 class Listener:
     def __init__(
-        self, database_url: str, queues: Collection[str], on_notify: Callable[[], None]
+        self,
+        database_url: str,
+        queues: Collection[str],
+        on_notify: Callable[[], None],
+        on_reconnect: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_reconnect = on_reconnect
         self._url = normalize_database_url(database_url)
         self._queues = frozenset(queues)
         self._on_notify = on_notify
@@ -36,6 +41,7 @@ class Listener:
     async def run(self) -> None:
         """Stay subscribed until cancelled, reconnecting with capped backoff."""
         delay = 0.1
+        had_connected = False
         while True:
             lost = asyncio.Event()
             conn: asyncpg.Connection | None = None
@@ -46,6 +52,9 @@ class Listener:
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(CHANNEL, self._handle)
                 self.connected = True
+                if had_connected:
+                    self._on_reconnect()
+                had_connected = True
                 delay = 0.1
                 log.debug("listener_connected")
                 # Jobs enqueued while we were not listening: look now rather than at the next poll.

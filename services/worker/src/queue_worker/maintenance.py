@@ -10,6 +10,7 @@ import asyncio
 from queue_core.errors import DatabaseUnavailableError
 from queue_core.log import get_logger
 from queue_core.queue import Queue
+from queue_worker.events import NoEvents, WorkerEvents
 from queue_worker.runner import jittered
 
 log = get_logger("queue_worker.maintenance")
@@ -18,7 +19,14 @@ RESCUE_BATCH = 1000
 
 
 class Rescuer:
-    def __init__(self, queue: Queue, interval_s: float, batch: int = RESCUE_BATCH) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        interval_s: float,
+        batch: int = RESCUE_BATCH,
+        events: WorkerEvents | None = None,
+    ) -> None:
+        self._events: WorkerEvents = events or NoEvents()
         self._queue = queue
         self._interval_s = interval_s
         self._batch = batch
@@ -35,6 +43,7 @@ class Rescuer:
                     status=job.status.value,
                     lost_worker=job.lost_worker,
                 )
+            self._events.jobs_rescued(rescued)
             total += len(rescued)
             if len(rescued) < self._batch:
                 return total

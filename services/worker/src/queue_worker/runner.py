@@ -30,7 +30,9 @@ from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
 from queue_core.log import get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff
+from queue_core.states import JobStatus
 from queue_core.tasks import JobContext, PermanentError, TaskRegistry
+from queue_worker.events import NoEvents, WorkerEvents
 
 log = get_logger("queue_worker.runner")
 
@@ -89,7 +91,7 @@ class _Active:
 
 
 class Runner:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the last three are keyword-only seams for tests
         self,
         queue: Queue,
         registry: TaskRegistry,
@@ -97,7 +99,9 @@ class Runner:
         *,
         worker_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        events: WorkerEvents | None = None,
     ) -> None:
+        self._events: WorkerEvents = events or NoEvents()
         self._queue = queue
         self._registry = registry
         self._config = config
@@ -178,6 +182,7 @@ class Runner:
                 continue
             if db_delay:
                 log.info("database_reachable_again")
+                self._events.database_reconnected("claim")
             db_delay = 0.0
             for job in jobs:
                 self._start(job)
@@ -199,6 +204,7 @@ class Runner:
                 )
             except DatabaseUnavailableError as exc:
                 log.warning("heartbeat_failed", error=str(exc), jobs=len(held))
+                self._events.heartbeat_failed()
                 continue
             still_ours = {lease.job_id: lease for lease in leases}
             for job_id in held:
@@ -227,6 +233,7 @@ class Runner:
             pass
 
     def _start(self, job: ClaimedJob) -> None:
+        self._events.job_started(job)
         task = asyncio.create_task(self._execute(job), name=f"job:{job.id}")
         self._active[job.id] = _Active(job, task)
         self._tasks.add(task)
@@ -242,13 +249,17 @@ class Runner:
 
     async def _execute(self, job: ClaimedJob) -> None:
         started = self._clock()
-        outcome = await self._attempt(job)
+        outcome, timed_out = await self._attempt(job)
         duration_s = self._clock() - started
+        status: JobStatus | None = None
         if outcome is None:
             log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
-            return
-        # The work is done: recording it must survive the worker being cancelled.
-        await asyncio.shield(self._record(job, outcome))
+            outcome = Outcome(job.id, OutcomeKind.FAILED, "lease lost")
+        else:
+            # The work is done: recording it must survive the worker being cancelled.
+            status = await asyncio.shield(self._record(job, outcome))
+        self._events.job_finished(job, outcome, status, duration_s, timed_out=timed_out)
+        # The canonical line of this attempt: everything needed to follow a job in the logs.
         log.info(
             "job_finished",
             job_id=str(job.id),
@@ -256,12 +267,14 @@ class Runner:
             queue=job.queue,
             attempt=job.attempt,
             outcome=outcome.kind.value,
+            status=None if status is None else status.value,
             duration_s=round(duration_s, 6),
             error=outcome.error,
         )
 
-    async def _attempt(self, job: ClaimedJob) -> Outcome | None:
-        """Run the handler once. Returns how it ended, or None when the job is no longer ours."""
+    async def _attempt(self, job: ClaimedJob) -> tuple[Outcome | None, bool]:
+        """Run the handler once. Returns how it ended (None when the job is no longer ours)
+        and whether its timeout cut it short."""
         entry = self._active[job.id]
         try:
             return await self._run_handler(job)
@@ -273,23 +286,19 @@ class Runner:
             if current is not None:
                 current.uncancel()  # we asked for this cancellation and have handled it
             if reason is StopReason.CANCEL_REQUESTED:
-                return Outcome(job.id, OutcomeKind.CANCELLED, "cancelled on request")
+                return Outcome(job.id, OutcomeKind.CANCELLED, "cancelled on request"), False
             if reason is StopReason.SHUTDOWN:
-                return Outcome(
-                    job.id, OutcomeKind.RELEASED, "interrupted by worker shutdown; released"
-                )
-            return None
+                released = "interrupted by worker shutdown; released"
+                return Outcome(job.id, OutcomeKind.RELEASED, released), False
+            return None, False
         finally:
             self._active.pop(job.id, None)
 
-    async def _run_handler(self, job: ClaimedJob) -> Outcome:
+    async def _run_handler(self, job: ClaimedJob) -> tuple[Outcome, bool]:
         task = self._registry.get(job.type)
         if task is None:
-            return Outcome(
-                job.id,
-                OutcomeKind.FAILED_FINAL,
-                f"no handler registered for job type {job.type!r}",
-            )
+            error = f"no handler registered for job type {job.type!r}"
+            return Outcome(job.id, OutcomeKind.FAILED_FINAL, error), False
         timeout_s = job.timeout_s or task.timeout_s or self._config.job_timeout_s
         scope = asyncio.timeout(timeout_s)
         try:
@@ -298,17 +307,17 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope.expired():
-                return Outcome(
-                    job.id, OutcomeKind.FAILED, f"timed out after {timeout_s:g} s", retry_in_s
-                )
+                error = f"timed out after {timeout_s:g} s"
+                return Outcome(job.id, OutcomeKind.FAILED, error, retry_in_s), True
             kind = (
                 OutcomeKind.FAILED_FINAL if isinstance(exc, PermanentError) else OutcomeKind.FAILED
             )
-            return Outcome(job.id, kind, error_text(exc), retry_in_s)
-        return Outcome(job.id, OutcomeKind.COMPLETED)
+            return Outcome(job.id, kind, error_text(exc), retry_in_s), False
+        return Outcome(job.id, OutcomeKind.COMPLETED), False
 
-    async def _record(self, job: ClaimedJob, outcome: Outcome) -> None:
-        """Write the outcome, retrying while the database is unreachable."""
+    async def _record(self, job: ClaimedJob, outcome: Outcome) -> JobStatus | None:
+        """Write the outcome, retrying while the database is unreachable. Returns the job's
+        status once recorded, or None if it was no longer ours to record."""
         delay = 0.1
         while True:
             try:
@@ -324,11 +333,12 @@ class Runner:
                 # A bug of ours, not an outage: retrying would loop. The lease runs out and the
                 # rescuer puts the job back, so it is delayed, not lost.
                 log.exception("record_outcome_failed", job_id=str(job.id), outcome=outcome.kind)
-                return
+                return None
             if not recorded:
                 # Our lease was taken away (rescued after lost heartbeats) before we finished.
                 log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")
-            return
+                return None
+            return recorded[0].status
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period, then release the rest."""

@@ -178,7 +178,7 @@ FROM expired AS e
 WHERE j.id = e.id
   AND j.status = 'running'
   AND j.lease_expires_at < now()
-RETURNING j.id, j.status, j.queue, e.lease_owner AS lost_worker;
+RETURNING j.id, j.status, j.type, j.queue, e.lease_owner AS lost_worker;
 
 -- name: cancel
 -- Cancel job $1: pending becomes cancelled at once; running gets a cancel request that its
@@ -223,6 +223,44 @@ changed AS (
 )
 SELECT t.status AS before, (SELECT status FROM changed) AS after
 FROM target AS t;
+
+-- name: queue_stats
+-- Per-queue depth for metrics: due and scheduled pending jobs, running jobs, and the age of the
+-- oldest due job. Both halves read only rows that a partial index covers (pending, running),
+-- so the cost follows the backlog, never the millions of finished rows beside it.
+WITH pending AS (
+    SELECT queue,
+           count(*) FILTER (WHERE coalesce(scheduled_at, created_at) <= now()) AS due,
+           count(*) FILTER (WHERE coalesce(scheduled_at, created_at) > now()) AS scheduled,
+           min(coalesce(scheduled_at, created_at))
+               FILTER (WHERE coalesce(scheduled_at, created_at) <= now()) AS oldest_due
+    FROM jobs
+    WHERE status = 'pending'
+    GROUP BY queue
+),
+running AS (
+    SELECT queue, count(*) AS running
+    FROM jobs
+    WHERE status = 'running'
+    GROUP BY queue
+)
+SELECT coalesce(p.queue, r.queue) AS queue,
+       coalesce(p.due, 0) AS due,
+       coalesce(p.scheduled, 0) AS scheduled,
+       coalesce(r.running, 0) AS running,
+       coalesce(extract(epoch FROM now() - p.oldest_due), 0)::float8 AS oldest_due_age_s
+FROM pending AS p
+FULL JOIN running AS r ON r.queue = p.queue;
+
+-- name: oldest_transaction_age
+-- Age of the oldest open transaction in this database, other than ours. One held open (an
+-- "idle in transaction" session) stops vacuum from removing any dead job row newer than it,
+-- and every Postgres queue slows down as the table bloats: worth an alert.
+SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8
+FROM pg_stat_activity
+WHERE datname = current_database()
+  AND pid <> pg_backend_pid()
+  AND xact_start IS NOT NULL;
 
 -- name: ping
 -- Readiness: the database answers.

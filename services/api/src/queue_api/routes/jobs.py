@@ -13,6 +13,7 @@ from litestar.params import JSONBody, Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
+from queue_api.metrics import JOBS_ENQUEUED
 from queue_api.schemas import JobCreate, JobCreated, JobStatusResponse
 from queue_core.jobs import NewJob
 from queue_core.queue import Queue
@@ -83,6 +84,7 @@ class JobsController(Controller):
                 timeout_s=data.timeout_s,
             )
         )
+        JOBS_ENQUEUED.labels(type=data.type, queue=data.queue).inc()
         return Response(
             JobCreated.for_job(job_id),
             status_code=HTTP_201_CREATED,
