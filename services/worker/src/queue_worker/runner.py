@@ -24,15 +24,19 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from queue_core.errors import DatabaseUnavailableError
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
 from queue_core.log import get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff
-from queue_core.states import JobStatus
 from queue_core.tasks import JobContext, PermanentError, TaskRegistry
+from queue_worker.completer import Completer
 from queue_worker.events import NoEvents, WorkerEvents
+
+if TYPE_CHECKING:
+    from queue_core.states import JobStatus
 
 log = get_logger("queue_worker.runner")
 
@@ -103,9 +107,10 @@ class Runner:
     ) -> None:
         self._events: WorkerEvents = events or NoEvents()
         self._queue = queue
+        self.worker_id = worker_id or new_worker_id()
+        self._completer = Completer(queue, self.worker_id)
         self._registry = registry
         self._config = config
-        self.worker_id = worker_id or new_worker_id()
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()  # every job task: its slot is taken
         self._active: dict[uuid.UUID, _Active] = {}  # handler still running
@@ -256,8 +261,14 @@ class Runner:
             log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
             outcome = Outcome(job.id, OutcomeKind.FAILED, "lease lost")
         else:
-            # The work is done: recording it must survive the worker being cancelled.
-            status = await asyncio.shield(self._record(job, outcome))
+            # The work is done: recording it must survive the worker being cancelled. The
+            # completer writes this outcome together with the others finishing meanwhile.
+            try:
+                status = await asyncio.shield(self._completer.record(outcome))
+            except Exception:  # noqa: BLE001 - logged by the completer; the lease covers it
+                status = None
+            if status is None:
+                log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")
         self._events.job_finished(job, outcome, status, duration_s, timed_out=timed_out)
         # The canonical line of this attempt: everything needed to follow a job in the logs.
         log.info(
@@ -315,31 +326,6 @@ class Runner:
             return Outcome(job.id, kind, error_text(exc), retry_in_s), False
         return Outcome(job.id, OutcomeKind.COMPLETED), False
 
-    async def _record(self, job: ClaimedJob, outcome: Outcome) -> JobStatus | None:
-        """Write the outcome, retrying while the database is unreachable. Returns the job's
-        status once recorded, or None if it was no longer ours to record."""
-        delay = 0.1
-        while True:
-            try:
-                recorded = await self._queue.finish(worker_id=self.worker_id, outcomes=[outcome])
-            except DatabaseUnavailableError as exc:
-                log.warning(
-                    "record_outcome_retry", job_id=str(job.id), error=str(exc), retry_in_s=delay
-                )
-                await asyncio.sleep(jittered(delay))
-                delay = min(delay * 2, DB_RETRY_MAX_S)
-                continue
-            except Exception:
-                # A bug of ours, not an outage: retrying would loop. The lease runs out and the
-                # rescuer puts the job back, so it is delayed, not lost.
-                log.exception("record_outcome_failed", job_id=str(job.id), outcome=outcome.kind)
-                return None
-            if not recorded:
-                # Our lease was taken away (rescued after lost heartbeats) before we finished.
-                log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")
-                return None
-            return recorded[0].status
-
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period, then release the rest."""
         if not self._tasks:
@@ -353,8 +339,8 @@ class Runner:
         if late:
             log.warning("worker_releasing_jobs", released=len(late))
         if self._tasks:
-            _, unrecorded = await asyncio.wait(set(self._tasks), timeout=RECORD_DEADLINE_S)
-            for task in unrecorded:
-                task.cancel()
-            if unrecorded:
-                log.error("outcomes_not_recorded", jobs=len(unrecorded), fallback="lease expiry")
+            await asyncio.wait(set(self._tasks), timeout=RECORD_DEADLINE_S)
+        if dropped := self._completer.abandon():
+            log.error("outcomes_not_recorded", jobs=dropped, fallback="lease expiry")
+        for task in list(self._tasks):
+            task.cancel()
