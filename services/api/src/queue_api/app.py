@@ -13,6 +13,7 @@ from queue_api.metrics import PROMETHEUS, MetricsController
 from queue_api.request_log import request_log_middleware
 from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
+from queue_api.routes.job_batches import JobBatchesController
 from queue_api.routes.jobs import JobsController
 from queue_api.settings import ApiSettings
 from queue_core.db import create_pool
@@ -40,7 +41,13 @@ def create_app(settings: ApiSettings) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[HealthController, JobsController, JobActionsController, MetricsController],
+        route_handlers=[
+            HealthController,
+            JobsController,
+            JobBatchesController,
+            JobActionsController,
+            MetricsController,
+        ],
         middleware=[request_log_middleware, PROMETHEUS.middleware],
         dependencies={"job_queue": Provide(_provide_queue, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import msgspec
 
-from queue_core.jobs import JobRecord
+from queue_core.jobs import JobRecord, NewJob
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 NonBlank = Annotated[
@@ -47,6 +47,30 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
             raise ValueError("scheduled_at must include a timezone offset, e.g. 'Z' or '+02:00'")
+
+    def to_new_job(self) -> NewJob:
+        return NewJob(
+            type=self.type,
+            payload=self.payload,
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            scheduled_at=self.scheduled_at,
+            timeout_s=self.timeout_s,
+        )
+
+
+MAX_BATCH_JOBS = 1000
+
+
+class JobBatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/jobs/batch`` body: up to 1,000 jobs, stored all together or not at all."""
+
+    jobs: Annotated[list[JobCreate], msgspec.Meta(min_length=1, max_length=MAX_BATCH_JOBS)]
+
+
+class JobBatchCreated(msgspec.Struct, kw_only=True):
+    ids: Annotated[list[UUID], msgspec.Meta(description="The new jobs' ids, in request order")]
 
 
 class JobCreated(msgspec.Struct, kw_only=True):

@@ -1,6 +1,7 @@
 """The seed's job endpoints: enqueue a job, read its status."""
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -14,11 +15,13 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from queue_api.metrics import JOBS_ENQUEUED
-from queue_api.schemas import JobCreate, JobCreated, JobStatusResponse
-from queue_core.jobs import NewJob
+from queue_api.schemas import JobBatchCreate, JobCreate, JobCreated, JobStatusResponse
 from queue_core.queue import Queue
 
-_STRICT_DECODER = msgspec.json.Decoder(JobCreate, strict=True)
+_STRICT_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {
+    JobCreate: msgspec.json.Decoder(JobCreate, strict=True),
+    JobBatchCreate: msgspec.json.Decoder(JobBatchCreate, strict=True),
+}
 
 
 def _validation_error(request: Request, message: str) -> ValidationException:  # type: ignore[type-arg]
@@ -30,9 +33,19 @@ def _validation_error(request: Request, message: str) -> ValidationException:  #
     )
 
 
-async def _require_strict_json_body(request: Request) -> None:  # type: ignore[type-arg]
-    """Refuse what Litestar's lenient conversion would let through: a non-JSON content type, an
-    empty body, invalid UTF-8, and values of the wrong JSON type ("5" for an integer)."""
+def strict_json_body(body_type: type) -> Callable[[Request], Awaitable[None]]:  # type: ignore[type-arg]
+    """A before_request hook that decodes the body as ``body_type`` strictly, refusing what
+    Litestar's lenient conversion would let through: a non-JSON content type, an empty body,
+    invalid UTF-8, and values of the wrong JSON type ("5" for an integer)."""
+    decoder = _STRICT_DECODERS[body_type]
+
+    async def check(request: Request) -> None:  # type: ignore[type-arg]
+        await _check_body(request, decoder)
+
+    return check
+
+
+async def _check_body(request: Request, decoder: msgspec.json.Decoder[Any]) -> None:  # type: ignore[type-arg]
     media_type, _ = request.content_type
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise HTTPException(
@@ -43,7 +56,7 @@ async def _require_strict_json_body(request: Request) -> None:  # type: ignore[t
     if not body.strip():
         raise HTTPException(status_code=400, detail="Request body is empty: expected a JSON object")
     try:
-        _STRICT_DECODER.decode(body)
+        decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise _validation_error(request, str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -61,7 +74,7 @@ class JobsController(Controller):
         operation_id="enqueueJob",
         summary="Enqueue a job",
         status_code=HTTP_201_CREATED,
-        before_request=_require_strict_json_body,
+        before_request=strict_json_body(JobCreate),
         response_headers=[
             ResponseHeader(
                 name="Location",
@@ -73,17 +86,7 @@ class JobsController(Controller):
     async def enqueue(
         self, data: JSONBody[JobCreate], job_queue: NamedDependency[Queue]
     ) -> Response[JobCreated]:
-        job_id = await job_queue.enqueue(
-            NewJob(
-                type=data.type,
-                payload=data.payload,
-                queue=data.queue,
-                priority=data.priority,
-                max_attempts=data.max_attempts,
-                scheduled_at=data.scheduled_at,
-                timeout_s=data.timeout_s,
-            )
-        )
+        job_id = await job_queue.enqueue(data.to_new_job())
         JOBS_ENQUEUED.labels(type=data.type, queue=data.queue).inc()
         return Response(
             JobCreated.for_job(job_id),
