@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from queue_core.db import translate_connection_errors, translate_input_errors
-from queue_core.errors import JobNotFoundError, JobStateConflictError
+from queue_core.errors import InvalidJobError, JobNotFoundError, JobStateConflictError
+from queue_core.group_commit import GroupCommitter
 from queue_core.jobs import (
     ClaimedJob,
     Failure,
@@ -30,7 +31,6 @@ from queue_core.jobs import (
 from queue_core.sql import QUERIES
 from queue_core.states import JobStatus
 
-Q_ENQUEUE = QUERIES["enqueue"]
 Q_ENQUEUE_MANY = QUERIES["enqueue_many"]
 Q_GET_JOB = QUERIES["get_job"]
 Q_CLAIM = QUERIES["claim"]
@@ -50,6 +50,9 @@ PING_TIMEOUT_S = 2.0
 class Queue:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._enqueuer: GroupCommitter[NewJob, uuid.UUID] = GroupCommitter(
+            self._enqueue_group, name="enqueue", retry_unavailable=False
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -62,21 +65,28 @@ class Queue:
             await self._pool.fetchval(Q_PING, timeout=PING_TIMEOUT_S)
 
     async def enqueue(self, job: NewJob) -> uuid.UUID:
-        """Store ``job`` as pending and wake a worker if it is due now. Returns its id."""
-        job_id = uuid.uuid4()
-        async with translate_connection_errors(), translate_input_errors():
-            await self._pool.execute(
-                Q_ENQUEUE,
-                job_id,
-                job.type,
-                job.payload,
-                job.queue,
-                job.priority,
-                job.max_attempts,
-                job.scheduled_at,
-                job.timeout_s,
-            )
-        return job_id
+        """Store ``job`` as pending and wake a worker if it is due now. Returns its id.
+
+        Concurrent calls are group-committed: one INSERT, one commit and one NOTIFY for all the
+        jobs waiting, which is what lets single-job HTTP enqueues scale (a NOTIFY serialises
+        commits). Raises :class:`InvalidJobError` for a job PostgreSQL cannot store, and
+        :class:`DatabaseUnavailableError` when it is unreachable."""
+        return await self._enqueuer.submit(job)
+
+    async def _enqueue_group(self, jobs: Sequence[NewJob]) -> list[uuid.UUID | BaseException]:
+        try:
+            return list(await self.enqueue_many(jobs))
+        except InvalidJobError:
+            if len(jobs) == 1:
+                raise
+        # One job the database refuses must not fail the others that shared its statement.
+        results: list[uuid.UUID | BaseException] = []
+        for job in jobs:
+            try:
+                results.extend(await self.enqueue_many([job]))
+            except InvalidJobError as exc:
+                results.append(exc)
+        return results
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         """Store many jobs in one statement, all or none. Returns their ids in order."""

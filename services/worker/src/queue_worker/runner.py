@@ -22,21 +22,18 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from queue_core.errors import DatabaseUnavailableError
+from queue_core.group_commit import GroupCommitter
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
 from queue_core.log import get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff
+from queue_core.states import JobStatus
 from queue_core.tasks import JobContext, PermanentError, TaskRegistry
-from queue_worker.completer import Completer
 from queue_worker.events import NoEvents, WorkerEvents
-
-if TYPE_CHECKING:
-    from queue_core.states import JobStatus
 
 log = get_logger("queue_worker.runner")
 
@@ -108,7 +105,11 @@ class Runner:
         self._events: WorkerEvents = events or NoEvents()
         self._queue = queue
         self.worker_id = worker_id or new_worker_id()
-        self._completer = Completer(queue, self.worker_id)
+        # Outcomes of jobs finishing together are written in one statement; an outage delays
+        # them (retried with backoff) but never drops them.
+        self._completer: GroupCommitter[Outcome, JobStatus | None] = GroupCommitter(
+            self._record_outcomes, name="record_outcomes", retry_unavailable=True
+        )
         self._registry = registry
         self._config = config
         self._clock = clock
@@ -264,8 +265,11 @@ class Runner:
             # The work is done: recording it must survive the worker being cancelled. The
             # completer writes this outcome together with the others finishing meanwhile.
             try:
-                status = await asyncio.shield(self._completer.record(outcome))
-            except Exception:  # noqa: BLE001 - logged by the completer; the lease covers it
+                status = await asyncio.shield(self._completer.submit(outcome))
+            except Exception:
+                # A bug of ours, not an outage: the lease runs out and the rescuer puts the
+                # job back, so it is delayed, not lost.
+                log.exception("record_outcome_failed", job_id=str(job.id))
                 status = None
             if status is None:
                 log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")
@@ -325,6 +329,11 @@ class Runner:
             )
             return Outcome(job.id, kind, error_text(exc), retry_in_s), False
         return Outcome(job.id, OutcomeKind.COMPLETED), False
+
+    async def _record_outcomes(self, outcomes: Sequence[Outcome]) -> list[JobStatus | None]:
+        recorded = await self._queue.finish(worker_id=self.worker_id, outcomes=outcomes)
+        statuses = {r.job_id: r.status for r in recorded}
+        return [statuses.get(o.job_id) for o in outcomes]  # None: no longer leased to us
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period, then release the rest."""

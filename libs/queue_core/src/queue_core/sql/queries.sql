@@ -2,23 +2,13 @@
 -- and the only code that changes a job's status. Each statement is prepared once per
 -- connection by asyncpg. A block starts with "-- name: <name>" and ends at the next one.
 
--- name: enqueue
--- Insert one job and wake listening workers when it is due now. The NOTIFY rides in the same
--- statement (and so the same transaction) as the insert: a worker can never be woken for a row
--- it cannot see yet, and one that is not woken still finds it on its next poll.
-WITH inserted AS (
-    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    RETURNING queue, scheduled_at
-)
-SELECT pg_notify('queue_jobs', queue)
-FROM inserted
-WHERE scheduled_at IS NULL OR scheduled_at <= now();
-
 -- name: enqueue_many
--- Insert many jobs in one statement (all or nothing) from parallel arrays, and send one NOTIFY
--- per queue that got due work, never one per row: a pending NOTIFY is queued and
--- de-duplicated at commit, and thousands of them would serialise every committing enqueuer.
+-- Insert jobs in one statement (all or nothing) from parallel arrays, and wake the workers of
+-- each queue that got due work with one NOTIFY per queue, never one per row. The NOTIFY rides
+-- in the same transaction as the insert: a worker is never woken for a row it cannot see yet,
+-- and one that misses the wake-up finds the job at its next poll. (At commit a NOTIFY takes a
+-- global lock, so commits that notify are serialised: single enqueues are group-committed
+-- into this statement by Queue.enqueue for that reason.)
 WITH inserted AS (
     INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
     SELECT *

@@ -1,0 +1,116 @@
+"""Group commit: many callers' writes combined into one statement and one commit.
+
+Callers submit an item and await its result. One flush task at a time hands everything waiting
+to ``write`` in a single call (one round trip, one commit, one NOTIFY); items submitted while
+that is in flight form the next batch. Batches therefore grow with load by themselves — no
+timer, so an idle system adds no latency — and a commit's cost (a WAL flush, and the global
+lock a NOTIFY takes at commit) is paid once per batch instead of once per item.
+
+``retry_unavailable`` decides what a database outage does to a batch: kept and retried with
+backoff until it is written (outcomes of work already done must not be lost), or failed back
+to its callers at once (an enqueue caller gets an error it can report, e.g. an HTTP 503).
+"""
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from queue_core.errors import DatabaseUnavailableError
+from queue_core.log import get_logger
+
+log = get_logger("queue_core.group_commit")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 5.0
+
+
+@dataclass(slots=True)
+class _Waiting(Generic[T, R]):
+    item: T
+    done: asyncio.Future[R]
+
+
+class GroupCommitter(Generic[T, R]):
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        name: str,
+        max_batch: int = 1000,
+        retry_unavailable: bool,
+    ) -> None:
+        """``write`` stores a batch and returns one result per item, in order; an exception
+        in place of a result fails that item alone."""
+        self._write = write
+        self._name = name
+        self._max_batch = max_batch
+        self._retry_unavailable = retry_unavailable
+        self._waiting: list[_Waiting[T, R]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiting)
+
+    async def submit(self, item: T) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(item, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=self._name)
+        return await done
+
+    async def _flush(self) -> None:
+        delay = RETRY_FIRST_S
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            try:
+                results = await self._write([w.item for w in batch])
+            except DatabaseUnavailableError as exc:
+                if not self._retry_unavailable:
+                    self._settle(batch, exc)
+                    continue
+                log.warning(
+                    "group_commit_retry",
+                    name=self._name,
+                    items=len(batch),
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay * random.uniform(0.75, 1.25))  # noqa: S311 - jitter
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
+                # Not an outage (bad input, a bug): retrying cannot help. The callers decide.
+                self._settle(batch, exc)
+                continue
+            delay = RETRY_FIRST_S
+            del self._waiting[: len(batch)]
+            for waiting, result in zip(batch, results, strict=True):
+                if waiting.done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    waiting.done.set_exception(result)
+                else:
+                    waiting.done.set_result(result)
+
+    def _settle(self, batch: list[_Waiting[T, R]], exc: BaseException) -> None:
+        del self._waiting[: len(batch)]
+        for waiting in batch:
+            if not waiting.done.done():
+                waiting.done.set_exception(exc)
+
+    def abandon(self) -> int:
+        """Give up on everything waiting (out of time). Returns how many items were dropped."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        dropped = len(self._waiting)
+        for waiting in self._waiting:
+            if not waiting.done.done():
+                waiting.done.cancel()
+        self._waiting.clear()
+        return dropped
