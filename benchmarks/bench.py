@@ -1,0 +1,518 @@
+"""The benchmark: our queue's throughput, latency and database cost, side by side with peers.
+
+Starts its own durable PostgreSQL (fsync on, as in production) with the same tooling as the
+tests, a fresh database per workload, and real ``queue-api`` / ``queue-worker`` processes:
+
+  http_single     POST /jobs from 64 connections for 30 s (wrk when installed, else loadgen.py
+                  in its own process), jobs/s and p50/p99 latency
+  http_batch      POST /v1/jobs/batch, 1,000 jobs a request from 4 clients, jobs/s
+  python_bulk     Queue.enqueue_many, 1,000 jobs a call, jobs/s
+  process         100,000 pre-enqueued no-op jobs, 1 and 2 worker processes, jobs/s (from
+                  the first completion to the last) and PostgreSQL CPU per job
+  latency         enqueue-to-start of 200 jobs spaced 20 ms apart, one idle worker
+  history         `process` and the claim statement's latency with 1,000,000 finished jobs in
+                  the table, against an empty table
+  peers           the same workloads on PgQueuer and Procrastinate (benchmarks/peers/), best
+                  configuration of a small sweep, and the ratio ours/peer
+
+Figures are printed as a table and written as JSON to benchmarks/results/. They are reported,
+never asserted. ``--smoke`` runs every workload of ours tiny and fast (CI runs it).
+
+    make bench            # everything, about 10 minutes
+    make bench-smoke      # seconds
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from queue_core.db import create_pool
+from queue_core.jobs import NewJob
+from queue_core.migrate import upgrade
+from queue_core.queue import Queue
+from queue_devtools.pgcluster import PgCluster, free_port, temporary_cluster
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+RESULTS = HERE / "results"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    http_seconds: float = 30.0
+    http_connections: int = 64
+    batches: int = 100
+    process_jobs: int = 100_000
+    concurrencies: tuple[int, ...] = (100, 500)
+    latency_jobs: int = 200
+    history_rows: int = 1_000_000
+
+
+SMOKE = Sizes(
+    http_seconds=2.0,
+    batches=5,
+    process_jobs=3_000,
+    concurrencies=(50,),
+    latency_jobs=20,
+    history_rows=20_000,
+)
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, key: str, value: Any) -> None:  # noqa: ANN401 - JSON-shaped figures
+        self.results[key] = value
+        print(f"  {key}: {json.dumps(value)}", flush=True)
+
+
+# -- infrastructure ------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, cluster: PgCluster) -> None:
+        self.cluster = cluster
+
+    def fresh_database(self) -> str:
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        asyncio.run(_execute(self.cluster.url(), f'CREATE DATABASE "{name}"'))
+        url = self.cluster.url(name)
+        upgrade(url)
+        return url
+
+    def postgres_cpu_s(self) -> float:
+        """CPU seconds used by PostgreSQL so far: the postmaster, its reaped children and its
+        live ones (from /proc; Linux only)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        pid = self.cluster.postmaster_pid()
+        if pid is None:
+            return 0.0
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                ppid, utime, stime, cutime, cstime = (int(fields[i]) for i in (1, 11, 12, 13, 14))
+                if int(stat.parent.name) == pid:
+                    total += utime + stime + cutime + cstime
+                elif ppid == pid:
+                    total += utime + stime
+        return total / ticks
+
+
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def processes(
+    commands: list[tuple[str, dict[str, str]]],
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs = [
+        subprocess.Popen(
+            [str(BIN / cmd)],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for cmd, env in commands
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_http(url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+def worker_env(url: str, concurrency: int) -> dict[str, str]:
+    return {
+        "DATABASE_URL": url,
+        "WORKER_CONCURRENCY": str(concurrency),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "LOG_LEVEL": "WARNING",  # one log line per job is what users get; not what we measure
+        "LOG_FORMAT": "json",
+    }
+
+
+def api_env(url: str, port: int) -> dict[str, str]:
+    return {
+        "DATABASE_URL": url,
+        "API_PORT": str(port),
+        "API_HOST": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# -- enqueue -------------------------------------------------------------------------------
+
+
+def http_single(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    url = bench.fresh_database()
+    port = free_port()
+    with processes([("queue-api", api_env(url, port))]):
+        wait_http(f"http://127.0.0.1:{port}/health")
+        target = f"http://127.0.0.1:{port}/jobs"
+        if wrk := shutil.which("wrk"):
+            return _run_wrk(wrk, target, sizes)
+        return _run_loadgen(target, sizes)
+
+
+def _run_wrk(wrk: str, target: str, sizes: Sizes) -> dict[str, Any]:
+    out = subprocess.run(
+        [wrk, "-t2", f"-c{sizes.http_connections}", f"-d{sizes.http_seconds:g}s", "--latency",
+         "-s", str(HERE / "post_job.lua"), target],
+        capture_output=True, text=True, check=True, timeout=sizes.http_seconds + 30,
+    ).stdout  # fmt: skip
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "generator": "wrk (2 threads)",
+        "connections": sizes.http_connections,
+        "jobs_per_s": float(rate.group(1)) if rate else float("nan"),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
+def _run_loadgen(target: str, sizes: Sizes) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "loadgen.py"), target,
+         "--connections", str(sizes.http_connections), "--seconds", str(sizes.http_seconds)],
+        capture_output=True, text=True, check=True, timeout=sizes.http_seconds + 60,
+    ).stdout  # fmt: skip
+    data = json.loads(out)
+    latencies = data["latencies_ms"]
+    return {
+        "generator": "loadgen.py (httpx, 1 process; install wrk for a compiled one)",
+        "connections": sizes.http_connections,
+        "jobs_per_s": (data["requests"] - data["errors"]) / data["seconds"],
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "errors": data["errors"],
+    }
+
+
+def http_batch(bench: Bench, sizes: Sizes, clients: int = 4) -> dict[str, Any]:
+    url = bench.fresh_database()
+    port = free_port()
+    body = json.dumps({"jobs": [{"type": "noop", "payload": {"i": i}} for i in range(1000)]})
+
+    async def client(http: httpx.AsyncClient, count: int) -> None:
+        for _ in range(count):
+            response = await http.post(
+                "/v1/jobs/batch", content=body, headers={"content-type": "application/json"}
+            )
+            response.raise_for_status()
+
+    async def run() -> float:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            started = time.perf_counter()
+            await asyncio.gather(*(client(http, sizes.batches // clients) for _ in range(clients)))
+            return time.perf_counter() - started
+
+    with processes([("queue-api", api_env(url, port))]):
+        wait_http(f"http://127.0.0.1:{port}/health")
+        seconds = asyncio.run(run())
+    jobs = (sizes.batches // clients) * clients * 1000
+    return {"jobs_per_s": jobs / seconds, "batch": 1000, "clients": clients}
+
+
+def python_bulk(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    url = bench.fresh_database()
+
+    async def run() -> float:
+        pool = await create_pool(url, max_size=2)
+        queue = Queue(pool)
+        batch = [NewJob(type="noop", payload={"i": i}) for i in range(1000)]
+        started = time.perf_counter()
+        for _ in range(sizes.batches):
+            await queue.enqueue_many(batch)
+        elapsed = time.perf_counter() - started
+        await pool.close()
+        return elapsed
+
+    return {"jobs_per_s": sizes.batches * 1000 / asyncio.run(run()), "batch": 1000}
+
+
+# -- processing ----------------------------------------------------------------------------
+
+
+async def _fill(url: str, jobs: int) -> None:
+    pool = await create_pool(url, max_size=2)
+    queue = Queue(pool)
+    batch = [NewJob(type="noop", payload={"i": 1})] * 5000
+    for start in range(0, jobs, 5000):
+        await queue.enqueue_many(batch[: min(5000, jobs - start)])
+    await pool.close()
+
+
+async def _wait_done(url: str, jobs: int, timeout_s: float) -> tuple[float, float]:
+    """(first completion, last completion) as perf_counter instants. Counts the live jobs,
+    which the partial indexes make cheap however much history the table holds."""
+    conn = await asyncpg.connect(url)
+    first: float | None = None
+    deadline = time.perf_counter() + timeout_s
+    try:
+        while time.perf_counter() < deadline:
+            live = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')"
+            )
+            now = time.perf_counter()
+            if live < jobs and first is None:
+                first = now
+            if live == 0:
+                return first or now, now
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+    raise RuntimeError(f"{jobs} jobs not processed within {timeout_s} s")
+
+
+def process(
+    bench: Bench, jobs: int, procs: int, concurrency: int, url: str | None = None
+) -> dict[str, Any]:
+    url = url or bench.fresh_database()
+    asyncio.run(_fill(url, jobs))
+    cpu_before = bench.postgres_cpu_s()
+    with processes([("queue-worker", worker_env(url, concurrency)) for _ in range(procs)]):
+        first, last = asyncio.run(_wait_done(url, jobs, timeout_s=600))
+    cpu = bench.postgres_cpu_s() - cpu_before
+    # The first job done marks when the workers were up: start-up is not queue throughput.
+    seconds = max(last - first, 1e-6)
+    return {
+        "jobs": jobs,
+        "procs": procs,
+        "concurrency": concurrency,
+        "jobs_per_s": jobs / seconds,
+        "seconds": seconds,
+        "timing": "first-completion-to-last",
+        "db_cpu_us_per_job": cpu / jobs * 1e6,
+    }
+
+
+def best_process(bench: Bench, sizes: Sizes, procs: int, url_factory: Any = None) -> dict[str, Any]:  # noqa: ANN401
+    runs = [
+        process(bench, sizes.process_jobs, procs, c, url_factory() if url_factory else None)
+        for c in sizes.concurrencies
+    ]
+    best = max(runs, key=lambda r: r["jobs_per_s"])
+    return {**best, "sweep": {str(r["concurrency"]): round(r["jobs_per_s"]) for r in runs}}
+
+
+# -- latency -------------------------------------------------------------------------------
+
+
+def latency(bench: Bench, sizes: Sizes, interval_s: float = 0.02) -> dict[str, Any]:
+    url = bench.fresh_database()
+
+    async def run() -> list[float]:
+        pool = await create_pool(url, max_size=2)
+        queue = Queue(pool)
+        await asyncio.sleep(1.0)  # let the worker settle into its idle wait
+        ids = []
+        for _ in range(sizes.latency_jobs):
+            ids.append(await queue.enqueue(NewJob(type="noop", payload={"t": time.time()})))
+            await asyncio.sleep(interval_s)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = await pool.fetch(
+                "SELECT extract(epoch FROM started_at - created_at) * 1000 AS ms FROM jobs"
+                " WHERE id = ANY($1::uuid[]) AND started_at IS NOT NULL",
+                ids,
+            )
+            if len(rows) == len(ids):
+                await pool.close()
+                return [float(r["ms"]) for r in rows]
+            await asyncio.sleep(0.05)
+        raise RuntimeError("latency jobs did not all start")
+
+    env = {**worker_env(url, 10), "WORKER_POLL_INTERVAL_S": "5"}  # prove NOTIFY, not polling
+    with processes([("queue-worker", env)]):
+        wait_http(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/healthz")
+        values = asyncio.run(run())
+    return {
+        "jobs": len(values),
+        "interval_ms": interval_s * 1000,
+        "p50_ms": statistics.median(values),
+        "p95_ms": percentile(values, 0.95),
+        "p99_ms": percentile(values, 0.99),
+        "measured": "jobs.started_at - jobs.created_at (one clock: PostgreSQL's)",
+    }
+
+
+# -- history -------------------------------------------------------------------------------
+
+HISTORY_SQL = """
+INSERT INTO jobs (id, type, payload, status, attempts, created_at, started_at, finished_at)
+SELECT gen_random_uuid(), 'noop', '{"i": 1}', 'completed', 1,
+       now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'
+FROM generate_series(1, $1::int)
+"""
+
+
+async def _add_history(url: str, rows: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(HISTORY_SQL, rows)
+        await conn.execute("VACUUM ANALYZE jobs")
+    finally:
+        await conn.close()
+
+
+async def _claim_latency_ms(url: str, samples: int = 300) -> float:
+    pool = await create_pool(url, max_size=1)
+    queue = Queue(pool)
+    await queue.enqueue_many([NewJob(type="noop", payload={"i": 1})] * samples)
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        await queue.claim(worker_id="bench:0:claim", queues=["default"], limit=1, lease_s=30)
+        timings.append((time.perf_counter() - started) * 1000)
+    await pool.close()
+    return statistics.median(timings)
+
+
+def history(bench: Bench, sizes: Sizes, concurrency: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for label, rows in (("empty", 0), ("with_history", sizes.history_rows)):
+
+        def factory(rows: int = rows) -> str:
+            url = bench.fresh_database()
+            if rows:
+                asyncio.run(_add_history(url, rows))
+            return url
+
+        run = process(bench, sizes.process_jobs, 2, concurrency, factory())
+        results[label] = {
+            "finished_rows": rows,
+            "jobs_per_s": run["jobs_per_s"],
+            "claim_ms": asyncio.run(_claim_latency_ms(factory())),
+        }
+    empty, full = results["empty"], results["with_history"]
+    results["throughput_ratio"] = full["jobs_per_s"] / empty["jobs_per_s"]
+    results["claim_latency_ratio"] = full["claim_ms"] / empty["claim_ms"]
+    return results
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
+    parser.add_argument("--only", nargs="*", help="run only these workloads")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    sizes = SMOKE if args.smoke else Sizes()
+    wanted = set(
+        args.only or ["http_single", "http_batch", "python_bulk", "process", "latency", "history"]
+    )
+    report = Report(machine=machine())
+    with temporary_cluster(durable=True) as cluster:
+        version = asyncio.run(_server_version(cluster.url()))
+        report.machine["postgresql"] = version
+        print(f"PostgreSQL {version}, durable commits; {report.machine['cpus']} CPUs", flush=True)
+        bench = Bench(cluster)
+        if "http_single" in wanted:
+            report.add("http_single", http_single(bench, sizes))
+        if "http_batch" in wanted:
+            report.add("http_batch", http_batch(bench, sizes))
+        if "python_bulk" in wanted:
+            report.add("python_bulk", python_bulk(bench, sizes))
+        if "process" in wanted:
+            report.add("process_1_proc", best_process(bench, sizes, procs=1))
+            report.add("process_2_procs", best_process(bench, sizes, procs=2))
+        if "latency" in wanted:
+            report.add("latency", latency(bench, sizes))
+        if "history" in wanted:
+            best = report.results.get("process_2_procs", {}).get(
+                "concurrency", sizes.concurrencies[0]
+            )
+            report.add("history", history(bench, sizes, best))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"machine": report.machine, "results": report.results}, indent=2)
+    )
+    print(f"\nwritten to {args.out}")
+
+
+async def _server_version(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        version: str = await conn.fetchval("SHOW server_version")
+        return version
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()
