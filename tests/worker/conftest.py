@@ -54,6 +54,7 @@ async def fx_start_worker(
         database_url: str | None = None,
         listen: bool = False,
         worker_id: str | None = None,
+        job_timeout_s: float | None = None,
     ) -> RunningWorker:
         worker_pool = pool
         if database_url is not None:
@@ -71,6 +72,7 @@ async def fx_start_worker(
                 heartbeat_s=heartbeat_s,
                 shutdown_grace_s=shutdown_grace_s,
                 backoff=backoff,
+                job_timeout_s=job_timeout_s,
             ),
             worker_id=worker_id,
         )

@@ -16,7 +16,7 @@ import asyncpg
 
 from helpers import eventually
 from queue_core.errors import DatabaseUnavailableError, JobNotFoundError
-from queue_core.jobs import ClaimedJob, JobRecord, Outcome, Recorded
+from queue_core.jobs import ClaimedJob, JobRecord, Lease, Outcome, Recorded
 from queue_core.queue import Queue
 from queue_core.retry import Backoff
 from queue_core.states import JobStatus
@@ -69,6 +69,7 @@ class RecordingQueue(Queue):
     def __init__(self, pool: asyncpg.Pool) -> None:
         super().__init__(pool)
         self.claims = 0
+        self.heartbeats = 0  # heartbeat statements that returned (or failed)
         self.unavailable = 0  # DatabaseUnavailableError raised by any call
         self.record_unavailable = 0  # ... while recording an outcome, which must be retried
 
@@ -84,6 +85,14 @@ class RecordingQueue(Queue):
             raise
         finally:
             self.claims += 1
+
+    async def heartbeat(
+        self, *, worker_id: str, attempts: Sequence[tuple[uuid.UUID, int]], lease_s: float
+    ) -> list[Lease]:
+        try:
+            return await super().heartbeat(worker_id=worker_id, attempts=attempts, lease_s=lease_s)
+        finally:
+            self.heartbeats += 1
 
     async def finish(self, *, worker_id: str, outcomes: Sequence[Outcome]) -> list[Recorded]:
         try:
@@ -152,6 +161,7 @@ class StartWorker(Protocol):
         database_url: str | None = None,
         listen: bool = False,
         worker_id: str | None = None,
+        job_timeout_s: float | None = None,
     ) -> RunningWorker: ...
 
 

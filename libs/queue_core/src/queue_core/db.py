@@ -86,7 +86,8 @@ async def translate_input_errors() -> AsyncIterator[None]:
     """Turn "PostgreSQL cannot hold this value" errors into :class:`InvalidJobError`."""
     try:
         yield
-    except asyncpg.DataError as exc:  # e.g. \u0000 in jsonb, a timestamp out of range
+    except (asyncpg.DataError, asyncpg.CheckViolationError) as exc:
+        # e.g. \u0000 in jsonb, a timestamp out of range, max_attempts below 1
         raise InvalidJobError(f"the database cannot store this job: {exc.message}") from exc
     except (OverflowError, ValueError) as exc:  # asyncpg refused to encode a parameter
         raise InvalidJobError(f"the database cannot store this job: {exc}") from exc

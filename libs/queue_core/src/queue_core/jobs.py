@@ -77,6 +77,10 @@ class Outcome:
     kind: OutcomeKind
     error: str | None = None
     retry_in_s: float = 0.0
+    # The attempt this outcome belongs to. A job rescued and claimed again (even by the same
+    # worker) has a higher attempt number, so a late outcome of the old run cannot land on
+    # the new one. None skips that check (tools and tests acting on a worker's behalf).
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class Lease:
     """A job still leased to a worker after a heartbeat."""
 
     job_id: UUID
+    attempt: int
     cancel_requested: bool
 
 

@@ -172,6 +172,7 @@ class Queue:
                 [o.kind.value for o in outcomes],
                 [o.error for o in outcomes],
                 [o.retry_in_s for o in outcomes],
+                [o.attempt for o in outcomes],
             )
             released = {o.job_id for o in outcomes if o.kind is OutcomeKind.RELEASED}
             wake = {r["queue"] for r in rows if r["id"] in released and r["status"] == "pending"}
@@ -198,15 +199,21 @@ class Queue:
         return await self.finish(worker_id=worker_id, outcomes=[f.outcome() for f in failures])
 
     async def heartbeat(
-        self, *, worker_id: str, job_ids: Sequence[uuid.UUID], lease_s: float
+        self, *, worker_id: str, attempts: Sequence[tuple[uuid.UUID, int]], lease_s: float
     ) -> list[Lease]:
-        """Extend the leases of the jobs ``worker_id`` runs. Returns those still leased to it,
-        each saying whether its cancellation was requested."""
-        if not job_ids:
+        """Extend the leases of the attempts ``worker_id`` runs, given as (job id, attempt)
+        pairs. Returns those still leased to it, each saying whether its cancellation was
+        requested."""
+        if not attempts:
             return []
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_HEARTBEAT, list(job_ids), worker_id, lease_s)
-        return [Lease(job_id=r["id"], cancel_requested=r["cancel_requested"]) for r in rows]
+            rows = await self._pool.fetch(
+                Q_HEARTBEAT, [a[0] for a in attempts], worker_id, lease_s, [a[1] for a in attempts]
+            )
+        return [
+            Lease(job_id=r["id"], attempt=r["attempts"], cancel_requested=r["cancel_requested"])
+            for r in rows
+        ]
 
     async def rescue_expired(self, *, limit: int = 1000) -> list[Rescued]:
         """Take back up to ``limit`` jobs whose lease ran out (their worker is gone)."""

@@ -55,6 +55,12 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".replace("\x00", "\\0")[:MAX_ERROR_CHARS]
 
 
+def _outcome(
+    job: ClaimedJob, kind: OutcomeKind, error: str | None = None, retry_in_s: float = 0.0
+) -> Outcome:
+    return Outcome(job.id, kind, error, retry_in_s, attempt=job.attempt)
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -114,7 +120,9 @@ class Runner:
         self._config = config
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()  # every job task: its slot is taken
-        self._active: dict[uuid.UUID, _Active] = {}  # handler still running
+        # Handlers still running, by (job id, attempt): after a lost lease the same job may be
+        # claimed again while the old attempt is still being stopped.
+        self._active: dict[tuple[uuid.UUID, int], _Active] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.last_loop_at = clock()
@@ -206,20 +214,20 @@ class Runner:
                 continue
             try:
                 leases = await self._queue.heartbeat(
-                    worker_id=self.worker_id, job_ids=held, lease_s=self._config.lease_s
+                    worker_id=self.worker_id, attempts=held, lease_s=self._config.lease_s
                 )
             except DatabaseUnavailableError as exc:
                 log.warning("heartbeat_failed", error=str(exc), jobs=len(held))
                 self._events.heartbeat_failed()
                 continue
-            still_ours = {lease.job_id: lease for lease in leases}
-            for job_id in held:
-                entry = self._active.get(job_id)
+            still_ours = {(lease.job_id, lease.attempt): lease for lease in leases}
+            for key in held:
+                entry = self._active.get(key)
                 if entry is None:
                     continue  # its handler finished while we waited: nothing to stop
-                lease = still_ours.get(job_id)
+                lease = still_ours.get(key)
                 if lease is None:
-                    log.warning("job_lease_lost", job_id=str(job_id))
+                    log.warning("job_lease_lost", job_id=str(key[0]), attempt=key[1])
                     entry.stop(StopReason.LEASE_LOST)
                 elif lease.cancel_requested:
                     entry.stop(StopReason.CANCEL_REQUESTED)
@@ -241,12 +249,13 @@ class Runner:
     def _start(self, job: ClaimedJob) -> None:
         self._events.job_started(job)
         task = asyncio.create_task(self._execute(job), name=f"job:{job.id}")
-        self._active[job.id] = _Active(job, task)
+        key = (job.id, job.attempt)
+        self._active[key] = _Active(job, task)
         self._tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
             self._tasks.discard(finished)
-            self._active.pop(job.id, None)
+            self._active.pop(key, None)
             self._wake.set()
 
         task.add_done_callback(done)
@@ -260,7 +269,7 @@ class Runner:
         status: JobStatus | None = None
         if outcome is None:
             log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
-            outcome = Outcome(job.id, OutcomeKind.FAILED, "lease lost")
+            outcome = _outcome(job, OutcomeKind.FAILED, "lease lost")
         else:
             # The work is done: recording it must survive the worker being cancelled. The
             # completer writes this outcome together with the others finishing meanwhile.
@@ -290,7 +299,8 @@ class Runner:
     async def _attempt(self, job: ClaimedJob) -> tuple[Outcome | None, bool]:
         """Run the handler once. Returns how it ended (None when the job is no longer ours)
         and whether its timeout cut it short."""
-        entry = self._active[job.id]
+        key = (job.id, job.attempt)
+        entry = self._active[key]
         try:
             return await self._run_handler(job)
         except asyncio.CancelledError:
@@ -301,19 +311,19 @@ class Runner:
             if current is not None:
                 current.uncancel()  # we asked for this cancellation and have handled it
             if reason is StopReason.CANCEL_REQUESTED:
-                return Outcome(job.id, OutcomeKind.CANCELLED, "cancelled on request"), False
+                return _outcome(job, OutcomeKind.CANCELLED, "cancelled on request"), False
             if reason is StopReason.SHUTDOWN:
                 released = "interrupted by worker shutdown; released"
-                return Outcome(job.id, OutcomeKind.RELEASED, released), False
+                return _outcome(job, OutcomeKind.RELEASED, released), False
             return None, False
         finally:
-            self._active.pop(job.id, None)
+            self._active.pop(key, None)
 
     async def _run_handler(self, job: ClaimedJob) -> tuple[Outcome, bool]:
         task = self._registry.get(job.type)
         if task is None:
             error = f"no handler registered for job type {job.type!r}"
-            return Outcome(job.id, OutcomeKind.FAILED_FINAL, error), False
+            return _outcome(job, OutcomeKind.FAILED_FINAL, error), False
         timeout_s = job.timeout_s or task.timeout_s or self._config.job_timeout_s
         scope = asyncio.timeout(timeout_s)
         try:
@@ -323,12 +333,12 @@ class Runner:
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope.expired():
                 error = f"timed out after {timeout_s:g} s"
-                return Outcome(job.id, OutcomeKind.FAILED, error, retry_in_s), True
+                return _outcome(job, OutcomeKind.FAILED, error, retry_in_s), True
             kind = (
                 OutcomeKind.FAILED_FINAL if isinstance(exc, PermanentError) else OutcomeKind.FAILED
             )
-            return Outcome(job.id, kind, error_text(exc), retry_in_s), False
-        return Outcome(job.id, OutcomeKind.COMPLETED), False
+            return _outcome(job, kind, error_text(exc), retry_in_s), False
+        return _outcome(job, OutcomeKind.COMPLETED), False
 
     async def _record_outcomes(self, outcomes: Sequence[Outcome]) -> list[JobStatus | None]:
         recorded = await self._queue.finish(worker_id=self.worker_id, outcomes=outcomes)

@@ -72,7 +72,7 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 
 -- name: finish
 -- Record the outcomes of attempts, for many jobs in one statement, by primary key. Each input
--- row is (id, outcome, error, retry_in_s) with outcome one of:
+-- row is (id, outcome, error, retry_in_s, attempt) with outcome one of:
 --   completed     the handler returned
 --   failed        the handler raised: retry after retry_in_s while attempts remain
 --   failed_final  no retry can help (no handler, PermanentError)
@@ -80,14 +80,15 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 --   released      interrupted by this worker's shutdown: pending again at once, and the
 --                 interrupted attempt is given back (it did not fail)
 -- A job whose cancellation was requested ends cancelled unless it completed.
--- Guarded by "still running and still leased to $2": a job that was rescued from this worker
--- and handed to another is never overwritten; such ids are simply absent from the result.
+-- Guarded by "still running, still leased to $2, and still this attempt": a job that was
+-- rescued and claimed again (by another worker or by this one) is never overwritten by the
+-- old run's outcome; such ids are simply absent from the result.
 -- FOR UPDATE makes the decision on the row as it is once locked (under READ COMMITTED a
 -- concurrent cancel request is seen, not lost).
 WITH input AS (
     SELECT *
-    FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[])
-        AS i(id, outcome, error, retry_in_s)
+    FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[], $6::int[])
+        AS i(id, outcome, error, retry_in_s, attempt)
 ),
 decided AS (
     SELECT j.id, i.outcome, i.error, i.retry_in_s,
@@ -100,7 +101,9 @@ decided AS (
            END AS status
     FROM input AS i
     JOIN jobs AS j ON j.id = i.id
-    WHERE j.status = 'running' AND j.lease_owner = $2
+    WHERE j.status = 'running'
+      AND j.lease_owner = $2
+      AND (i.attempt IS NULL OR j.attempts = i.attempt)
     FOR UPDATE OF j
 )
 UPDATE jobs AS j
@@ -124,16 +127,19 @@ RETURNING j.id, j.status, j.attempts, j.scheduled_at, j.queue;
 SELECT pg_notify('queue_jobs', q) FROM unnest($1::text[]) AS q;
 
 -- name: heartbeat
--- Extend the leases of every job worker $2 holds, in one statement. Returns the ids still
--- leased to it and whether each one's cancellation was requested; an id missing from the
--- result was taken back (rescued after a lost heartbeat) and must stop running here.
+-- Extend the leases of every attempt worker $2 runs (ids $1 with attempt numbers $4), in one
+-- statement. Returns those still leased to it and whether each one's cancellation was
+-- requested; an attempt missing from the result was taken back (rescued after lost
+-- heartbeats, perhaps claimed again) and must stop running here.
 -- updated_at is left alone: a heartbeat is not a change of the job's state.
-UPDATE jobs
+UPDATE jobs AS j
 SET lease_expires_at = now() + make_interval(secs => $3)
-WHERE id = ANY($1::uuid[])
-  AND status = 'running'
-  AND lease_owner = $2
-RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
+FROM unnest($1::uuid[], $4::int[]) AS held(id, attempt)
+WHERE j.id = held.id
+  AND j.attempts = held.attempt
+  AND j.status = 'running'
+  AND j.lease_owner = $2
+RETURNING j.id, j.attempts, j.cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: rescue_expired
 -- Take back up to $1 running jobs whose lease ran out: their worker died or lost the database
