@@ -1,0 +1,238 @@
+"""compose.yaml agrees with the code and with the files it mounts: every variable it sets is a
+real setting that loads, the ports are the ones the settings and Prometheus use, the commands
+are console scripts the images install, and the services start in the right order."""
+
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from deploy.compose_model import load_compose, service_run
+from deploy.project import (
+    COMPOSE_FILE,
+    COMPOSE_OVERRIDE_EXAMPLE,
+    GRAFANA_DIR,
+    PROMETHEUS_CONFIG,
+    REPO_ROOT,
+    SETTINGS_BY_SCRIPT,
+    console_scripts,
+    load_yaml,
+    script_env_names,
+    settings_from,
+)
+from queue_api.settings import ApiSettings
+from queue_worker.settings import WorkerSettings
+
+OUR_SERVICES = ("migrate", "api", "worker")
+EXPECTED_SERVICES = {"postgres", "migrate", "api", "worker", "prometheus", "grafana", "mailpit"}
+NOT_SETTINGS = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONFAULTHANDLER"}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+
+
+@pytest.fixture(name="compose", scope="module")
+def fx_compose() -> Any:
+    return load_compose()
+
+
+def _duration_s(value: str) -> float:
+    parts = _DURATION.findall(value)
+    assert parts, f"not a compose duration: {value!r}"
+    assert "".join(n + u for n, u in parts) == value, f"not a compose duration: {value!r}"
+    return sum(float(number) * _SECONDS[unit] for number, unit in parts)
+
+
+def _scrape_job(name: str) -> dict[str, Any]:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    jobs = [job for job in config["scrape_configs"] if job["job_name"] == name]
+    assert len(jobs) == 1, f"{PROMETHEUS_CONFIG}: job {name} defined {len(jobs)} times"
+    job: dict[str, Any] = jobs[0]
+    return job
+
+
+def _dns_targets(job: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    for sd in job.get("dns_sd_configs", []):
+        for name in sd["names"]:
+            yield name, int(sd["port"])
+
+
+def test_the_services_are_the_documented_topology(compose: Any) -> None:
+    assert set(compose["services"]) == EXPECTED_SERVICES
+
+
+@pytest.mark.parametrize("service", OUR_SERVICES)
+def test_commands_are_console_scripts_the_image_installs(compose: Any, service: str) -> None:
+    run = service_run(compose, service)
+    assert run.image is not None, f"{service} is built from one of our Dockerfiles"
+    (package,) = set(run.image.sync_packages)
+    assert run.argv, f"{service} has no command"
+    assert run.argv[0] in console_scripts(package), (run.argv, package)
+    assert run.argv[0] in SETTINGS_BY_SCRIPT, f"{run.argv[0]}: which settings does it read?"
+    assert run.argv == [run.argv[0]], "our scripts take their configuration from the env only"
+
+
+def test_migrate_runs_queue_migrate_from_the_api_image(compose: Any) -> None:
+    migrate, api = compose["services"]["migrate"], compose["services"]["api"]
+    assert service_run(compose, "migrate").argv == ["queue-migrate"]
+    assert migrate["image"] == api["image"]
+    assert migrate["build"] == api["build"]
+
+
+@pytest.mark.parametrize("service", OUR_SERVICES)
+def test_every_variable_set_is_a_setting_of_that_process(compose: Any, service: str) -> None:
+    run = service_run(compose, service)
+    known = script_env_names(run.argv[0])
+    unknown = set(run.env) - NOT_SETTINGS - known
+    assert not unknown, f"{service} sets {sorted(unknown)}, which {run.argv[0]} never reads"
+
+
+@pytest.mark.parametrize("service", OUR_SERVICES)
+def test_the_settings_load_from_the_compose_environment(
+    compose: Any, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = service_run(compose, service)
+    for cls in SETTINGS_BY_SCRIPT[run.argv[0]]:
+        settings_from(monkeypatch, run.env, cls)  # raises on a value the process would refuse
+
+
+def test_the_api_port_is_published_and_scraped(
+    compose: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = service_run(compose, "api")
+    settings: ApiSettings = settings_from(monkeypatch, run.env, ApiSettings)
+    targets = [str(p).rsplit(":", 1)[-1] for p in compose["services"]["api"]["ports"]]
+    assert targets == [str(settings.port)], "the published port must map to API_PORT"
+    assert settings.host == "0.0.0.0", "reachable from the other containers"  # noqa: S104
+    assert list(_dns_targets(_scrape_job("queue-api"))) == [("api", settings.port)]
+
+
+def test_every_worker_replica_is_scraped_on_its_metrics_port(
+    compose: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = service_run(compose, "worker")
+    settings: WorkerSettings = settings_from(monkeypatch, run.env, WorkerSettings)
+    assert compose["services"]["worker"]["expose"] == [str(settings.metrics_port)]
+    # DNS service discovery on the service name finds one A record per replica.
+    assert list(_dns_targets(_scrape_job("queue-worker"))) == [("worker", settings.metrics_port)]
+
+
+def test_workers_scale_and_drain(compose: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = compose["services"]["worker"]
+    assert "container_name" not in worker, "--scale needs compose to name the containers"
+    assert "ports" not in worker, "a published host port can belong to one replica only"
+    assert int(worker["deploy"]["replicas"]) == 2
+    settings: WorkerSettings = settings_from(
+        monkeypatch, service_run(compose, "worker").env, WorkerSettings
+    )
+    assert _duration_s(worker["stop_grace_period"]) > settings.shutdown_grace_s
+
+
+def test_the_services_start_in_order(compose: Any) -> None:
+    services = compose["services"]
+    assert services["postgres"]["healthcheck"]["test"], "migrate waits for a healthy database"
+    assert services["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql"]
+    assert "pgdata" in compose["volumes"]
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["migrate"]["restart"] == "no", "one-shot"
+    assert services["migrate"]["healthcheck"] == {"disable": True}
+    for name in ("api", "worker"):
+        condition = services[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+
+
+def test_the_database_url_points_at_the_postgres_service(compose: Any) -> None:
+    postgres = compose["services"]["postgres"]["environment"]
+    for service in OUR_SERVICES:
+        url = urlsplit(service_run(compose, service).env["DATABASE_URL"])
+        assert (url.hostname, url.port) == ("postgres", 5432), service
+        assert url.username == postgres["POSTGRES_USER"]
+        assert url.password == postgres["POSTGRES_PASSWORD"]
+        assert url.path == f"/{postgres['POSTGRES_DB']}"
+
+
+def test_send_email_goes_to_mailpit(compose: Any) -> None:
+    env = service_run(compose, "worker").env
+    mailpit = compose["services"]["mailpit"]
+    assert env["SMTP_HOST"] == "mailpit"
+    assert env["SMTP_PORT"] in mailpit["expose"]
+    assert [str(p).rsplit(":", 1)[-1] for p in mailpit["ports"]] == ["8025"], "the web inbox"
+
+
+def test_third_party_images_are_pinned(compose: Any) -> None:
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        assert ":" in image, f"{name}: {image} has no tag"
+        assert image.rsplit(":", 1)[1] not in {"latest", ""}, f"{name}: {image} is not pinned"
+
+
+def test_prometheus_reads_the_mounted_configuration(compose: Any) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert PROMETHEUS_CONFIG.exists()
+    for rule_file in load_yaml(PROMETHEUS_CONFIG).get("rule_files", []):
+        assert (PROMETHEUS_CONFIG.parent / rule_file).exists(), rule_file
+    assert [str(p).rsplit(":", 1)[-1] for p in prometheus["ports"]] == ["9090"]
+
+
+def test_grafana_loads_the_provisioned_datasource_and_dashboard(compose: Any) -> None:
+    grafana = compose["services"]["grafana"]
+    env = grafana["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer", "anonymous users may only look"
+    mounts = dict(str(v).removesuffix(":ro").split(":", 1) for v in grafana["volumes"])
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboards_mount = mounts["./deploy/grafana/dashboards"]
+    providers = load_yaml(GRAFANA_DIR / "provisioning" / "dashboards" / "task-queue.yml")
+    assert [p["options"]["path"] for p in providers["providers"]] == [dashboards_mount]
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(dashboards_mount + "/")
+    assert (GRAFANA_DIR / "dashboards" / home.removeprefix(dashboards_mount + "/")).exists()
+    datasources = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml")
+    urls = [urlsplit(d["url"]) for d in datasources["datasources"] if d["type"] == "prometheus"]
+    assert [(u.hostname, u.port) for u in urls] == [("prometheus", 9090)]
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, COMPOSE_OVERRIDE_EXAMPLE], ids=lambda p: p.name)
+def test_bind_mounted_paths_exist(path: Any) -> None:
+    for name, service in load_compose(path)["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if source.startswith("."):
+                assert (REPO_ROOT / source).exists(), f"{path.name} {name}: {source} is missing"
+
+
+def test_the_override_example_mounts_source_over_the_installed_packages() -> None:
+    override = load_compose(COMPOSE_OVERRIDE_EXAMPLE)
+    base = load_compose()
+    for name in ("api", "worker"):
+        image = service_run(base, name).image
+        assert image is not None
+        python = re.search(r"python:(\d+\.\d+)", image.base)
+        assert python is not None, image.base
+        for volume in override["services"][name]["volumes"]:
+            package = volume["source"].rsplit("/", 1)[-1]
+            site = f"/app/.venv/lib/python{python[1]}/site-packages"
+            assert volume["target"] == f"{site}/{package}", volume
+    worker = override["services"]["worker"]
+    assert worker["deploy"]["replicas"] == 1, "it publishes the metrics port: one replica only"
+    assert override["services"]["api"]["environment"]["LOG_FORMAT"] == "console"
+
+
+def test_every_compose_variable_is_documented() -> None:
+    variables = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    readme = (REPO_ROOT / "README.md").read_text()
+    undocumented = sorted(v for v in variables if f"`{v}`" not in readme)
+    assert not undocumented, f"compose.yaml reads {undocumented}; document them in the README"
+
+
+def test_the_images_healthchecks_cover_api_and_worker(compose: Any) -> None:
+    for name in ("api", "worker"):
+        run = service_run(compose, name)
+        assert run.image is not None
+        assert run.image.healthcheck, f"{name}: the image's HEALTHCHECK is what compose uses"
+        assert "healthcheck" not in compose["services"][name]
