@@ -40,5 +40,14 @@ fmt: sync ## Apply ruff's fixes and formatting
 	@$(UV) run --frozen ruff check --fix .
 	@$(UV) run --frozen ruff format .
 
+.PHONY: bench
+bench: sync ## Benchmark against PgQueuer and Procrastinate (about 10 minutes; installs wrk if it can)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || true
+	@$(UV) run --frozen python benchmarks/bench.py $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke: sync ## Every benchmark workload of ours, tiny: seconds
+	@$(UV) run --frozen python benchmarks/bench.py --smoke
+
 .PHONY: check
 check: lint test ## Everything CI runs
