@@ -58,11 +58,16 @@ class GroupCommitter(Generic[T, R]):
         return len(self._waiting)
 
     async def submit(self, item: T) -> R:
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` and return the future of its result (no task per item: on a hot
+        path, ``asyncio.shield`` of this future is cheaper than shielding a coroutine)."""
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(item, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name=self._name)
-        return await done
+        return done
 
     async def _flush(self) -> None:
         delay = RETRY_FIRST_S

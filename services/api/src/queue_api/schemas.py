@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
+from litestar.openapi.datastructures import ResponseSpec
 
 from queue_core.jobs import JobRecord, NewJob
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
@@ -116,3 +117,37 @@ class JobStatusResponse(msgspec.Struct, kw_only=True, rename="pascal"):
 
 class Message(msgspec.Struct, kw_only=True):
     message: str
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    message: str
+    key: str
+    source: str
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error answer: Litestar's shape. ``extra`` names the fields of a 400."""
+
+    status_code: int
+    detail: str
+    extra: list[ErrorDetail] | None = None
+
+
+_ERROR_MEANINGS = {
+    400: "Invalid input: `detail` and `extra` say what is wrong",
+    404: "No job has this id",
+    409: "The job's status does not allow this",
+    413: "The body is larger than API_MAX_BODY_BYTES",
+    415: "The body is not JSON (Content-Type)",
+    503: "PostgreSQL is unreachable; retry after Retry-After seconds",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {
+        status: ResponseSpec(
+            data_container=ErrorBody, description=_ERROR_MEANINGS[status], generate_examples=False
+        )
+        for status in statuses
+    }

@@ -87,18 +87,27 @@ def _finished_label(outcome: Outcome, status: JobStatus | None) -> str:
 
 
 class PrometheusEvents:
-    """Implements queue_worker.events.WorkerEvents with the metrics above."""
+    """Implements queue_worker.events.WorkerEvents with the metrics above. Labelled children
+    are looked up once per label set and kept: ``labels()`` costs more than the increment."""
 
     def __init__(self, concurrency: int) -> None:
         CONCURRENCY.set(concurrency)
+        self._started: dict[tuple[str, str], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
+        self._finished: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     def job_started(self, job: ClaimedJob) -> None:
-        JOBS_STARTED.labels(type=job.type, queue=job.queue).inc()
+        key = (job.type, job.queue)
+        started = self._started.get(key)
+        if started is None:
+            started = self._started[key] = JOBS_STARTED.labels(type=job.type, queue=job.queue)
+        started.inc()
         IN_FLIGHT.inc()
+        latency = self._latency.get(job.queue)
+        if latency is None:
+            latency = self._latency[job.queue] = START_LATENCY.labels(queue=job.queue)
         due_at = job.scheduled_at or job.created_at
-        START_LATENCY.labels(queue=job.queue).observe(
-            max((job.started_at - due_at).total_seconds(), 0.0)
-        )
+        latency.observe(max((job.started_at - due_at).total_seconds(), 0.0))
 
     def job_finished(
         self,
@@ -111,8 +120,15 @@ class PrometheusEvents:
     ) -> None:
         IN_FLIGHT.dec()
         label = _finished_label(outcome, status)
-        JOBS_FINISHED.labels(type=job.type, queue=job.queue, outcome=label).inc()
-        JOB_DURATION.labels(type=job.type, outcome=label).observe(duration_s)
+        key = (job.type, job.queue, label)
+        children = self._finished.get(key)
+        if children is None:
+            children = self._finished[key] = (
+                JOBS_FINISHED.labels(type=job.type, queue=job.queue, outcome=label),
+                JOB_DURATION.labels(type=job.type, outcome=label),
+            )
+        children[0].inc()
+        children[1].observe(duration_s)
         if timed_out:
             JOBS_TIMED_OUT.labels(type=job.type, queue=job.queue).inc()
 

@@ -17,6 +17,7 @@ running then are cancelled and released to pending for another worker straight a
 
 import asyncio
 import enum
+import logging
 import os
 import random
 import socket
@@ -274,7 +275,7 @@ class Runner:
             # The work is done: recording it must survive the worker being cancelled. The
             # completer writes this outcome together with the others finishing meanwhile.
             try:
-                status = await asyncio.shield(self._completer.submit(outcome))
+                status = await asyncio.shield(self._completer.submit_nowait(outcome))
             except Exception:
                 # A bug of ours, not an outage: the lease runs out and the rescuer puts the
                 # job back, so it is delayed, not lost.
@@ -283,6 +284,8 @@ class Runner:
             if status is None:
                 log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")
         self._events.job_finished(job, outcome, status, duration_s, timed_out=timed_out)
+        if not log.is_enabled_for(logging.INFO):
+            return  # at tens of thousands of jobs a second, even building the line costs
         # The canonical line of this attempt: everything needed to follow a job in the logs.
         log.info(
             "job_finished",
@@ -327,8 +330,11 @@ class Runner:
         timeout_s = job.timeout_s or task.timeout_s or self._config.job_timeout_s
         scope = asyncio.timeout(timeout_s)
         try:
-            async with scope:
+            if timeout_s is None:
                 await task.run(JobContext.of(job))
+            else:
+                async with scope:
+                    await task.run(JobContext.of(job))
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope.expired():

@@ -2,6 +2,7 @@
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
@@ -22,7 +23,13 @@ class HealthController(Controller):
         "/ready",
         operation_id="ready",
         summary="Readiness: the database answers",
-        responses={},
+        responses={
+            HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
+                data_container=Message,
+                description="PostgreSQL does not answer",
+                generate_examples=False,
+            )
+        },
     )
     async def ready(self, job_queue: NamedDependency[Queue]) -> Response[Message]:
         try:

@@ -5,11 +5,12 @@ from uuid import UUID
 
 from litestar import Controller, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from queue_api.schemas import JobStatusResponse
+from queue_api.schemas import JobStatusResponse, error_responses
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
@@ -30,7 +31,14 @@ class JobActionsController(Controller):
             "cancelled then. A finished job cannot be cancelled: 409."
         ),
         status_code=HTTP_200_OK,
-        responses={},
+        responses={
+            HTTP_202_ACCEPTED: ResponseSpec(
+                data_container=JobStatusResponse,
+                description="Running: its worker was asked to stop it (Status still running)",
+                generate_examples=False,
+            ),
+            **error_responses(400, 404, 409, 503),
+        },
     )
     async def cancel(
         self, job_id: JobId, job_queue: NamedDependency[Queue]
@@ -50,6 +58,7 @@ class JobActionsController(Controller):
             "last error until the next outcome. Any other status: 409."
         ),
         status_code=HTTP_200_OK,
+        responses=error_responses(400, 404, 409, 503),
     )
     async def retry(self, job_id: JobId, job_queue: NamedDependency[Queue]) -> JobStatusResponse:
         await job_queue.retry(job_id)

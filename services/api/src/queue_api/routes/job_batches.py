@@ -9,7 +9,7 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from queue_api.metrics import JOBS_ENQUEUED
 from queue_api.routes.jobs import strict_json_body
-from queue_api.schemas import JobBatchCreate, JobBatchCreated
+from queue_api.schemas import JobBatchCreate, JobBatchCreated, error_responses
 from queue_core.queue import Queue
 
 
@@ -27,6 +27,7 @@ class JobBatchesController(Controller):
         ),
         status_code=HTTP_201_CREATED,
         before_request=strict_json_body(JobBatchCreate),
+        responses=error_responses(400, 413, 415, 503),
     )
     async def enqueue_batch(
         self, data: JSONBody[JobBatchCreate], job_queue: NamedDependency[Queue]

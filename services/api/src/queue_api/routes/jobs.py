@@ -15,7 +15,13 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from queue_api.metrics import JOBS_ENQUEUED
-from queue_api.schemas import JobBatchCreate, JobCreate, JobCreated, JobStatusResponse
+from queue_api.schemas import (
+    JobBatchCreate,
+    JobCreate,
+    JobCreated,
+    JobStatusResponse,
+    error_responses,
+)
 from queue_core.queue import Queue
 
 _STRICT_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {
@@ -75,6 +81,7 @@ class JobsController(Controller):
         summary="Enqueue a job",
         status_code=HTTP_201_CREATED,
         before_request=strict_json_body(JobCreate),
+        responses=error_responses(400, 413, 415, 503),
         response_headers=[
             ResponseHeader(
                 name="Location",
@@ -94,7 +101,12 @@ class JobsController(Controller):
             headers={"Location": f"/jobs/status?id={job_id}"},
         )
 
-    @get("/status", operation_id="getJobStatus", summary="Read a job's status and details")
+    @get(
+        "/status",
+        operation_id="getJobStatus",
+        summary="Read a job's status and details",
+        responses=error_responses(400, 404, 503),
+    )
     async def status(
         self,
         job_queue: NamedDependency[Queue],
