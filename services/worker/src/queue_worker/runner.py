@@ -328,16 +328,17 @@ class Runner:
             error = f"no handler registered for job type {job.type!r}"
             return _outcome(job, OutcomeKind.FAILED_FINAL, error), False
         timeout_s = job.timeout_s or task.timeout_s or self._config.job_timeout_s
-        scope = asyncio.timeout(timeout_s)
+        scope: asyncio.Timeout | None = None
         try:
             if timeout_s is None:
                 await task.run(JobContext.of(job))
             else:
+                scope = asyncio.timeout(timeout_s)
                 async with scope:
                     await task.run(JobContext.of(job))
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
             retry_in_s = self._config.backoff.delay(job.attempt)
-            if isinstance(exc, TimeoutError) and scope.expired():
+            if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
                 error = f"timed out after {timeout_s:g} s"
                 return _outcome(job, OutcomeKind.FAILED, error, retry_in_s), True
             kind = (
