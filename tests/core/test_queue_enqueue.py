@@ -1,39 +1,17 @@
 """enqueue: the stored row and its defaults, and the NOTIFY that wakes workers."""
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import asyncpg
-import pytest
 
+from core.notifications import next_notification
 from queue_core.jobs import NewJob
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
-CHANNEL = "queue_jobs"
-NOTIFY_TIMEOUT_S = 5.0
-
-
-@pytest.fixture(name="notifications")
-async def fx_notifications(db_url: str) -> AsyncIterator["asyncio.Queue[object]"]:
-    """Payloads of ``queue_jobs`` notifications, received on a connection of their own."""
-    received: asyncio.Queue[object] = asyncio.Queue()
-
-    def on_notify(_conn: object, _pid: int, _channel: str, payload: object, /) -> None:
-        received.put_nowait(payload)
-
-    conn = await asyncpg.connect(db_url)
-    try:
-        await conn.add_listener(CHANNEL, on_notify)
-        yield received
-    finally:
-        await conn.close()
-
-
-async def _next(received: "asyncio.Queue[object]") -> object:
-    async with asyncio.timeout(NOTIFY_TIMEOUT_S):
-        return await received.get()
+if TYPE_CHECKING:
+    import asyncio
 
 
 async def test_enqueue_stores_a_pending_row_with_the_defaults(
@@ -85,10 +63,10 @@ async def test_enqueue_notifies_queue_jobs_with_the_queue_name(
     queue: Queue, notifications: "asyncio.Queue[object]"
 ) -> None:
     await queue.enqueue(NewJob(type="noop", payload={}))
-    assert await _next(notifications) == "default"
+    assert await next_notification(notifications) == "default"
 
     await queue.enqueue(NewJob(type="noop", payload={}, queue="emails"))
-    assert await _next(notifications) == "emails"
+    assert await next_notification(notifications) == "emails"
 
 
 async def test_enqueue_with_a_past_schedule_notifies(
@@ -96,7 +74,7 @@ async def test_enqueue_with_a_past_schedule_notifies(
 ) -> None:
     past = datetime.now(UTC) - timedelta(minutes=1)
     await queue.enqueue(NewJob(type="noop", payload={}, queue="late", scheduled_at=past))
-    assert await _next(notifications) == "late"
+    assert await next_notification(notifications) == "late"
 
 
 async def test_enqueue_scheduled_in_the_future_does_not_notify(
@@ -108,5 +86,5 @@ async def test_enqueue_scheduled_in_the_future_does_not_notify(
     # the scheduled job would already have been delivered before it.
     await queue.enqueue(NewJob(type="noop", payload={}, queue="marker"))
 
-    assert await _next(notifications) == "marker"
+    assert await next_notification(notifications) == "marker"
     assert notifications.empty()

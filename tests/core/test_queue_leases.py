@@ -4,44 +4,22 @@ retry, and enqueue_many's atomicity and wake-ups."""
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from core.notifications import next_notification
 from queue_core.errors import InvalidJobError, JobNotFoundError, JobStateConflictError
 from queue_core.jobs import Failure, Lease, NewJob, Outcome, OutcomeKind, Transition
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
 DEFAULT = ("default",)
-CHANNEL = "queue_jobs"
-NOTIFY_TIMEOUT_S = 5.0
 RESCUE_MESSAGE = "rescued from a lost worker"
 
 MakeJob = Callable[[Queue], Awaitable[uuid.UUID]]  # builds a job in some status, returns its id
-
-
-@pytest.fixture(name="notifications")
-async def fx_notifications(db_url: str) -> AsyncIterator["asyncio.Queue[object]"]:
-    """Payloads of ``queue_jobs`` notifications, received on a connection of their own."""
-    received: asyncio.Queue[object] = asyncio.Queue()
-
-    def on_notify(_conn: object, _pid: int, _channel: str, payload: object, /) -> None:
-        received.put_nowait(payload)
-
-    conn = await asyncpg.connect(db_url)
-    try:
-        await conn.add_listener(CHANNEL, on_notify)
-        yield received
-    finally:
-        await conn.close()
-
-
-async def _next(received: "asyncio.Queue[object]") -> object:
-    async with asyncio.timeout(NOTIFY_TIMEOUT_S):
-        return await received.get()
 
 
 async def _drain_until_marker(queue: Queue, received: "asyncio.Queue[object]") -> list[object]:
@@ -49,7 +27,7 @@ async def _drain_until_marker(queue: Queue, received: "asyncio.Queue[object]") -
     marker's is seen, everything sent before it has been delivered."""
     await queue.enqueue(NewJob(type="noop", payload={}, queue="marker"))
     seen: list[object] = []
-    while (payload := await _next(received)) != "marker":
+    while (payload := await next_notification(received)) != "marker":
         seen.append(payload)
     return seen
 
