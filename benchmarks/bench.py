@@ -296,6 +296,8 @@ async def _fill(url: str, jobs: int) -> None:
     batch = [NewJob(type="noop", payload={"i": 1})] * 5000
     for start in range(0, jobs, 5000):
         await queue.enqueue_many(batch[: min(5000, jobs - start)])
+    # As the peers' scripts do: the planner sees the backlog, not the empty table it last saw.
+    await pool.execute("ANALYZE jobs")
     await pool.close()
 
 
@@ -369,8 +371,8 @@ def latency(bench: Bench, sizes: Sizes, interval_s: float = 0.02) -> dict[str, A
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             rows = await pool.fetch(
-                "SELECT extract(epoch FROM started_at - created_at) * 1000 AS ms FROM jobs"
-                " WHERE id = ANY($1::uuid[]) AND started_at IS NOT NULL",
+                "SELECT (extract(epoch FROM started_at) - (payload->>'t')::float8) * 1000 AS ms"
+                " FROM jobs WHERE id = ANY($1::uuid[]) AND started_at IS NOT NULL",
                 ids,
             )
             if len(rows) == len(ids):
@@ -389,7 +391,7 @@ def latency(bench: Bench, sizes: Sizes, interval_s: float = 0.02) -> dict[str, A
         "p50_ms": statistics.median(values),
         "p95_ms": percentile(values, 0.95),
         "p99_ms": percentile(values, 0.99),
-        "measured": "jobs.started_at - jobs.created_at (one clock: PostgreSQL's)",
+        "measured": "claim (jobs.started_at) minus the client's clock before the enqueue call",
     }
 
 
@@ -447,6 +449,79 @@ def history(bench: Bench, sizes: Sizes, concurrency: int) -> dict[str, Any]:
     return results
 
 
+# -- peers --------------------------------------------------------------------------------
+
+PEERS = {
+    # peer: (script, sweep options: the settings their documentation tunes for throughput)
+    "pgqueuer": (HERE / "peers" / "bench_pgqueuer.py", ["--batch", "10,100,300,1000"]),
+    "procrastinate": (HERE / "peers" / "bench_procrastinate.py", ["--concurrency", "1,10,50"]),
+}
+
+
+def _peer(script: Path, *args: str, timeout_s: float = 1800) -> dict[str, Any]:
+    """Run one peer command (it re-executes itself in benchmarks/.peers-venv) and return the
+    JSON object it prints."""
+    out = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True, text=True, check=True, timeout=timeout_s,
+    ).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def _peer_database(bench: Bench, script: Path) -> str:
+    name = f"peer_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_execute(bench.cluster.url(), f'CREATE DATABASE "{name}"'))
+    url = bench.cluster.url(name)
+    _peer(script, "setup", "--dsn", url)
+    return url
+
+
+def peers(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for peer, (script, sweep_options) in PEERS.items():
+        print(f"  {peer}: sweeping (a few minutes)", flush=True)
+        sweep = _peer(
+            script, "sweep", "--dsn", bench.cluster.url(), "--jobs", str(sizes.process_jobs),
+            "--procs", "1,2", *sweep_options,
+        )  # fmt: skip
+        single = _peer(
+            script, "enqueue-single", "--dsn", _peer_database(bench, script),
+            "--jobs", "20000", "--concurrency", str(sizes.http_connections),
+        )  # fmt: skip
+        bulk = _peer(
+            script, "enqueue-bulk", "--dsn", _peer_database(bench, script),
+            "--jobs", str(sizes.batches * 1000), "--batch", "1000",
+        )  # fmt: skip
+        latency = _peer(
+            script, "latency", "--dsn", _peer_database(bench, script),
+            "--jobs", str(sizes.latency_jobs), "--interval-ms", "20",
+        )  # fmt: skip
+        results[peer] = {
+            "process": sweep["best_by_procs"],
+            "enqueue_single": single,
+            "enqueue_bulk": bulk,
+            "latency": latency,
+        }
+    return results
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """ours / peer for each comparable figure (above 1: ours is faster; for latency, below 1
+    is better)."""
+    out: dict[str, Any] = {}
+    for peer, figures in results.get("peers", {}).items():
+        best = figures["process"]
+        out[peer] = {
+            "process_1_proc": results["process_1_proc"]["jobs_per_s"] / best["1"]["jobs_per_s"],
+            "process_2_procs": results["process_2_procs"]["jobs_per_s"] / best["2"]["jobs_per_s"],
+            "bulk_enqueue": results["python_bulk"]["jobs_per_s"]
+            / figures["enqueue_bulk"]["jobs_per_s"],
+            "latency_p50": results["latency"]["p50_ms"] / figures["latency"]["p50_ms"],
+        }
+    return out
+
+
 # -- report --------------------------------------------------------------------------------
 
 
@@ -470,6 +545,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
     parser.add_argument("--only", nargs="*", help="run only these workloads")
+    parser.add_argument("--no-peers", action="store_true", help="skip PgQueuer and Procrastinate")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else Sizes()
@@ -498,6 +574,9 @@ def main() -> None:
                 "concurrency", sizes.concurrencies[0]
             )
             report.add("history", history(bench, sizes, best))
+        if not args.smoke and not args.no_peers and (args.only is None or "peers" in args.only):
+            report.add("peers", peers(bench, sizes))
+            report.add("ratios", ratios(report.results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"machine": report.machine, "results": report.results}, indent=2)
