@@ -452,9 +452,14 @@ def history(bench: Bench, sizes: Sizes, concurrency: int) -> dict[str, Any]:
 # -- peers --------------------------------------------------------------------------------
 
 PEERS = {
-    # peer: (script, sweep options: the settings their documentation tunes for throughput)
-    "pgqueuer": (HERE / "peers" / "bench_pgqueuer.py", ["--batch", "10,100,300,1000"]),
-    "procrastinate": (HERE / "peers" / "bench_procrastinate.py", ["--concurrency", "1,10,50"]),
+    # peer: (script, sweep options: the settings their documentation tunes for throughput,
+    # jobs per sweep run: Procrastinate runs ~1k jobs/s, so 100k would take 10 minutes a run)
+    "pgqueuer": (HERE / "peers" / "bench_pgqueuer.py", ["--batch", "10,100,300,1000"], None),
+    "procrastinate": (
+        HERE / "peers" / "bench_procrastinate.py",
+        ["--concurrency", "1,10,50"],
+        10_000,
+    ),
 }
 
 
@@ -479,10 +484,11 @@ def _peer_database(bench: Bench, script: Path) -> str:
 
 def peers(bench: Bench, sizes: Sizes) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for peer, (script, sweep_options) in PEERS.items():
+    for peer, (script, sweep_options, sweep_jobs) in PEERS.items():
         print(f"  {peer}: sweeping (a few minutes)", flush=True)
+        jobs = min(sizes.process_jobs, sweep_jobs or sizes.process_jobs)
         sweep = _peer(
-            script, "sweep", "--dsn", bench.cluster.url(), "--jobs", str(sizes.process_jobs),
+            script, "sweep", "--dsn", bench.cluster.url(), "--jobs", str(jobs),
             "--procs", "1,2", *sweep_options,
         )  # fmt: skip
         single = _peer(
