@@ -54,10 +54,6 @@ class Queue:
             self._enqueue_group, name="enqueue", retry_unavailable=False
         )
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self._pool
-
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
 

@@ -23,6 +23,7 @@ class JobStatus(StrEnum):
         return self in FINAL_STATUSES
 
 
+# No transition leaves these but an explicit retry (failed, cancelled).
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 DEFAULT_QUEUE = "default"
