@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	@echo "uv not found: installing uv $(UV_VERSION) into .tools/"
@@ -41,7 +41,7 @@ fmt: sync ## Apply ruff's fixes and formatting
 	@$(UV) run --frozen ruff format .
 
 .PHONY: bench
-bench: sync ## Benchmark against PgQueuer and Procrastinate (about 10 minutes; installs wrk if it can)
+bench: sync ## Benchmark against PgQueuer and Procrastinate (about 20 minutes; installs wrk if it can)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || true
 	@$(UV) run --frozen python benchmarks/bench.py $(BENCH_ARGS)
 

@@ -37,3 +37,26 @@ def test_downgrade_to_base_then_upgrade_restores_the_schema(empty_db_url: str) -
 def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     upgrade(db_url)
     command.check(alembic_config(db_url))
+
+
+async def _reloptions(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'jobs'")
+        return set(options or [])
+    finally:
+        await conn.close()
+
+
+def test_the_jobs_table_is_vacuumed_and_analyzed_early(db_url: str) -> None:
+    assert {
+        "autovacuum_vacuum_scale_factor=0.01",
+        "autovacuum_analyze_scale_factor=0.005",
+        "autovacuum_vacuum_cost_delay=0",
+    } <= run_sync(_reloptions(db_url))
+
+
+def test_downgrading_the_autovacuum_revision_resets_the_table_options(empty_db_url: str) -> None:
+    upgrade(empty_db_url)
+    downgrade(empty_db_url, "0002")
+    assert run_sync(_reloptions(empty_db_url)) == set()
