@@ -338,6 +338,8 @@ async def _wait_done(url: str, jobs: int, since: datetime, timeout_s: float) -> 
                     """,
                     since,
                 )
+                if row is None:  # an aggregate always returns its row
+                    raise RuntimeError("no completions read back")
                 return row["after_first"], row["seconds"] or 0.0
             await asyncio.sleep(POLL_S)
     finally:
