@@ -400,6 +400,32 @@ async def test_a_failed_attempt_of_a_job_whose_cancel_was_requested_is_not_retri
     assert row["scheduled_at"] is None  # no retry was scheduled
 
 
+async def test_a_cancel_request_committed_while_a_failure_is_recorded_is_not_lost(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    # finish is one UPDATE without a prior SELECT ... FOR UPDATE: it must wait for a cancel
+    # request that holds the row and decide on the row as that request left it.
+    job_id = await _claimed(queue, max_attempts=5)
+    async with pool.acquire() as canceller:
+        tx = canceller.transaction()
+        await tx.start()
+        await canceller.execute("UPDATE jobs SET cancel_requested_at = now() WHERE id = $1", job_id)
+        recording = asyncio.create_task(
+            queue.fail(worker_id="w1", failures=[Failure(job_id, "boom", retry_in_s=60)])
+        )
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        while not await pool.fetchval(blocked):
+            await asyncio.sleep(0.01)
+        await tx.commit()
+        [recorded] = await recording
+
+    assert recorded.status is JobStatus.CANCELLED
+    row = await _row(pool, job_id)
+    assert row["status"] == JobStatus.CANCELLED
+    assert row["scheduled_at"] is None
+    assert row["finished_at"] is not None
+
+
 async def test_a_completed_attempt_wins_over_a_cancel_request(queue: Queue) -> None:
     job_id = await _claimed(queue)
     await queue.cancel(job_id)

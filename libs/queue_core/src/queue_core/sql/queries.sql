@@ -83,43 +83,47 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 -- Guarded by "still running, still leased to $2, and still this attempt": a job that was
 -- rescued and claimed again (by another worker or by this one) is never overwritten by the
 -- old run's outcome; such ids are simply absent from the result.
--- FOR UPDATE makes the decision on the row as it is once locked (under READ COMMITTED a
--- concurrent cancel request is seen, not lost).
-WITH input AS (
-    SELECT *
-    FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[], $6::int[])
-        AS i(id, outcome, error, retry_in_s, attempt)
-),
-decided AS (
-    SELECT j.id, i.outcome, i.error, i.retry_in_s,
-           CASE
-               WHEN i.outcome = 'completed' THEN 'completed'
-               WHEN i.outcome = 'cancelled' OR j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-               WHEN i.outcome = 'released' THEN 'pending'
-               WHEN i.outcome = 'failed_final' OR j.attempts >= j.max_attempts THEN 'failed'
-               ELSE 'pending'
-           END AS status
-    FROM input AS i
-    JOIN jobs AS j ON j.id = i.id
-    WHERE j.status = 'running'
-      AND j.lease_owner = $2
-      AND (i.attempt IS NULL OR j.attempts = i.attempt)
-    FOR UPDATE OF j
-)
+-- One plain UPDATE, no SELECT ... FOR UPDATE first: under READ COMMITTED an UPDATE that meets
+-- a row changed concurrently (a cancel request) waits for it, re-checks the WHERE on the new
+-- version and computes every SET expression from it, so nothing is lost, and each row is
+-- locked and logged once instead of twice (about an eighth of the database's cost per job).
+-- The SET expressions all read the row as it was, so the status decision is spelled out in
+-- each column that depends on it:
+--   pending again  released, or failed with attempts left, and no cancel requested
+--   scheduled      failed with attempts left and no cancel requested: after its backoff
 UPDATE jobs AS j
-SET status = d.status,
-    attempts = CASE WHEN d.outcome = 'released' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
-    error_message = CASE WHEN d.status = 'completed' THEN NULL ELSE coalesce(d.error, j.error_message) END,
+SET status = CASE
+        WHEN i.outcome = 'completed' THEN 'completed'
+        WHEN i.outcome = 'cancelled' OR j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN i.outcome = 'released' THEN 'pending'
+        WHEN i.outcome = 'failed_final' OR j.attempts >= j.max_attempts THEN 'failed'
+        ELSE 'pending'
+    END,
+    attempts = CASE WHEN i.outcome = 'released' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
+    error_message = CASE
+        WHEN i.outcome = 'completed' THEN NULL
+        ELSE coalesce(i.error, j.error_message)
+    END,
     scheduled_at = CASE
-        WHEN d.status = 'pending' AND d.outcome = 'failed' THEN now() + make_interval(secs => d.retry_in_s)
+        WHEN i.outcome = 'failed' AND j.cancel_requested_at IS NULL AND j.attempts < j.max_attempts
+            THEN now() + make_interval(secs => i.retry_in_s)
         ELSE j.scheduled_at
+    END,
+    finished_at = CASE
+        WHEN j.cancel_requested_at IS NULL
+             AND (i.outcome = 'released' OR (i.outcome = 'failed' AND j.attempts < j.max_attempts))
+            THEN NULL
+        ELSE now()
     END,
     lease_owner = NULL,
     lease_expires_at = NULL,
-    finished_at = CASE WHEN d.status = 'pending' THEN NULL ELSE now() END,
     updated_at = now()
-FROM decided AS d
-WHERE j.id = d.id
+FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[], $6::int[])
+    AS i(id, outcome, error, retry_in_s, attempt)
+WHERE j.id = i.id
+  AND j.status = 'running'
+  AND j.lease_owner = $2
+  AND (i.attempt IS NULL OR j.attempts = i.attempt)
 RETURNING j.id, j.status, j.attempts, j.scheduled_at, j.queue;
 
 -- name: notify_queues
