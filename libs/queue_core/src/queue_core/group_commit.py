@@ -61,8 +61,8 @@ class GroupCommitter(Generic[T, R]):
         return await self.submit_nowait(item)
 
     def submit_nowait(self, item: T) -> asyncio.Future[R]:
-        """Queue ``item`` and return the future of its result (no task per item: on a hot
-        path, ``asyncio.shield`` of this future is cheaper than shielding a coroutine)."""
+        """Queue ``item`` and return the future of its result (no task per item). The item is
+        written even if that future is cancelled: cancelling only stops waiting for it."""
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(item, done))
         if self._flusher is None or self._flusher.done():

@@ -29,7 +29,7 @@ from queue_core.jobs import (
     Transition,
 )
 from queue_core.sql import QUERIES
-from queue_core.states import JobStatus
+from queue_core.states import STATUS_BY_VALUE, JobStatus
 
 Q_ENQUEUE_MANY = QUERIES["enqueue_many"]
 Q_GET_JOB = QUERIES["get_job"]
@@ -171,13 +171,15 @@ class Queue:
                 [o.attempt for o in outcomes],
             )
             released = {o.job_id for o in outcomes if o.kind is OutcomeKind.RELEASED}
-            wake = {r["queue"] for r in rows if r["id"] in released and r["status"] == "pending"}
+            wake = released and {
+                r["queue"] for r in rows if r["id"] in released and r["status"] == "pending"
+            }
             if wake:
                 await self._pool.execute(Q_NOTIFY_QUEUES, sorted(wake))
         return [
             Recorded(
                 job_id=r["id"],
-                status=JobStatus(r["status"]),
+                status=STATUS_BY_VALUE[r["status"]],
                 attempts=r["attempts"],
                 scheduled_at=r["scheduled_at"],
             )

@@ -23,6 +23,9 @@ class JobStatus(StrEnum):
         return self in FINAL_STATUSES
 
 
+# A status from its stored text: a dict lookup, cheaper than JobStatus(text) on a hot path.
+STATUS_BY_VALUE = {status.value: status for status in JobStatus}
+
 # No transition leaves these but an explicit retry (failed, cancelled).
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
