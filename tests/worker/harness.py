@@ -72,6 +72,8 @@ class RecordingQueue(Queue):
         self.heartbeats = 0  # heartbeat statements that returned (or failed)
         self.unavailable = 0  # DatabaseUnavailableError raised by any call
         self.record_unavailable = 0  # ... while recording an outcome, which must be retried
+        self.outcomes_held = asyncio.Event()  # cleared: outcomes wait before being written
+        self.outcomes_held.set()
 
     async def claim(
         self, *, worker_id: str, queues: Sequence[str], limit: int, lease_s: float
@@ -95,6 +97,7 @@ class RecordingQueue(Queue):
             self.heartbeats += 1
 
     async def finish(self, *, worker_id: str, outcomes: Sequence[Outcome]) -> list[Recorded]:
+        await self.outcomes_held.wait()
         try:
             return await super().finish(worker_id=worker_id, outcomes=outcomes)
         except DatabaseUnavailableError:

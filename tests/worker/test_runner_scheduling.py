@@ -20,6 +20,32 @@ if TYPE_CHECKING:
 SLOW_POLL_S = 30.0
 
 
+async def test_the_next_jobs_start_while_outcomes_are_written_but_not_endlessly(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    # A slot is a running handler: a job whose handler returned frees it before its outcome
+    # is written, so claiming overlaps the write. Outcomes not written yet are bounded by one
+    # concurrency's worth, so a write that hangs stops the claiming instead of piling up work.
+    registry = TaskRegistry()
+    started: list[int] = []
+
+    @registry.task("quick")
+    async def quick(job: JobContext) -> None:
+        started.append(job.payload["i"])
+
+    worker = await start_worker(registry, concurrency=2)
+    worker.queue.outcomes_held.clear()
+    ids = [await queue.enqueue(NewJob(type="quick", payload={"i": i})) for i in range(6)]
+
+    await eventually(holds(lambda: len(started) == 4))
+    await asyncio.sleep(0.5)  # ten polls: nothing more may start while four outcomes wait
+    assert len(started) == 4
+    worker.queue.outcomes_held.set()
+    for job_id in ids:
+        await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+    assert sorted(started) == list(range(6))
+
+
 async def test_never_more_jobs_run_than_the_concurrency(
     queue: Queue, start_worker: StartWorker
 ) -> None:

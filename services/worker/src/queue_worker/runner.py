@@ -177,7 +177,7 @@ class Runner:
             # Cleared before looking, so a wake-up (NOTIFY, freed slot, stop) that arrives while
             # we claim or wait is kept for the next turn instead of lost.
             self._wake.clear()
-            free = self._config.concurrency - len(self._tasks)
+            free = self._free_slots()
             if free <= 0:
                 # Every slot is busy: a finishing job sets the event. NOTIFYs meanwhile only
                 # matter once a slot is free, and the claim then finds their jobs anyway.
@@ -247,9 +247,18 @@ class Runner:
         except TimeoutError:
             pass
 
+    def _free_slots(self) -> int:
+        """Claimable now. A slot is a running handler: a job whose handler returned no longer
+        takes one while its outcome is being written, so the next claim overlaps that write
+        instead of waiting for it. Jobs still awaiting their write are bounded too (at most
+        one concurrency's worth), so an outage that holds outcomes back stops the claiming."""
+        concurrency = self._config.concurrency
+        return min(concurrency - len(self._active), 2 * concurrency - len(self._tasks))
+
     def _start(self, job: ClaimedJob) -> None:
         self._events.job_started(job)
-        task = asyncio.create_task(self._execute(job), name=f"job:{job.id}")
+        # Unnamed: formatting a UUID into a task name is a measurable share of a no-op job.
+        task = asyncio.create_task(self._execute(job))
         key = (job.id, job.attempt)
         self._active[key] = _Active(job, task)
         self._tasks.add(task)
@@ -272,10 +281,11 @@ class Runner:
             log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
             outcome = _outcome(job, OutcomeKind.FAILED, "lease lost")
         else:
-            # The work is done: recording it must survive the worker being cancelled. The
-            # completer writes this outcome together with the others finishing meanwhile.
+            # The work is done: the completer writes this outcome together with the others
+            # finishing meanwhile. Once submitted it is written even if this task is cancelled
+            # while it waits (the completer writes every submitted item, whoever still awaits it).
             try:
-                status = await asyncio.shield(self._completer.submit_nowait(outcome))
+                status = await self._completer.submit_nowait(outcome)
             except Exception:
                 # A bug of ours, not an outage: the lease runs out and the rescuer puts the
                 # job back, so it is delayed, not lost.
@@ -321,6 +331,7 @@ class Runner:
             return None, False
         finally:
             self._active.pop(key, None)
+            self._wake.set()  # a slot is free
 
     async def _run_handler(self, job: ClaimedJob) -> tuple[Outcome, bool]:
         task = self._registry.get(job.type)
