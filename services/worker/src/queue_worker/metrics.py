@@ -2,11 +2,31 @@
 
 Labels stay low-cardinality: job type, queue and outcome, never a job id or payload data.
 Queue depth is not here: the API reads it from the database once for every replica.
+
+The per-job metrics are plain Python numbers, not prometheus_client metric objects. Every
+``inc()`` or ``observe()`` of those takes a lock, and at some 25k no-op jobs a second the
+eight of them per job were a tenth of the worker's CPU. Only the event loop's thread writes
+these numbers, so they need no lock; a collector turns them into metric families when
+``/metrics`` is scraped (from the side port's thread, see http.py). The rare metrics stay
+ordinary prometheus_client objects.
 """
 
-from collections.abc import Sequence
+import os
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
+from typing import Generic, TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    Sample,
+)
+from prometheus_client.utils import floatToGoString
 
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind, Rescued
 from queue_core.states import JobStatus
@@ -33,36 +53,171 @@ DURATION_BUCKETS = (
 # Enqueue-to-start latency: a few milliseconds when a worker is idle, seconds under a backlog.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-JOBS_STARTED = Counter(
-    "queue_worker_jobs_started_total", "Attempts started by this worker.", ["type", "queue"]
+# The same switch prometheus_client reads for its own metrics, so that every counter and
+# histogram on /metrics has its ``_created`` series, or none does.
+_CREATED_SERIES = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() not in (
+    "true",
+    "1",
+    "t",
 )
-JOBS_FINISHED = Counter(
-    "queue_worker_jobs_finished_total",
-    "Attempts ended, by outcome: completed, retried (failed, will run again), failed (for "
-    "good), cancelled, released (handed back at shutdown), lost (lease taken away).",
-    ["type", "queue", "outcome"],
-)
-JOBS_TIMED_OUT = Counter(
-    "queue_worker_jobs_timed_out_total", "Attempts cancelled by their timeout.", ["type", "queue"]
-)
+# prometheus_client's own spelling of a bucket bound ("1.0", "0.001", "+Inf"): the ``le``
+# labels must match what its Histogram wrote, or dashboards' bucket selectors break. The
+# annotation gives its untyped function a type.
+_le_label: Callable[[float], str] = floatToGoString
+
+_IN_FLIGHT_NAME = "queue_worker_jobs_in_flight"
+_IN_FLIGHT_HELP = "Jobs this worker is running now."
+
+_Key = TypeVar("_Key", bound=tuple[str, ...])
+
+
+class _CounterCells(Generic[_Key]):
+    """A counter's values by label values. The event loop writes ``values`` directly."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.values: dict[_Key, int] = {}
+        self._created: dict[_Key, float] = {}
+
+    def new(self, key: _Key) -> int:
+        """A label set's first count, 0. Its created time is stored before any count, so a
+        scrape that sees the count finds the time too."""
+        self._created[key] = time.time()
+        return 0
+
+    def family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        # Copies are one C-level operation each, atomic under the GIL, while the event loop
+        # may be adding a label set. Values first: a key in them is in the later copy of
+        # created too (see new()).
+        values = dict(self.values)
+        created = dict(self._created)
+        for key, count in values.items():
+            family.add_metric(key, count, created=created[key] if _CREATED_SERIES else None)
+        return family
+
+    def describe(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+class _HistogramCells(Generic[_Key]):
+    """A histogram by label values: per label set one list of per-bucket (not cumulative)
+    counts, the +Inf bucket's last, then the sum. The event loop writes ``values`` directly:
+    ``cell[bisect_left(bounds, v)] += 1; cell[-1] += v``."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        buckets: Sequence[float],
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        # bisect_left gives the first bound >= v (Prometheus buckets are ``le``), and
+        # len(bounds), the +Inf bucket, for a value above them all.
+        self.bounds = tuple(float(bound) for bound in buckets)
+        self._le = (*(_le_label(bound) for bound in self.bounds), _le_label(float("inf")))
+        self.values: dict[_Key, list[float]] = {}
+        self._created: dict[_Key, float] = {}
+
+    def new(self, key: _Key) -> list[float]:
+        """A label set's empty cell, stored (after its created time, as in _CounterCells)."""
+        self._created[key] = time.time()
+        cell = [0.0] * (len(self._le) + 1)
+        self.values[key] = cell
+        return cell
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        values = dict(self.values)  # atomic copies, as in _CounterCells.family
+        created = dict(self._created)
+        for key, cell in values.items():
+            # One copy of the cell, so its buckets and sum are from the same moment (give or
+            # take the observation between a bucket's increment and the sum's).
+            counts = list(cell)
+            total = counts.pop()
+            # Exposed cumulative: each bucket counts everything at or below its bound, and
+            # +Inf, everything, which HistogramMetricFamily also reports as _count.
+            family.add_metric(key, list(zip(self._le, accumulate(counts), strict=True)), total)
+            if _CREATED_SERIES:
+                # HistogramMetricFamily has no created argument; this is the sample that
+                # prometheus_client's Histogram adds.
+                labels = dict(zip(self.labelnames, key, strict=True))
+                family.samples.append(Sample(f"{self.name}_created", labels, created[key]))
+        return family
+
+    def describe(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+class _JobStats:
+    """The per-job metrics, written by PrometheusEvents and exposed as a collector.
+
+    One writer: the event loop's thread. The scrape, from another thread, reads by copying
+    (see the ``family`` methods), which the GIL makes safe; a free-threaded Python would need
+    a lock here."""
+
+    def __init__(self) -> None:
+        self.started = _CounterCells[tuple[str, str]](
+            "queue_worker_jobs_started_total", "Attempts started by this worker.", ("type", "queue")
+        )
+        self.finished = _CounterCells[tuple[str, str, str]](
+            "queue_worker_jobs_finished_total",
+            "Attempts ended, by outcome: completed, retried (failed, will run again), failed "
+            "(for good), cancelled, released (handed back at shutdown), lost (lease taken away).",
+            ("type", "queue", "outcome"),
+        )
+        self.timed_out = _CounterCells[tuple[str, str]](
+            "queue_worker_jobs_timed_out_total",
+            "Attempts cancelled by their timeout.",
+            ("type", "queue"),
+        )
+        self.duration = _HistogramCells[tuple[str, str]](
+            "queue_worker_job_duration_seconds",
+            "How long an attempt's handler ran.",
+            ("type", "outcome"),
+            DURATION_BUCKETS,
+        )
+        self.start_latency = _HistogramCells[tuple[str]](
+            "queue_worker_job_start_latency_seconds",
+            "From when a job was due (enqueued or scheduled) to when a worker started it.",
+            ("queue",),
+            LATENCY_BUCKETS,
+        )
+        self.in_flight = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.started.family()
+        yield self.finished.family()
+        yield self.timed_out.family()
+        yield self.duration.family()
+        yield self.start_latency.family()
+        # An int attribute: read in one step, no copy needed.
+        yield GaugeMetricFamily(_IN_FLIGHT_NAME, _IN_FLIGHT_HELP, value=self.in_flight)
+
+    def describe(self) -> Iterator[Metric]:
+        """The names, for the registry's duplicate check, without a scrape's copying."""
+        yield self.started.describe()
+        yield self.finished.describe()
+        yield self.timed_out.describe()
+        yield self.duration.describe()
+        yield self.start_latency.describe()
+        yield GaugeMetricFamily(_IN_FLIGHT_NAME, _IN_FLIGHT_HELP)
+
+
+# One per process, like the module-level metrics below: every PrometheusEvents adds to it.
+_STATS = _JobStats()
+REGISTRY.register(_STATS)
+
 JOBS_RESCUED = Counter(
     "queue_worker_jobs_rescued_total",
     "Jobs this worker's rescuer took back from a lost worker, by the status they went to.",
     ["type", "queue", "status"],
 )
-JOB_DURATION = Histogram(
-    "queue_worker_job_duration_seconds",
-    "How long an attempt's handler ran.",
-    ["type", "outcome"],
-    buckets=DURATION_BUCKETS,
-)
-START_LATENCY = Histogram(
-    "queue_worker_job_start_latency_seconds",
-    "From when a job was due (enqueued or scheduled) to when a worker started it.",
-    ["queue"],
-    buckets=LATENCY_BUCKETS,
-)
-IN_FLIGHT = Gauge("queue_worker_jobs_in_flight", "Jobs this worker is running now.")
 CONCURRENCY = Gauge(
     "queue_worker_concurrency", "WORKER_CONCURRENCY: the most jobs it runs at once."
 )
@@ -76,38 +231,54 @@ DB_RECONNECTS = Counter(
 )
 
 
-def _finished_label(outcome: Outcome, status: JobStatus | None) -> str:
-    if status is None:
-        return "lost"
-    if outcome.kind is OutcomeKind.RELEASED:
+def _finished_label(kind: OutcomeKind, status: JobStatus) -> str:
+    """The ``outcome`` label of an attempt whose end was recorded (``lost`` when it was not)."""
+    if kind is OutcomeKind.RELEASED:
         return "released"
-    if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.FAILED_FINAL):
+    if kind in (OutcomeKind.FAILED, OutcomeKind.FAILED_FINAL):
         return "retried" if status is JobStatus.PENDING else status.value
     return status.value
 
 
+# Every label computed once: on the per-job path one dict lookup costs a sixth of what the
+# comparisons with enum members and ``.value`` do.
+_FINISHED_LABELS = {
+    (kind, status): _finished_label(kind, status) for kind in OutcomeKind for status in JobStatus
+}
+
+
 class PrometheusEvents:
-    """Implements queue_worker.events.WorkerEvents with the metrics above. Labelled children
-    are looked up once per label set and kept: ``labels()`` costs more than the increment."""
+    """Implements queue_worker.events.WorkerEvents with the metrics above. Call it from the
+    event loop's thread only: the per-job numbers are written without a lock."""
 
     def __init__(self, concurrency: int) -> None:
         CONCURRENCY.set(concurrency)
-        self._started: dict[tuple[str, str], Counter] = {}
-        self._latency: dict[str, Histogram] = {}
-        self._finished: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._stats = stats = _STATS
+        # The dicts and bounds the hot path touches, bound once to save attribute lookups.
+        self._started = stats.started.values
+        self._finished = stats.finished.values
+        self._duration = stats.duration.values
+        self._duration_bounds = stats.duration.bounds
+        self._latency = stats.start_latency.values
+        self._latency_bounds = stats.start_latency.bounds
 
     def job_started(self, job: ClaimedJob) -> None:
+        stats = self._stats
         key = (job.type, job.queue)
-        started = self._started.get(key)
-        if started is None:
-            started = self._started[key] = JOBS_STARTED.labels(type=job.type, queue=job.queue)
-        started.inc()
-        IN_FLIGHT.inc()
-        latency = self._latency.get(job.queue)
-        if latency is None:
-            latency = self._latency[job.queue] = START_LATENCY.labels(queue=job.queue)
+        started = self._started
+        count = started.get(key)
+        if count is None:
+            count = stats.started.new(key)
+        started[key] = count + 1
+        stats.in_flight += 1
+        queue = (job.queue,)
+        cell = self._latency.get(queue)
+        if cell is None:
+            cell = stats.start_latency.new(queue)
         due_at = job.scheduled_at or job.created_at
-        latency.observe(max((job.started_at - due_at).total_seconds(), 0.0))
+        latency = max((job.started_at - due_at).total_seconds(), 0.0)
+        cell[bisect_left(self._latency_bounds, latency)] += 1
+        cell[-1] += latency
 
     def job_finished(
         self,
@@ -118,19 +289,28 @@ class PrometheusEvents:
         *,
         timed_out: bool,
     ) -> None:
-        IN_FLIGHT.dec()
-        label = _finished_label(outcome, status)
+        stats = self._stats
+        stats.in_flight -= 1
+        label = "lost" if status is None else _FINISHED_LABELS[outcome.kind, status]
         key = (job.type, job.queue, label)
-        children = self._finished.get(key)
-        if children is None:
-            children = self._finished[key] = (
-                JOBS_FINISHED.labels(type=job.type, queue=job.queue, outcome=label),
-                JOB_DURATION.labels(type=job.type, outcome=label),
-            )
-        children[0].inc()
-        children[1].observe(duration_s)
+        finished = self._finished
+        count = finished.get(key)
+        if count is None:
+            count = stats.finished.new(key)
+        finished[key] = count + 1
+        by_type = (job.type, label)
+        cell = self._duration.get(by_type)
+        if cell is None:
+            cell = stats.duration.new(by_type)
+        cell[bisect_left(self._duration_bounds, duration_s)] += 1
+        cell[-1] += duration_s
         if timed_out:
-            JOBS_TIMED_OUT.labels(type=job.type, queue=job.queue).inc()
+            timed_out_key = (job.type, job.queue)
+            values = stats.timed_out.values
+            count = values.get(timed_out_key)
+            if count is None:
+                count = stats.timed_out.new(timed_out_key)
+            values[timed_out_key] = count + 1
 
     def heartbeat_failed(self) -> None:
         HEARTBEAT_ERRORS.inc()
