@@ -83,6 +83,8 @@ PEER = "pgqueuer"
 SCRIPT = Path(__file__).resolve()
 FILL_CHUNK = 5000
 COUNT_ANY = "SELECT (SELECT count(*) FROM pgqueuer) + (SELECT count(*) FROM pgqueuer_log)"
+# A finished job leaves the pgqueuer table (its record goes to pgqueuer_log).
+LIVE = "SELECT EXISTS (SELECT FROM pgqueuer)"
 COUNT_DONE = "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
 DONE_INSTANTS = "SELECT created AS at FROM pgqueuer_log WHERE status = 'successful'"
 
@@ -249,7 +251,9 @@ async def process(run: common.ProcessRun, worker: WorkerConfig) -> dict[str, Any
     await common.ensure_empty(run.dsn, COUNT_ANY)
     fill_rate = await fill(run.dsn, run.jobs, analyze=run.analyze)
     argv = worker.argv(run.dsn)
-    spec = common.DrainSpec(run.jobs, run.procs, argv, {}, COUNT_DONE, DONE_INSTANTS, run.timeout_s)
+    spec = common.DrainSpec(
+        run.jobs, run.procs, argv, {}, LIVE, COUNT_DONE, DONE_INSTANTS, run.timeout_s
+    )
     measured = await common.drain(run.dsn, spec)
     return {
         **describe(),

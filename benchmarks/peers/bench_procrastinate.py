@@ -80,6 +80,7 @@ PEER = "procrastinate"
 SCRIPT = Path(__file__).resolve()
 FILL_CHUNK = 5000
 COUNT_ANY = "SELECT count(*) FROM procrastinate_jobs"
+LIVE = "SELECT EXISTS (SELECT FROM procrastinate_jobs WHERE status IN ('todo', 'doing'))"
 COUNT_DONE = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
 DONE_INSTANTS = "SELECT at FROM procrastinate_events WHERE type = 'succeeded'"
 
@@ -206,6 +207,7 @@ async def process(run: common.ProcessRun, worker: WorkerConfig) -> dict[str, Any
         run.procs,
         argv,
         worker.env(run.dsn),
+        LIVE,
         COUNT_DONE,
         DONE_INSTANTS,
         run.timeout_s,

@@ -356,7 +356,8 @@ class DrainSpec:
     procs: int
     argv: list[str]
     env: dict[str, str]
-    count_done_sql: str  # how many jobs have finished (polled)
+    live_sql: str  # is any job still waiting or running (polled while they run: cheap)
+    count_done_sql: str  # how many jobs have finished (read once the queue is drained)
     done_instants_sql: str  # one timestamptz ``at`` per finished job
     timeout_s: float
 
@@ -393,13 +394,17 @@ async def drain(dsn: str, spec: DrainSpec) -> dict[str, Any]:
 
 
 async def wait_for_completions(conn: asyncpg.Connection, spec: DrainSpec, workers: Workers) -> None:
-    """Poll ``spec.count_done_sql`` every POLL_S until it reaches ``spec.jobs``."""
+    """Poll ``spec.live_sql`` every POLL_S until no job is left, then ``spec.count_done_sql``
+    until every job's completion is recorded. While the workers run, the harness only asks
+    the cheap question: a count over a growing table each look would be load of its own,
+    measured as the peer's."""
     deadline = time.monotonic() + spec.timeout_s
     done = 0
     while time.monotonic() < deadline:
-        done = await conn.fetchval(spec.count_done_sql)
-        if done >= spec.jobs:
-            return
+        if not await conn.fetchval(spec.live_sql):
+            done = await conn.fetchval(spec.count_done_sql)
+            if done >= spec.jobs:
+                return
         workers.check_alive()
         await asyncio.sleep(POLL_S)
     raise RuntimeError(f"only {done} of {spec.jobs} jobs done after {spec.timeout_s:.0f} s")
