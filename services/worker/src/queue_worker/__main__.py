@@ -7,6 +7,7 @@ import sys
 import uvloop
 
 from queue_core.db import create_pool
+from queue_core.gc_tuning import tune_gc
 from queue_core.log import configure, get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff
@@ -86,6 +87,7 @@ def main() -> None:
     except ImportError as exc:
         sys.stderr.write(f"invalid configuration: WORKER_TASKS: cannot import {exc.name!r}\n")
         raise SystemExit(2) from None
+    tune_gc()
     uvloop.run(serve(settings))
 
 
