@@ -88,3 +88,27 @@ async def test_enqueue_scheduled_in_the_future_does_not_notify(
 
     assert await next_notification(notifications) == "marker"
     assert notifications.empty()
+
+
+async def test_a_stored_payload_reads_back_whatever_numbers_postgresql_holds(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    # jsonb keeps numbers exactly. PostgreSQL writes 1e400.5 out in full, a float the fast
+    # decoder refuses as out of range: the standard library's reading (inf) comes back
+    # instead of an error, and the rest of the payload is read as usual.
+    job_id = await queue.enqueue(NewJob(type="noop", payload={"n": 1}))
+    await pool.execute(
+        """UPDATE jobs SET payload = jsonb_build_object(
+               'huge', 1e400 + 0.5, 'big', 1e400, 'text', 'é', 'list', '[1.5, null, true]'::jsonb)
+           WHERE id = $1""",
+        job_id,
+    )
+
+    job = await queue.get(job_id)
+
+    assert job.payload == {
+        "huge": float("inf"),
+        "big": 10**400,
+        "text": "é",
+        "list": [1.5, None, True],
+    }

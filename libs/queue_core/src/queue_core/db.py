@@ -7,9 +7,10 @@ directly with prepared statements, which is what lets one job cost well under a 
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
+import msgspec
 
 from queue_core.errors import DatabaseUnavailableError, InvalidJobError
 
@@ -48,11 +49,27 @@ CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
 )
 
 
+_json_decoder = msgspec.json.Decoder()
+
+
+def decode_json(text: str) -> Any:  # noqa: ANN401 - any JSON value
+    """A json/jsonb value from PostgreSQL as Python objects. msgspec parses a small payload
+    ten times faster than the standard library, which counts when every claimed job carries
+    one; the standard library takes the values msgspec refuses and PostgreSQL can hold (a
+    number beyond a float's range, such as 1e400, which json.loads reads as inf)."""
+    try:
+        return _json_decoder.decode(text)
+    except msgspec.MsgspecError:
+        return json.loads(text)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb in and out as Python objects; the text codec keeps it one parse per value.
+    # Encoding stays json.dumps: it refuses NaN and infinities in a way PostgreSQL then reports
+    # (msgspec would silently store null), and enqueueing is not where the time goes.
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
-            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            type_name, encoder=json.dumps, decoder=decode_json, schema="pg_catalog"
         )
 
 
