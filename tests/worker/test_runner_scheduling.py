@@ -46,6 +46,29 @@ async def test_the_next_jobs_start_while_outcomes_are_written_but_not_endlessly(
     assert sorted(started) == list(range(6))
 
 
+async def test_claiming_resumes_as_soon_as_held_outcomes_are_written(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    # Outcomes waiting to be written hold the claiming back; writing them must wake the claim
+    # loop at once, not leave the backlog to the next poll (30 s away here).
+    registry = TaskRegistry()
+    started: list[int] = []
+
+    @registry.task("quick")
+    async def quick(job: JobContext) -> None:
+        started.append(job.payload["i"])
+
+    worker = await start_worker(registry, concurrency=2, poll_interval_s=SLOW_POLL_S, listen=True)
+    worker.queue.outcomes_held.clear()
+    ids = await queue.enqueue_many([NewJob(type="quick", payload={"i": i}) for i in range(6)])
+    await eventually(holds(lambda: len(started) == 4))  # woken by the NOTIFY, then held
+    worker.queue.outcomes_held.set()
+
+    for job_id in ids:
+        await wait_for_status(queue, job_id, JobStatus.COMPLETED, timeout_s=5.0)
+    assert sorted(started) == list(range(6))
+
+
 async def test_never_more_jobs_run_than_the_concurrency(
     queue: Queue, start_worker: StartWorker
 ) -> None:

@@ -2,12 +2,15 @@
 
     ┌──────────── wake: NOTIFY, a freed slot, a jittered poll, stop ───────────┐
     ▼                                                                          │
-  claim(limit = free slots) ──▶ one asyncio task per job ──▶ record outcome ───┘
-                                    ▲
-  heartbeat (every heartbeat_s) ────┘ extends every lease in one statement; stops jobs whose
-                                      cancellation was requested or whose lease was taken back
+  claim(limit = free slots) ──▶ one asyncio task per job ──▶ its outcome queued ─┘
+                                    ▲                              │
+  heartbeat (every heartbeat_s) ────┘                              ▼
+    extends every lease in one statement;         the completer writes every queued outcome
+    stops jobs whose cancellation was             in one statement (group commit), then
+    requested or whose lease was taken back       reports each job (metrics, log line)
 
-Recording an outcome is shielded from cancellation and retried while the database is away:
+A job's task ends, and its slot frees, when its handler returns; the outcome is written by
+the completer, which retries while the database is away and cannot be cancelled by the job:
 work that was done is not forgotten. If the worker dies before recording, the lease runs out,
 a rescuer puts the job back, and it runs again (at-least-once delivery).
 
@@ -17,7 +20,6 @@ running then are cancelled and released to pending for another worker straight a
 
 import asyncio
 import enum
-import logging
 import os
 import random
 import socket
@@ -25,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from logging import INFO
 
 from queue_core.errors import DatabaseUnavailableError
 from queue_core.group_commit import GroupCommitter
@@ -84,6 +87,16 @@ class RunnerConfig:
     job_timeout_s: float | None = None
 
 
+@dataclass(slots=True)  # one per job: not frozen, which would make it 4x dearer to build
+class _Finished:
+    """An attempt whose handler has ended, waiting for its outcome to be written."""
+
+    job: ClaimedJob
+    outcome: Outcome
+    duration_s: float
+    timed_out: bool
+
+
 @dataclass(slots=True)
 class _Active:
     """A job whose handler is running (heartbeats and stop requests apply to it)."""
@@ -114,15 +127,16 @@ class Runner:
         self.worker_id = worker_id or new_worker_id()
         # Outcomes of jobs finishing together are written in one statement; an outage delays
         # them (retried with backoff) but never drops them.
-        self._completer: GroupCommitter[Outcome, JobStatus | None] = GroupCommitter(
+        self._completer: GroupCommitter[_Finished, None] = GroupCommitter(
             self._record_outcomes, name="record_outcomes", retry_unavailable=True
         )
         self._registry = registry
         self._config = config
         self._clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()  # every job task: its slot is taken
-        # Handlers still running, by (job id, attempt): after a lost lease the same job may be
-        # claimed again while the old attempt is still being stopped.
+        # Handlers still running, by (job id, attempt): each takes a slot. After a lost lease
+        # the same job may be claimed again while the old attempt is still being stopped.
+        # A job's task ends right after its handler does (nothing in between awaits), so these
+        # are also the job tasks still alive.
         self._active: dict[tuple[uuid.UUID, int], _Active] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -137,13 +151,13 @@ class Runner:
     def request_stop(self) -> None:
         """Stop claiming; :meth:`run` then drains running jobs and returns."""
         if not self._stopping.is_set():
-            log.info("worker_stopping", running=len(self._tasks))
+            log.info("worker_stopping", running=len(self._active))
         self._stopping.set()
         self._wake.set()
 
     @property
     def running(self) -> int:
-        return len(self._tasks)
+        return len(self._active)
 
     def is_healthy(self, stall_after_s: float) -> bool:
         """False once the claim loop has not turned for ``stall_after_s``."""
@@ -250,25 +264,19 @@ class Runner:
     def _free_slots(self) -> int:
         """Claimable now. A slot is a running handler: a job whose handler returned no longer
         takes one while its outcome is being written, so the next claim overlaps that write
-        instead of waiting for it. Jobs still awaiting their write are bounded too (at most
-        one concurrency's worth), so an outage that holds outcomes back stops the claiming."""
+        instead of waiting for it. Outcomes waiting to be written are bounded too (at most
+        one concurrency's worth beyond the running jobs), so an outage that holds them back
+        stops the claiming."""
         concurrency = self._config.concurrency
-        return min(concurrency - len(self._active), 2 * concurrency - len(self._tasks))
+        running = len(self._active)
+        return min(concurrency - running, 2 * concurrency - running - self._completer.pending)
 
     def _start(self, job: ClaimedJob) -> None:
         self._events.job_started(job)
         # Unnamed: formatting a UUID into a task name is a measurable share of a no-op job.
+        # The task removes itself from _active when its handler ends (see _attempt).
         task = asyncio.create_task(self._execute(job))
-        key = (job.id, job.attempt)
-        self._active[key] = _Active(job, task)
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._tasks.discard(finished)
-            self._active.pop(key, None)
-            self._wake.set()
-
-        task.add_done_callback(done)
+        self._active[job.id, job.attempt] = _Active(job, task)
 
     # -- one job -------------------------------------------------------------------------
 
@@ -276,26 +284,26 @@ class Runner:
         started = self._clock()
         outcome, timed_out = await self._attempt(job)
         duration_s = self._clock() - started
-        status: JobStatus | None = None
         if outcome is None:
             log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
-            outcome = _outcome(job, OutcomeKind.FAILED, "lease lost")
-        else:
-            # The work is done: the completer writes this outcome together with the others
-            # finishing meanwhile. Once submitted it is written even if this task is cancelled
-            # while it waits (the completer writes every submitted item, whoever still awaits it).
-            try:
-                status = await self._completer.submit_nowait(outcome)
-            except Exception:
-                # A bug of ours, not an outage: the lease runs out and the rescuer puts the
-                # job back, so it is delayed, not lost.
-                log.exception("record_outcome_failed", job_id=str(job.id))
-                status = None
-            if status is None:
-                log.warning("job_outcome_discarded", job_id=str(job.id), reason="lease lost")
-        self._events.job_finished(job, outcome, status, duration_s, timed_out=timed_out)
-        if not log.is_enabled_for(logging.INFO):
-            return  # at tens of thousands of jobs a second, even building the line costs
+            lost = _outcome(job, OutcomeKind.FAILED, "lease lost")
+            finished = _Finished(job, lost, duration_s, timed_out)
+            self._report(finished, None, log_line=log.is_enabled_for(INFO))
+            return
+        # The work is done: the completer writes this outcome together with the others
+        # finishing meanwhile, and reports it once written. Nothing here waits for that, so
+        # the slot is free now and cancelling this task can no longer lose the outcome.
+        self._completer.add(_Finished(job, outcome, duration_s, timed_out))
+
+    def _report(self, finished: _Finished, status: JobStatus | None, *, log_line: bool) -> None:
+        """Metrics and, if ``log_line``, the canonical log line of an attempt whose end is
+        known. ``status`` is the job's status as recorded, None when it was not ours any more.
+        Callers ask the logger about INFO once per batch: at tens of thousands of jobs a
+        second, even asking, let alone building the line, costs."""
+        job, outcome, duration_s = finished.job, finished.outcome, finished.duration_s
+        self._events.job_finished(job, outcome, status, duration_s, timed_out=finished.timed_out)
+        if not log_line:
+            return
         # The canonical line of this attempt: everything needed to follow a job in the logs.
         log.info(
             "job_finished",
@@ -358,26 +366,56 @@ class Runner:
             return _outcome(job, kind, error_text(exc), retry_in_s), False
         return _outcome(job, OutcomeKind.COMPLETED), False
 
-    async def _record_outcomes(self, outcomes: Sequence[Outcome]) -> list[JobStatus | None]:
-        recorded = await self._queue.finish(worker_id=self.worker_id, outcomes=outcomes)
+    async def _record_outcomes(self, batch: Sequence[_Finished]) -> list[None]:
+        """The completer's write: one statement for the batch, then each attempt reported.
+        Raises only DatabaseUnavailableError, on which the completer keeps the batch and
+        tries again."""
+        try:
+            recorded = await self._queue.finish(
+                worker_id=self.worker_id, outcomes=[f.outcome for f in batch]
+            )
+        except DatabaseUnavailableError:
+            raise
+        except Exception:
+            # A bug of ours, not an outage: retrying cannot help. The leases run out and the
+            # rescuer puts the jobs back, so they are delayed, not lost.
+            log.exception("record_outcomes_failed", jobs=len(batch))
+            recorded = []
         statuses = {r.job_id: r.status for r in recorded}
-        return [statuses.get(o.job_id) for o in outcomes]  # None: no longer leased to us
+        log_lines = log.is_enabled_for(INFO)
+        for finished in batch:
+            status = statuses.get(finished.outcome.job_id)  # None: no longer leased to us
+            if status is None:
+                log.warning(
+                    "job_outcome_discarded", job_id=str(finished.job.id), reason="lease lost"
+                )
+            self._report(finished, status, log_line=log_lines)
+        # Written outcomes no longer count against the claim (see _free_slots). The claim loop
+        # runs once the completer next awaits, by which time it has let go of this batch.
+        self._wake.set()
+        return [None] * len(batch)
 
     async def _drain(self) -> None:
-        """Let running jobs finish within the grace period, then release the rest."""
-        if not self._tasks:
-            return
-        grace_s = self._config.shutdown_grace_s
-        log.info("worker_draining", running=len(self._tasks), grace_s=grace_s)
-        await asyncio.wait(set(self._tasks), timeout=grace_s)
+        """Let running jobs finish within the grace period, release the rest, and write every
+        outcome before returning."""
+        if self._active:
+            grace_s = self._config.shutdown_grace_s
+            log.info("worker_draining", running=len(self._active), grace_s=grace_s)
+            await asyncio.wait(self._tasks_alive(), timeout=grace_s)
         late = list(self._active.values())
         for entry in late:
             entry.stop(StopReason.SHUTDOWN)
         if late:
             log.warning("worker_releasing_jobs", released=len(late))
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=RECORD_DEADLINE_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORD_DEADLINE_S
+        if self._active:  # stopped handlers hand in their "released" outcomes
+            await asyncio.wait(self._tasks_alive(), timeout=RECORD_DEADLINE_S)
+        await self._completer.wait_written(max(deadline - loop.time(), 0.0))
         if dropped := self._completer.abandon():
             log.error("outcomes_not_recorded", jobs=dropped, fallback="lease expiry")
-        for task in list(self._tasks):
+        for task in self._tasks_alive():
             task.cancel()
+
+    def _tasks_alive(self) -> set[asyncio.Task[None]]:
+        return {entry.task for entry in self._active.values()}
