@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from queue_core.jobs import NewJob
 from queue_core.queue import Queue
@@ -153,9 +154,23 @@ async def test_claim_leases_the_job_to_the_worker(queue: Queue, pool: asyncpg.Po
     assert job.id == job_id
     assert (job.type, job.payload, job.queue) == ("noop", {}, "q")
     assert (job.priority, job.attempt, job.max_attempts) == (3, 1, 4)
-    assert job.started_at == row["started_at"]
-    assert job.created_at == row["created_at"]
-    assert job.scheduled_at is None
+    assert job.waited_s == pytest.approx((row["started_at"] - row["created_at"]).total_seconds())
+
+
+async def test_a_scheduled_jobs_wait_counts_from_when_it_was_due(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    [job_id] = await _enqueue(queue, scheduled_at=datetime.now(UTC) + timedelta(hours=1))
+    await pool.execute(
+        "UPDATE jobs SET created_at = now() - interval '1 day',"
+        " scheduled_at = now() - interval '2 seconds' WHERE id = $1",
+        job_id,
+    )
+
+    [job] = await queue.claim(worker_id="w1", queues=DEFAULT, limit=1, lease_s=30)
+
+    assert job.id == job_id
+    assert 2.0 <= job.waited_s < 10.0  # from scheduled_at, not from a day ago
 
 
 async def test_claim_does_not_take_running_or_finished_jobs(queue: Queue) -> None:

@@ -5,7 +5,6 @@ dashboards and alerts select on those names, labels and buckets."""
 import sys
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -16,8 +15,6 @@ from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
 from queue_core.states import JobStatus
 from queue_worker import metrics
 from queue_worker.metrics import DURATION_BUCKETS, PrometheusEvents
-
-NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 # (outcome kind, recorded status, the outcome label the metrics must show)
 ENDINGS = [
@@ -31,7 +28,7 @@ ENDINGS = [
 ]
 # On bucket bounds, between them, below the first and above the last.
 DURATIONS = [0.0, 0.001, 0.0049, 0.005, 0.3, 1.0, 2.5, 899.0, 900.0, 901.0, 5000.0]
-LATENCIES = [-1.0, 0.0, 0.001, 0.0025, 0.7, 60.0, 61.0]
+LATENCIES = [0.0, 0.001, 0.0025, 0.7, 60.0, 61.0]
 # The bounds dashboards and alerts select on, written out rather than imported.
 PINNED_DURATION_BUCKETS = (
     0.001,
@@ -70,8 +67,7 @@ PINNED_LATENCY_BUCKETS = (
 )
 
 
-def _job(job_type: str, queue: str, latency_s: float, *, scheduled: bool = False) -> ClaimedJob:
-    due_at = NOW - timedelta(seconds=latency_s)
+def _job(job_type: str, queue: str, latency_s: float) -> ClaimedJob:
     return ClaimedJob(
         id=uuid.uuid4(),
         type=job_type,
@@ -81,10 +77,7 @@ def _job(job_type: str, queue: str, latency_s: float, *, scheduled: bool = False
         attempt=1,
         max_attempts=3,
         timeout_s=None,
-        # A scheduled job is due at scheduled_at, however long ago it was created.
-        created_at=due_at - timedelta(hours=1) if scheduled else due_at,
-        scheduled_at=due_at if scheduled else None,
-        started_at=NOW,
+        waited_s=latency_s,
     )
 
 
@@ -173,13 +166,13 @@ def test_the_exposition_is_what_prometheus_client_metrics_showed(
                 kind, status, label = ENDINGS[i % len(ENDINGS)]
                 latency_s = LATENCIES[i % len(LATENCIES)]
                 timed_out = i % 4 == 0
-                job = _job(job_type, queue, latency_s, scheduled=i % 3 == 0)
+                job = _job(job_type, queue, latency_s)
                 ev = events[i % 2]
                 ev.job_started(job)
                 ev.job_finished(job, Outcome(job.id, kind), status, duration_s, timed_out=timed_out)
 
                 ref.started.labels(type=job_type, queue=queue).inc()
-                ref.latency.labels(queue=queue).observe(max(latency_s, 0.0))
+                ref.latency.labels(queue=queue).observe(latency_s)
                 ref.finished.labels(type=job_type, queue=queue, outcome=label).inc()
                 ref.duration.labels(type=job_type, outcome=label).observe(duration_s)
                 if timed_out:

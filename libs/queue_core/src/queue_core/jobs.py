@@ -61,9 +61,9 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     timeout_s: float | None
-    created_at: datetime
-    scheduled_at: datetime | None
-    started_at: datetime
+    # Seconds from when the job was due (enqueued, scheduled or retried) to this claim, by the
+    # database's clock.
+    waited_s: float
 
 
 class OutcomeKind(StrEnum):

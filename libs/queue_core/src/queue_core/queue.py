@@ -150,9 +150,7 @@ class Queue:
                 attempt=r["attempts"],
                 max_attempts=r["max_attempts"],
                 timeout_s=r["timeout_s"],
-                created_at=r["created_at"],
-                scheduled_at=r["scheduled_at"],
-                started_at=r["started_at"],
+                waited_s=r["waited_s"],
             )
             for r in rows
         ]

@@ -32,7 +32,7 @@ from uuid import UUID
 from queue_core.jobs import ClaimedJob
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per job run: not frozen, whose __init__ costs four times as much
 class JobContext:
     """What a handler receives: the job's identity and payload."""
 

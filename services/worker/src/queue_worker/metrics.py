@@ -275,8 +275,7 @@ class PrometheusEvents:
         cell = self._latency.get(queue)
         if cell is None:
             cell = stats.start_latency.new(queue)
-        due_at = job.scheduled_at or job.created_at
-        latency = max((job.started_at - due_at).total_seconds(), 0.0)
+        latency = job.waited_s
         cell[bisect_left(self._latency_bounds, latency)] += 1
         cell[-1] += latency
 
