@@ -4,6 +4,7 @@ import uvicorn
 
 from queue_api.app import create_app
 from queue_api.settings import ApiSettings
+from queue_core.gc_tuning import tune_gc
 from queue_core.log import configure
 from queue_core.settings import load_settings
 
@@ -11,8 +12,10 @@ from queue_core.settings import load_settings
 def main() -> None:
     settings = load_settings(ApiSettings)
     configure(level=settings.log_level, fmt=settings.log_format)
+    app = create_app(settings)
+    tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

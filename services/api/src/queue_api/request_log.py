@@ -8,12 +8,12 @@ are never logged.
 import logging
 import re
 import time
-import uuid
 
 import structlog
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from uuid_utils import uuid7
 
 from queue_core.log import get_logger
 
@@ -30,7 +30,8 @@ def request_log_middleware(app: ASGIApp) -> ASGIApp:
             return
         method = scope["method"]
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
+        # A new id is a UUIDv7: ordered by time, and a tenth of uuid4's cost (no system call).
+        request_id = incoming if _SANE_ID.match(incoming) else uuid7().hex
         status = 500
         started = time.perf_counter()
 
