@@ -378,6 +378,9 @@ async def drain(dsn: str, spec: DrainSpec) -> dict[str, Any]:
     and CPU time per job."""
     conn = await asyncpg.connect(dsn)
     try:
+        # As benchmarks/bench.py does before each of our runs: start right after a checkpoint,
+        # so that none falls due (after the fill's WAL, or on the 5-minute timer) mid-run.
+        await conn.execute("CHECKPOINT")
         cpu = await CpuMeter.for_server(conn)
         cpu.start()
         spawned_at = time.time()
