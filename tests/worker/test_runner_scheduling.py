@@ -20,12 +20,8 @@ if TYPE_CHECKING:
 SLOW_POLL_S = 30.0
 
 
-async def test_the_next_jobs_start_while_outcomes_are_written_but_not_endlessly(
-    queue: Queue, start_worker: StartWorker
-) -> None:
-    # A slot is a running handler: a job whose handler returned frees it before its outcome
-    # is written, so claiming overlaps the write. Outcomes not written yet are bounded by one
-    # concurrency's worth, so a write that hangs stops the claiming instead of piling up work.
+def _quick_registry() -> tuple[TaskRegistry, list[int]]:
+    """A "quick" handler that returns at once, and the payload["i"] of each job it started."""
     registry = TaskRegistry()
     started: list[int] = []
 
@@ -33,6 +29,16 @@ async def test_the_next_jobs_start_while_outcomes_are_written_but_not_endlessly(
     async def quick(job: JobContext) -> None:
         started.append(job.payload["i"])
 
+    return registry, started
+
+
+async def test_the_next_jobs_start_while_outcomes_are_written_but_not_endlessly(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    # A slot is a running handler: a job whose handler returned frees it before its outcome
+    # is written, so claiming overlaps the write. Outcomes not written yet are bounded by one
+    # concurrency's worth, so a write that hangs stops the claiming instead of piling up work.
+    registry, started = _quick_registry()
     worker = await start_worker(registry, concurrency=2)
     worker.queue.outcomes_held.clear()
     ids = [await queue.enqueue(NewJob(type="quick", payload={"i": i})) for i in range(6)]
@@ -51,13 +57,7 @@ async def test_claiming_resumes_as_soon_as_held_outcomes_are_written(
 ) -> None:
     # Outcomes waiting to be written hold the claiming back; writing them must wake the claim
     # loop at once, not leave the backlog to the next poll (30 s away here).
-    registry = TaskRegistry()
-    started: list[int] = []
-
-    @registry.task("quick")
-    async def quick(job: JobContext) -> None:
-        started.append(job.payload["i"])
-
+    registry, started = _quick_registry()
     worker = await start_worker(registry, concurrency=2, poll_interval_s=SLOW_POLL_S, listen=True)
     worker.queue.outcomes_held.clear()
     ids = await queue.enqueue_many([NewJob(type="quick", payload={"i": i}) for i in range(6)])
