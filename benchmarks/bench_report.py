@@ -96,7 +96,7 @@ def table(results: dict[str, Any]) -> str:
     rows.append(
         [
             "single enqueue, 64 concurrent (ours: HTTP POST /jobs; peers: Python API)",
-            enqueue(single),
+            enqueue(single) + ("" if single is None else f", {single['generator']}"),
             *(enqueue(s) for s in peer_single),
             *(_ratio(single and single["jobs_per_s"], s and s["jobs_per_s"]) for s in peer_single),
         ]
