@@ -449,11 +449,23 @@ def latency(bench: Bench, sizes: Sizes, interval_s: float = 0.02) -> dict[str, A
 
 # -- history -------------------------------------------------------------------------------
 
+# A million jobs finished two days ago, one a millisecond apart, with UUIDv7 ids of their
+# creation time like ours: the 48-bit Unix milliseconds, then random bits with the version
+# nibble turned from 4 to 7 (bits 52 and 53). Spelled out because uuidv7() only exists from
+# PostgreSQL 18 on, and the benchmark runs on 15 too (PG_BINDIR).
 HISTORY_SQL = """
+WITH history AS (
+    SELECT now() - interval '2 days' + g * interval '1 millisecond' AS at
+    FROM generate_series(1, $1::int) AS g
+)
 INSERT INTO jobs (id, type, payload, status, attempts, created_at, started_at, finished_at)
-SELECT uuidv7(interval '-2 days'), 'noop', '{"i": 1}', 'completed', 1,
-       now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'
-FROM generate_series(1, $1::int)
+SELECT encode(
+           set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+               PLACING substring(int8send((extract(epoch FROM at) * 1000)::int8) FROM 3)
+               FROM 1 FOR 6), 52, 1), 53, 1),
+           'hex')::uuid,
+       'noop', '{"i": 1}', 'completed', 1, at, at, at
+FROM history
 """
 
 
