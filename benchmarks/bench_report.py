@@ -54,8 +54,10 @@ def table(results: dict[str, Any]) -> str:
     header = ["workload", "ours", *(name for _, name in PEERS), *(f"ours/{n}" for _, n in PEERS)]
     rows: list[list[str]] = []
 
-    for procs, label in (("1", "1 worker process"), ("2", "2 worker processes")):
-        key = "process_1_proc" if procs == "1" else "process_2_procs"
+    for procs, key, label in (
+        ("1", "process_1_proc", "1 worker process"),
+        ("2", "process_2_procs", "2 worker processes"),
+    ):
         ours = _get(results, key, "jobs_per_s")
         concurrency = _get(results, key, "concurrency")
         jobs = _get(results, key, "jobs")
@@ -171,7 +173,7 @@ def _target(label: str, measured: Callable[[], tuple[str, bool] | None]) -> str:
 
 def targets(results: dict[str, Any]) -> str:
     """The issue's targets, each with this run's figure and whether it met it."""
-    r = results
+    r = results  # short: every check below reads it
 
     def processing() -> tuple[str, bool] | None:
         if "peers" not in r:
