@@ -11,8 +11,17 @@ from typing import Any, Final
 
 import asyncpg
 import msgspec
+import structlog
 
-from queue_core.errors import DatabaseUnavailableError, InvalidJobError
+from queue_core.errors import DatabaseConflictError, DatabaseUnavailableError, InvalidJobError
+
+# structlog directly: queue_core.log imports the settings, which import this module.
+log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("queue_core.db")
+
+INVALID_JOB_MESSAGE = (
+    "the database cannot store this job: a value is out of the range it can hold, "
+    "or text contains a NUL character or an unpaired surrogate"
+)
 
 _SCHEMES: Final = ("postgresql+asyncpg://", "postgresql://", "postgres://")
 
@@ -49,18 +58,52 @@ CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
 )
 
 
+# Errors where PostgreSQL gave up on our statement to resolve a conflict with another one:
+# nothing was written, and the same statement normally succeeds when tried again.
+CONFLICT_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.LockNotAvailableError,
+)
+
+
 _json_decoder = msgspec.json.Decoder()
+
+
+class UndecodableJson:
+    """Stands in for a stored json value nested too deeply for Python to decode.
+
+    PostgreSQL holds jsonb thousands of levels deep; msgspec and the standard library both
+    give up near a thousand, with a RecursionError. Raised from inside the driver, that error
+    would fail the whole statement, so one such row (written straight into the table, or
+    before the API bounded nesting) would fail every claim of its queue. Decoded as this
+    marker instead, the row is read like any other and its job fails with a clear error."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDECODABLE_JSON"
+
+
+UNDECODABLE_JSON: Final = UndecodableJson()
 
 
 def decode_json(text: str) -> Any:  # noqa: ANN401 - any JSON value
     """A json/jsonb value from PostgreSQL as Python objects. msgspec parses a small payload
     ten times faster than the standard library, which counts when every claimed job carries
     one; the standard library takes the values msgspec refuses and PostgreSQL can hold (a
-    number beyond a float's range, such as 1e400, which json.loads reads as inf)."""
+    number beyond a float's range, such as 1e400, which json.loads reads as inf). A value
+    nested too deeply for either is :data:`UNDECODABLE_JSON`, never an exception."""
     try:
         return _json_decoder.decode(text)
+    except RecursionError:
+        return UNDECODABLE_JSON
     except msgspec.MsgspecError:
+        pass
+    try:
         return json.loads(text)
+    except RecursionError:
+        return UNDECODABLE_JSON
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -100,20 +143,31 @@ async def create_pool(
 
 @asynccontextmanager
 async def translate_input_errors() -> AsyncIterator[None]:
-    """Turn "PostgreSQL cannot hold this value" errors into :class:`InvalidJobError`."""
+    """Turn "PostgreSQL cannot hold this value" errors into :class:`InvalidJobError`.
+
+    The API validates every field before it gets here, so this is the last line of defence
+    for a caller of the library. Its message is ours: the driver's wording (SQL state names,
+    byte sequences, constraint names) says nothing useful to a client and describes our
+    internals, so it goes to the log instead."""
     try:
         yield
     except (asyncpg.DataError, asyncpg.CheckViolationError) as exc:
         # e.g. \u0000 in jsonb, a timestamp out of range, max_attempts below 1
-        raise InvalidJobError(f"the database cannot store this job: {exc.message}") from exc
+        log.warning("job_refused_by_database", sqlstate=exc.sqlstate, error=exc.message)
+        raise InvalidJobError(INVALID_JOB_MESSAGE) from exc
     except (OverflowError, ValueError) as exc:  # asyncpg refused to encode a parameter
-        raise InvalidJobError(f"the database cannot store this job: {exc}") from exc
+        log.warning("job_refused_by_driver", error=type(exc).__name__)
+        raise InvalidJobError(INVALID_JOB_MESSAGE) from exc
 
 
 @asynccontextmanager
 async def translate_connection_errors() -> AsyncIterator[None]:
-    """Turn every "database is unreachable" error into :class:`DatabaseUnavailableError`."""
+    """Turn every transient database error into a :class:`TransientDatabaseError`: "database
+    is unreachable" into :class:`DatabaseUnavailableError`, and a transaction PostgreSQL
+    aborted to break a conflict into :class:`DatabaseConflictError`."""
     try:
         yield
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(exc) from exc
+    except CONFLICT_ERRORS as exc:
+        raise DatabaseConflictError(exc) from exc

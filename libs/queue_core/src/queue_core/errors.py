@@ -7,12 +7,29 @@ class QueueError(Exception):
     """Base class of every error queue_core raises on purpose."""
 
 
-class DatabaseUnavailableError(QueueError):
-    """PostgreSQL cannot be reached or dropped the connection. Transient: retry later."""
+class TransientDatabaseError(QueueError):
+    """The statement failed for a reason that passes: trying it again later may succeed. Every
+    caller treats these alike (the API answers 503 with Retry-After, the worker's services back
+    off); anything else is a bug or bad input, which retrying cannot fix."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class DatabaseUnavailableError(TransientDatabaseError):
+    """PostgreSQL cannot be reached or dropped the connection."""
 
     def __init__(self, cause: BaseException) -> None:
-        super().__init__(f"database unavailable: {type(cause).__name__}")
-        self.cause = cause
+        super().__init__(f"database unavailable: {type(cause).__name__}", cause)
+
+
+class DatabaseConflictError(TransientDatabaseError):
+    """PostgreSQL aborted the statement to resolve a conflict with another transaction (a
+    deadlock, a serialization failure): nothing was changed, and a retry normally succeeds."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"database conflict: {type(cause).__name__}", cause)
 
 
 class InvalidJobError(QueueError):

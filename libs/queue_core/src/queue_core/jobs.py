@@ -8,6 +8,11 @@ from uuid import UUID
 
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE, JobStatus
 
+# A payload as read back from the table. The API only stores JSON objects, but a row written
+# around it may hold any JSON value, or one nested too deeply to decode (read as
+# queue_core.db.UNDECODABLE_JSON): readers check before they rely on an object.
+StoredPayload = Any
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewJob:
@@ -28,7 +33,7 @@ class JobRecord:
 
     id: UUID
     type: str
-    payload: dict[str, Any]
+    payload: StoredPayload
     status: JobStatus
     attempts: int
     max_attempts: int
@@ -55,7 +60,7 @@ class ClaimedJob:
 
     id: UUID
     type: str
-    payload: dict[str, Any]
+    payload: StoredPayload
     queue: str
     priority: int
     attempt: int

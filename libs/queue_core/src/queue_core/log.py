@@ -32,7 +32,12 @@ def configure(*, level: LogLevel = "INFO", fmt: LogFormat = "auto") -> None:
         )
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        # Plain tracebacks: structlog's default on a terminal is rich's, which prints every
+        # frame's locals (a request body, a job's payload) and differs between images that
+        # have rich and those that do not.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE, JobStatus
 
 # Deterministic constraint names, so migrations can refer to them and autogenerate compares cleanly.
@@ -35,6 +36,21 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+TIMESTAMP_COLUMNS = (
+    "scheduled_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+    "cancel_requested_at",
+)
+TIMESTAMPS_IN_RANGE = " AND ".join(
+    f"({column} IS NULL OR ({column} >= '{SCHEDULED_AT_MIN.isoformat()}' "
+    f"AND {column} < '{SCHEDULED_AT_MAX.isoformat()}'))"
+    for column in TIMESTAMP_COLUMNS
+)
 
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
 
@@ -80,7 +96,18 @@ class Job(Base):
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_valid"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
-        CheckConstraint("timeout_s IS NULL OR timeout_s > 0", name="timeout_positive"),
+        # The bounds of limits.py: see there why, and migration 0004 for how older rows were
+        # brought inside them.
+        CheckConstraint(
+            f"timeout_s IS NULL OR (timeout_s > 0 AND timeout_s <= {MAX_TIMEOUT_S:g})",
+            name="timeout_in_range",
+        ),
+        CheckConstraint(TIMESTAMPS_IN_RANGE, name="timestamps_in_range"),
+        # Keeps the claim's "attempts + 1" within max_attempts (and so from overflowing);
+        # every statement that makes a job pending leaves it an attempt (queries.sql).
+        CheckConstraint(
+            "status <> 'pending' OR attempts < max_attempts", name="pending_has_attempts_left"
+        ),
         CheckConstraint(
             "status <> 'running' OR (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)",
             name="running_has_lease",

@@ -43,7 +43,11 @@ WHERE id = $1;
 --  * The attempt is counted here, at the start, so a worker that dies mid-job has used one.
 --  * waited_s is how long the job waited to start, by the database's clock, from when it was
 --    due (it was due by then: never negative). The worker reports it as its start latency; a
---    number is cheaper to send and read than the three timestamps it comes from.
+--    number is cheaper to send and read than the three timestamps it comes from. (Every
+--    timestamp is finite and in range: see ck_jobs_timestamps_in_range. Before PostgreSQL 17,
+--    "now() - '-infinity'" raises, and one such row failed every claim of its queue.)
+--  * attempts + 1 cannot overflow: a pending job always has attempts left
+--    (ck_jobs_pending_has_attempts_left), so the result is at most max_attempts.
 WITH due AS MATERIALIZED (
     SELECT c.id
     FROM unnest($2::text[]) AS q(name)
@@ -140,14 +144,37 @@ SELECT pg_notify('queue_jobs', q) FROM unnest($1::text[]) AS q;
 -- requested; an attempt missing from the result was taken back (rescued after lost
 -- heartbeats, perhaps claimed again) and must stop running here.
 -- updated_at is left alone: a heartbeat is not a change of the job's state.
-UPDATE jobs AS j
-SET lease_expires_at = now() + make_interval(secs => $3)
-FROM unnest($1::uuid[], $4::int[]) AS held(id, attempt)
-WHERE j.id = held.id
-  AND j.attempts = held.attempt
-  AND j.status = 'running'
-  AND j.lease_owner = $2
-RETURNING j.id, j.attempts, j.cancel_requested_at IS NOT NULL AS cancel_requested;
+-- A heartbeat never waits for a lock (SKIP LOCKED): it runs beside this worker's own finish,
+-- on another connection and over the same rows, and two statements that wait for each other's
+-- row locks can deadlock. A row locked now is being finished (by us), cancelled or rescued;
+-- its lease is extended at the next beat if it is still ours then, and a lease outlives two
+-- missed beats. Whether a job is still ours is read from the statement's snapshot ("ours"),
+-- so a row skipped this time is not mistaken for one taken back.
+WITH ours AS MATERIALIZED (
+    SELECT j.id, j.attempts, j.cancel_requested_at IS NOT NULL AS cancel_requested
+    FROM jobs AS j
+    JOIN unnest($1::uuid[], $4::int[]) AS held(id, attempt)
+        ON j.id = held.id AND j.attempts = held.attempt
+    WHERE j.status = 'running'
+      AND j.lease_owner = $2
+),
+unlocked AS MATERIALIZED (
+    SELECT j.id
+    FROM jobs AS j
+    JOIN ours ON ours.id = j.id
+    -- Re-checked on the row's latest version once locked: a lease taken back meanwhile
+    -- is not extended.
+    WHERE j.status = 'running'
+      AND j.lease_owner = $2
+    FOR UPDATE OF j SKIP LOCKED
+),
+extended AS (
+    UPDATE jobs AS j
+    SET lease_expires_at = now() + make_interval(secs => $3)
+    FROM unlocked
+    WHERE j.id = unlocked.id
+)
+SELECT id, attempts, cancel_requested FROM ours;
 
 -- name: rescue_expired
 -- Take back up to $1 running jobs whose lease ran out: their worker died or lost the database
@@ -169,9 +196,8 @@ SET status = CASE
         WHEN j.attempts >= j.max_attempts THEN 'failed'
         ELSE 'pending'
     END,
-    error_message = format(
-        'rescued from a lost worker: lease of %s expired at %s', e.lease_owner, e.lease_expires_at
-    ),
+    -- Readable by anyone who may read the job: names no worker (host, pid), only what happened.
+    error_message = 'rescued from a lost worker: its lease expired',
     lease_owner = NULL,
     lease_expires_at = NULL,
     finished_at = CASE

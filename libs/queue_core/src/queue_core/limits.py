@@ -1,0 +1,25 @@
+"""Bounds on what a stored job may hold, in one place: the schema's CHECK constraints (models.py,
+migration 0004) hold these values, and the API refuses anything outside them with a 400 before
+the database sees it.
+
+Why bound at all: PostgreSQL accepts ``-infinity``, ``infinity`` and instants thousands of years
+away, and asyncpg turns Python's ``datetime.min``/``max`` into the infinities. Such a value in
+one row once failed every claim of its queue (on PostgreSQL before 17, ``now() - '-infinity'``
+raises), and one at ``+infinity`` never runs. A range no real schedule leaves keeps every
+timestamp finite and every subtraction defined.
+"""
+
+from datetime import UTC, datetime
+from typing import Final
+
+# A job may be scheduled from the Unix epoch (anything earlier is as good as "now") up to, not
+# including, the year 2200 (a century and more ahead: no schedule needs longer). Every other
+# timestamp of a job is written by the database's clock, so the same range holds them all;
+# it also keeps them inside what Python's datetime can read (years 1 to 9999), so that no
+# row can make reading a job fail.
+SCHEDULED_AT_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)
+SCHEDULED_AT_MAX: Final = datetime(2200, 1, 1, tzinfo=UTC)
+
+# The longest per-job attempt timeout the table holds: one week. NaN and infinity are refused
+# too (PostgreSQL orders NaN above every number, so "timeout_s > 0" alone lets it through).
+MAX_TIMEOUT_S: Final = 7 * 24 * 3600.0
