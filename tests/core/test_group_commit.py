@@ -34,7 +34,7 @@ class Store:
 
 async def test_items_submitted_together_share_one_write_and_get_their_own_results() -> None:
     store = Store()
-    committer = GroupCommitter(store.write, name="test", retry_unavailable=False)
+    committer = GroupCommitter(store.write, name="test", retry_transient=False)
 
     results = await asyncio.gather(
         *(committer.submit(i) for i in (2, 4, 5)), return_exceptions=True
@@ -47,7 +47,7 @@ async def test_items_submitted_together_share_one_write_and_get_their_own_result
 
 async def test_added_items_are_written_without_anyone_waiting_for_them() -> None:
     store = Store()
-    committer = GroupCommitter(store.write, name="test", retry_unavailable=True)
+    committer = GroupCommitter(store.write, name="test", retry_transient=True)
     store.gate.clear()
 
     for i in range(5):
@@ -64,7 +64,7 @@ async def test_added_items_are_written_without_anyone_waiting_for_them() -> None
 async def test_an_outage_keeps_added_items_until_they_are_written() -> None:
     store = Store()
     store.outages = 2
-    committer = GroupCommitter(store.write, name="test", retry_unavailable=True)
+    committer = GroupCommitter(store.write, name="test", retry_transient=True)
 
     committer.add(1)
     committer.add(2)
@@ -76,7 +76,7 @@ async def test_an_outage_keeps_added_items_until_they_are_written() -> None:
 async def test_an_outage_fails_submitted_items_back_when_not_retrying() -> None:
     store = Store()
     store.outages = 1
-    committer = GroupCommitter(store.write, name="test", retry_unavailable=False)
+    committer = GroupCommitter(store.write, name="test", retry_transient=False)
 
     results = await asyncio.gather(committer.submit(2), return_exceptions=True)
 
@@ -87,7 +87,7 @@ async def test_an_outage_fails_submitted_items_back_when_not_retrying() -> None:
 async def test_a_failing_write_of_added_items_is_logged_and_later_items_still_go() -> None:
     store = Store()
     store.bug = RuntimeError("a bug in write")
-    committer = GroupCommitter(store.write, name="outcomes", retry_unavailable=True)
+    committer = GroupCommitter(store.write, name="outcomes", retry_transient=True)
 
     with capture_logs() as logs:
         committer.add(1)

@@ -40,6 +40,7 @@ from queue_api.metrics import QueueStatsCollector
 from queue_api.settings import ApiSettings
 from queue_devtools.pgcluster import free_port
 from queue_worker.http import SidePortServer
+from queue_worker.runner import Health
 from queue_worker.settings import WorkerSettings
 
 NAMESPACE = "task-queue"
@@ -231,7 +232,7 @@ def test_probes_hit_real_endpoints_on_the_configured_ports(
     api_routes = {
         route.path for route in create_app(ApiSettings(DATABASE_URL=UNREACHABLE_DB)).routes
     }
-    side_port = SidePortServer("127.0.0.1", free_port(), lambda: True)
+    side_port = SidePortServer("127.0.0.1", free_port(), Health)
     side_port.start()
 
     def api_serves(path: str) -> bool:

@@ -83,16 +83,9 @@ def exit_code(worker: Worker, timeout_s: float) -> int | None:
         return None
 
 
-# The worker's warnings about the database that are not about recording an outcome.
-OTHER_DB_WARNINGS = frozenset(
-    {
-        "claim_failed",
-        "heartbeat_failed",
-        "rescue_failed",
-        "listener_connect_failed",
-        "listener_connection_lost",
-    }
-)
+# The worker's warnings about the database that are not about recording an outcome: its
+# supervised services (claim, heartbeat, listener, rescuer) retrying after a transient error.
+OTHER_DB_WARNINGS = frozenset({"service_retrying", "heartbeat_failed"})
 
 
 def outcome_retried(worker: Worker) -> bool:
@@ -104,6 +97,11 @@ def outcome_retried(worker: Worker) -> bool:
         and "database unavailable" in str(line.get("error"))
         for line in json_lines(worker.proc.output())
     )
+
+
+def service_retried(worker: Worker, service: str) -> bool:
+    """Whether ``worker``'s supervised ``service`` has met a transient error and is retrying."""
+    return any(line.get("service") == service for line in worker.events("service_retrying"))
 
 
 def ready_status(client: httpx.Client) -> int | None:
@@ -325,7 +323,7 @@ def test_api_and_worker_ride_out_a_database_outage_and_recover_by_themselves(
             # Keep the database away until the worker has met the outage in its claim loop and
             # the in-flight job has ended with nowhere to record its outcome.
             stack.wait(
-                lambda: "claim_failed" in worker.event_names() and outcome_retried(worker),
+                lambda: service_retried(worker, "claim") and outcome_retried(worker),
                 what="the worker's claim and outcome recording failing during the outage",
                 alive=alive,
                 timeout_s=OUTAGE_SLEEP_S + SLACK_S,

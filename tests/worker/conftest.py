@@ -9,7 +9,9 @@ from helpers import eventually
 from queue_core.db import create_pool
 from queue_core.retry import Backoff
 from queue_core.tasks import TaskRegistry
-from queue_worker.runner import Runner, RunnerConfig
+from queue_worker.events import WorkerEvents
+from queue_worker.runner import STUCK_GRACE_S, Runner, RunnerConfig
+from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S
 from worker.harness import (
     FAST_BACKOFF,
     LoopWatchdog,
@@ -37,7 +39,8 @@ async def fx_watchdog() -> AsyncIterator[LoopWatchdog]:
 async def fx_start_worker(
     db_url: str, pool: asyncpg.Pool, watchdog: LoopWatchdog
 ) -> AsyncIterator[StartWorker]:
-    """Start a Runner as an asyncio task; every one started is stopped (drained) afterwards."""
+    """Start a Runner as an asyncio task; every one started is stopped (drained) afterwards.
+    ``queue``: a RecordingQueue of the test's own (e.g. one that injects faults)."""
     started: list[RunningWorker] = []
     own_pools: list[asyncpg.Pool] = []
 
@@ -54,13 +57,16 @@ async def fx_start_worker(
         database_url: str | None = None,
         listen: bool = False,
         worker_id: str | None = None,
-        job_timeout_s: float | None = None,
+        job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
+        stuck_grace_s: float = STUCK_GRACE_S,
+        queue: RecordingQueue | None = None,
+        events: WorkerEvents | None = None,
     ) -> RunningWorker:
         worker_pool = pool
         if database_url is not None:
             worker_pool = await create_pool(database_url, connect_timeout_s=1.0)
             own_pools.append(worker_pool)
-        queue = RecordingQueue(worker_pool)
+        queue = queue or RecordingQueue(worker_pool)
         runner = Runner(
             queue,
             registry,
@@ -73,8 +79,10 @@ async def fx_start_worker(
                 shutdown_grace_s=shutdown_grace_s,
                 backoff=backoff,
                 job_timeout_s=job_timeout_s,
+                stuck_grace_s=stuck_grace_s,
             ),
             worker_id=worker_id,
+            events=events,
         )
         watchdog.watch(runner)
         worker = RunningWorker(runner=runner, queue=queue)

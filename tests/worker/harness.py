@@ -21,8 +21,11 @@ from queue_core.queue import Queue
 from queue_core.retry import Backoff
 from queue_core.states import JobStatus
 from queue_core.tasks import TaskRegistry
+from queue_worker.events import WorkerEvents
 from queue_worker.listener import Listener
-from queue_worker.runner import Runner
+from queue_worker.runner import STUCK_GRACE_S, Runner
+from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S
+from queue_worker.supervisor import Supervisor
 
 # Retries in milliseconds instead of seconds, so a test sees every attempt quickly.
 FAST_BACKOFF = Backoff(base_s=0.01, cap_s=0.05)
@@ -114,7 +117,7 @@ class RunningWorker:
     # NOTIFYs the listener passed on to the runner (plus one per (re)connect).
     notifications: int = 0
     _task: "asyncio.Task[None] | None" = field(default=None, repr=False)
-    _listener_task: "asyncio.Task[None] | None" = field(default=None, repr=False)
+    _listener_supervisor: Supervisor | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.runner.run(), name="test-runner")
@@ -135,18 +138,19 @@ class RunningWorker:
             await self.stop_listening()
 
     async def stop_listening(self) -> None:
-        if self._listener_task is not None:
-            self._listener_task.cancel()
-            await asyncio.gather(self._listener_task, return_exceptions=True)
-            self._listener_task = None
+        if self._listener_supervisor is not None:
+            await self._listener_supervisor.stop()
+            self._listener_supervisor = None
 
     def on_notify(self) -> None:
         self.notifications += 1
         self.runner.wake()
 
     def start_listening(self, database_url: str, queues: Sequence[str]) -> None:
+        # Under a supervisor of its own, as in the worker: reconnecting is its restart.
         self.listener = Listener(database_url, queues, self.on_notify)
-        self._listener_task = asyncio.create_task(self.listener.run(), name="test-listener")
+        self._listener_supervisor = Supervisor([self.listener])
+        self._listener_supervisor.start()
 
 
 class StartWorker(Protocol):
@@ -164,7 +168,10 @@ class StartWorker(Protocol):
         database_url: str | None = None,
         listen: bool = False,
         worker_id: str | None = None,
-        job_timeout_s: float | None = None,
+        job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
+        stuck_grace_s: float = STUCK_GRACE_S,
+        queue: RecordingQueue | None = None,
+        events: WorkerEvents | None = None,
     ) -> RunningWorker: ...
 
 

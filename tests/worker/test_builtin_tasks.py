@@ -18,7 +18,7 @@ from queue_core.queue import Queue
 from queue_core.states import JobStatus
 from queue_core.tasks import registry
 from queue_worker import builtin_tasks
-from queue_worker.builtin_tasks import _smtp_settings
+from queue_worker.builtin_tasks import configure_smtp
 from worker.harness import StartWorker, wait_for_status
 
 SMTP_VARIABLES = ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_SENDER")
@@ -45,9 +45,9 @@ def _free_port() -> int:
 def fx_no_smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in SMTP_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    _smtp_settings.cache_clear()  # send_email reads its settings once per process
+    configure_smtp(None)  # send_email reads its settings once per process
     yield
-    _smtp_settings.cache_clear()
+    configure_smtp(None)
 
 
 @pytest.fixture(name="smtp_server")
@@ -62,12 +62,12 @@ def fx_smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Collector]:
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SMTP_PORT", str(port))
     monkeypatch.setenv("SMTP_SENDER", "queue@example.test")
-    _smtp_settings.cache_clear()
+    configure_smtp(None)
     try:
         yield collector
     finally:
         controller.stop()
-        _smtp_settings.cache_clear()
+        configure_smtp(None)
 
 
 def test_the_builtin_tasks_are_registered_under_their_names() -> None:
@@ -104,6 +104,7 @@ async def test_sleep_completes(queue: Queue, start_worker: StartWorker) -> None:
         ({"seconds": "soon"}, "PayloadError: payload.seconds must be a float"),
         ({"seconds": True}, "PayloadError: payload.seconds must be a float"),
         ({"seconds": -1}, "PayloadError: payload.seconds must not be negative"),
+        ({"seconds": 1e9}, "PayloadError: payload.seconds must be at most 3600"),
     ],
 )
 async def test_sleep_with_a_bad_payload_fails_at_once(
@@ -199,7 +200,7 @@ async def test_send_email_to_an_unreachable_server_is_retried(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SMTP_PORT", str(_free_port()))  # nothing listens there
-    _smtp_settings.cache_clear()
+    configure_smtp(None)
     try:
         job_id = await queue.enqueue(
             NewJob(
@@ -212,7 +213,7 @@ async def test_send_email_to_an_unreachable_server_is_retried(
 
         job = await wait_for_status(queue, job_id, JobStatus.FAILED)
     finally:
-        _smtp_settings.cache_clear()
+        configure_smtp(None)
 
     assert job.attempts == 2  # a connection error is transient: every attempt was used
     assert job.error_message is not None

@@ -16,6 +16,11 @@ from queue_core.states import JobStatus
 from queue_worker import metrics
 from queue_worker.metrics import DURATION_BUCKETS, PrometheusEvents
 
+# The label values the worker allows (its handlers' names, its WORKER_QUEUES); any other type or
+# queue is counted as "other".
+TYPES = ("greet", "report", *(f"type{k}" for k in range(500)))
+QUEUES = ("default", "slow")
+
 # (outcome kind, recorded status, the outcome label the metrics must show)
 ENDINGS = [
     (OutcomeKind.COMPLETED, JobStatus.COMPLETED, "completed"),
@@ -158,7 +163,10 @@ def test_the_exposition_is_what_prometheus_client_metrics_showed(
 ) -> None:
     ref = _Reference()
     # Two instances, as two runners in one process: they add to the same numbers.
-    events = [PrometheusEvents(4), PrometheusEvents(4)]
+    events = [
+        PrometheusEvents(4, types=TYPES, queues=QUEUES),
+        PrometheusEvents(4, types=TYPES, queues=QUEUES),
+    ]
     i = 0
     for job_type in ("greet", "report"):
         for queue in ("default", "slow"):
@@ -189,7 +197,7 @@ def test_the_exposition_is_what_prometheus_client_metrics_showed(
 def test_histogram_buckets_are_cumulative_and_inf_counts_every_observation(
     registry: CollectorRegistry,
 ) -> None:
-    events = PrometheusEvents(1)
+    events = PrometheusEvents(1, types=TYPES, queues=QUEUES)
     for duration_s in (0.001, 0.0011, 900.0, 901.0):
         job = _job("greet", "default", 0.0)
         events.job_started(job)
@@ -227,7 +235,7 @@ def _totals(registry: CollectorRegistry) -> tuple[float, float]:
 def test_a_scrape_from_another_thread_is_safe_while_jobs_run(
     registry: CollectorRegistry,
 ) -> None:
-    events = PrometheusEvents(1)
+    events = PrometheusEvents(1, types=TYPES, queues=QUEUES)
     # New label sets keep appearing while the scrapes run: a scrape that iterated the live
     # dicts instead of a copy would fail on "dictionary changed size during iteration", and
     # one that found a count before its created time, on a KeyError.
@@ -274,7 +282,10 @@ def test_the_default_registry_serves_the_per_job_metrics() -> None:
     before = REGISTRY.get_sample_value(
         "queue_worker_jobs_started_total", {"type": "greet", "queue": "default"}
     )
-    for events in (PrometheusEvents(2), PrometheusEvents(2)):
+    for events in (
+        PrometheusEvents(2, types=TYPES, queues=QUEUES),
+        PrometheusEvents(2, types=TYPES, queues=QUEUES),
+    ):
         job = _job("greet", "default", 0.0)
         events.job_started(job)
         outcome = Outcome(job.id, OutcomeKind.COMPLETED)
@@ -295,3 +306,28 @@ def test_the_default_registry_serves_the_per_job_metrics() -> None:
         ("queue_worker_concurrency", "gauge"),
     ]:
         assert f"# TYPE {name} {kind}\n" in text
+
+
+def test_types_and_queues_the_worker_does_not_know_are_counted_as_other(
+    registry: CollectorRegistry,
+) -> None:
+    events = PrometheusEvents(2, types=("greet",), queues=("default",))
+    for job_type, queue in [("greet", "default"), ("made-up-1", "default"), ("made-up-2", "x")]:
+        job = _job(job_type, queue, 0.0)
+        events.job_started(job)
+        outcome = Outcome(job.id, OutcomeKind.FAILED_FINAL)
+        events.job_finished(job, outcome, JobStatus.FAILED, 0.01, timed_out=True)
+
+    samples = [
+        sample
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    ]
+    assert {s.labels["type"] for s in samples if "type" in s.labels} == {"greet", "other"}
+    assert {s.labels["queue"] for s in samples if "queue" in s.labels} == {"default", "other"}
+    started = {
+        (s.labels["type"], s.labels["queue"]): s.value
+        for s in samples
+        if s.name == "queue_worker_jobs_started_total"
+    }
+    assert started == {("greet", "default"): 1, ("other", "default"): 1, ("other", "other"): 1}

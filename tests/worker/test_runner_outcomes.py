@@ -2,6 +2,10 @@
 handler at all, and a sync handler."""
 
 import threading
+import uuid
+
+import asyncpg
+import pytest
 
 from queue_core.jobs import NewJob
 from queue_core.queue import Queue
@@ -165,3 +169,38 @@ async def test_an_error_message_with_a_nul_character_is_still_recorded(
 
     assert job.error_message is not None
     assert job.error_message.startswith("ValueError: unexpected byte in 'ab")
+
+
+@pytest.mark.parametrize(
+    ("stored", "error"),
+    [
+        ("[1, 2]", "payload is not a JSON object (it is a JSON array)"),
+        ("null", "payload is not a JSON object (it is a JSON null)"),
+        ('"text"', "payload is not a JSON object (it is a JSON string)"),
+        ("[" * 5000 + "]" * 5000, "payload is nested too deeply to decode"),
+    ],
+)
+async def test_a_stored_payload_that_is_no_object_fails_without_running_the_handler(
+    queue: Queue, pool: asyncpg.Pool, start_worker: StartWorker, stored: str, error: str
+) -> None:
+    # Only a row written around the API holds such a payload; handlers are promised an object.
+    registry = TaskRegistry()
+    ran: list[JobContext] = []
+
+    @registry.task("greet")
+    async def greet(job: JobContext) -> None:
+        ran.append(job)
+
+    job_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO jobs (id, type, payload) VALUES ($1, 'greet', $2::text::jsonb)", job_id, stored
+    )
+    [normal] = await queue.enqueue_many([NewJob(type="greet", payload={"n": 1})])
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, job_id, JobStatus.FAILED)
+    await wait_for_status(queue, normal, JobStatus.COMPLETED)
+
+    assert job.attempts == 1  # final at once: retrying cannot change the payload
+    assert job.error_message == error
+    assert [j.id for j in ran] == [normal]

@@ -2,9 +2,9 @@
 
 Every method runs one named statement from ``sql/queries.sql`` on a pooled connection, in its
 own implicit transaction; asyncpg prepares and caches each statement per connection.
-Unreachable-database errors surface as :class:`~queue_core.errors.DatabaseUnavailableError`;
-nothing here retries on its own, so each caller decides (the API answers 503, the worker backs
-off).
+Transient database errors (unreachable, or a statement aborted to break a deadlock) surface as
+:class:`~queue_core.errors.TransientDatabaseError`; nothing here retries on its own, so each
+caller decides (the API answers 503, the worker backs off).
 """
 
 import uuid
@@ -52,7 +52,7 @@ class Queue:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._enqueuer: GroupCommitter[NewJob, uuid.UUID] = GroupCommitter(
-            self._enqueue_group, name="enqueue", retry_unavailable=False
+            self._enqueue_group, name="enqueue", retry_transient=False
         )
 
     async def ping(self) -> None:
@@ -67,7 +67,7 @@ class Queue:
         Concurrent calls are group-committed: one INSERT, one commit and one NOTIFY for all the
         jobs waiting, which is what lets single-job HTTP enqueues scale (a NOTIFY serialises
         commits). Raises :class:`InvalidJobError` for a job PostgreSQL cannot store, and
-        :class:`DatabaseUnavailableError` when it is unreachable."""
+        :class:`TransientDatabaseError` when it is unreachable."""
         return await self._enqueuer.submit(job)
 
     async def _enqueue_group(self, jobs: Sequence[NewJob]) -> list[uuid.UUID | BaseException]:

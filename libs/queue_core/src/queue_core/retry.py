@@ -29,3 +29,16 @@ class Backoff:
 
 
 _RNG = random.Random()  # noqa: S311 - jitter, not cryptography
+
+
+# The one backoff every worker service uses after a transient database error (connection lost,
+# deadlock, serialization failure) or a crash, and the completer between tries of a batch:
+# 0.1 s, 0.2 s, 0.4 s, … up to 5 s, each with equal jitter, so replicas that lost the database
+# together come back spread out instead of as one wave. 5 s keeps an outage's tail short: the
+# first try after the database returns is at most 5 s late.
+TRANSIENT_RETRY = Backoff(base_s=0.1, cap_s=5.0)
+
+
+def jittered(seconds: float) -> float:
+    """``seconds`` ±25 %: replicas started together drift apart instead of polling in step."""
+    return seconds * _RNG.uniform(0.75, 1.25)

@@ -7,14 +7,25 @@ exit status 2 and one line that names the environment variable, never a tracebac
 import sys
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from queue_core.db import normalize_database_url
 
 DatabaseUrl = Annotated[str, AfterValidator(normalize_database_url)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "console", "auto"]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+# A comma-separated list in one variable ("a, b,c"); NoDecode stops pydantic-settings from
+# reading it as JSON first.
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
 
 S = TypeVar("S", bound=BaseSettings)
 

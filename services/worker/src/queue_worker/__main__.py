@@ -13,12 +13,13 @@ from queue_core.queue import Queue
 from queue_core.retry import Backoff
 from queue_core.settings import load_settings
 from queue_core.tasks import load_task_modules, registry
+from queue_worker.builtin_tasks import configure_smtp
 from queue_worker.http import SidePortServer
 from queue_worker.listener import Listener
 from queue_worker.maintenance import Rescuer
 from queue_worker.metrics import PrometheusEvents
 from queue_worker.runner import Runner, RunnerConfig
-from queue_worker.settings import WorkerSettings
+from queue_worker.settings import SmtpSettings, WorkerSettings
 
 log = get_logger("queue_worker")
 
@@ -32,7 +33,15 @@ async def serve(settings: WorkerSettings) -> None:
         settings.database_url, max_size=settings.pool_size, application_name="queue-worker"
     )
     queue = Queue(pool)
-    events = PrometheusEvents(settings.concurrency)
+    events = PrometheusEvents(settings.concurrency, types=registry.names(), queues=settings.queues)
+    runner: Runner | None = None
+    listener = Listener(
+        settings.database_url,
+        settings.queues,
+        lambda: runner.wake() if runner is not None else None,
+        on_reconnect=lambda: events.database_reconnected("listener"),
+    )
+    rescuer = Rescuer(queue, settings.rescue_interval_s, events=events)
     runner = Runner(
         queue,
         registry,
@@ -47,40 +56,29 @@ async def serve(settings: WorkerSettings) -> None:
             job_timeout_s=settings.job_timeout_s,
         ),
         events=events,
+        services=[listener, rescuer],
     )
     stall_after_s = max(STALL_MIN_S, STALL_POLL_INTERVALS * settings.poll_interval_s)
     side = SidePortServer(
-        settings.metrics_host, settings.metrics_port, lambda: runner.is_healthy(stall_after_s)
+        settings.metrics_host, settings.metrics_port, lambda: runner.health(stall_after_s)
     )
     side.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
-    listener = Listener(
-        settings.database_url,
-        settings.queues,
-        runner.wake,
-        on_reconnect=lambda: events.database_reconnected("listener"),
-    )
-    side_tasks = [
-        asyncio.create_task(listener.run(), name="listener"),
-        asyncio.create_task(
-            Rescuer(queue, settings.rescue_interval_s, events=events).run(), name="rescuer"
-        ),
-    ]
     log.info("worker_side_port", port=side.port)
     try:
-        await runner.run()
+        await runner.run()  # the listener and the rescuer run under its supervisor
     finally:
-        for task in side_tasks:
-            task.cancel()
-        await asyncio.gather(*side_tasks, return_exceptions=True)
         side.stop()
         await pool.close()
 
 
 def main() -> None:
+    # Every setting is read and checked here, before any job runs: a bad value exits 2 with
+    # one line naming the variable, instead of failing at the first job that needs it.
     settings = load_settings(WorkerSettings)
+    configure_smtp(load_settings(SmtpSettings))
     configure(level=settings.log_level, fmt=settings.log_format)
     try:
         load_task_modules(settings.tasks)

@@ -1,9 +1,12 @@
 """Handlers every worker has unless ``WORKER_TASKS`` says otherwise: ``noop``, ``sleep``,
-``fail`` and the seed's ``send_email`` example."""
+``fail`` and the seed's ``send_email`` example.
+
+Their log lines name the job, never what it carries: no recipient, subject, body or payload.
+"""
 
 import asyncio
+import math
 from email.message import EmailMessage
-from functools import cache
 
 import aiosmtplib
 
@@ -13,6 +16,9 @@ from queue_core.tasks import JobContext, PermanentError, task
 from queue_worker.settings import SmtpSettings
 
 log = get_logger("queue_worker.tasks")
+
+# The longest ``sleep`` accepts: a stand-in for slow work, not a way to hold a slot for days.
+MAX_SLEEP_S = 3600.0
 
 
 class PayloadError(PermanentError):
@@ -37,11 +43,16 @@ async def noop(_job: JobContext) -> None:
 
 @task("sleep")
 async def sleep(job: JobContext) -> None:
-    """Sleeps ``payload.seconds`` (a number): stands in for slow work."""
+    """Sleeps ``payload.seconds`` (a number from 0 to ``MAX_SLEEP_S``): stands in for slow
+    work."""
     seconds = _field(job, "seconds", float)
     assert isinstance(seconds, float)  # noqa: S101 - narrowed by _field
+    if not math.isfinite(seconds):
+        raise PayloadError("payload.seconds must be a finite number")
     if seconds < 0:
         raise PayloadError("payload.seconds must not be negative")
+    if seconds > MAX_SLEEP_S:
+        raise PayloadError(f"payload.seconds must be at most {MAX_SLEEP_S:g}")
     await asyncio.sleep(seconds)
 
 
@@ -52,9 +63,22 @@ async def fail(job: JobContext) -> None:
     raise RuntimeError(message)
 
 
-@cache
+_smtp: SmtpSettings | None = None
+
+
+def configure_smtp(settings: SmtpSettings | None) -> None:
+    """Where send_email delivers. The worker calls it at start with the SMTP_* settings it
+    validated there, so a bad value stops the worker before any job runs. None: read them from
+    the environment at the next email (tests)."""
+    global _smtp  # noqa: PLW0603 - one process-wide setting, like the task registry
+    _smtp = settings
+
+
 def _smtp_settings() -> SmtpSettings:
-    return load_settings(SmtpSettings)
+    if _smtp is None:  # not run by queue-worker (a test, a script): read them now
+        configure_smtp(load_settings(SmtpSettings))
+    assert _smtp is not None  # noqa: S101 - set just above
+    return _smtp
 
 
 @task("send_email")
@@ -64,13 +88,14 @@ async def send_email(job: JobContext) -> None:
     recipient, subject, body = (str(_field(job, k, str)) for k in ("recipient", "subject", "body"))
     smtp = _smtp_settings()
     if smtp.host is None:
-        log.info("email_logged", recipient=recipient, subject=subject, reason="SMTP_HOST unset")
+        log.info("email_logged", job_id=str(job.id), reason="SMTP_HOST unset")
         return
     message = EmailMessage()
     message["From"] = smtp.sender
     message["To"] = recipient
     message["Subject"] = subject
-    message["Message-ID"] = f"<{job.id}@task-queue>"  # lets a receiver spot a redelivery
+    message_id = f"<{job.id}@task-queue>"  # lets a receiver spot a redelivery
+    message["Message-ID"] = message_id
     message.set_content(body)
     await aiosmtplib.send(
         message,
@@ -82,4 +107,4 @@ async def send_email(job: JobContext) -> None:
         use_tls=smtp.use_tls,
         timeout=smtp.timeout_s,
     )
-    log.info("email_sent", recipient=recipient, subject=subject, smtp_host=smtp.host)
+    log.info("email_sent", job_id=str(job.id), message_id=message_id)

@@ -1,6 +1,6 @@
-"""What the worker reports as it runs jobs. The runner and the rescuer call these hooks; the
-Prometheus metrics implement them (metrics.py), and tests may record them. Keeping the seam
-here means the claim loop knows nothing of Prometheus."""
+"""What the worker reports as it runs jobs. The runner, the rescuer and the supervisor call
+these hooks; the Prometheus metrics implement them (metrics.py), and tests may record them.
+Keeping the seam here means the claim loop knows nothing of Prometheus."""
 
 from collections.abc import Sequence
 from typing import Protocol
@@ -29,6 +29,14 @@ class WorkerEvents(Protocol):
 
     def jobs_rescued(self, rescued: Sequence[Rescued]) -> None: ...
 
+    def service_up(self, service: str, *, up: bool) -> None:
+        """A supervised service's ``run()`` started (True) or ended (False)."""
+
+    def service_failed(self, service: str, kind: str) -> None:
+        """A service's ``run()`` raised: ``kind`` is "transient" or "crash"."""
+
+    def service_restarted(self, service: str) -> None: ...
+
 
 class NoEvents:
     """The default: report nothing."""
@@ -54,4 +62,13 @@ class NoEvents:
         pass
 
     def jobs_rescued(self, rescued: Sequence[Rescued]) -> None:
+        pass
+
+    def service_up(self, service: str, *, up: bool) -> None:
+        pass
+
+    def service_failed(self, service: str, kind: str) -> None:
+        pass
+
+    def service_restarted(self, service: str) -> None:
         pass

@@ -2,28 +2,38 @@
 
 It runs in a thread of its own (the standard library's HTTP server), so a scrape or a probe
 never competes with jobs on the event loop, and a wedged event loop shows up as a failing
-``/healthz`` (the claim loop's heartbeat stops moving) instead of a probe that hangs.
+``/healthz`` (the claim loop's heartbeat stops moving) instead of a probe that hangs. ``/healthz``
+answers 503 with a JSON body naming the problems: a stalled claim loop, a service that keeps
+failing, slots stuck past their timeout.
 """
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from prometheus_client.exposition import MetricsHandler
 
 
+class HealthReport(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    def body(self) -> dict[str, object]: ...
+
+
 class _Handler(MetricsHandler):
-    is_healthy: ClassVar[Callable[[], bool]]
+    check_health: ClassVar[Callable[[], HealthReport]]
 
     def do_GET(self) -> None:  # noqa: N802 - the standard library's name
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             super().do_GET()
         elif path == "/healthz":
-            ok = type(self).is_healthy()
-            body = b'{"status":"ok"}' if ok else b'{"status":"stalled"}'
-            self.send_response(200 if ok else 503)
+            health = type(self).check_health()
+            body = json.dumps(health.body()).encode()
+            self.send_response(200 if health.ok else 503)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -36,8 +46,9 @@ class _Handler(MetricsHandler):
 
 
 class SidePortServer:
-    def __init__(self, host: str, port: int, is_healthy: Callable[[], bool]) -> None:
-        handler = type("BoundHandler", (_Handler,), {"is_healthy": staticmethod(is_healthy)})
+    def __init__(self, host: str, port: int, check_health: Callable[[], HealthReport]) -> None:
+        """``check_health`` is called from this server's thread, once per probe."""
+        handler = type("BoundHandler", (_Handler,), {"check_health": staticmethod(check_health)})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(

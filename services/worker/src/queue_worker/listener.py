@@ -1,7 +1,9 @@
 """LISTEN for new-job notifications on a dedicated connection, and keep it alive.
 
 A notification only shortens the wait before the next claim; the claim loop also polls, so a
-lost connection or a missed notification delays a job by at most one poll interval.
+lost connection or a missed notification delays a job by at most one poll interval. The listener
+is a supervised service (supervisor.py): reconnecting is the supervisor's restart, with the
+backoff every service shares.
 """
 
 import asyncio
@@ -10,10 +12,10 @@ from collections.abc import Callable, Collection
 import asyncpg
 
 from queue_core.db import CONNECTION_ERRORS, normalize_database_url
+from queue_core.errors import DatabaseUnavailableError
 from queue_core.log import get_logger
 
 CHANNEL = "queue_jobs"
-RECONNECT_MAX_S = 5.0
 KEEPALIVE_S = 15.0
 KEEPALIVE_TIMEOUT_S = 5.0
 
@@ -33,42 +35,43 @@ class Listener:
         self._queues = frozenset(queues)
         self._on_notify = on_notify
         self.connected = False
+        self.name = "listener"
+        self.turns = 0  # connections made: the supervisor's measure of progress
+        self._had_connected = False
 
     def _handle(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload in self._queues:
             self._on_notify()
 
     async def run(self) -> None:
-        """Stay subscribed until cancelled, reconnecting with capped backoff."""
-        delay = 0.1
-        had_connected = False
-        while True:
-            lost = asyncio.Event()
-            conn: asyncpg.Connection | None = None
+        """Stay subscribed until cancelled. A lost or refused connection raises
+        DatabaseUnavailableError: the supervisor backs off and runs this again, which
+        reconnects."""
+        lost = asyncio.Event()
+        conn: asyncpg.Connection | None = None
+        try:
             try:
                 conn = await asyncpg.connect(
                     self._url, timeout=5.0, server_settings={"application_name": "queue-worker"}
                 )
-                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+                conn.add_termination_listener(lambda _c: lost.set())
                 await conn.add_listener(CHANNEL, self._handle)
-                self.connected = True
-                if had_connected:
-                    self._on_reconnect()
-                had_connected = True
-                delay = 0.1
-                log.debug("listener_connected")
-                # Jobs enqueued while we were not listening: look now rather than at the next poll.
-                self._on_notify()
-                await self._watch(conn, lost)
-                log.warning("listener_connection_lost")
             except CONNECTION_ERRORS as exc:
-                log.warning("listener_connect_failed", error=type(exc).__name__, retry_in_s=delay)
-            finally:
-                self.connected = False
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_S)
+                raise DatabaseUnavailableError(exc) from exc
+            self.connected = True
+            self.turns += 1
+            if self._had_connected:
+                self._on_reconnect()
+            self._had_connected = True
+            log.debug("listener_connected")
+            # Jobs enqueued while we were not listening: look now rather than at the next poll.
+            self._on_notify()
+            await self._watch(conn, lost)
+            raise DatabaseUnavailableError(ConnectionResetError("listener connection lost"))
+        finally:
+            self.connected = False
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
 
     @staticmethod
     async def _watch(conn: asyncpg.Connection, lost: asyncio.Event) -> None:

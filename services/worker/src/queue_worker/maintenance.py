@@ -7,11 +7,10 @@ renewed at the last moment is left alone.
 
 import asyncio
 
-from queue_core.errors import DatabaseUnavailableError
 from queue_core.log import get_logger
 from queue_core.queue import Queue
+from queue_core.retry import jittered
 from queue_worker.events import NoEvents, WorkerEvents
-from queue_worker.runner import jittered
 
 log = get_logger("queue_worker.maintenance")
 
@@ -30,6 +29,8 @@ class Rescuer:
         self._queue = queue
         self._interval_s = interval_s
         self._batch = batch
+        self.name = "rescuer"
+        self.turns = 0  # rescue passes done: the supervisor's measure of progress
 
     async def rescue_once(self) -> int:
         """Rescue every expired lease now, in batches. Returns how many jobs were taken back."""
@@ -49,10 +50,9 @@ class Rescuer:
                 return total
 
     async def run(self) -> None:
-        """Rescue on a jittered interval until cancelled."""
+        """Rescue on a jittered interval until cancelled. Errors end the call: it runs as a
+        supervised service (supervisor.py), which backs off and calls it again."""
         while True:
             await asyncio.sleep(jittered(self._interval_s))
-            try:
-                await self.rescue_once()
-            except DatabaseUnavailableError as exc:
-                log.warning("rescue_failed", error=str(exc))
+            await self.rescue_once()
+            self.turns += 1

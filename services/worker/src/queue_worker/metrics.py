@@ -1,6 +1,9 @@
 """The worker's Prometheus metrics, served with ``/healthz`` on ``WORKER_METRICS_PORT``.
 
-Labels stay low-cardinality: job type, queue and outcome, never a job id or payload data.
+Labels stay low-cardinality: job type, queue and outcome, never a job id or payload data. A
+job's type and queue are chosen by whoever enqueued it, so they become label values only when
+the worker knows them (a type it has a handler for, a queue in WORKER_QUEUES); anything else is
+``other``. A client enqueuing 20k made-up types adds one series, not 20k.
 Queue depth is not here: the API reads it from the database once for every replica.
 
 The per-job metrics are plain Python numbers, not prometheus_client metric objects. Every
@@ -14,7 +17,7 @@ ordinary prometheus_client objects.
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Generic, TypeVar
 
@@ -28,6 +31,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from queue_core import metric_labels
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind, Rescued
 from queue_core.states import JobStatus
 
@@ -69,6 +73,10 @@ _IN_FLIGHT_NAME = "queue_worker_jobs_in_flight"
 _IN_FLIGHT_HELP = "Jobs this worker is running now."
 
 _Key = TypeVar("_Key", bound=tuple[str, ...])
+
+# The label value of every type or queue outside the worker's own (see the module docstring),
+# the same as the API's.
+OTHER_LABEL = metric_labels.OTHER_LABEL
 
 
 class _CounterCells(Generic[_Key]):
@@ -229,6 +237,22 @@ DB_RECONNECTS = Counter(
     "Times a component got the database back after losing it.",
     ["component"],
 )
+SERVICE_ERRORS = Counter(
+    "queue_worker_service_errors_total",
+    "Errors that ended a supervised service's run: transient (database away, deadlock) or "
+    "crash (anything else, logged as service_crashed).",
+    ["service", "kind"],
+)
+SERVICE_RESTARTS = Counter(
+    "queue_worker_service_restarts_total",
+    "Times the supervisor restarted a service after an error.",
+    ["service"],
+)
+SERVICE_UP = Gauge(
+    "queue_worker_service_up",
+    "1 while a supervised service runs, 0 while it waits to be restarted or is stopped.",
+    ["service"],
+)
 
 
 def _finished_label(kind: OutcomeKind, status: JobStatus) -> str:
@@ -251,8 +275,12 @@ class PrometheusEvents:
     """Implements queue_worker.events.WorkerEvents with the metrics above. Call it from the
     event loop's thread only: the per-job numbers are written without a lock."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, *, types: Iterable[str], queues: Iterable[str]) -> None:
+        """``types`` and ``queues``: the label values allowed, the rest count as ``other``."""
         CONCURRENCY.set(concurrency)
+        # Looked up once per job: a dict's get is the cheapest bounded mapping there is.
+        self._type_label = {name: name for name in types}
+        self._queue_label = {name: name for name in queues}
         self._stats = stats = _STATS
         # The dicts and bounds the hot path touches, bound once to save attribute lookups.
         self._started = stats.started.values
@@ -264,14 +292,15 @@ class PrometheusEvents:
 
     def job_started(self, job: ClaimedJob) -> None:
         stats = self._stats
-        key = (job.type, job.queue)
+        queue_label = self._queue_label.get(job.queue, OTHER_LABEL)
+        key = (self._type_label.get(job.type, OTHER_LABEL), queue_label)
         started = self._started
         count = started.get(key)
         if count is None:
             count = stats.started.new(key)
         started[key] = count + 1
         stats.in_flight += 1
-        queue = (job.queue,)
+        queue = (queue_label,)
         cell = self._latency.get(queue)
         if cell is None:
             cell = stats.start_latency.new(queue)
@@ -291,20 +320,22 @@ class PrometheusEvents:
         stats = self._stats
         stats.in_flight -= 1
         label = "lost" if status is None else _FINISHED_LABELS[outcome.kind, status]
-        key = (job.type, job.queue, label)
+        type_label = self._type_label.get(job.type, OTHER_LABEL)
+        queue_label = self._queue_label.get(job.queue, OTHER_LABEL)
+        key = (type_label, queue_label, label)
         finished = self._finished
         count = finished.get(key)
         if count is None:
             count = stats.finished.new(key)
         finished[key] = count + 1
-        by_type = (job.type, label)
+        by_type = (type_label, label)
         cell = self._duration.get(by_type)
         if cell is None:
             cell = stats.duration.new(by_type)
         cell[bisect_left(self._duration_bounds, duration_s)] += 1
         cell[-1] += duration_s
         if timed_out:
-            timed_out_key = (job.type, job.queue)
+            timed_out_key = (type_label, queue_label)
             values = stats.timed_out.values
             count = values.get(timed_out_key)
             if count is None:
@@ -318,5 +349,24 @@ class PrometheusEvents:
         DB_RECONNECTS.labels(component=component).inc()
 
     def jobs_rescued(self, rescued: Sequence[Rescued]) -> None:
+        # A rescuer takes back jobs of any queue and type, not only this worker's.
         for job in rescued:
-            JOBS_RESCUED.labels(type=job.type, queue=job.queue, status=job.status.value).inc()
+            JOBS_RESCUED.labels(
+                type=self._type_label.get(job.type, OTHER_LABEL),
+                queue=self._queue_label.get(job.queue, OTHER_LABEL),
+                status=job.status.value,
+            ).inc()
+
+    def service_up(self, service: str, *, up: bool) -> None:
+        SERVICE_UP.labels(service=service).set(1 if up else 0)
+        # Every series of the service exists from its start, at 0: increase() and alerts then
+        # see its first error, which a series born at 1 would hide.
+        for kind in ("transient", "crash"):
+            SERVICE_ERRORS.labels(service=service, kind=kind)
+        SERVICE_RESTARTS.labels(service=service)
+
+    def service_failed(self, service: str, kind: str) -> None:
+        SERVICE_ERRORS.labels(service=service, kind=kind).inc()
+
+    def service_restarted(self, service: str) -> None:
+        SERVICE_RESTARTS.labels(service=service).inc()

@@ -16,12 +16,23 @@ a rescuer puts the job back, and it runs again (at-least-once delivery).
 
 On stop: claiming ends at once, running jobs get ``shutdown_grace_s`` to finish, and those still
 running then are cancelled and released to pending for another worker straight away.
+
+Each loop (claim, heartbeat, completer, timeouts, plus the listener and rescuer handed in) is a
+service under one Supervisor (supervisor.py): an error is logged, counted and followed by a
+restart, never a silent end. One job's data cannot stop the worker: whatever goes wrong around
+its handler ends as a failed attempt with our own wording.
+
+Every attempt is bounded: by the job's ``timeout_s``, else its handler's (both through a timer
+of its own), else ``job_timeout_s``, the worker's default, which the timeouts service enforces
+by looking over the running jobs every ``timeout_sweep_s`` (a timer per job would cost a third
+of a no-op job's time). An attempt still running ``STUCK_GRACE_S`` past its timeout ignored its
+cancellation: ``/healthz`` reports its slot as stuck.
 """
 
 import asyncio
 import enum
+import math
 import os
-import random
 import socket
 import time
 import uuid
@@ -29,28 +40,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from logging import INFO
 
-from queue_core.errors import DatabaseUnavailableError
+from queue_core.db import UNDECODABLE_JSON
+from queue_core.errors import TransientDatabaseError
 from queue_core.group_commit import GroupCommitter
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
+from queue_core.limits import MAX_TIMEOUT_S
 from queue_core.log import get_logger
 from queue_core.queue import Queue
-from queue_core.retry import Backoff
+from queue_core.retry import Backoff, jittered
 from queue_core.states import JobStatus
 from queue_core.tasks import JobContext, PermanentError, TaskRegistry
 from queue_worker.events import NoEvents, WorkerEvents
+from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S
+from queue_worker.supervisor import LoopService, Service, Supervisor
 
 log = get_logger("queue_worker.runner")
 
 MAX_ERROR_CHARS = 2000
-DB_RETRY_MAX_S = 5.0
 # After the grace period, how long released and finished jobs may take to be recorded before
 # the worker exits anyway (their leases then run out and the rescuer takes over).
 RECORD_DEADLINE_S = 10.0
-
-
-def jittered(seconds: float) -> float:
-    """``seconds`` ±25 %: replicas started together drift apart instead of polling in step."""
-    return seconds * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not cryptography
+# A handler still running this long after its timeout cancelled it ignores cancellation (it
+# swallows CancelledError, or blocks the loop): its slot is stuck and /healthz says so. Long
+# enough for a handler's cleanup after a cancel, short next to any timeout worth setting.
+STUCK_GRACE_S = 30.0
+# The timeouts service looks over the running jobs at least this often: the worker's default
+# timeout (an hour unless configured) is enforced to within about a second.
+TIMEOUT_SWEEP_MAX_S = 1.0
 
 
 def error_text(exc: BaseException) -> str:
@@ -65,6 +81,24 @@ def _outcome(
     return Outcome(job.id, kind, error, retry_in_s, attempt=job.attempt)
 
 
+def _unrunnable(payload: object) -> str:
+    """Why a stored payload cannot be handed to a handler (which is promised a JSON object)."""
+    if payload is UNDECODABLE_JSON:
+        return "payload is nested too deeply to decode"
+    kind = _JSON_TYPE_NAMES.get(type(payload), "value")
+    return f"payload is not a JSON object (it is a JSON {kind})"
+
+
+_JSON_TYPE_NAMES: dict[type, str] = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -73,6 +107,37 @@ class StopReason(enum.Enum):
     CANCEL_REQUESTED = "cancel requested"
     LEASE_LOST = "lease lost"
     SHUTDOWN = "worker shutdown"
+    TIMED_OUT = "timed out"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What /healthz reports: healthy unless the claim loop stalled, a service keeps failing,
+    or slots are stuck past their timeout."""
+
+    stalled: bool = False
+    failing_services: tuple[str, ...] = ()
+    stuck_slots: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.stalled or self.failing_services or self.stuck_slots)
+
+    def body(self) -> dict[str, object]:
+        if self.ok:
+            return {"status": "ok"}
+        problems = []
+        if self.stalled:
+            problems.append("claim loop stalled")
+        problems.extend(f"service failing: {name}" for name in self.failing_services)
+        if self.stuck_slots:
+            problems.append(f"stuck slots: {self.stuck_slots}")
+        return {
+            "status": "unhealthy",
+            "problems": problems,
+            "failing_services": list(self.failing_services),
+            "stuck_slots": self.stuck_slots,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +149,8 @@ class RunnerConfig:
     heartbeat_s: float
     shutdown_grace_s: float
     backoff: Backoff
-    job_timeout_s: float | None = None
+    job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S
+    stuck_grace_s: float = STUCK_GRACE_S
 
 
 @dataclass(slots=True)  # one per job: not frozen, which would make it 4x dearer to build
@@ -103,6 +169,10 @@ class _Active:
 
     job: ClaimedJob
     task: asyncio.Task[None]
+    # Set when the handler starts (inf until then: neither timed out nor stuck).
+    started_at: float = math.inf
+    timeout_s: float = DEFAULT_JOB_TIMEOUT_S  # the one that applies to this attempt
+    swept: bool = True  # the worker's default applies, enforced by the timeouts service
     stop_reason: StopReason | None = field(default=None)
 
     def stop(self, reason: StopReason) -> None:
@@ -112,7 +182,7 @@ class _Active:
 
 
 class Runner:
-    def __init__(  # noqa: PLR0913 - the last three are keyword-only seams for tests
+    def __init__(  # noqa: PLR0913 - keyword-only: seams for tests and the services to supervise
         self,
         queue: Queue,
         registry: TaskRegistry,
@@ -121,14 +191,17 @@ class Runner:
         worker_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         events: WorkerEvents | None = None,
+        services: Sequence[Service] = (),
     ) -> None:
+        """``services``: more loops to run under this runner's supervisor (the listener, the
+        rescuer), started with the claim loop and stopped after the drain."""
         self._events: WorkerEvents = events or NoEvents()
         self._queue = queue
         self.worker_id = worker_id or new_worker_id()
         # Outcomes of jobs finishing together are written in one statement; an outage delays
         # them (retried with backoff) but never drops them.
         self._completer: GroupCommitter[_Finished, None] = GroupCommitter(
-            self._record_outcomes, name="record_outcomes", retry_unavailable=True
+            self._record_outcomes, name="record_outcomes", retry_transient=True
         )
         self._registry = registry
         self._config = config
@@ -141,6 +214,22 @@ class Runner:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.last_loop_at = clock()
+        self._claim_turns = 0
+        self._claim_lost_database = False
+        self._heartbeat_turns = 0
+        self._sweep_turns = 0
+        self.supervisor = Supervisor(
+            [
+                LoopService("claim", self._claim_loop, lambda: self._claim_turns),
+                LoopService("heartbeat", self._heartbeat_loop, lambda: self._heartbeat_turns),
+                LoopService(
+                    "completer", self._completer.run, lambda: self._completer.batches_written
+                ),
+                LoopService("timeouts", self._timeout_loop, lambda: self._sweep_turns),
+                *services,
+            ],
+            events=self._events,
+        )
 
     # -- signals from outside ------------------------------------------------------------
 
@@ -154,14 +243,25 @@ class Runner:
             log.info("worker_stopping", running=len(self._active))
         self._stopping.set()
         self._wake.set()
+        self.supervisor.retry_now("claim")  # a claim loop backing off sees the stop at once
 
     @property
     def running(self) -> int:
         return len(self._active)
 
-    def is_healthy(self, stall_after_s: float) -> bool:
-        """False once the claim loop has not turned for ``stall_after_s``."""
-        return self._clock() - self.last_loop_at < stall_after_s
+    def health(self, stall_after_s: float) -> Health:
+        """Called from the side port's thread: reads plain values and copies of the dicts."""
+        now = self._clock()
+        stuck = sum(
+            1
+            for entry in list(self._active.values())
+            if now - entry.started_at > entry.timeout_s + self._config.stuck_grace_s
+        )
+        return Health(
+            stalled=now - self.last_loop_at >= stall_after_s,
+            failing_services=tuple(self.supervisor.failing()),
+            stuck_slots=stuck,
+        )
 
     # -- the loops -----------------------------------------------------------------------
 
@@ -173,19 +273,17 @@ class Runner:
             concurrency=self._config.concurrency,
             tasks=self._registry.names(),
         )
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        self.supervisor.start()
         try:
-            await self._claim_loop()
+            await self.supervisor.finished("claim")  # returns once a stop was requested
         finally:
             try:
                 await self._drain()
             finally:
-                heartbeat.cancel()
-                await asyncio.gather(heartbeat, return_exceptions=True)
+                await self.supervisor.stop()
         log.info("worker_stopped", worker_id=self.worker_id)
 
     async def _claim_loop(self) -> None:
-        db_delay = 0.0
         while not self._stopping.is_set():
             self.last_loop_at = self._clock()
             # Cleared before looking, so a wake-up (NOTIFY, freed slot, stop) that arrives while
@@ -195,6 +293,7 @@ class Runner:
             if free <= 0:
                 # Every slot is busy: a finishing job sets the event. NOTIFYs meanwhile only
                 # matter once a slot is free, and the claim then finds their jobs anyway.
+                self._claim_turns += 1
                 await self._wait_for_wake(jittered(self._config.poll_interval_s))
                 continue
             try:
@@ -204,15 +303,14 @@ class Runner:
                     limit=free,
                     lease_s=self._config.lease_s,
                 )
-            except DatabaseUnavailableError as exc:
-                db_delay = min(max(db_delay * 2, 0.1), DB_RETRY_MAX_S)
-                log.warning("claim_failed", error=str(exc), retry_in_s=round(db_delay, 2))
-                await self._sleep_unless_stopping(jittered(db_delay))
-                continue
-            if db_delay:
+            except TransientDatabaseError:
+                self._claim_lost_database = True
+                raise  # the supervisor backs off and runs this loop again
+            self._claim_turns += 1
+            if self._claim_lost_database:
+                self._claim_lost_database = False
                 log.info("database_reachable_again")
                 self._events.database_reconnected("claim")
-            db_delay = 0.0
             for job in jobs:
                 self._start(job)
             if len(jobs) == free:
@@ -226,15 +324,19 @@ class Runner:
             await asyncio.sleep(jittered(self._config.heartbeat_s))
             held = list(self._active)
             if not held:
+                self._heartbeat_turns += 1
                 continue
             try:
                 leases = await self._queue.heartbeat(
                     worker_id=self.worker_id, attempts=held, lease_s=self._config.lease_s
                 )
-            except DatabaseUnavailableError as exc:
+            except TransientDatabaseError as exc:
+                # Handled here rather than by the supervisor's backoff: the lease deadline
+                # sets the pace, so the retry is simply the next beat (a lease outlives two).
                 log.warning("heartbeat_failed", error=str(exc), jobs=len(held))
                 self._events.heartbeat_failed()
                 continue
+            self._heartbeat_turns += 1
             still_ours = {(lease.job_id, lease.attempt): lease for lease in leases}
             for key in held:
                 entry = self._active.get(key)
@@ -247,17 +349,22 @@ class Runner:
                 elif lease.cancel_requested:
                     entry.stop(StopReason.CANCEL_REQUESTED)
 
+    async def _timeout_loop(self) -> None:
+        """Stop the attempts that outlived the worker's default timeout. Jobs with a timeout
+        of their own (or their handler's) have a timer each instead."""
+        interval_s = min(TIMEOUT_SWEEP_MAX_S, self._config.job_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            now = self._clock()
+            for entry in list(self._active.values()):
+                if entry.swept and now - entry.started_at >= entry.timeout_s:
+                    entry.stop(StopReason.TIMED_OUT)
+            self._sweep_turns += 1
+
     async def _wait_for_wake(self, timeout_s: float) -> None:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._wake.wait()
-        except TimeoutError:
-            pass
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
         except TimeoutError:
             pass
 
@@ -276,13 +383,21 @@ class Runner:
         # Unnamed: formatting a UUID into a task name is a measurable share of a no-op job.
         # The task removes itself from _active when its handler ends (see _attempt).
         task = asyncio.create_task(self._execute(job))
-        self._active[job.id, job.attempt] = _Active(job, task)
+        self._active[job.id, job.attempt] = _Active(job, task, timeout_s=self._config.job_timeout_s)
 
     # -- one job -------------------------------------------------------------------------
 
     async def _execute(self, job: ClaimedJob) -> None:
         started = self._clock()
-        outcome, timed_out = await self._attempt(job)
+        try:
+            outcome, timed_out = await self._attempt(job, started)
+        except Exception as exc:  # one job's data must not stop the worker
+            # A bug of ours or a row we cannot run (e.g. a NaN timeout_s): the attempt fails
+            # with our wording. The log line has the traceback, never the job's payload.
+            log.exception("job_internal_error", job_id=str(job.id), error_type=type(exc).__name__)
+            error = f"internal error running the job: {type(exc).__name__}"
+            retry_in_s = self._config.backoff.delay(job.attempt)
+            outcome, timed_out = _outcome(job, OutcomeKind.FAILED, error, retry_in_s), False
         duration_s = self._clock() - started
         if outcome is None:
             log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
@@ -317,13 +432,14 @@ class Runner:
             error=outcome.error,
         )
 
-    async def _attempt(self, job: ClaimedJob) -> tuple[Outcome | None, bool]:
+    async def _attempt(self, job: ClaimedJob, started: float) -> tuple[Outcome | None, bool]:
         """Run the handler once. Returns how it ended (None when the job is no longer ours)
         and whether its timeout cut it short."""
         key = (job.id, job.attempt)
         entry = self._active[key]
         try:
-            return await self._run_handler(job)
+            entry.started_at = started
+            return await self._run_handler(job, entry)
         except asyncio.CancelledError:
             reason = entry.stop_reason
             if reason is None:
@@ -336,29 +452,41 @@ class Runner:
             if reason is StopReason.SHUTDOWN:
                 released = "interrupted by worker shutdown; released"
                 return _outcome(job, OutcomeKind.RELEASED, released), False
+            if reason is StopReason.TIMED_OUT:
+                error = f"timed out after {entry.timeout_s:g} s"
+                retry_in_s = self._config.backoff.delay(job.attempt)
+                return _outcome(job, OutcomeKind.FAILED, error, retry_in_s), True
             return None, False
         finally:
             self._active.pop(key, None)
             self._wake.set()  # a slot is free
 
-    async def _run_handler(self, job: ClaimedJob) -> tuple[Outcome, bool]:
+    async def _run_handler(self, job: ClaimedJob, entry: _Active) -> tuple[Outcome, bool]:
         task = self._registry.get(job.type)
         if task is None:
             error = f"no handler registered for job type {job.type!r}"
             return _outcome(job, OutcomeKind.FAILED_FINAL, error), False
-        timeout_s = job.timeout_s or task.timeout_s or self._config.job_timeout_s
+        if type(job.payload) is not dict:  # a row written around the API; retrying cannot help
+            return _outcome(job, OutcomeKind.FAILED_FINAL, _unrunnable(job.payload)), False
+        timeout_s = job.timeout_s or task.timeout_s
+        if timeout_s is not None:
+            # The row's value may be anything an old bug stored: NaN, negative, infinite.
+            if not timeout_s > 0:
+                raise ValueError("the job's timeout_s is not a positive number")
+            entry.timeout_s = min(timeout_s, MAX_TIMEOUT_S)
+            entry.swept = False
         scope: asyncio.Timeout | None = None
         try:
-            if timeout_s is None:
+            if entry.swept:
                 await task.run(JobContext.of(job))
             else:
-                scope = asyncio.timeout(timeout_s)
+                scope = asyncio.timeout(entry.timeout_s)
                 async with scope:
                     await task.run(JobContext.of(job))
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
-                error = f"timed out after {timeout_s:g} s"
+                error = f"timed out after {entry.timeout_s:g} s"
                 return _outcome(job, OutcomeKind.FAILED, error, retry_in_s), True
             kind = (
                 OutcomeKind.FAILED_FINAL if isinstance(exc, PermanentError) else OutcomeKind.FAILED
@@ -368,13 +496,13 @@ class Runner:
 
     async def _record_outcomes(self, batch: Sequence[_Finished]) -> list[None]:
         """The completer's write: one statement for the batch, then each attempt reported.
-        Raises only DatabaseUnavailableError, on which the completer keeps the batch and
-        tries again."""
+        Raises only TransientDatabaseError (an outage, or a deadlock PostgreSQL broke by
+        aborting this statement), on which the completer keeps the batch and tries again."""
         try:
             recorded = await self._queue.finish(
                 worker_id=self.worker_id, outcomes=[f.outcome for f in batch]
             )
-        except DatabaseUnavailableError:
+        except TransientDatabaseError:
             raise
         except Exception:
             # A bug of ours, not an outage: retrying cannot help. The leases run out and the
@@ -412,6 +540,7 @@ class Runner:
         if self._active:  # stopped handlers hand in their "released" outcomes
             await asyncio.wait(self._tasks_alive(), timeout=RECORD_DEADLINE_S)
         await self._completer.wait_written(max(deadline - loop.time(), 0.0))
+        await self.supervisor.stop()  # the completer first of all: it may hold a batch
         if dropped := self._completer.abandon():
             log.error("outcomes_not_recorded", jobs=dropped, fallback="lease expiry")
         for task in self._tasks_alive():

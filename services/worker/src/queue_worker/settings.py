@@ -1,22 +1,18 @@
 """The worker process's configuration, from environment variables (see the README's table)."""
 
-from typing import Annotated
-
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from queue_core.settings import CommonSettings
+from queue_core.limits import MAX_TIMEOUT_S
+from queue_core.settings import CommaList, CommonSettings
 from queue_core.states import DEFAULT_QUEUE
 
 DEFAULT_TASK_MODULES = ("queue_worker.builtin_tasks",)
-
-CommaList = Annotated[tuple[str, ...], NoDecode]
-
-
-def _split_commas(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
+# Every attempt is bounded, so no job holds a slot for good: an hour unless a job or its
+# handler says otherwise, and never more than a week, whoever asks.
+DEFAULT_JOB_TIMEOUT_S = 3600.0
+MAX_LEASE_S = 24 * 3600.0
+MAX_RETRY_CAP_S = 7 * 24 * 3600.0
 
 
 class WorkerSettings(CommonSettings):
@@ -29,20 +25,22 @@ class WorkerSettings(CommonSettings):
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped and probed from outside the container
     poll_interval_s: PositiveFloat = 1.0
     shutdown_grace_s: PositiveFloat = 25.0
-    lease_s: PositiveFloat = 30.0
+    # Bounded so that every timestamp a worker writes (now() + lease, now() + backoff) stays
+    # inside the range the jobs table holds (queue_core.limits).
+    lease_s: float = Field(default=30.0, gt=0, le=MAX_LEASE_S, allow_inf_nan=False)
     heartbeat_s: PositiveFloat = 5.0
     rescue_interval_s: PositiveFloat = 15.0
-    job_timeout_s: PositiveFloat | None = None
+    job_timeout_s: float = Field(
+        default=DEFAULT_JOB_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False
+    )
     retry_base_s: PositiveFloat = 1.0
-    retry_cap_s: PositiveFloat = 300.0
+    retry_cap_s: float = Field(default=300.0, gt=0, le=MAX_RETRY_CAP_S, allow_inf_nan=False)
     db_pool_size: PositiveInt | None = None
-
-    _split = field_validator("queues", "tasks", mode="before")(_split_commas)
 
     @field_validator("job_timeout_s", mode="before")
     @classmethod
-    def _blank_is_none(cls, value: object) -> object:
-        return None if value == "" else value
+    def _blank_is_default(cls, value: object) -> object:
+        return DEFAULT_JOB_TIMEOUT_S if value == "" else value
 
     @field_validator("queues", "tasks")
     @classmethod
@@ -79,7 +77,7 @@ class SmtpSettings(BaseSettings):
     sender: str = "task-queue@localhost"
     starttls: bool = False
     use_tls: bool = False
-    timeout_s: PositiveFloat = 30.0
+    timeout_s: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
 
     @field_validator("host", "username", "password", mode="before")
     @classmethod
