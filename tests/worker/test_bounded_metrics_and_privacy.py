@@ -33,6 +33,7 @@ MARKERS = {
     "subject": "subject-marker-5b1e",
     "body": "body-marker-5b1e",
 }
+FAIL_MARKER = "fail-message-9c41"
 PAYLOAD_MARKER = "payload-marker-5b1e"
 
 
@@ -128,10 +129,15 @@ async def test_no_recipient_subject_body_or_payload_in_any_log_line(  # noqa: PL
     }
     email_id = await queue.enqueue(NewJob(type="send_email", payload=MARKERS))
     noop_id = await queue.enqueue(NewJob(type="noop", payload={"secret": PAYLOAD_MARKER}))
+    # The built-in fail raises with its payload's message: the job keeps it, the log must not.
+    fail_id = await queue.enqueue(
+        NewJob(type="fail", payload={"message": FAIL_MARKER}, max_attempts=1)
+    )
     worker = Proc("worker", ["queue-worker"], env, tmp_path)
     try:
         await wait_for_status(queue, email_id, JobStatus.COMPLETED, timeout_s=30)
         await wait_for_status(queue, noop_id, JobStatus.COMPLETED)
+        failed = await wait_for_status(queue, fail_id, JobStatus.FAILED)
         worker.signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 30)
         output = worker.output()
@@ -142,5 +148,6 @@ async def test_no_recipient_subject_body_or_payload_in_any_log_line(  # noqa: PL
 
     assert "job_finished" in output  # the lines were written, at DEBUG level too
     assert len(collector.envelopes) == (1 if smtp else 0)
-    for marker in [*MARKERS.values(), PAYLOAD_MARKER]:
+    assert failed.error_message == f"RuntimeError: {FAIL_MARKER}"
+    for marker in [*MARKERS.values(), PAYLOAD_MARKER, FAIL_MARKER]:
         assert marker not in output

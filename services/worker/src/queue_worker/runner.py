@@ -33,6 +33,7 @@ import asyncio
 import enum
 import math
 import os
+import re
 import socket
 import time
 import uuid
@@ -73,6 +74,20 @@ def error_text(exc: BaseException) -> str:
     """The error_message stored for a failed attempt: bounded, and without NUL characters,
     which PostgreSQL text cannot hold (one would make the outcome impossible to record)."""
     return f"{type(exc).__name__}: {exc}".replace("\x00", "\\0")[:MAX_ERROR_CHARS]
+
+
+# "ValueError: <message>", as error_text writes a handler's exception; group 1 is the type.
+_HANDLER_ERROR = re.compile(r"([A-Za-z_][\w.]*): ")
+
+
+def loggable_error(error: str | None) -> str | None:
+    """What the log may say of an attempt's error: our own wording whole, but only the type of
+    a handler's exception, whose message may quote the payload (the built-in ``fail`` does).
+    The whole message stays readable on the job itself."""
+    if error is None:
+        return None
+    handler_error = _HANDLER_ERROR.match(error)
+    return error if handler_error is None else handler_error.group(1)
 
 
 def _outcome(
@@ -429,7 +444,7 @@ class Runner:
             outcome=outcome.kind.value,
             status=None if status is None else status.value,
             duration_s=round(duration_s, 6),
-            error=outcome.error,
+            error=loggable_error(outcome.error),
         )
 
     async def _attempt(self, job: ClaimedJob, started: float) -> tuple[Outcome | None, bool]:
