@@ -14,9 +14,11 @@ import structlog
 from litestar.testing import AsyncTestClient
 from structlog.typing import EventDict
 
-from api.support import ApiClient, ClientFactory, Outage, build_app
+from api.support import BODY_TIMEOUT_S, ApiClient, ClientFactory, Outage, build_app
+from e2e.stack import Api, Stack
 from helpers import TcpProxy
 from pg_provider import PgServer, create_database, drop_database
+from queue_devtools.pgcluster import free_port
 
 
 @pytest.fixture(name="logs", autouse=True)
@@ -90,3 +92,28 @@ async def fx_shared_db(shared_db_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(shared_db_url, timeout=10)
     yield conn
     await conn.close()
+
+
+@pytest.fixture(name="api_process", scope="module")
+def fx_api_process(tmp_path_factory: pytest.TempPathFactory, shared_db_url: str) -> Iterator[Api]:
+    """A real ``queue-api`` process (uvicorn, httptools: what production runs) on this module's
+    database, with API_BODY_TIMEOUT_S=BODY_TIMEOUT_S, for what only a real server shows: raw
+    sockets, timeouts, and Schemathesis over HTTP."""
+    stack = Stack(tmp_path_factory.mktemp("api"))
+    port = free_port()
+    proc = stack.spawn(
+        "api",
+        ["queue-api"],
+        {
+            "DATABASE_URL": shared_db_url,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "API_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        },
+    )
+    api = Api(proc, f"http://127.0.0.1:{port}")
+    try:
+        stack.wait_ready(api)
+        yield api
+    finally:
+        stack.stop_all()

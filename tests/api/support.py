@@ -17,6 +17,9 @@ from queue_api.settings import ApiSettings
 ApiClient = AsyncTestClient[Litestar]
 ClientFactory = Callable[..., AbstractAsyncContextManager[ApiClient]]
 
+# API_BODY_TIMEOUT_S of the real queue-api process the socket and Schemathesis tests start.
+BODY_TIMEOUT_S = 1.0
+
 # The seed README's POST /jobs example, byte for byte.
 SEED_SEND_EMAIL: dict[str, Any] = {
     "type": "send_email",

@@ -118,7 +118,7 @@ BAD_BODIES = [
     ),
     pytest.param(
         obj(TYPE, PAYLOAD, '"scheduled_at":"2030-01-01T00:00:00"'),
-        "scheduled_at must include a timezone offset",
+        "scheduled_at: must include a timezone offset",
         id="scheduled_at-without-offset",
     ),
     pytest.param(
@@ -196,33 +196,6 @@ async def test_post_jobs_rejects_fields_of_the_wrong_json_type_with_400(
 
     assert response.status_code == 400, response.text
     assert f"{field}: " in problem_text(error_body(response))
-
-
-# Valid JSON that decodes and validates, but that PostgreSQL (or the driver) cannot store.
-UNSTORABLE_BODIES = [
-    pytest.param(b'{"type":"t","payload":{"s":"a\\u0000b"}}', id="nul-in-payload"),
-    pytest.param(b'{"type":"t","payload":{"a\\u0000":1}}', id="nul-in-payload-key"),
-    pytest.param(b'{"type":"t\\u0000","payload":{"a":1}}', id="nul-in-type"),
-    pytest.param(
-        b'{"type":"t","payload":{"a":1},"scheduled_at":"0001-01-01T00:00:00+05:00"}',
-        id="scheduled_at-before-year-1-in-utc",
-    ),
-    pytest.param(
-        b'{"type":"t","payload":{"a":1},"scheduled_at":"9999-12-31T23:00:00-05:00"}',
-        id="scheduled_at-after-year-9999-in-utc",
-    ),
-]
-
-
-@pytest.mark.parametrize("raw", UNSTORABLE_BODIES)
-async def test_post_jobs_rejects_values_the_database_cannot_store_with_400(
-    shared_client: ApiClient, shared_db: asyncpg.Connection, raw: bytes
-) -> None:
-    """A client's bad value is the client's error: 400, not the 500 of a server fault."""
-    response = await post_storing_nothing(shared_client, shared_db, raw)
-
-    assert response.status_code == 400, response.text
-    error_body(response)
 
 
 async def test_post_jobs_rejects_a_body_that_is_not_utf8_with_400(

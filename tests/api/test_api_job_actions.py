@@ -17,6 +17,7 @@ from api.support import (
     error_body,
     problem_text,
 )
+from queue_core.limits import MAX_TIMEOUT_S
 from queue_core.queue import Queue
 
 LEASE_OWNER = "test-host:4242:0badc0de"
@@ -354,7 +355,7 @@ async def test_retry_with_a_malformed_id_answers_400_json(
 # -- POST /jobs timeout_s ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("timeout_s", [0.5, 2, 86400])
+@pytest.mark.parametrize("timeout_s", [0.5, 2, 86400, MAX_TIMEOUT_S])
 async def test_post_jobs_stores_timeout_s(
     client: ApiClient, db: asyncpg.Connection, timeout_s: float
 ) -> None:
@@ -376,8 +377,8 @@ async def test_post_jobs_without_timeout_s_stores_null(
     [
         pytest.param(0, id="zero"),
         pytest.param(-1, id="negative"),
-        pytest.param(86400.5, id="over-a-day"),
-        pytest.param(86401, id="over-a-day-int"),
+        pytest.param(MAX_TIMEOUT_S + 0.5, id="over-a-week"),
+        pytest.param(int(MAX_TIMEOUT_S) + 1, id="over-a-week-int"),
         pytest.param("5", id="string"),
         pytest.param(True, id="bool"),
     ],

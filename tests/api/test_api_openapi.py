@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from api.support import ApiClient
+from queue_core.limits import MAX_TIMEOUT_S
 
 
 @pytest.fixture(name="openapi")
@@ -87,3 +88,48 @@ def test_openapi_documents_the_created_status_and_location_of_post_jobs(
 
     assert "201" in responses
     assert "Location" in responses["201"]["headers"]
+
+
+def component(openapi: dict[str, Any], name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = openapi["components"]["schemas"][name]
+    return schema
+
+
+def test_openapi_job_status_payload_may_be_null(openapi: dict[str, Any]) -> None:
+    """A stored payload too deep to decode is shown as null (test_api_undecodable_payload.py)."""
+    payload = component(openapi, "JobStatusResponse")["properties"]["Payload"]
+
+    assert {"type": "null"} in payload["oneOf"]
+
+
+def test_openapi_job_create_states_the_bounds_the_api_checks(openapi: dict[str, Any]) -> None:
+    properties = component(openapi, "JobCreate")["properties"]
+
+    assert properties["payload"]["minProperties"] == 1
+    assert properties["timeout_s"]["exclusiveMinimum"] == 0
+    assert properties["timeout_s"]["maximum"] == MAX_TIMEOUT_S
+    assert "1970-01-01T00:00:00Z" in properties["scheduled_at"]["description"]
+    assert "2200-01-01T00:00:00Z" in properties["scheduled_at"]["description"]
+
+
+@pytest.mark.parametrize("name", ["JobCreate", "JobBatchCreate"])
+def test_openapi_request_bodies_refuse_unknown_fields(openapi: dict[str, Any], name: str) -> None:
+    assert component(openapi, name)["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/v1/jobs/batch"])
+def test_openapi_documents_the_408_of_a_slow_body(openapi: dict[str, Any], path: str) -> None:
+    assert "408" in openapi["paths"][path]["post"]["responses"]
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/v1/jobs/batch"])
+def test_openapi_links_a_new_job_to_its_status_cancel_and_retry(
+    openapi: dict[str, Any], path: str
+) -> None:
+    links = openapi["paths"][path]["post"]["responses"]["201"]["links"]
+
+    assert {link["operationId"] for link in links.values()} == {
+        "getJobStatus",
+        "cancelJob",
+        "retryJob",
+    }

@@ -1,14 +1,17 @@
 """GET /jobs/status: the seed's PascalCase object, 404 for an unknown id, 400 for a bad one."""
 
+import http.client
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
-from api.support import SEED_SEND_EMAIL, ApiClient, error_body, problem_text
+from api.support import SEED_SEND_EMAIL, ApiClient, assert_no_internals, error_body, problem_text
+from e2e.stack import Api
 
 SEED_KEYS = {
     "ID",
@@ -149,3 +152,44 @@ async def test_get_status_with_a_malformed_id_answers_400_naming_the_parameter(
     body = error_body(response)
     assert body["extra"] == [{"message": "Invalid UUID", "key": "id", "source": "query"}]
     assert "id: Invalid UUID" in problem_text(body)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("id=%00", id="nul"),
+        pytest.param("id=%ED%A0%80", id="encoded-surrogate"),
+        pytest.param("id=%FF%FE", id="invalid-utf8"),
+        pytest.param("id=%", id="truncated-escape"),
+        pytest.param("id=" + "a" * 10_000, id="ten-thousand-characters"),
+        pytest.param("id=a1b2c3d4-e5f6-7890-1234-567890abcdef&id=zz", id="two-ids"),
+        pytest.param("id[]=a1b2c3d4-e5f6-7890-1234-567890abcdef", id="array-syntax"),
+    ],
+)
+async def test_get_status_with_a_hostile_query_answers_a_json_400(
+    shared_client: ApiClient, query: str
+) -> None:
+    response = await shared_client.get(f"/jobs/status?{query}")
+
+    assert response.status_code == 400, response.text
+    error_body(response)
+    assert_no_internals(response)
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000])
+def test_a_query_string_too_long_for_the_server_gets_400_and_it_carries_on(
+    api_process: Api, size: int
+) -> None:
+    """uvicorn's HTTP parser refuses a request line this long before the app sees it: a 400 in
+    plain text, not our JSON shape, and never a 5xx or a hang. (http.client, because httpx
+    refuses to send a URL over 64 KiB.)"""
+    address = urlsplit(api_process.base_url)
+    conn = http.client.HTTPConnection(address.netloc, timeout=10)
+    try:
+        conn.request("GET", f"/jobs/status?id={'a' * size}")
+        assert conn.getresponse().status == 400
+    finally:
+        conn.close()
+
+    with api_process.client() as client:
+        assert client.get("/health").status_code == 200

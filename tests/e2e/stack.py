@@ -131,13 +131,20 @@ class Stack:
             code = None
         assert code == 0, f"queue-migrate exited {code}\n{self.logs()}"
 
-    def spawn_api(self, database_url: str, *, probe: str = "/ready") -> Api:
+    def spawn_api(
+        self, database_url: str, *, probe: str = "/ready", env: Mapping[str, str] | None = None
+    ) -> Api:
         """Start queue-api on a free port; ``probe`` is what :meth:`wait_ready` waits for."""
         port = free_port()
         proc = self.spawn(
             "api",
             ["queue-api"],
-            {"DATABASE_URL": database_url, "API_HOST": "127.0.0.1", "API_PORT": str(port)},
+            {
+                "DATABASE_URL": database_url,
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(port),
+                **(env or {}),
+            },
         )
         return Api(proc, f"http://127.0.0.1:{port}", probe)
 

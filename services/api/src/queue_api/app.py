@@ -8,8 +8,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from queue_api.body_timeout import body_timeout_middleware
 from queue_api.errors import EXCEPTION_HANDLERS
-from queue_api.metrics import PROMETHEUS, MetricsController
+from queue_api.metrics import PROMETHEUS, MetricsController, configure_labels
+from queue_api.openapi_document import StrictStructSchemaPlugin
 from queue_api.request_log import request_log_middleware
 from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
@@ -28,6 +30,7 @@ def _provide_queue(state: State) -> Queue:
 def create_app(settings: ApiSettings) -> Litestar:
     """Build the application. Nothing connects until start-up; a database that is down at
     start-up is tolerated, and the pool connects once it is back."""
+    configure_labels(job_types=settings.metrics_job_types, queues=settings.metrics_queues)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -48,10 +51,15 @@ def create_app(settings: ApiSettings) -> Litestar:
             JobActionsController,
             MetricsController,
         ],
-        middleware=[request_log_middleware, PROMETHEUS.middleware],
+        middleware=[
+            request_log_middleware,
+            PROMETHEUS.middleware,
+            body_timeout_middleware(settings.body_timeout_s),
+        ],
         dependencies={"job_queue": Provide(_provide_queue, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
+        plugins=[StrictStructSchemaPlugin()],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # queue_core.log.configure owns logging
         openapi_config=OpenAPIConfig(

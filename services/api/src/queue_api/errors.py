@@ -9,17 +9,19 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
+    HTTP_408_REQUEST_TIMEOUT,
     HTTP_409_CONFLICT,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 
+from queue_api.body_timeout import BodyTimeoutError
 from queue_core.errors import (
-    DatabaseUnavailableError,
     InvalidJobError,
     JobNotFoundError,
     JobStateConflictError,
+    TransientDatabaseError,
 )
 from queue_core.log import get_logger
 
@@ -32,7 +34,7 @@ def _body(status: int, detail: str) -> dict[str, object]:
     return {"status_code": status, "detail": detail}
 
 
-def database_unavailable(_: Request, exc: DatabaseUnavailableError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+def database_unavailable(_: Request, exc: TransientDatabaseError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     log.warning("database_unavailable", error=str(exc))
     return Response(
         _body(HTTP_503_SERVICE_UNAVAILABLE, "database unavailable, try again shortly"),
@@ -53,6 +55,15 @@ def invalid_job(_: Request, exc: InvalidJobError) -> Response[dict[str, object]]
     return Response(_body(HTTP_400_BAD_REQUEST, str(exc)), status_code=HTTP_400_BAD_REQUEST)
 
 
+def body_timeout(_: Request, exc: BodyTimeoutError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    # The rest of the body may still be on its way: only closing the connection stops it.
+    return Response(
+        _body(HTTP_408_REQUEST_TIMEOUT, str(exc)),
+        status_code=HTTP_408_REQUEST_TIMEOUT,
+        headers={"Connection": "close"},
+    )
+
+
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     if isinstance(exc, HTTPException):  # Litestar's own 4xx/5xx: keep its status and detail
         body = _body(exc.status_code, exc.detail)
@@ -67,9 +78,10 @@ def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    DatabaseUnavailableError: database_unavailable,
+    TransientDatabaseError: database_unavailable,
     JobNotFoundError: job_not_found,
     InvalidJobError: invalid_job,
     JobStateConflictError: job_state_conflict,
+    BodyTimeoutError: body_timeout,
     Exception: unexpected,
 }

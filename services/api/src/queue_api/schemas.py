@@ -7,13 +7,40 @@ from uuid import UUID
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
+from queue_core.db import UndecodableJson
 from queue_core.jobs import JobRecord, NewJob
+from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
+
+
+def _rfc3339(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+SCHEDULED_AT_RANGE = (
+    f"from {_rfc3339(SCHEDULED_AT_MIN)} up to, not including, {_rfc3339(SCHEDULED_AT_MAX)}"
+)
+
+
+def _openapi(**schema: object) -> dict[str, object]:
+    """OpenAPI keywords Litestar cannot derive from a field's msgspec constraints; it copies
+    ``extra_json_schema["extra"]`` into the field's schema. It has no mapping for a dict's
+    ``min_length`` (``minProperties``), and drops a bound of 0 (it tests each bound for truth)."""
+    return {"extra": schema}
+
 
 NonBlank = Annotated[
     str,
     msgspec.Meta(min_length=1, max_length=255, pattern=r"\S", description="A non-blank name"),
 ]
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    """One field's problem in a 400, as Litestar reports it."""
+
+    message: str
+    key: str
+    source: str
 
 
 class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -22,7 +49,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     type: Annotated[NonBlank, msgspec.Meta(description="Job type: the handler that runs it")]
     payload: Annotated[
         dict[str, Any],
-        msgspec.Meta(min_length=1, description="A non-empty JSON object, passed to the handler"),
+        msgspec.Meta(
+            min_length=1,
+            description="A non-empty JSON object, passed to the handler",
+            extra_json_schema=_openapi(minProperties=1),
+        ),
     ]
     queue: Annotated[NonBlank, msgspec.Meta(description="Queue to put the job on")] = DEFAULT_QUEUE
     priority: Annotated[
@@ -33,21 +64,39 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = DEFAULT_MAX_ATTEMPTS
     scheduled_at: Annotated[
         datetime | None,
-        msgspec.Meta(description="RFC 3339 instant (with offset) before which it must not run"),
+        msgspec.Meta(
+            description=(
+                f"RFC 3339 instant (with offset) before which it must not run, {SCHEDULED_AT_RANGE}"
+            )
+        ),
     ] = None
     timeout_s: (
         Annotated[
             float,
             msgspec.Meta(
-                gt=0, le=86400, description="Seconds one attempt may run (default: the handler's)"
+                gt=0,
+                le=MAX_TIMEOUT_S,
+                description="Seconds one attempt may run (default: the handler's)",
+                extra_json_schema=_openapi(exclusiveMinimum=0),
             ),
         ]
         | None
     ) = None
 
-    def __post_init__(self) -> None:
-        if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
-            raise ValueError("scheduled_at must include a timezone offset, e.g. 'Z' or '+02:00'")
+    def problems(self, at: str = "") -> list[ErrorDetail]:
+        """What msgspec's constraints cannot express, each naming its field (prefixed by ``at``
+        in a batch). Checked here rather than in ``__post_init__``, whose errors msgspec
+        attributes to the whole object instead of the field."""
+        scheduled_at = self.scheduled_at
+        if scheduled_at is None:
+            return []
+        if scheduled_at.tzinfo is None:
+            message = "must include a timezone offset, e.g. 'Z' or '+02:00'"
+        elif not SCHEDULED_AT_MIN <= scheduled_at < SCHEDULED_AT_MAX:
+            message = f"must be {SCHEDULED_AT_RANGE}"
+        else:
+            return []
+        return [ErrorDetail(message=message, key=f"{at}scheduled_at", source="body")]
 
     def to_new_job(self) -> NewJob:
         return NewJob(
@@ -68,6 +117,13 @@ class JobBatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/jobs/batch`` body: up to 1,000 jobs, stored all together or not at all."""
 
     jobs: Annotated[list[JobCreate], msgspec.Meta(min_length=1, max_length=MAX_BATCH_JOBS)]
+
+    def problems(self) -> list[ErrorDetail]:
+        return [
+            problem
+            for index, job in enumerate(self.jobs)
+            for problem in job.problems(f"jobs[{index}].")
+        ]
 
 
 class JobBatchCreated(msgspec.Struct, kw_only=True):
@@ -90,7 +146,15 @@ class JobStatusResponse(msgspec.Struct, kw_only=True, rename="pascal"):
 
     id: UUID = msgspec.field(name="ID")
     type: str
-    payload: dict[str, Any]
+    payload: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(
+            description=(
+                "null only when the stored payload is nested too deeply to be read, which "
+                "no job enqueued through this API can be"
+            )
+        ),
+    ]
     status: str
     attempts: int
     max_attempts: int
@@ -104,7 +168,7 @@ class JobStatusResponse(msgspec.Struct, kw_only=True, rename="pascal"):
         return cls(
             id=job.id,
             type=job.type,
-            payload=job.payload,
+            payload=None if isinstance(job.payload, UndecodableJson) else job.payload,
             status=job.status.value,
             attempts=job.attempts,
             max_attempts=job.max_attempts,
@@ -119,12 +183,6 @@ class Message(msgspec.Struct, kw_only=True):
     message: str
 
 
-class ErrorDetail(msgspec.Struct, kw_only=True):
-    message: str
-    key: str
-    source: str
-
-
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Every error answer: Litestar's shape. ``extra`` names the fields of a 400."""
 
@@ -136,6 +194,7 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
 _ERROR_MEANINGS = {
     400: "Invalid input: `detail` and `extra` say what is wrong",
     404: "No job has this id",
+    408: "The body did not arrive within API_BODY_TIMEOUT_S; the connection is closed",
     409: "The job's status does not allow this",
     413: "The body is larger than API_MAX_BODY_BYTES",
     415: "The body is not JSON (Content-Type)",

@@ -3,7 +3,8 @@
 from pydantic import Field, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
-from queue_core.settings import CommonSettings
+from queue_core.settings import CommaList, CommonSettings
+from queue_core.states import DEFAULT_QUEUE
 
 DEFAULT_MAX_BODY_BYTES = (
     1024 * 1024
@@ -17,3 +18,10 @@ class ApiSettings(CommonSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: PositiveInt = DEFAULT_MAX_BODY_BYTES
     db_pool_size: PositiveInt = 10
+    # A client that sends its body slower than this gets a 408 and its connection closed, so
+    # that half-sent bodies cannot hold the API's connections and memory.
+    body_timeout_s: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
+    # The job types and queues named in metric labels; any other value is counted as "other",
+    # so that clients choosing names cannot grow /metrics.
+    metrics_job_types: CommaList = ("noop", "sleep", "fail", "send_email")
+    metrics_queues: CommaList = (DEFAULT_QUEUE,)

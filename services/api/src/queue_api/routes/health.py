@@ -7,7 +7,7 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from queue_api.schemas import Message
-from queue_core.errors import DatabaseUnavailableError
+from queue_core.errors import TransientDatabaseError
 from queue_core.queue import Queue
 
 
@@ -34,7 +34,7 @@ class HealthController(Controller):
     async def ready(self, job_queue: NamedDependency[Queue]) -> Response[Message]:
         try:
             await job_queue.ping()
-        except DatabaseUnavailableError:
+        except TransientDatabaseError:
             return Response(
                 Message(message="database unavailable"), status_code=HTTP_503_SERVICE_UNAVAILABLE
             )

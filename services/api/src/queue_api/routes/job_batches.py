@@ -1,14 +1,13 @@
 """Enqueueing many jobs in one request (``/v1``)."""
 
-from collections import Counter
-
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
-from queue_api.metrics import JOBS_ENQUEUED
-from queue_api.routes.jobs import strict_json_body
+from queue_api.json_body import strict_json_body
+from queue_api.metrics import count_enqueued
+from queue_api.openapi_document import NEW_BATCH_LINKS, linked_operation
 from queue_api.schemas import JobBatchCreate, JobBatchCreated, error_responses
 from queue_core.queue import Queue
 
@@ -27,12 +26,12 @@ class JobBatchesController(Controller):
         ),
         status_code=HTTP_201_CREATED,
         before_request=strict_json_body(JobBatchCreate),
-        responses=error_responses(400, 413, 415, 503),
+        responses=error_responses(400, 408, 413, 415, 503),
+        operation_class=linked_operation(HTTP_201_CREATED, NEW_BATCH_LINKS),
     )
     async def enqueue_batch(
         self, data: JSONBody[JobBatchCreate], job_queue: NamedDependency[Queue]
     ) -> JobBatchCreated:
         ids = await job_queue.enqueue_many([job.to_new_job() for job in data.jobs])
-        for (job_type, queue), count in Counter((j.type, j.queue) for j in data.jobs).items():
-            JOBS_ENQUEUED.labels(type=job_type, queue=queue).inc(count)
+        count_enqueued(data.jobs)
         return JobBatchCreated(ids=ids)

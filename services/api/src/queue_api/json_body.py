@@ -1,0 +1,99 @@
+"""The check every JSON body goes through before its handler runs: anything the handler must
+not see gets a 400 or 415 in Litestar's error shape (reading the body may also end in a 413,
+over API_MAX_BODY_BYTES, or a 408, see body_timeout.py)."""
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from litestar import Request
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_415_UNSUPPORTED_MEDIA_TYPE
+
+from queue_api.json_limits import MAX_JSON_DEPTH, JsonPath, nested_too_deeply, unstorable_text_at
+from queue_api.schemas import ErrorDetail, JobBatchCreate, JobCreate
+
+JsonBody = JobCreate | JobBatchCreate
+
+# The member names a 400 may quote back: ours. A client's own names (a payload's keys) are not
+# echoed, so an error never carries a client's data or characters that cannot be encoded.
+_FIELD_NAMES = frozenset(JobCreate.__struct_fields__) | frozenset(JobBatchCreate.__struct_fields__)
+
+UNSTORABLE_TEXT = (
+    "text must not contain NUL characters (\\u0000) or unpaired surrogates "
+    "(\\ud800 to \\udfff), which the database cannot store"
+)
+
+
+def strict_json_body(body_type: type[JsonBody]) -> Callable[[Request], Awaitable[None]]:  # type: ignore[type-arg]
+    """A before_request hook that decodes the body as ``body_type`` strictly, refusing what
+    Litestar's lenient conversion would let through (a non-JSON content type, an empty body,
+    invalid UTF-8, "5" for an integer), and what would fail later: nesting deeper than
+    :data:`MAX_JSON_DEPTH`, text PostgreSQL cannot store, and the checks of ``problems()``."""
+    decoder = msgspec.json.Decoder(body_type, strict=True)
+
+    async def check(request: Request) -> None:  # type: ignore[type-arg]
+        await _check_body(request, decoder)
+
+    return check
+
+
+async def _check_body(request: Request, decoder: msgspec.json.Decoder[JsonBody]) -> None:  # type: ignore[type-arg]
+    media_type, _ = request.content_type
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(
+            status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"Content-Type must be application/json, got {media_type or 'none'!r}",
+        )
+    body = await request.body()
+    if not body.strip():
+        raise HTTPException(status_code=400, detail="Request body is empty: expected a JSON object")
+    if nested_too_deeply(body):
+        raise HTTPException(
+            status_code=HTTP_400_BAD_REQUEST,
+            detail=f"JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and "
+            "objects are accepted",
+        )
+    if (path := unstorable_text_at(body)) is not None:
+        raise _invalid(
+            request, [ErrorDetail(message=UNSTORABLE_TEXT, key=_key(path), source="body")]
+        )
+    try:
+        decoded = decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _invalid(request, [_from_msgspec(str(exc))]) from None
+    except msgspec.DecodeError as exc:
+        # msgspec's message sometimes starts with these words, and sometimes not
+        problem = str(exc).removeprefix("JSON is malformed: ")
+        raise HTTPException(status_code=400, detail=f"JSON is malformed: {problem}") from None
+    except UnicodeDecodeError:
+        raise HTTPException(status_code=400, detail="Request body is not valid UTF-8") from None
+    if problems := decoded.problems():
+        raise _invalid(request, problems)
+
+
+def _invalid(request: Request, problems: list[ErrorDetail]) -> ValidationException:  # type: ignore[type-arg]
+    """A 400 in Litestar's own shape, each problem naming its field."""
+    return ValidationException(
+        detail=f"Validation failed for {request.method} {request.url.path}",
+        extra=[msgspec.structs.asdict(problem) for problem in problems],
+    )
+
+
+def _from_msgspec(message: str) -> ErrorDetail:
+    """msgspec's "Expected `int` - at `$.jobs[0].priority`" as a field's problem."""
+    text, _, path = message.partition(" - at `$.")
+    return ErrorDetail(message=text, key=path.rstrip("`") or "data", source="body")
+
+
+def _key(path: JsonPath) -> str:
+    """``path`` the way msgspec names a field (``jobs[3].payload``), cut before the first member
+    name that is not one of ours."""
+    key = ""
+    for step in path:
+        if isinstance(step, int):
+            key += f"[{step}]"
+        elif step in _FIELD_NAMES:
+            key += f".{step}" if key else step
+        else:
+            break
+    return key or "data"

@@ -1,0 +1,124 @@
+"""Slow and half-sent bodies against a real ``queue-api`` process (API_BODY_TIMEOUT_S=1): the
+whole body must arrive within the deadline, or the client gets a 408 in our error shape and its
+connection is closed. Raw sockets, because an HTTP client cannot send half a request."""
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from api.support import BODY_TIMEOUT_S
+from e2e.stack import Api
+
+BODY = b'{"type":"noop","payload":{"a":1}}'
+# Longer than the deadline, short enough that a test that fails waits little.
+READ_TIMEOUT_S = BODY_TIMEOUT_S + 4
+
+
+@pytest.fixture(name="conn")
+def fx_conn(api_process: Api) -> Iterator[socket.socket]:
+    address = urlsplit(api_process.base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=READ_TIMEOUT_S) as sock:
+        yield sock
+
+
+def head(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def json_head(path: str, content_length: int) -> bytes:
+    return head(path, {"Content-Type": "application/json", "Content-Length": str(content_length)})
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails the test:
+    the server held the connection open)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head_bytes, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head_bytes.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_timed_out(raw: bytes, waited_s: float) -> None:
+    status, headers, body = parse(raw)
+    assert status == 408, raw
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert json.loads(body) == {
+        "status_code": 408,
+        "detail": f"request body not received within {BODY_TIMEOUT_S:g} s",
+    }
+    assert BODY_TIMEOUT_S <= waited_s < READ_TIMEOUT_S
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/v1/jobs/batch"])
+def test_a_half_sent_body_gets_408_and_the_connection_closed(
+    conn: socket.socket, path: str
+) -> None:
+    started = time.monotonic()
+    conn.sendall(json_head(path, 100) + BODY[:10])
+
+    raw = read_until_closed(conn)
+
+    assert_timed_out(raw, time.monotonic() - started)
+
+
+def test_headers_without_any_body_get_408(conn: socket.socket) -> None:
+    started = time.monotonic()
+    conn.sendall(json_head("/jobs", len(BODY)))
+
+    assert_timed_out(read_until_closed(conn), time.monotonic() - started)
+
+
+def test_a_body_trickled_a_byte_at_a_time_gets_408_at_the_deadline(conn: socket.socket) -> None:
+    """The deadline is for the whole body, not for each piece: a client that keeps sending a
+    byte now and then must not keep the connection for longer."""
+    started = time.monotonic()
+    conn.sendall(json_head("/jobs", len(BODY)))
+    conn.settimeout(0.2)
+    raw = b""
+    for byte in BODY:
+        conn.sendall(bytes([byte]))
+        try:
+            raw = conn.recv(65536)
+        except TimeoutError:
+            continue
+        break
+    conn.settimeout(READ_TIMEOUT_S)
+
+    raw += read_until_closed(conn)
+
+    assert_timed_out(raw, time.monotonic() - started)
+
+
+def test_a_chunked_body_that_never_ends_gets_408(conn: socket.socket) -> None:
+    started = time.monotonic()
+    conn.sendall(
+        head("/jobs", {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        + b"a\r\n"
+        + BODY[:10]
+        + b"\r\n"
+    )
+
+    assert_timed_out(read_until_closed(conn), time.monotonic() - started)
+
+
+def test_a_body_sent_in_pieces_within_the_deadline_is_accepted(conn: socket.socket) -> None:
+    conn.sendall(json_head("/jobs", len(BODY)) + BODY[:10])
+    time.sleep(BODY_TIMEOUT_S / 4)  # a slow client, well within the deadline
+    conn.sendall(BODY[10:])
+
+    status, _, body = parse(conn.recv(65536))
+
+    assert status == 201, body

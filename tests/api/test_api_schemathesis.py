@@ -1,0 +1,85 @@
+"""Schemathesis against a real ``queue-api`` process on a fresh migrated database: requests
+generated from the OpenAPI document, valid and invalid, one at a time and chained through its
+links (POST /jobs → status, cancel, retry). No answer may be a 5xx, and every answer must be one
+the document promises: its status, content type and body schema.
+
+The document is built in-process when the module is collected, because ``@parametrize`` needs
+it then, before any fixture has started a server (Schemathesis's fixture-based loader, which
+would read it from the process, fails on pytest 9.2: it sets ``Function._nodeid``, which pytest
+removed). The first test checks that the process serves exactly that document.
+
+Bounded (few examples, derandomized) so that the file runs in seconds on two cores in
+``make test``; Hypothesis shrinks a failure to the smallest request that shows it.
+"""
+
+from typing import Any
+
+import httpx
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from e2e.stack import Api, closed_port_url
+from queue_api.app import create_app
+from queue_api.settings import ApiSettings
+
+Case = schemathesis.Case[schemathesis.APIOperation[Any, Any, Any, Any]]
+
+# Building the app connects to nothing; its document does not depend on the database.
+DOCUMENT = create_app(ApiSettings(DATABASE_URL=closed_port_url())).openapi_schema.to_schema()
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+BOUNDED = settings(
+    max_examples=50,
+    deadline=None,  # a real server on a shared machine: latency is not what is tested
+    derandomize=True,  # the same requests on every run, so a failure reproduces
+    database=None,  # and nothing remembered between runs either
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def test_the_process_serves_the_document_the_requests_are_generated_from(
+    api_process: Api,
+) -> None:
+    response = httpx.get(f"{api_process.base_url}/schema/openapi.json", timeout=10)
+
+    assert response.status_code == 200
+    assert response.json() == DOCUMENT
+
+
+@schema.parametrize()
+@BOUNDED
+def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
+    case: Case, api_process: Api
+) -> None:
+    case.call_and_validate(base_url=api_process.base_url, checks=CHECKS)
+
+
+def test_no_chain_of_linked_requests_gets_a_server_error_or_an_undocumented_answer(
+    api_process: Api,
+) -> None:
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:  # noqa: ARG002 - same for all
+            return {"base_url": api_process.base_url}
+
+        def validate_response(
+            self,
+            response: schemathesis.Response,
+            case: Case,
+            **_: Any,
+        ) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    Workflow.run(settings=settings(BOUNDED, max_examples=25, stateful_step_count=6))
