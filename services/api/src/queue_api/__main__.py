@@ -23,6 +23,7 @@ def main() -> None:
         log_config=None,  # our structlog configuration renders uvicorn's records too
         access_log=False,  # one canonical line per request comes from the app instead
         proxy_headers=True,
+        server_header=False,  # no "server: uvicorn" banner telling a scanner what to try
         timeout_graceful_shutdown=10,
     )
 

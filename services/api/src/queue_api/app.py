@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -17,6 +18,7 @@ from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
 from queue_api.routes.job_batches import JobBatchesController
 from queue_api.routes.jobs import JobsController
+from queue_api.security_headers import add_security_headers
 from queue_api.settings import ApiSettings
 from queue_core.db import create_pool
 from queue_core.queue import Queue
@@ -25,6 +27,21 @@ from queue_core.queue import Queue
 def _provide_queue(state: State) -> Queue:
     queue: Queue = state.queue
     return queue
+
+
+def _cors(settings: ApiSettings) -> CORSConfig | None:
+    """CORS for the configured origins only; none at all by default. Keys travel in the
+    Authorization header, never in cookies, so credentials are never allowed."""
+    if not settings.cors_allow_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_allow_origins),
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["Location", "Retry-After", "X-Request-ID"],
+        allow_credentials=False,
+        max_age=600,
+    )
 
 
 def create_app(settings: ApiSettings) -> Litestar:
@@ -58,6 +75,8 @@ def create_app(settings: ApiSettings) -> Litestar:
         ],
         dependencies={"job_queue": Provide(_provide_queue, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[add_security_headers],
+        cors_config=_cors(settings),
         lifespan=[lifespan],
         plugins=[StrictStructSchemaPlugin()],
         request_max_body_size=settings.max_body_bytes,

@@ -25,3 +25,6 @@ class ApiSettings(CommonSettings):
     # so that clients choosing names cannot grow /metrics.
     metrics_job_types: CommaList = ("noop", "sleep", "fail", "send_email")
     metrics_queues: CommaList = (DEFAULT_QUEUE,)
+    # Origins whose pages may call the API from a browser (CORS). Empty: no CORS headers at all,
+    # so browsers keep other sites' scripts out.
+    cors_allow_origins: CommaList = ()
