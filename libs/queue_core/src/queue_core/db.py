@@ -5,9 +5,11 @@ directly with prepared statements, which is what lets one job cost well under a 
 """
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import msgspec
@@ -38,6 +40,28 @@ def normalize_database_url(url: str) -> str:
     raise ValueError(
         "must start with postgresql://, postgres:// or postgresql+asyncpg://",
     )
+
+
+SSL_MODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SSL_FILES: Final = ("sslrootcert", "sslcert", "sslkey")
+
+
+def check_tls_options(url: str) -> str:
+    """Return ``url`` if asyncpg can use its TLS options (``sslmode``, ``sslrootcert``, ...).
+
+    asyncpg checks them only when it connects, and reports a missing CA file as an OSError,
+    which reads as "database unavailable" and would be retried for ever. Checked at start-up
+    instead, a typo or an unmounted secret stops the process with a clear line. The messages
+    name the option, never the rest of the URL (it may hold a password)."""
+    query = parse_qs(urlsplit(url).query)
+    for mode in query.get("sslmode", []):
+        if mode not in SSL_MODES:
+            raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+    for option in _SSL_FILES:
+        for path in query.get(option, []):
+            if not os.access(path, os.R_OK):
+                raise ValueError(f"{option}: cannot read {path}")
+    return url
 
 
 def sqlalchemy_url(url: str) -> str:

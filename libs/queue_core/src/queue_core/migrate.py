@@ -5,6 +5,7 @@ a Kubernetes Job). It is safe to run from several places at once: see migrations
 """
 
 import argparse
+import ssl
 import sys
 from importlib.resources import files
 
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> None:
             downgrade(settings.database_url, args.revision)
         else:
             upgrade(settings.database_url, args.revision)
+    except ssl.SSLCertVerificationError as exc:  # sslmode=verify-ca/verify-full said no
+        log.error(  # noqa: TRY400 - as below
+            "migrate_failed", reason="server certificate refused", error=exc.verify_message
+        )
+        sys.exit(1)
     except CONNECTION_ERRORS as exc:
         log.error(  # noqa: TRY400 - the cause is known; a traceback would only add noise
             "migrate_failed", reason="database unavailable", error=type(exc).__name__

