@@ -191,7 +191,9 @@ async def test_the_heartbeat_keeps_extending_leases_after_an_unexpected_failure(
     faulty = FaultyQueue(pool)
     faulty.heartbeat_faults.append(RuntimeError("a bug in the heartbeat"))
     events = ServiceLog()
-    worker = await start_worker(registry, queue=faulty, events=events, lease_s=0.5, heartbeat_s=0.1)
+    # A lease of ten beats: a loaded machine may delay a beat or two without the lease running
+    # out, but a heartbeat that stayed dead would lose it within the wait below.
+    worker = await start_worker(registry, queue=faulty, events=events, lease_s=2.0, heartbeat_s=0.2)
     job_id = await queue.enqueue(NewJob(type="wait", payload={}))
     rescues = Supervisor([Rescuer(queue, interval_s=0.05)])
     rescues.start()
@@ -200,7 +202,7 @@ async def test_the_heartbeat_keeps_extending_leases_after_an_unexpected_failure(
         await eventually(holds(lambda: events.errors["heartbeat", "crash"] == 1))
         beats = faulty.heartbeats
         # Several leases' worth of time: without beats, the rescuer would take the job back.
-        await eventually(holds(lambda: faulty.heartbeats >= beats + 15), timeout_s=10)
+        await eventually(holds(lambda: faulty.heartbeats >= beats + 20), timeout_s=30)
         assert (await queue.get(job_id)).status is JobStatus.RUNNING
         release.set()
         job = await wait_for_status(queue, job_id, JobStatus.COMPLETED)
