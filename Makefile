@@ -5,10 +5,14 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
+# What `make test-containers` runs besides tests/containers: database tests that `make test`
+# runs on the local cluster, here on testcontainers' PostgreSQL, so that branch of the fixture
+# chain is exercised too; the chaos test crashes and restarts that container.
+CONTAINER_DB_TESTS ?= tests/core tests/chaos
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	@echo "uv not found: installing uv $(UV_VERSION) into .tools/"
@@ -26,6 +30,10 @@ run: sync ## Run migrations, the API and a worker against a throwaway local Post
 .PHONY: test
 test: sync ## Run the whole test suite against a real PostgreSQL
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+.PHONY: test-containers
+test-containers: sync ## Build both images, run the compose stack, and database tests in Docker (needs DOCKER_HOST)
+	@TEST_PG_PROVIDER=docker $(UV) run --frozen pytest --containers tests/containers $(CONTAINER_DB_TESTS) $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: sync ## ruff, formatting, mypy --strict, import-linter, and a current uv.lock

@@ -1,5 +1,10 @@
 """The fixture chain: one PostgreSQL server per session → a migrated template database → a
-fresh database per test (``CREATE DATABASE … TEMPLATE``), dropped afterwards."""
+fresh database per test (``CREATE DATABASE … TEMPLATE``), dropped afterwards.
+
+Tests marked ``containers`` build images and run containers on a Docker engine: they run only
+with ``--containers`` (``make test-containers``) and are deselected otherwise, so that ``-m``
+stays free for other selections (``make test PYTEST_ARGS='-m "not chaos"'``).
+"""
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +17,23 @@ from pg_provider import PgServer, create_database, drop_database, provide_server
 from queue_core.db import create_pool
 from queue_core.migrate import upgrade
 from queue_core.queue import Queue
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--containers",
+        action="store_true",
+        help="also run the tests marked `containers` (they need DOCKER_HOST: make test-containers)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--containers"):
+        return
+    deselected = [item for item in items if item.get_closest_marker("containers")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("containers")]
 
 
 @pytest.fixture(name="pg_server", scope="session")
