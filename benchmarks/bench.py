@@ -189,6 +189,9 @@ def api_env(url: str, port: int) -> dict[str, str]:
         "DATABASE_URL": url,
         "API_PORT": str(port),
         "API_HOST": "127.0.0.1",
+        # Throughput of the queue behind the API, as before API keys; a checked key costs one
+        # SHA-256 and a dict lookup per request (cached, README "Authentication").
+        "API_AUTH": "off",
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
     }

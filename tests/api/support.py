@@ -17,6 +17,9 @@ from queue_api.settings import ApiSettings
 ApiClient = AsyncTestClient[Litestar]
 ClientFactory = Callable[..., AbstractAsyncContextManager[ApiClient]]
 
+# The key every API test database holds, with every scope (tests/api/conftest.py makes it).
+ADMIN_KEY_NAME = "test-admin"
+
 # API_BODY_TIMEOUT_S of the real queue-api process the socket and Schemathesis tests start.
 BODY_TIMEOUT_S = 1.0
 
@@ -44,13 +47,15 @@ LEAK_MARKERS = (
 )
 
 
-def build_app(database_url: str, *, max_body_bytes: int | None = None) -> Litestar:
-    settings = (
-        ApiSettings(DATABASE_URL=database_url)
-        if max_body_bytes is None
-        else ApiSettings(DATABASE_URL=database_url, max_body_bytes=max_body_bytes)
-    )
-    return create_app(settings)
+def build_app(database_url: str, *, max_body_bytes: int | None = None, **settings: Any) -> Litestar:
+    """The app on ``database_url``; ``settings`` are other ApiSettings fields (``auth="off"``)."""
+    if max_body_bytes is not None:
+        settings["max_body_bytes"] = max_body_bytes
+    return create_app(ApiSettings(DATABASE_URL=database_url, **settings))
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 @dataclass(frozen=True)

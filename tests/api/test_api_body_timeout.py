@@ -18,14 +18,20 @@ BODY = b'{"type":"noop","payload":{"a":1}}'
 READ_TIMEOUT_S = BODY_TIMEOUT_S + 4
 
 
+# The key head() sends: the guard answers 401 before reading a body that comes without one.
+_AUTHORIZATION: dict[str, str] = {}
+
+
 @pytest.fixture(name="conn")
 def fx_conn(api_process: Api) -> Iterator[socket.socket]:
+    _AUTHORIZATION.update(api_process.auth_headers)
     address = urlsplit(api_process.base_url)
     with socket.create_connection((address.hostname, address.port), timeout=READ_TIMEOUT_S) as sock:
         yield sock
 
 
 def head(path: str, headers: dict[str, str]) -> bytes:
+    headers = {**_AUTHORIZATION, **headers}
     lines = [f"POST {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.typing import EventDict
 
-from api.support import SEED_SEND_EMAIL, ApiClient
+from api.support import SEED_SEND_EMAIL, ApiClient, bearer
 from queue_api import metrics
 from queue_api.app import create_app
 from queue_api.settings import ApiSettings
@@ -90,13 +90,14 @@ async def enqueue_batch(client: ApiClient, jobs: Iterable[dict[str, Any]]) -> No
 
 @pytest.fixture(name="configured_client")
 async def fx_configured_client(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
+    db_url: str, admin_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ApiClient]:
     """An app whose metrics name the types alpha and beta and the queues default and q1, set
     through the environment as a deployment sets them."""
     monkeypatch.setenv("API_METRICS_JOB_TYPES", "alpha, beta")
     monkeypatch.setenv("API_METRICS_QUEUES", "default,q1")
     async with AsyncTestClient(app=create_app(ApiSettings(DATABASE_URL=db_url))) as client:
+        client.headers.update(bearer(admin_key))
         yield client
 
 

@@ -1,7 +1,8 @@
 """Schemathesis against a real ``queue-api`` process on a fresh migrated database: requests
 generated from the OpenAPI document, valid and invalid, one at a time and chained through its
-links (POST /jobs → status, cancel, retry). No answer may be a 5xx, and every answer must be one
-the document promises: its status, content type and body schema.
+links (POST /jobs → status, cancel, retry), sending an API key that holds every scope. No answer
+may be a 5xx, and every answer must be one the document promises: its status, content type and
+body schema.
 
 The document is built in-process when the module is collected, because ``@parametrize`` needs
 it then, before any fixture has started a server (Schemathesis's fixture-based loader, which
@@ -64,7 +65,13 @@ def test_the_process_serves_the_document_the_requests_are_generated_from(
 def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
     case: Case, api_process: Api
 ) -> None:
-    case.call_and_validate(base_url=api_process.base_url, checks=CHECKS)
+    response = case.call_and_validate(
+        base_url=api_process.base_url, headers=api_process.auth_headers, checks=CHECKS
+    )
+    # Negative cases may drop the Authorization header on purpose (401 is then right); a valid
+    # request must get through, or every other check would only ever see 401s.
+    if case.meta is not None and not case.meta.generation.mode.is_negative:
+        assert response.status_code != 401, response.text
 
 
 def test_no_chain_of_linked_requests_gets_a_server_error_or_an_undocumented_answer(
@@ -72,7 +79,7 @@ def test_no_chain_of_linked_requests_gets_a_server_error_or_an_undocumented_answ
 ) -> None:
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:  # noqa: ARG002 - same for all
-            return {"base_url": api_process.base_url}
+            return {"base_url": api_process.base_url, "headers": api_process.auth_headers}
 
         def validate_response(
             self,

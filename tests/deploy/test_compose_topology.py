@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from deploy.compose_model import ServiceRun, load_compose, service_run
 from deploy.project import SETTING_PREFIXES
-from e2e.stack import SEED_SEND_EMAIL, Api, Stack, Worker, enqueue, wait_for_status
+from e2e.stack import SEED_SEND_EMAIL, Api, Stack, Worker, admin_key, enqueue, wait_for_status
 from queue_devtools.pgcluster import free_port
 
 pytestmark = pytest.mark.e2e
@@ -157,7 +157,9 @@ def _run_the_topology(stack: Stack, compose: Any, database_url: str, mailpit: Ma
 
     api_env = _on_this_machine(runs["api"], database_url, mailpit, {})
     api = Api(
-        stack.spawn("api", runs["api"].argv, api_env), f"http://127.0.0.1:{api_env['API_PORT']}"
+        stack.spawn("api", runs["api"].argv, api_env),
+        f"http://127.0.0.1:{api_env['API_PORT']}",
+        key=admin_key(database_url),
     )
     workers = []
     for replica in range(1, WORKER_REPLICAS + 1):

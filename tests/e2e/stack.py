@@ -21,6 +21,9 @@ import httpx
 
 from helpers import Proc, http_ok
 from pg_provider import run_sync
+from queue_core.db import create_pool
+from queue_core.errors import TransientDatabaseError
+from queue_core.keys import ALL_SCOPES, KeyStore, generate_key
 from queue_core.states import FINAL_STATUSES
 from queue_devtools.pgcluster import free_port
 
@@ -60,13 +63,18 @@ class Api:
     proc: Proc
     base_url: str
     probe: str = "/ready"
+    key: str | None = None  # an API key with every scope, sent by client()
 
     @property
     def probe_url(self) -> str:
         return self.base_url + self.probe
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {} if self.key is None else {"Authorization": f"Bearer {self.key}"}
+
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=10.0)
+        return httpx.Client(base_url=self.base_url, timeout=10.0, headers=self.auth_headers)
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,9 @@ class Stack:
     def spawn_api(
         self, database_url: str, *, probe: str = "/ready", env: Mapping[str, str] | None = None
     ) -> Api:
-        """Start queue-api on a free port; ``probe`` is what :meth:`wait_ready` waits for."""
+        """Start queue-api on a free port; ``probe`` is what :meth:`wait_ready` waits for. The
+        Api carries a key with every scope (:func:`admin_key`) for its client and scrapes."""
+        key = admin_key(database_url)
         port = free_port()
         proc = self.spawn(
             "api",
@@ -146,7 +156,7 @@ class Stack:
                 **(env or {}),
             },
         )
-        return Api(proc, f"http://127.0.0.1:{port}", probe)
+        return Api(proc, f"http://127.0.0.1:{port}", probe, key)
 
     def spawn_worker(
         self, database_url: str, name: str, env: Mapping[str, str] | None = None
@@ -237,6 +247,28 @@ def _output(proc: Proc) -> str:
         return proc.output()
     except ValueError:  # its log file is closed once stopped; what it wrote is still on disk
         return proc.log_path.read_text(errors="replace")
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+
+async def _create_key(database_url: str) -> str:
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        name = f"e2e-admin-{uuid.uuid4().hex[:8]}"
+        return (await KeyStore(pool).create(name=name, scopes=ALL_SCOPES)).secret
+    finally:
+        await pool.close()
+
+
+def admin_key(database_url: str) -> str:
+    """A new key with every scope in the migrated database at ``database_url``. Where that
+    database cannot be reached (a test of the API without its database), a well-formed key
+    that was never stored: the API can check no key then, and answers 503, never 401."""
+    try:
+        return run_sync(_create_key(database_url))
+    except TransientDatabaseError:
+        return generate_key()[1]
 
 
 # -- HTTP ----------------------------------------------------------------------------------

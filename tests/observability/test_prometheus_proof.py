@@ -143,6 +143,8 @@ def fx_observed(
                 {
                     "job_name": "queue-api",
                     "static_configs": [{"targets": [api.base_url.removeprefix("http://")]}],
+                    # /metrics needs a key with metrics:read, as deploy/prometheus does.
+                    "authorization": {"type": "Bearer", "credentials": api.key},
                 },
                 {
                     "job_name": "queue-worker",

@@ -10,21 +10,25 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Float,
+    Identity,
     Index,
     Integer,
     MetaData,
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from queue_core.keys import ALL_SCOPES
 from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE, JobStatus
 
@@ -126,5 +130,48 @@ class Job(Base):
             "ix_jobs_running_lease",
             "lease_expires_at",
             postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+
+_SCOPE_VALUES = ", ".join(f"'{s.value}'" for s in ALL_SCOPES)
+
+
+class ApiKey(Base):
+    """An API key (``queue_core.keys``): its SHA-256, never the key itself."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # tq_ + 8 characters: stored in clear, to find the row and to name the key in listings.
+    prefix: Mapped[str] = mapped_column(String(11))
+    key_hash: Mapped[bytes] = mapped_column(BYTEA)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # NULL: every queue.
+    queues: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Written behind by the API, at most once a minute per key and replica.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The key's own rate limits, for the rate limiter; NULL: no limit of its own.
+    requests_per_s: Mapped[float | None] = mapped_column(Float)
+    jobs_per_s: Mapped[float | None] = mapped_column(Float)
+    burst: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        UniqueConstraint("name"),
+        UniqueConstraint("prefix"),
+        CheckConstraint("octet_length(key_hash) = 32", name="key_hash_is_sha256"),
+        CheckConstraint(
+            f"cardinality(scopes) >= 1 AND scopes <@ ARRAY[{_SCOPE_VALUES}]::text[]",
+            name="scopes_known",
+        ),
+        CheckConstraint("queues IS NULL OR cardinality(queues) >= 1", name="queues_not_empty"),
+        CheckConstraint(
+            "(requests_per_s IS NULL OR requests_per_s > 0) "
+            "AND (jobs_per_s IS NULL OR jobs_per_s > 0) AND (burst IS NULL OR burst > 0)",
+            name="limits_positive",
         ),
     )

@@ -1,32 +1,60 @@
 """The Litestar application factory: routes, dependencies, error handling and lifespan."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, Reference, SecurityScheme
 
+from queue_api.auth import BEARER_SCHEME, PUBLIC, KeyChecker, guard, provide_caller
 from queue_api.body_timeout import body_timeout_middleware
 from queue_api.errors import EXCEPTION_HANDLERS
-from queue_api.metrics import PROMETHEUS, MetricsController, configure_labels
+from queue_api.metrics import AUTH_ENABLED, PROMETHEUS, MetricsController, configure_labels
 from queue_api.openapi_document import StrictStructSchemaPlugin
 from queue_api.request_log import request_log_middleware
 from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
 from queue_api.routes.job_batches import JobBatchesController
 from queue_api.routes.jobs import JobsController
+from queue_api.routes.keys import KeysController
 from queue_api.security_headers import add_security_headers
 from queue_api.settings import ApiSettings
 from queue_core.db import create_pool
+from queue_core.keys import KeyStore
+from queue_core.log import get_logger
 from queue_core.queue import Queue
+
+log = get_logger("queue_api.app")
+
+# The OpenAPI document's one security scheme: each operation lists the scopes it needs under it,
+# and Swagger UI's Authorize button takes a key.
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    BEARER_SCHEME: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="tq_<prefix>_<secret>",
+        description=(
+            "An API key, made with `queue-keys create` or POST /v1/keys. Each operation names "
+            "the scopes it needs."
+        ),
+    )
+}
 
 
 def _provide_queue(state: State) -> Queue:
     queue: Queue = state.queue
     return queue
+
+
+def _provide_key_store(state: State) -> KeyStore:
+    store: KeyStore = state.key_store
+    return store
 
 
 def _cors(settings: ApiSettings) -> CORSConfig | None:
@@ -48,6 +76,9 @@ def create_app(settings: ApiSettings) -> Litestar:
     """Build the application. Nothing connects until start-up; a database that is down at
     start-up is tolerated, and the pool connects once it is back."""
     configure_labels(job_types=settings.metrics_job_types, queues=settings.metrics_queues)
+    auth_enabled = settings.auth == "on"
+    AUTH_ENABLED.set(1 if auth_enabled else 0)
+    key_checker = KeyChecker(cache_s=settings.auth_cache_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -55,9 +86,21 @@ def create_app(settings: ApiSettings) -> Litestar:
             settings.database_url, max_size=settings.db_pool_size, application_name="queue-api"
         )
         app.state.queue = Queue(pool)
+        app.state.key_store = KeyStore(pool)
+        app.state.key_checker = key_checker
+        key_checker.attach(app.state.key_store)
+        if not auth_enabled:
+            log.warning(
+                "api_auth_disabled",
+                detail="API_AUTH=off: anyone who can reach the API may do anything",
+            )
+        flusher = asyncio.create_task(key_checker.run_flusher(), name="api-keys-last-used")
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
             await pool.close()
 
     return Litestar(
@@ -66,6 +109,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             JobsController,
             JobBatchesController,
             JobActionsController,
+            KeysController,
             MetricsController,
         ],
         middleware=[
@@ -73,7 +117,12 @@ def create_app(settings: ApiSettings) -> Litestar:
             PROMETHEUS.middleware,
             body_timeout_middleware(settings.body_timeout_s),
         ],
-        dependencies={"job_queue": Provide(_provide_queue, sync_to_thread=False)},
+        dependencies={
+            "job_queue": Provide(_provide_queue, sync_to_thread=False),
+            "key_store": Provide(_provide_key_store, sync_to_thread=False),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+        },
+        guards=[guard(key_checker, enabled=auth_enabled)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         cors_config=_cors(settings),
@@ -85,5 +134,10 @@ def create_app(settings: ApiSettings) -> Litestar:
             title="Task queue API",
             version="0.1.0",
             description="Enqueue jobs for the workers and read their status.",
+            components=Components(security_schemes=SECURITY_SCHEMES),
+            # The documentation pages and the document itself are open, like the probes.
+            openapi_router=Router(
+                "/schema", route_handlers=[], include_in_schema=False, opt=PUBLIC
+            ),
         ),
     )

@@ -23,6 +23,7 @@ from queue_core.errors import (
     JobStateConflictError,
     TransientDatabaseError,
 )
+from queue_core.keys import ApiKeyNotFoundError, DuplicateKeyNameError, InvalidKeySpecError
 from queue_core.log import get_logger
 
 log = get_logger("queue_api.errors")
@@ -55,6 +56,18 @@ def invalid_job(_: Request, exc: InvalidJobError) -> Response[dict[str, object]]
     return Response(_body(HTTP_400_BAD_REQUEST, str(exc)), status_code=HTTP_400_BAD_REQUEST)
 
 
+def key_not_found(_: Request, exc: ApiKeyNotFoundError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(_body(HTTP_404_NOT_FOUND, str(exc)), status_code=HTTP_404_NOT_FOUND)
+
+
+def duplicate_key_name(_: Request, exc: DuplicateKeyNameError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(_body(HTTP_409_CONFLICT, str(exc)), status_code=HTTP_409_CONFLICT)
+
+
+def invalid_key_spec(_: Request, exc: InvalidKeySpecError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(_body(HTTP_400_BAD_REQUEST, str(exc)), status_code=HTTP_400_BAD_REQUEST)
+
+
 def body_timeout(_: Request, exc: BodyTimeoutError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     # The rest of the body may still be on its way: only closing the connection stops it.
     return Response(
@@ -83,5 +96,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InvalidJobError: invalid_job,
     JobStateConflictError: job_state_conflict,
     BodyTimeoutError: body_timeout,
+    ApiKeyNotFoundError: key_not_found,
+    DuplicateKeyNameError: duplicate_key_name,
+    InvalidKeySpecError: invalid_key_spec,
     Exception: unexpected,
 }

@@ -24,12 +24,14 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import Response
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from queue_api.auth import requires
 from queue_core.errors import TransientDatabaseError
 from queue_core.jobs import QueueStats
+from queue_core.keys import Scope
 from queue_core.log import get_logger
 from queue_core.metric_labels import OTHER_LABEL
 from queue_core.queue import Queue
@@ -42,6 +44,12 @@ JOBS_ENQUEUED = Counter(
     "queue_api_jobs_enqueued_total",
     "Jobs accepted by the API; types and queues not configured for metrics are 'other'.",
     ["type", "queue"],
+)
+
+AUTH_ENABLED = Gauge(
+    "queue_api_auth_enabled",
+    "1 when every request but the probes needs an API key; 0 when API_AUTH=off and anyone who "
+    "can reach the API may do anything.",
 )
 
 PROMETHEUS = PrometheusConfig(
@@ -232,7 +240,7 @@ def configure_labels(*, job_types: Iterable[str], queues: Iterable[str]) -> None
 class MetricsController(PrometheusController):
     """``/metrics``: refreshes the queue statistics (at most every few seconds), then renders."""
 
-    @get(include_in_schema=False)
+    @get(include_in_schema=False, **requires(Scope.METRICS_READ))
     async def get(self, job_queue: NamedDependency[Queue]) -> Response:  # type: ignore[type-arg]
         await QUEUE_STATS.refresh_if_stale(job_queue)
         return await super().get.fn(self)  # type: ignore[no-any-return]

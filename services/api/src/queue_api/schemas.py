@@ -9,6 +9,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from queue_core.db import UndecodableJson
 from queue_core.jobs import JobRecord, NewJob
+from queue_core.keys import MAX_NAME_LENGTH, NAME_PATTERN, KeyInfo, Scope
 from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
 
@@ -193,6 +194,11 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 _ERROR_MEANINGS = {
     400: "Invalid input: `detail` and `extra` say what is wrong",
+    401: (
+        "No API key, or an unknown, revoked or expired one (`Authorization: Bearer <key>`); "
+        "WWW-Authenticate says which"
+    ),
+    403: "The API key lacks the scope this operation needs, or may not use this queue",
     404: "No job has this id",
     408: "The body did not arrive within API_BODY_TIMEOUT_S; the connection is closed",
     409: "The job's status does not allow this",
@@ -202,11 +208,88 @@ _ERROR_MEANINGS = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error statuses a route can answer."""
+def error_responses(
+    *statuses: int, meanings: dict[int, str] | None = None
+) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route can answer; ``meanings`` overrides the
+    usual description of a status."""
+    described = {**_ERROR_MEANINGS, **(meanings or {})}
     return {
         status: ResponseSpec(
-            data_container=ErrorBody, description=_ERROR_MEANINGS[status], generate_examples=False
+            data_container=ErrorBody, description=described[status], generate_examples=False
         )
         for status in statuses
     }
+
+
+# -- API keys (/v1/keys) --------------------------------------------------------------------
+
+KeyName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=NAME_PATTERN,
+        description="Unique name: letters, digits and ._:@-, not starting with tq_",
+    ),
+]
+MAX_EXPIRES_IN_DAYS = 3650
+
+
+class KeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/keys`` body."""
+
+    name: KeyName
+    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, description="What the key may do")]
+    queues: (
+        Annotated[
+            list[NonBlank],
+            msgspec.Meta(min_length=1, description="The only queues it may use (default: all)"),
+        ]
+        | None
+    ) = None
+    expires_in_days: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1, le=MAX_EXPIRES_IN_DAYS, description="Expires this many days from now"
+            ),
+        ]
+        | None
+    ) = None
+
+
+class KeyView(msgspec.Struct, kw_only=True):
+    """A key as listed: never its secret nor its hash."""
+
+    name: str
+    prefix: str
+    scopes: list[Scope]
+    queues: list[str] | None
+    expires_at: datetime | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: KeyInfo) -> "KeyView":
+        return cls(
+            name=key.name,
+            prefix=key.prefix,
+            scopes=sorted(key.scopes),
+            queues=None if key.queues is None else sorted(key.queues),
+            expires_at=key.expires_at,
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class KeyCreated(KeyView, kw_only=True):
+    """The new key, with its secret: shown this once, stored nowhere."""
+
+    key: Annotated[str, msgspec.Meta(description="The secret: send it as Authorization: Bearer")]
+
+
+class KeyList(msgspec.Struct, kw_only=True):
+    keys: list[KeyView]

@@ -1,10 +1,14 @@
 """The API process's configuration, from environment variables (see the README's table)."""
 
+from typing import Literal
+
 from pydantic import Field, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
 from queue_core.settings import CommaList, CommonSettings
 from queue_core.states import DEFAULT_QUEUE
+
+DEFAULT_AUTH_CACHE_S = 5.0
 
 DEFAULT_MAX_BODY_BYTES = (
     1024 * 1024
@@ -28,3 +32,9 @@ class ApiSettings(CommonSettings):
     # Origins whose pages may call the API from a browser (CORS). Empty: no CORS headers at all,
     # so browsers keep other sites' scripts out.
     cors_allow_origins: CommaList = ()
+    # API keys on every route but /health and /ready. "off" only for a trusted network whose
+    # clients predate keys: the API then logs a warning at start and queue_api_auth_enabled is 0.
+    auth: Literal["on", "off"] = "on"
+    # How long a replica trusts a key it has checked: a revocation reaches every replica within
+    # this many seconds. 0 checks the database on every request.
+    auth_cache_s: float = Field(default=DEFAULT_AUTH_CACHE_S, ge=0, le=300, allow_inf_nan=False)

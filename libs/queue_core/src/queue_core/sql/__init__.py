@@ -1,4 +1,5 @@
-"""The named SQL statements of ``queries.sql``, loaded once at import."""
+"""The named SQL statements of ``queries.sql`` (jobs) and ``keys.sql`` (API keys), loaded once
+at import."""
 
 import re
 from importlib.resources import files
@@ -20,3 +21,4 @@ def _parse(text: str) -> dict[str, str]:
 
 
 QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("queries.sql").read_text())
+KEY_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("keys.sql").read_text())

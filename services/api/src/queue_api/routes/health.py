@@ -6,6 +6,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from queue_api.auth import PUBLIC
 from queue_api.schemas import Message
 from queue_core.errors import TransientDatabaseError
 from queue_core.queue import Queue
@@ -14,7 +15,7 @@ from queue_core.queue import Queue
 class HealthController(Controller):
     tags = ["health"]  # noqa: RUF012 - Litestar reads class attributes
 
-    @get("/health", operation_id="health", summary="Liveness: the process answers")
+    @get("/health", operation_id="health", summary="Liveness: the process answers", opt=PUBLIC)
     async def health(self) -> Message:
         """Does not touch the database: a database outage must not get the API restarted."""
         return Message(message="ok")
@@ -23,6 +24,7 @@ class HealthController(Controller):
         "/ready",
         operation_id="ready",
         summary="Readiness: the database answers",
+        opt=PUBLIC,
         responses={
             HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
                 data_container=Message,

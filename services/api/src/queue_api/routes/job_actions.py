@@ -10,11 +10,20 @@ from litestar.params import Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from queue_api.auth import Caller, requires
 from queue_api.schemas import JobStatusResponse, error_responses
+from queue_core.keys import Scope
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
 JobId = Annotated[UUID, Parameter(description="The job's id, as returned by POST /jobs")]
+
+
+async def _check_queue(job_queue: Queue, caller: Caller, job_id: UUID) -> None:
+    """403 unless the key may use the job's queue (404 for no job). A job never changes queue,
+    so reading it first leaves no window for the action to reach another queue's job."""
+    if caller.queues is not None:
+        caller.check_queues([(await job_queue.get(job_id)).queue], what="this job's queue")
 
 
 class JobActionsController(Controller):
@@ -37,12 +46,14 @@ class JobActionsController(Controller):
                 description="Running: its worker was asked to stop it (Status still running)",
                 generate_examples=False,
             ),
-            **error_responses(400, 404, 409, 503),
+            **error_responses(400, 401, 403, 404, 409, 503),
         },
+        **requires(Scope.JOBS_ADMIN),
     )
     async def cancel(
-        self, job_id: JobId, job_queue: NamedDependency[Queue]
+        self, job_id: JobId, job_queue: NamedDependency[Queue], caller: NamedDependency[Caller]
     ) -> Response[JobStatusResponse]:
+        await _check_queue(job_queue, caller, job_id)
         transition = await job_queue.cancel(job_id)
         job = await job_queue.get(job_id)
         status = HTTP_202_ACCEPTED if transition.after is JobStatus.RUNNING else HTTP_200_OK
@@ -58,8 +69,12 @@ class JobActionsController(Controller):
             "last error until the next outcome. Any other status: 409."
         ),
         status_code=HTTP_200_OK,
-        responses=error_responses(400, 404, 409, 503),
+        responses=error_responses(400, 401, 403, 404, 409, 503),
+        **requires(Scope.JOBS_ADMIN),
     )
-    async def retry(self, job_id: JobId, job_queue: NamedDependency[Queue]) -> JobStatusResponse:
+    async def retry(
+        self, job_id: JobId, job_queue: NamedDependency[Queue], caller: NamedDependency[Caller]
+    ) -> JobStatusResponse:
+        await _check_queue(job_queue, caller, job_id)
         await job_queue.retry(job_id)
         return JobStatusResponse.of(await job_queue.get(job_id))

@@ -11,11 +11,17 @@ from litestar.params import JSONBody, Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED
 
+from queue_api.auth import Caller, requires
 from queue_api.json_body import strict_json_body
 from queue_api.metrics import count_enqueued
 from queue_api.openapi_document import NEW_JOB_LINKS, linked_operation
 from queue_api.schemas import JobCreate, JobCreated, JobStatusResponse, error_responses
+from queue_core.keys import Scope
 from queue_core.queue import Queue
+
+# A job's queue is not named to a key that may not use it. 403, not 404: the caller already
+# holds the job's id, which it cannot have guessed (UUIDv7, 74 random bits).
+_ITS_QUEUE = "this job's queue"
 
 
 class JobsController(Controller):
@@ -28,7 +34,7 @@ class JobsController(Controller):
         summary="Enqueue a job",
         status_code=HTTP_201_CREATED,
         before_request=strict_json_body(JobCreate),
-        responses=error_responses(400, 408, 413, 415, 503),
+        responses=error_responses(400, 401, 403, 408, 413, 415, 503),
         operation_class=linked_operation(HTTP_201_CREATED, NEW_JOB_LINKS),
         response_headers=[
             ResponseHeader(
@@ -37,10 +43,15 @@ class JobsController(Controller):
                 documentation_only=True,
             )
         ],
+        **requires(Scope.JOBS_WRITE),
     )
     async def enqueue(
-        self, data: JSONBody[JobCreate], job_queue: NamedDependency[Queue]
+        self,
+        data: JSONBody[JobCreate],
+        job_queue: NamedDependency[Queue],
+        caller: NamedDependency[Caller],
     ) -> Response[JobCreated]:
+        caller.check_queues([data.queue])
         job_id = await job_queue.enqueue(data.to_new_job())
         count_enqueued([data])
         return Response(
@@ -53,11 +64,13 @@ class JobsController(Controller):
         "/status",
         operation_id="getJobStatus",
         summary="Read a job's status and details",
-        responses=error_responses(400, 404, 503),
+        responses=error_responses(400, 401, 403, 404, 503),
+        **requires(Scope.JOBS_READ),
     )
     async def status(
         self,
         job_queue: NamedDependency[Queue],
+        caller: NamedDependency[Caller],
         id: Annotated[  # noqa: A002 - the seed's query parameter is called id
             UUID,
             Parameter(
@@ -66,4 +79,6 @@ class JobsController(Controller):
             ),
         ],
     ) -> JobStatusResponse:
-        return JobStatusResponse.of(await job_queue.get(id))
+        job = await job_queue.get(id)
+        caller.check_queues([job.queue], what=_ITS_QUEUE)
+        return JobStatusResponse.of(job)

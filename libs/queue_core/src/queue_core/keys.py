@@ -1,0 +1,250 @@
+"""API keys: their format, scopes and storage. The API checks them; ``queue-keys`` and the API's
+``/v1/keys`` manage them, both through :class:`KeyStore`.
+
+A key reads ``tq_<prefix>_<secret>``: ``tq_`` makes a leaked key easy to grep for and to
+recognise, the 8-character prefix (stored in clear, unique) finds its row and names it in
+listings, and the secret is 32 random bytes (256 bits, URL-safe base64). Only the SHA-256 of the
+whole key is stored: with 256 bits of entropy no dictionary or brute force applies, so a slow
+password hash would cost every request time for nothing. The check compares digests in constant
+time (:func:`hmac.compare_digest`).
+"""
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+import asyncpg
+
+from queue_core.db import translate_connection_errors
+from queue_core.errors import QueueError
+from queue_core.sql import KEY_QUERIES
+
+KEY_MARKER: Final = "tq_"
+PREFIX_LENGTH: Final = 8
+SECRET_BYTES: Final = 32
+_PREFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
+# tq_ + 8 lowercase letters or digits + _ + 43 URL-safe base64 characters (32 bytes, unpadded).
+_KEY_PATTERN: Final = re.compile(r"tq_([a-z0-9]{8})_[A-Za-z0-9_-]{43}")
+# Names are identifiers people type: letters, digits and ._:@- . check_name() also refuses the
+# look of a prefix (tq_...), so that `revoke NAME|PREFIX` is never ambiguous; the pattern itself
+# has no lookahead, so that it means the same in every JSON Schema tool.
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$"
+_NAME: Final = re.compile(NAME_PATTERN)
+MAX_NAME_LENGTH: Final = 100
+_PREFIX_ATTEMPTS: Final = 5  # a clash among 36^8 prefixes is rare; five in a row, impossible
+
+
+class Scope(StrEnum):
+    """What a key may do. A route names the scope it needs (``queue_api.auth``)."""
+
+    JOBS_WRITE = "jobs:write"  # enqueue
+    JOBS_READ = "jobs:read"  # read a job's status, list jobs
+    JOBS_ADMIN = "jobs:admin"  # cancel, retry, delete jobs
+    QUEUES_ADMIN = "queues:admin"  # pause, resume queues
+    KEYS_ADMIN = "keys:admin"  # create, list and revoke keys over HTTP
+    METRICS_READ = "metrics:read"  # the API's /metrics
+
+
+ALL_SCOPES: Final = tuple(Scope)
+
+
+class ApiKeyError(QueueError):
+    """Base class of the errors about API keys."""
+
+
+class InvalidKeySpecError(ApiKeyError):
+    """A key cannot be made as asked: an unknown scope, a bad name, an empty queue list."""
+
+
+class DuplicateKeyNameError(ApiKeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a key named {name!r} already exists")
+        self.name = name
+
+
+class ApiKeyNotFoundError(ApiKeyError):
+    def __init__(self, name_or_prefix: str) -> None:
+        super().__init__(f"no key is named {name_or_prefix!r} or has that prefix")
+        self.name_or_prefix = name_or_prefix
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyInfo:
+    """A key as listed: everything but its hash. ``queues`` None means every queue. The
+    per-key rate limits are stored for the rate limiter (None: no limit of the key's own)."""
+
+    name: str
+    prefix: str
+    scopes: frozenset[Scope]
+    queues: frozenset[str] | None
+    expires_at: datetime | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    requests_per_s: float | None = None
+    jobs_per_s: float | None = None
+    burst: int | None = None
+
+    def is_active(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def allows_queue(self, queue: str) -> bool:
+        return self.queues is None or queue in self.queues
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A key with the hash a presented key is checked against."""
+
+    info: KeyInfo
+    key_hash: bytes
+
+    def matches(self, key: str) -> bool:
+        return hmac.compare_digest(hash_key(key), self.key_hash)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: ``secret`` is the whole key, shown once and stored nowhere."""
+
+    info: KeyInfo
+    secret: str
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def generate_key() -> tuple[str, str]:
+    """A new ``(prefix, key)``."""
+    prefix = KEY_MARKER + "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(PREFIX_LENGTH))
+    return prefix, f"{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+
+
+def prefix_of(key: str) -> str | None:
+    """The prefix (``tq_xxxxxxxx``) of a well-formed key, or None for anything else."""
+    match = _KEY_PATTERN.fullmatch(key)
+    return None if match is None else KEY_MARKER + match.group(1)
+
+
+def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
+    """Scopes by name; an unknown one raises :class:`InvalidKeySpecError` naming it."""
+    scopes: set[Scope] = set()
+    for name in names:
+        try:
+            scopes.add(Scope(name))
+        except ValueError:
+            known = ", ".join(ALL_SCOPES)
+            raise InvalidKeySpecError(f"unknown scope {name!r} (known: {known})") from None
+    if not scopes:
+        raise InvalidKeySpecError("a key needs at least one scope")
+    return frozenset(scopes)
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or name.startswith(KEY_MARKER):
+        raise InvalidKeySpecError(
+            f"invalid key name {name!r}: 1 to {MAX_NAME_LENGTH} letters, digits and ._:@-, "
+            "starting with a letter or digit, and not starting with tq_"
+        )
+    return name
+
+
+def check_queues(queues: Iterable[str] | None) -> frozenset[str] | None:
+    if queues is None:
+        return None
+    allowed = frozenset(queues)
+    if not allowed or any(not q.strip() or len(q) > 255 for q in allowed):
+        raise InvalidKeySpecError("queues must be a non-empty list of queue names")
+    return allowed
+
+
+def _info(row: asyncpg.Record) -> KeyInfo:
+    queues = row["queues"]
+    return KeyInfo(
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=frozenset(Scope(s) for s in row["scopes"]),
+        queues=None if queues is None else frozenset(queues),
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+        requests_per_s=row["requests_per_s"],
+        jobs_per_s=row["jobs_per_s"],
+        burst=row["burst"],
+    )
+
+
+class KeyStore:
+    """The ``api_keys`` table. Transient database errors surface as
+    :class:`~queue_core.errors.TransientDatabaseError`, as in :class:`queue_core.queue.Queue`."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self,
+        *,
+        name: str,
+        scopes: Iterable[str],
+        queues: Iterable[str] | None = None,
+        expires_at: datetime | None = None,
+    ) -> NewKey:
+        checked_name = check_name(name)
+        checked_scopes = sorted(parse_scopes(scopes))
+        checked_queues = check_queues(queues)
+        for _ in range(_PREFIX_ATTEMPTS):
+            prefix, key = generate_key()
+            try:
+                async with translate_connection_errors():
+                    row = await self._pool.fetchrow(
+                        KEY_QUERIES["create_api_key"],
+                        checked_name,
+                        prefix,
+                        hash_key(key),
+                        checked_scopes,
+                        None if checked_queues is None else sorted(checked_queues),
+                        expires_at,
+                    )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "uq_api_keys_name":
+                    raise DuplicateKeyNameError(checked_name) from None
+                continue  # the prefix clashed with another key's: draw again
+            assert row is not None  # noqa: S101 - INSERT … RETURNING returns its row
+            return NewKey(_info(row), key)
+        raise RuntimeError("could not draw an unused key prefix")  # pragma: no cover
+
+    async def list_all(self) -> list[KeyInfo]:
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(KEY_QUERIES["list_api_keys"])
+        return [_info(row) for row in rows]
+
+    async def find(self, prefix: str) -> StoredKey | None:
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(KEY_QUERIES["find_api_key"], prefix)
+        return None if row is None else StoredKey(_info(row), bytes(row["key_hash"]))
+
+    async def revoke(self, name_or_prefix: str) -> KeyInfo:
+        """Revoke a key by name or prefix; revoking it again changes nothing."""
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(KEY_QUERIES["revoke_api_key"], name_or_prefix)
+        if row is None:
+            raise ApiKeyNotFoundError(name_or_prefix)
+        return _info(row)
+
+    async def mark_used(self, used: Sequence[tuple[str, datetime]]) -> None:
+        """Record when keys (by prefix) were last used."""
+        if not used:
+            return
+        async with translate_connection_errors():
+            await self._pool.execute(
+                KEY_QUERIES["mark_api_keys_used"], [p for p, _ in used], [at for _, at in used]
+            )

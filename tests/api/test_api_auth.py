@@ -1,0 +1,414 @@
+"""API keys on every endpoint: each protected endpoint x {no key, malformed, unknown, revoked,
+expired, wrong scope, queue not allowed} gets the right status, the open ones stay open, and no
+secret reaches a log line or the database in clear. In-process; tests/e2e/test_e2e_api_keys.py
+does the same black-box with keys made by the real ``queue-keys``."""
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from litestar.plugins.prometheus import PrometheusMiddleware
+from structlog.typing import EventDict
+
+from api.support import ApiClient, ClientFactory, bearer, build_app, error_body
+from helpers import eventually
+from pg_provider import run_sync
+from queue_api.auth import PUBLIC_OPT, SCOPES_OPT
+from queue_core.db import create_pool
+from queue_core.jobs import NewJob
+from queue_core.keys import ALL_SCOPES, KeyStore, Scope, generate_key
+from queue_core.queue import Queue
+
+ALLOWED = "allowed"
+OTHER = "other"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_this_modules_request_series() -> Iterator[None]:
+    """The matrix below gives every route a few more (route, status) series in the process-wide
+    Prometheus registry, which every later in-process /metrics page of the session (the worker's
+    side port included) would carry and be measured with. Forgotten after the module."""
+    yield
+    for metric in PrometheusMiddleware._metrics.values():  # noqa: SLF001 - Litestar's registry
+        metric.clear()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str  # {job} is replaced by a job's id
+    scope: Scope
+    ok: int  # the status a key with the scope and the queue gets
+    body: dict[str, Any] | None = None
+    queued: bool = True  # acts on a queue: a key restricted to other queues gets 403
+
+
+def _job(queue: str) -> dict[str, Any]:
+    return {"type": "noop", "payload": {"n": 1}, "queue": queue}
+
+
+ENDPOINTS = [
+    Endpoint("enqueue", "POST", "/jobs", Scope.JOBS_WRITE, 201, _job(ALLOWED)),
+    Endpoint(
+        "enqueue-batch", "POST", "/v1/jobs/batch", Scope.JOBS_WRITE, 201, {"jobs": [_job(ALLOWED)]}
+    ),
+    Endpoint("status", "GET", "/jobs/status?id={job}", Scope.JOBS_READ, 200),
+    Endpoint("cancel", "POST", "/v1/jobs/{job}/cancel", Scope.JOBS_ADMIN, 200),
+    Endpoint("retry", "POST", "/v1/jobs/{job}/retry", Scope.JOBS_ADMIN, 200),
+    Endpoint("metrics", "GET", "/metrics", Scope.METRICS_READ, 200, queued=False),
+    Endpoint("list-keys", "GET", "/v1/keys", Scope.KEYS_ADMIN, 200, queued=False),
+    Endpoint(
+        "create-key",
+        "POST",
+        "/v1/keys",
+        Scope.KEYS_ADMIN,
+        201,
+        {},  # call() makes it
+    ),
+    Endpoint("revoke-key", "POST", "/v1/keys/{victim}/revoke", Scope.KEYS_ADMIN, 200, queued=False),
+]
+BY_NAME = {e.name: e for e in ENDPOINTS}
+QUEUED = [e for e in ENDPOINTS if e.queued]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The module's keys, by what they are for."""
+
+    revoked: str
+    expired: str
+    unscoped: str  # queues:admin only, which no endpoint needs
+    by_scope: dict[Scope, str]  # one scope each, queue ALLOWED only
+
+
+async def _make_keys(url: str) -> Keys:
+    pool = await create_pool(url, max_size=2)
+    store = KeyStore(pool)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        revoked = await store.create(name=f"revoked-{tag}", scopes=ALL_SCOPES)
+        await store.revoke(revoked.info.name)
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        expired = await store.create(name=f"expired-{tag}", scopes=ALL_SCOPES, expires_at=past)
+        unscoped = await store.create(name=f"unscoped-{tag}", scopes=[Scope.QUEUES_ADMIN])
+        by_scope = {
+            scope: (
+                await store.create(
+                    name=f"{scope.replace(':', '-')}-{tag}", scopes=[scope], queues=[ALLOWED]
+                )
+            ).secret
+            for scope in ALL_SCOPES
+        }
+    finally:
+        await pool.close()
+    return Keys(revoked.secret, expired.secret, unscoped.secret, by_scope)
+
+
+@pytest.fixture(name="keys", scope="module")
+def fx_keys(shared_db_url: str) -> Keys:
+    return run_sync(_make_keys(shared_db_url))
+
+
+@pytest.fixture(name="anonymous")
+async def fx_anonymous(make_client: ClientFactory, shared_db_url: str) -> AsyncIterator[ApiClient]:
+    """A client that sends no key of its own: each request says which."""
+    async with make_client(shared_db_url, key=None) as client:
+        yield client
+
+
+async def _enqueue(db_url: str, queue: str) -> uuid.UUID:
+    pool = await create_pool(db_url, max_size=1)
+    try:
+        (job_id,) = await Queue(pool).enqueue_many(
+            [NewJob(type="noop", payload={"n": 1}, queue=queue)]
+        )
+    finally:
+        await pool.close()
+    return job_id
+
+
+async def call(
+    client: ApiClient,
+    endpoint: Endpoint,
+    key: str | None,
+    *,
+    queue: str = ALLOWED,
+    job: uuid.UUID | None = None,
+    victim: str = "nobody",
+) -> httpx.Response:
+    path = endpoint.path.format(job=job or uuid.uuid4(), victim=victim)
+    body = endpoint.body
+    if body is not None and endpoint.name.startswith("enqueue"):
+        body = {"jobs": [_job(queue)]} if "jobs" in body else _job(queue)
+    if endpoint.name == "create-key":
+        body = {
+            "name": f"made-{uuid.uuid4().hex[:8]}",
+            "scopes": ["keys:admin"],  # no more than the key making it holds
+            **({"queues": [ALLOWED]} if queue == ALLOWED else {}),
+        }
+    headers = {} if key is None else bearer(key)
+    return await client.request(endpoint.method, path, json=body, headers=headers)
+
+
+def _challenge(response: httpx.Response) -> str:
+    return str(response.headers.get("www-authenticate", ""))
+
+
+# -- 401: no usable key ---------------------------------------------------------------------
+
+UNUSABLE = ["none", "not-bearer", "malformed", "unknown", "wrong-secret", "revoked", "expired"]
+
+
+def _unusable(kind: str, keys: Keys) -> tuple[str | None, dict[str, str]]:
+    """(key, extra headers) for ``kind``."""
+    known = keys.by_scope[Scope.JOBS_READ]
+    key: dict[str, str | None] = {
+        "none": None,
+        "not-bearer": None,
+        "malformed": "tq_short",
+        "unknown": generate_key()[1],
+        "wrong-secret": known[:12] + generate_key()[1][12:],  # a real prefix, another secret
+        "revoked": keys.revoked,
+        "expired": keys.expired,
+    }
+    headers = {"Authorization": f"Basic {known}"} if kind == "not-bearer" else {}
+    return key[kind], headers
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+async def test_every_protected_endpoint_answers_401_with_a_challenge_without_a_usable_key(
+    anonymous: ApiClient, keys: Keys, endpoint: Endpoint, kind: str
+) -> None:
+    key, headers = _unusable(kind, keys)
+    if headers:
+        path = endpoint.path.format(job=uuid.uuid4(), victim="nobody")
+        response = await anonymous.request(
+            endpoint.method, path, json=endpoint.body, headers=headers
+        )
+    else:
+        response = await call(anonymous, endpoint, key)
+
+    assert response.status_code == 401, response.text
+    error_body(response)
+    challenge = _challenge(response)
+    assert challenge.startswith('Bearer realm="task-queue"'), challenge
+    assert ('error="invalid_token"' in challenge) == (key is not None), challenge
+    if kind in ("revoked", "expired"):
+        assert kind in response.json()["detail"]
+
+
+# -- 403: the wrong scope, or a queue the key may not use ----------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+async def test_every_protected_endpoint_answers_403_naming_the_scope_a_key_lacks(
+    anonymous: ApiClient, keys: Keys, endpoint: Endpoint
+) -> None:
+    response = await call(anonymous, endpoint, keys.unscoped)
+
+    assert response.status_code == 403, response.text
+    assert error_body(response)["detail"] == f"this API key lacks the scope {endpoint.scope}"
+    assert 'error="insufficient_scope"' in _challenge(response)
+
+
+@pytest.mark.parametrize("endpoint", [*QUEUED, BY_NAME["create-key"]], ids=lambda e: e.name)
+async def test_a_key_gets_403_for_a_queue_it_may_not_use(
+    anonymous: ApiClient, keys: Keys, shared_db_url: str, endpoint: Endpoint
+) -> None:
+    job = await _enqueue(shared_db_url, OTHER)
+
+    response = await call(anonymous, endpoint, keys.by_scope[endpoint.scope], queue=OTHER, job=job)
+
+    assert response.status_code == 403, response.text
+    detail = error_body(response)["detail"]
+    assert detail.startswith("this API key ")
+    if endpoint.path.count("{job}"):
+        assert OTHER not in detail  # a job's queue is not named to a key that may not use it
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+async def test_a_key_with_the_scope_and_the_queue_gets_through(
+    anonymous: ApiClient, keys: Keys, shared_db_url: str, endpoint: Endpoint
+) -> None:
+    key = keys.by_scope[endpoint.scope]
+    job = await _enqueue(shared_db_url, ALLOWED)
+    victim = f"victim-{uuid.uuid4().hex[:8]}"
+    run_sync(_create(shared_db_url, victim))
+    if endpoint.name == "retry":  # only a failed or cancelled job can be retried
+        await call(anonymous, BY_NAME["cancel"], keys.by_scope[Scope.JOBS_ADMIN], job=job)
+
+    response = await call(anonymous, endpoint, key, job=job, victim=victim)
+
+    assert response.status_code == endpoint.ok, response.text
+
+
+async def _create(url: str, name: str, **fields: Any) -> str:
+    pool = await create_pool(url, max_size=1)
+    try:
+        return (
+            await KeyStore(pool).create(
+                name=name, scopes=fields.pop("scopes", ALL_SCOPES), **fields
+            )
+        ).secret
+    finally:
+        await pool.close()
+
+
+# -- what stays open, and nothing open by mistake -------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/schema/openapi.json", "/schema/swagger"])
+async def test_probes_and_the_openapi_pages_need_no_key(anonymous: ApiClient, path: str) -> None:
+    assert (await anonymous.get(path)).status_code == 200
+
+
+def test_every_route_is_public_or_names_its_scopes_and_the_document_agrees(
+    shared_db_url: str,
+) -> None:
+    app = build_app(shared_db_url)
+    document = app.openapi_schema.to_schema()
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if handler.http_methods == {"OPTIONS"} or handler.opt.get(PUBLIC_OPT):
+                continue
+            scopes = handler.opt.get(SCOPES_OPT)
+            assert scopes, f"{route.path} {handler.http_methods} declares no scope"
+            if handler.include_in_schema:
+                (method,) = handler.http_methods
+                path = route.path_format
+                operation = document["paths"][path][method.lower()]
+                assert operation["security"] == [{"BearerKey": sorted(scopes)}], path
+                assert {"401", "403"} <= set(operation["responses"]), path
+    scheme = document["components"]["securitySchemes"]["BearerKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+
+
+# -- keys over HTTP ----------------------------------------------------------------------------
+
+
+async def test_a_key_made_over_http_is_shown_once_works_and_stops_working_once_revoked(
+    make_client: ClientFactory, db_url: str, db: asyncpg.Connection
+) -> None:
+    async with make_client(db_url, auth_cache_s=0.2) as admin:
+        made = await admin.post(
+            "/v1/keys", json={"name": "reader", "scopes": ["jobs:read"], "expires_in_days": 7}
+        )
+        assert made.status_code == 201, made.text
+        key = made.json()["key"]
+        assert made.json()["prefix"] == key[:11]
+        listed = await admin.get("/v1/keys")
+        assert key not in listed.text
+        assert all("key" not in k and "key_hash" not in k for k in listed.json()["keys"])
+        assert {k["name"] for k in listed.json()["keys"]} == {"test-admin", "reader"}
+
+        status = f"/jobs/status?id={uuid.uuid4()}"
+        assert (await admin.get(status, headers=bearer(key))).status_code == 404
+        assert (await admin.post("/v1/keys/reader/revoke")).status_code == 200
+
+        async def refused() -> bool:
+            return (await admin.get(status, headers=bearer(key))).status_code == 401
+
+        await eventually(refused, timeout_s=5)
+    expires = await db.fetchval("SELECT expires_at FROM api_keys WHERE name = 'reader'")
+    assert timedelta(days=6) < expires - datetime.now(UTC) <= timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"name": "test-admin", "scopes": ["jobs:read"]}, 409, "already exists"),
+        ({"name": "x", "scopes": ["jobs:everything"]}, 400, "scopes"),
+        ({"name": "tq_abcdefgh", "scopes": ["jobs:read"]}, 400, "tq_"),
+        ({"name": "x", "scopes": []}, 400, "scopes"),
+    ],
+)
+async def test_a_key_that_cannot_be_made_gets_a_clear_error(
+    client: ApiClient, body: dict[str, Any], status: int, says: str
+) -> None:
+    response = await client.post("/v1/keys", json=body)
+
+    assert response.status_code == status, response.text
+    assert says in str(response.json())
+
+
+async def test_a_key_cannot_grant_a_scope_it_lacks(client: ApiClient, db_url: str) -> None:
+    limited = await _create(db_url, "keymaster", scopes=[Scope.KEYS_ADMIN])
+
+    response = await client.post(
+        "/v1/keys",
+        json={"name": "escalated", "scopes": ["jobs:admin"]},
+        headers=bearer(limited),
+    )
+
+    assert response.status_code == 403
+    assert "jobs:admin" in response.json()["detail"]
+
+
+async def test_revoking_an_unknown_key_is_404(client: ApiClient) -> None:
+    assert (await client.post("/v1/keys/nobody/revoke")).status_code == 404
+
+
+# -- API_AUTH=off ------------------------------------------------------------------------------
+
+
+async def test_with_auth_off_anyone_may_call_and_the_api_says_so(
+    make_client: ClientFactory, db_url: str, logs: list[EventDict]
+) -> None:
+    async with make_client(db_url, key=None, auth="off") as client:
+        created = await client.post("/jobs", json=_job(OTHER))
+        metrics = await client.get("/metrics")
+
+    assert created.status_code == 201
+    assert "queue_api_auth_enabled 0.0" in metrics.text
+    assert next(e for e in logs if e["event"] == "api_auth_disabled")["log_level"] == "warning"
+
+
+async def test_auth_is_on_by_default_and_the_gauge_says_so(client: ApiClient) -> None:
+    assert "queue_api_auth_enabled 1.0" in (await client.get("/metrics")).text
+
+
+# -- secrets stay secret ---------------------------------------------------------------------
+
+
+async def test_no_key_appears_in_a_log_line_or_in_the_database_in_clear(
+    make_client: ClientFactory, db_url: str, db: asyncpg.Connection, logs: list[EventDict]
+) -> None:
+    async with make_client(db_url) as admin:
+        made = (await admin.post("/v1/keys", json={"name": "w", "scopes": ["jobs:write"]})).json()
+        key = made["key"]
+        await admin.post("/jobs", json=_job(ALLOWED), headers=bearer(key))
+        await admin.get("/metrics", headers=bearer(key))  # 403
+        await admin.get("/metrics", headers=bearer(key[:-1] + "A"))  # 401
+        await admin.post("/v1/keys/w/revoke")
+    secret = key.split("_", 2)[2]
+
+    assert logs, "the app logged nothing: the check below would be vacuous"
+    assert not [e for e in logs if secret in str(e)]
+    row = await db.fetchrow("SELECT * FROM api_keys WHERE name = 'w'")
+    assert row is not None
+    assert row["key_hash"] == hashlib.sha256(key.encode()).digest()
+    dump = await db.fetchval("SELECT string_agg(t::text, '|') FROM api_keys AS t")
+    assert secret not in dump
+    assert secret not in str(await db.fetch("SELECT * FROM pg_stat_activity"))
+
+
+async def test_last_used_is_written_behind_and_at_shutdown(
+    make_client: ClientFactory, db_url: str, db: asyncpg.Connection
+) -> None:
+    reader = await _create(db_url, "reader", scopes=[Scope.JOBS_READ])
+    before = await db.fetchval("SELECT last_used_at FROM api_keys WHERE name = 'reader'")
+
+    async with make_client(db_url, key=reader) as client:
+        await client.get(f"/jobs/status?id={uuid.uuid4()}")
+    used = await db.fetchval("SELECT last_used_at FROM api_keys WHERE name = 'reader'")
+
+    assert before is None
+    assert used is not None
