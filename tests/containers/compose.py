@@ -136,6 +136,13 @@ class ComposeStack:
         if built:  # none when the build failed
             self.run("image", "rm", *built)
 
+    def create_api_key(self, name: str, scopes: str) -> str:
+        """A new API key, made as an operator would: ``queue-keys`` in the running api
+        container. Its last output line is the key."""
+        output = self.compose("exec", "-T", "api", "queue-keys", "create",
+                              "--name", name, "--scopes", scopes)  # fmt: skip
+        return output.strip().splitlines()[-1]
+
     def container_ids(self, service: str) -> list[str]:
         """Running and stopped containers of a service."""
         return self.compose("ps", "--all", "--quiet", service).split()

@@ -95,16 +95,28 @@ def test_both_images_build_and_every_service_comes_up_healthy(
             print(f"{service}: {mb:.0f} MB; start to ready/healthy: {figures}")  # noqa: T201
 
 
-def test_the_seed_send_email_example_lands_in_the_mail_sink(compose_stack: ComposeStack) -> None:
+@pytest.fixture(name="client_headers", scope="module")
+def fx_client_headers(compose_stack: ComposeStack) -> dict[str, str]:
+    """An Authorization header with a key made by queue-keys in the api container."""
+    key = compose_stack.create_api_key("stack-test", "jobs:write,jobs:read")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_the_seed_send_email_example_lands_in_the_mail_sink(
+    compose_stack: ComposeStack, client_headers: dict[str, str]
+) -> None:
     api = compose_stack.url("api", 8080)
     mail = compose_stack.url("mailpit", 8025)
+    headers = client_headers
 
-    response = httpx.post(f"{api}/jobs", json=SEED_EXAMPLE, timeout=10)
+    assert httpx.post(f"{api}/jobs", json=SEED_EXAMPLE, timeout=10).status_code == 401
+    response = httpx.post(f"{api}/jobs", json=SEED_EXAMPLE, headers=headers, timeout=10)
     assert response.status_code == 201, response.text
     status_url = f"{api}{response.headers['location']}"
 
     def completed() -> bool:
-        return str(httpx.get(status_url, timeout=5).json()["Status"]) == "completed"
+        status = httpx.get(status_url, headers=headers, timeout=5).json()
+        return str(status["Status"]) == "completed"
 
     wait_until(completed, timeout_s=30, interval_s=0.2, what="the send_email job completed")
     # Mailpit's API path; the stand-in answers every path with the same list.
@@ -126,10 +138,12 @@ def test_prometheus_scrapes_every_worker_replica_after_scaling_to_three(
 
     def every_replica_up() -> bool:
         nonlocal scraped
-        query = {"query": 'up{job="queue-worker"} == 1'}
+        # The API too: its /metrics needs the key the metrics-key one-shot made.
+        query = {"query": 'up{job=~"queue-worker|queue-api"} == 1'}
         result = httpx.get(f"{prometheus}/api/v1/query", params=query, timeout=5).json()
-        scraped = {series["metric"]["instance"] for series in result["data"]["result"]}
-        return scraped == expected
+        up = result["data"]["result"]
+        scraped = {s["metric"]["instance"] for s in up if s["metric"]["job"] == "queue-worker"}
+        return scraped == expected and any(s["metric"]["job"] == "queue-api" for s in up)
 
     try:
         wait_until(every_replica_up, timeout_s=SCRAPE_DEADLINE_S, interval_s=1.0)
@@ -138,10 +152,17 @@ def test_prometheus_scrapes_every_worker_replica_after_scaling_to_three(
         raise
 
 
-def test_sigterm_drains_a_worker_and_it_exits_zero(compose_stack: ComposeStack) -> None:
+def test_sigterm_drains_a_worker_and_it_exits_zero(
+    compose_stack: ComposeStack, client_headers: dict[str, str]
+) -> None:
     api = compose_stack.url("api", 8080)
     jobs = [{"type": "sleep", "payload": {"seconds": DRAIN_JOB_S}}] * DRAIN_JOBS
-    response = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": jobs}, timeout=10)
+    response = httpx.post(
+        f"{api}/v1/jobs/batch",
+        json={"jobs": jobs},
+        headers=client_headers,
+        timeout=10,
+    )
     assert response.status_code == 201, response.text
     ids = response.json()["ids"]
     id_list = ",".join(f"'{job_id}'" for job_id in ids)

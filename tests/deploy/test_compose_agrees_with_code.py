@@ -4,6 +4,7 @@ are console scripts the images install, and the services start in the right orde
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,16 @@ from queue_api.settings import ApiSettings
 from queue_worker.settings import WorkerSettings
 
 OUR_SERVICES = ("migrate", "api", "worker")
-EXPECTED_SERVICES = {"postgres", "migrate", "api", "worker", "prometheus", "grafana", "mailpit"}
+EXPECTED_SERVICES = {
+    "postgres",
+    "migrate",
+    "metrics-key",
+    "api",
+    "worker",
+    "prometheus",
+    "grafana",
+    "mailpit",
+}
 NOT_SETTINGS = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONFAULTHANDLER"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)")
 _SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
@@ -60,6 +70,20 @@ def _dns_targets(job: dict[str, Any]) -> Iterator[tuple[str, int]]:
 
 def test_the_services_are_the_documented_topology(compose: Any) -> None:
     assert set(compose["services"]) == EXPECTED_SERVICES
+
+
+def test_prometheus_reads_the_api_key_that_metrics_key_writes(compose: Any) -> None:
+    # The API's /metrics needs a key: the scrape job's credentials file must be in the volume
+    # the metrics-key one-shot writes, and Prometheus must start only once it is written.
+    credentials = Path(_scrape_job("queue-api")["authorization"]["credentials_file"])
+    writer, reader = compose["services"]["metrics-key"], compose["services"]["prometheus"]
+    written = {v.split(":")[0]: v.split(":")[1] for v in writer["volumes"]}
+    read = {v.split(":")[0]: v.split(":")[1] for v in reader["volumes"]}
+    shared = [name for name in written if read.get(name) == written[name]]
+    assert [str(credentials.parent)] == [written[name] for name in shared]
+    assert str(credentials) in writer["command"][0]
+    assert "--scopes metrics:read" in writer["command"][0]
+    assert reader["depends_on"]["metrics-key"] == {"condition": "service_completed_successfully"}
 
 
 @pytest.mark.parametrize("service", OUR_SERVICES)
