@@ -73,6 +73,9 @@ ENDPOINTS = [
         {},  # call() makes it
     ),
     Endpoint("revoke-key", "POST", "/v1/keys/{victim}/revoke", Scope.KEYS_ADMIN, 200, queued=False),
+    Endpoint(
+        "set-limits", "PUT", "/v1/keys/{victim}/limits", Scope.KEYS_ADMIN, 200, {}, queued=False
+    ),
 ]
 BY_NAME = {e.name: e for e in ENDPOINTS}
 QUEUED = [e for e in ENDPOINTS if e.queued]
@@ -286,7 +289,7 @@ def test_every_route_is_public_or_names_its_scopes_and_the_document_agrees(
                 path = route.path_format
                 operation = document["paths"][path][method.lower()]
                 assert operation["security"] == [{"BearerKey": sorted(scopes)}], path
-                assert {"401", "403"} <= set(operation["responses"]), path
+                assert {"401", "403", "429"} <= set(operation["responses"]), path
     scheme = document["components"]["securitySchemes"]["BearerKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
 

@@ -165,6 +165,7 @@ async def test_no_service_role_may_change_the_schema(
     "statement",
     [
         "SELECT * FROM api_keys",
+        "SELECT * FROM api_key_rate_buckets",
         "INSERT INTO jobs (id, type, payload) VALUES (gen_random_uuid(), 'x', '{}')",
         "DELETE FROM jobs",
     ],
@@ -181,7 +182,8 @@ async def _privileges(url: str) -> set[tuple[str, str, str]]:
     try:
         rows = await conn.fetch(
             "SELECT grantee, table_name, privilege_type FROM information_schema.table_privileges"
-            " WHERE grantee IN ($1, $2, 'PUBLIC') AND table_name IN ('jobs', 'api_keys')",
+            " WHERE grantee IN ($1, $2, 'PUBLIC')"
+            " AND table_name IN ('jobs', 'api_keys', 'api_key_rate_buckets')",
             API_ROLE,
             WORKER_ROLE,
         )
@@ -198,16 +200,23 @@ GRANTED = {
     (API_ROLE, "api_keys", "SELECT"),
     (API_ROLE, "api_keys", "INSERT"),
     (API_ROLE, "api_keys", "UPDATE"),
+    (API_ROLE, "api_key_rate_buckets", "SELECT"),
+    (API_ROLE, "api_key_rate_buckets", "INSERT"),
+    (API_ROLE, "api_key_rate_buckets", "UPDATE"),
     (WORKER_ROLE, "jobs", "SELECT"),
     (WORKER_ROLE, "jobs", "UPDATE"),
 }
+
+
+# 0007 adds the rate-limit buckets, and grants them.
+GRANTED_BY_0006 = {g for g in GRANTED if g[1] != "api_key_rate_buckets"}
 
 
 def test_the_roles_revision_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
     upgrade(empty_db_url, "0005")
     assert run_sync(_privileges(empty_db_url)) == set()
     upgrade(empty_db_url, "0006")
-    assert run_sync(_privileges(empty_db_url)) == GRANTED
+    assert run_sync(_privileges(empty_db_url)) == GRANTED_BY_0006
     downgrade(empty_db_url, "0005")
     assert run_sync(_privileges(empty_db_url)) == set()
     upgrade(empty_db_url)

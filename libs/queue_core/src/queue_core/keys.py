@@ -1,6 +1,11 @@
 """API keys: their format, scopes and storage. The API checks them; ``queue-keys`` and the API's
 ``/v1/keys`` manage them, both through :class:`KeyStore`.
 
+A key may carry rate limits (:class:`RateLimits`): requests a second and jobs a second, each
+with a burst. Their buckets live in ``api_key_rate_buckets``, shared by every API replica, and
+:meth:`KeyStore.take_tokens` takes from one in a single statement (the API leases tokens from
+it in small chunks: ``queue_api.rate_limit``).
+
 A key reads ``tq_<prefix>_<secret>``: ``tq_`` makes a leaked key easy to grep for and to
 recognise, the 8-character prefix (stored in clear, unique) finds its row and names it in
 listings, and the secret is 32 random bytes (256 bits, URL-safe base64). Only the SHA-256 of the
@@ -11,6 +16,7 @@ time (:func:`hmac.compare_digest`).
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import string
@@ -39,6 +45,10 @@ NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$"
 _NAME: Final = re.compile(NAME_PATTERN)
 MAX_NAME_LENGTH: Final = 100
 _PREFIX_ATTEMPTS: Final = 5  # a clash among 36^8 prefixes is rare; five in a row, impossible
+# Bounds of a rate limit, so that no value can overflow the bucket's arithmetic (the table's
+# check constraint says the same).
+MAX_RATE: Final = 1_000_000
+MAX_BURST: Final = 1_000_000
 
 
 class Scope(StrEnum):
@@ -75,10 +85,83 @@ class ApiKeyNotFoundError(ApiKeyError):
         self.name_or_prefix = name_or_prefix
 
 
+class RateKind(StrEnum):
+    """What a rate limit counts: every request the key makes, or the jobs it enqueues."""
+
+    REQUESTS = "requests"
+    JOBS = "jobs"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``per_s`` tokens a second, at most ``burst`` at once (by default one second's worth)."""
+
+    per_s: float
+    burst: int
+
+    @classmethod
+    def of(cls, per_s: float | None, burst: int | None) -> "RateLimit | None":
+        """The limit stored as ``per_s`` and ``burst``; None if there is no rate. A bad value
+        raises :class:`InvalidKeySpecError` naming it."""
+        if per_s is None:
+            if burst is not None:
+                raise InvalidKeySpecError("a burst needs a rate to go with it")
+            return None
+        if not (math.isfinite(per_s) and 0 < per_s <= MAX_RATE):
+            raise InvalidKeySpecError(f"a rate must be more than 0 and at most {MAX_RATE}/s")
+        if burst is None:
+            burst = max(1, math.ceil(per_s))
+        if not 1 <= burst <= MAX_BURST:
+            raise InvalidKeySpecError(f"a burst must be from 1 to {MAX_BURST}")
+        return cls(per_s, burst)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimits:
+    """A key's limits; None: none of that kind."""
+
+    requests: RateLimit | None = None
+    jobs: RateLimit | None = None
+
+    def __getitem__(self, kind: RateKind) -> RateLimit | None:
+        return self.requests if kind is RateKind.REQUESTS else self.jobs
+
+    def columns(self) -> tuple[float | None, int | None, float | None, int | None]:
+        """requests_per_s, requests_burst, jobs_per_s, jobs_burst."""
+        r, j = self.requests, self.jobs
+        return (
+            None if r is None else r.per_s,
+            None if r is None else r.burst,
+            None if j is None else j.per_s,
+            None if j is None else j.burst,
+        )
+
+    def within(self, other: "RateLimits") -> bool:
+        """True if these limits allow no more than ``other``: a key may grant only that."""
+
+        def inside(mine: RateLimit | None, theirs: RateLimit | None) -> bool:
+            return theirs is None or (
+                mine is not None and mine.per_s <= theirs.per_s and mine.burst <= theirs.burst
+            )
+
+        return inside(self.requests, other.requests) and inside(self.jobs, other.jobs)
+
+
+NO_LIMITS: Final = RateLimits()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What :meth:`KeyStore.take_tokens` gave: ``granted`` tokens, and if that was fewer than
+    needed, ``wait_s`` until the rest will have refilled."""
+
+    granted: int
+    wait_s: float
+
+
 @dataclass(frozen=True, kw_only=True)
 class KeyInfo:
-    """A key as listed: everything but its hash. ``queues`` None means every queue. The
-    per-key rate limits are stored for the rate limiter (None: no limit of the key's own)."""
+    """A key as listed: everything but its hash. ``queues`` None means every queue."""
 
     name: str
     prefix: str
@@ -88,9 +171,7 @@ class KeyInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
-    requests_per_s: float | None = None
-    jobs_per_s: float | None = None
-    burst: int | None = None
+    limits: RateLimits = NO_LIMITS
 
     def is_active(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -177,9 +258,10 @@ def _info(row: asyncpg.Record) -> KeyInfo:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
-        requests_per_s=row["requests_per_s"],
-        jobs_per_s=row["jobs_per_s"],
-        burst=row["burst"],
+        limits=RateLimits(
+            requests=RateLimit.of(row["requests_per_s"], row["requests_burst"]),
+            jobs=RateLimit.of(row["jobs_per_s"], row["jobs_burst"]),
+        ),
     )
 
 
@@ -197,6 +279,7 @@ class KeyStore:
         scopes: Iterable[str],
         queues: Iterable[str] | None = None,
         expires_at: datetime | None = None,
+        limits: RateLimits = NO_LIMITS,
     ) -> NewKey:
         checked_name = check_name(name)
         checked_scopes = sorted(parse_scopes(scopes))
@@ -213,6 +296,7 @@ class KeyStore:
                         checked_scopes,
                         None if checked_queues is None else sorted(checked_queues),
                         expires_at,
+                        *limits.columns(),
                     )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "uq_api_keys_name":
@@ -239,6 +323,31 @@ class KeyStore:
         if row is None:
             raise ApiKeyNotFoundError(name_or_prefix)
         return _info(row)
+
+    async def set_limits(self, name_or_prefix: str, limits: RateLimits) -> KeyInfo:
+        """Replace a key's rate limits (by name or prefix)."""
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(
+                KEY_QUERIES["set_api_key_limits"], name_or_prefix, *limits.columns()
+            )
+        if row is None:
+            raise ApiKeyNotFoundError(name_or_prefix)
+        return _info(row)
+
+    async def take_tokens(
+        self, prefix: str, kind: RateKind, limit: RateLimit, *, want: int, need: int
+    ) -> Grant:
+        """Take up to ``want`` tokens from the key's shared bucket for ``kind``: see the
+        ``take_rate_tokens`` statement. ``need`` (at most ``want``) sets ``wait_s``."""
+        args = (prefix, kind.value, limit.per_s, limit.burst, want, need)
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(KEY_QUERIES["take_rate_tokens"], *args)
+            if row is None:  # the bucket's first use: make it full, then take
+                await self._pool.execute(KEY_QUERIES["ensure_rate_bucket"], prefix, kind.value)
+                row = await self._pool.fetchrow(KEY_QUERIES["take_rate_tokens"], *args)
+        if row is None:  # pragma: no cover - only if the key was deleted in between
+            return Grant(0, 1.0)
+        return Grant(row["granted"], row["wait_s"])
 
     async def mark_used(self, used: Sequence[tuple[str, datetime]]) -> None:
         """Record when keys (by prefix) were last used."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Float,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from queue_core.keys import ALL_SCOPES
+from queue_core.keys import ALL_SCOPES, MAX_BURST, MAX_RATE
 from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE, JobStatus
 
@@ -155,10 +156,11 @@ class ApiKey(Base):
     # Written behind by the API, at most once a minute per key and replica.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The key's own rate limits, for the rate limiter; NULL: no limit of its own.
+    # The key's own rate limits (queue_core.keys.RateLimits); NULL: no such limit.
     requests_per_s: Mapped[float | None] = mapped_column(Float)
     jobs_per_s: Mapped[float | None] = mapped_column(Float)
-    burst: Mapped[int | None] = mapped_column(Integer)
+    requests_burst: Mapped[int | None] = mapped_column(Integer)
+    jobs_burst: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         UniqueConstraint("name"),
@@ -170,8 +172,31 @@ class ApiKey(Base):
         ),
         CheckConstraint("queues IS NULL OR cardinality(queues) >= 1", name="queues_not_empty"),
         CheckConstraint(
-            "(requests_per_s IS NULL OR requests_per_s > 0) "
-            "AND (jobs_per_s IS NULL OR jobs_per_s > 0) AND (burst IS NULL OR burst > 0)",
-            name="limits_positive",
+            f"(requests_per_s IS NULL OR requests_per_s > 0 AND requests_per_s <= {MAX_RATE}) "
+            f"AND (jobs_per_s IS NULL OR jobs_per_s > 0 AND jobs_per_s <= {MAX_RATE}) "
+            f"AND (requests_burst IS NULL OR requests_burst BETWEEN 1 AND {MAX_BURST}) "
+            f"AND (jobs_burst IS NULL OR jobs_burst BETWEEN 1 AND {MAX_BURST})",
+            name="limits_bounded",
         ),
+    )
+
+
+class ApiKeyRateBucket(Base):
+    """One key's bucket for one limit, shared by every API replica (``queue_core.keys``).
+    UNLOGGED: rewritten on every refill; lost in a crash, which only refills every bucket."""
+
+    __tablename__ = "api_key_rate_buckets"
+
+    prefix: Mapped[str] = mapped_column(
+        String(11), ForeignKey("api_keys.prefix", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)  # 'requests' or 'jobs'
+    # The generic cell rate algorithm's theoretical arrival time.
+    tat: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the latest take granted: RETURNING reads it back (it shows only new values).
+    granted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('requests', 'jobs')", name="kind"),
+        {"prefixes": ["UNLOGGED"]},
     )

@@ -17,6 +17,7 @@ from queue_api.body_timeout import body_timeout_middleware
 from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.metrics import AUTH_ENABLED, PROMETHEUS, MetricsController, configure_labels
 from queue_api.openapi_document import StrictStructSchemaPlugin
+from queue_api.rate_limit import RateLimiter
 from queue_api.request_log import request_log_middleware
 from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
@@ -57,6 +58,11 @@ def _provide_key_store(state: State) -> KeyStore:
     return store
 
 
+def _provide_rate_limiter(state: State) -> RateLimiter:
+    limiter: RateLimiter = state.rate_limiter
+    return limiter
+
+
 def _cors(settings: ApiSettings) -> CORSConfig | None:
     """CORS for the configured origins only; none at all by default. Keys travel in the
     Authorization header, never in cookies, so credentials are never allowed."""
@@ -79,6 +85,7 @@ def create_app(settings: ApiSettings) -> Litestar:
     auth_enabled = settings.auth == "on"
     AUTH_ENABLED.set(1 if auth_enabled else 0)
     key_checker = KeyChecker(cache_s=settings.auth_cache_s)
+    rate_limiter = RateLimiter()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -89,6 +96,8 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state.key_store = KeyStore(pool)
         app.state.key_checker = key_checker
         key_checker.attach(app.state.key_store)
+        app.state.rate_limiter = rate_limiter
+        rate_limiter.attach(app.state.key_store)
         if not auth_enabled:
             log.warning(
                 "api_auth_disabled",
@@ -121,8 +130,9 @@ def create_app(settings: ApiSettings) -> Litestar:
             "job_queue": Provide(_provide_queue, sync_to_thread=False),
             "key_store": Provide(_provide_key_store, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
+            "rate_limiter": Provide(_provide_rate_limiter, sync_to_thread=False),
         },
-        guards=[guard(key_checker, enabled=auth_enabled)],
+        guards=[guard(key_checker, rate_limiter, enabled=auth_enabled)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         cors_config=_cors(settings),

@@ -33,6 +33,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from queue_api.rate_limit import RateLimiter
 from queue_core.errors import TransientDatabaseError
 from queue_core.keys import ALL_SCOPES, KeyInfo, KeyStore, Scope, StoredKey, prefix_of
 from queue_core.log import get_logger
@@ -200,8 +201,9 @@ class KeyChecker:
             log.error("api_key_last_used_failed", error_type=type(exc).__name__)  # noqa: TRY400
 
 
-def guard(checker: KeyChecker, *, enabled: bool) -> Guard:
-    """The app-wide guard: see the module's docstring."""
+def guard(checker: KeyChecker, limiter: RateLimiter, *, enabled: bool) -> Guard:
+    """The app-wide guard: see the module's docstring. A key let in then spends one request
+    of its rate limit (``queue_api.rate_limit``)."""
 
     async def authorize(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
@@ -223,6 +225,8 @@ def guard(checker: KeyChecker, *, enabled: bool) -> Guard:
                     "WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'
                 },
             )
+        if caller.key is not None:
+            await limiter.admit_request(caller.key)
         connection.state[CALLER_STATE] = caller
 
     return authorize

@@ -9,7 +9,16 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from queue_core.db import UndecodableJson
 from queue_core.jobs import JobRecord, NewJob
-from queue_core.keys import MAX_NAME_LENGTH, NAME_PATTERN, KeyInfo, Scope
+from queue_core.keys import (
+    MAX_BURST,
+    MAX_NAME_LENGTH,
+    MAX_RATE,
+    NAME_PATTERN,
+    KeyInfo,
+    RateLimit,
+    RateLimits,
+    Scope,
+)
 from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
 
@@ -204,6 +213,9 @@ _ERROR_MEANINGS = {
     409: "The job's status does not allow this",
     413: "The body is larger than API_MAX_BODY_BYTES",
     415: "The body is not JSON (Content-Type)",
+    429: (
+        "Past the API key's rate limit (requests or jobs a second); retry after Retry-After seconds"
+    ),
     503: "PostgreSQL is unreachable; retry after Retry-After seconds",
 }
 
@@ -212,8 +224,11 @@ def error_responses(
     *statuses: int, meanings: dict[int, str] | None = None
 ) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the error statuses a route can answer; ``meanings`` overrides the
-    usual description of a status."""
+    usual description of a status. A route that takes a key (401) can also answer 429: the
+    key's rate limit."""
     described = {**_ERROR_MEANINGS, **(meanings or {})}
+    if 401 in statuses and 429 not in statuses:
+        statuses = (*statuses, 429)
     return {
         status: ResponseSpec(
             data_container=ErrorBody, description=described[status], generate_examples=False
@@ -236,7 +251,42 @@ KeyName = Annotated[
 MAX_EXPIRES_IN_DAYS = 3650
 
 
-class KeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+PerSecond = Annotated[
+    float, msgspec.Meta(gt=0, le=MAX_RATE, description="Tokens a second, shared by all replicas")
+]
+Burst = Annotated[
+    int,
+    msgspec.Meta(ge=1, le=MAX_BURST, description="At most this many at once (default: 1 s worth)"),
+]
+
+
+class KeyLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A key's rate limits; a field left out is no limit (``PUT /v1/keys/{key}/limits``)."""
+
+    requests_per_s: PerSecond | None = None
+    requests_burst: Burst | None = None
+    jobs_per_s: PerSecond | None = None
+    jobs_burst: Burst | None = None
+
+    def to_limits(self) -> RateLimits:
+        """The limits; a burst without its rate raises InvalidKeySpecError (a 400)."""
+        return RateLimits(
+            requests=RateLimit.of(self.requests_per_s, self.requests_burst),
+            jobs=RateLimit.of(self.jobs_per_s, self.jobs_burst),
+        )
+
+    @classmethod
+    def of(cls, limits: RateLimits) -> "KeyLimits":
+        r, j = limits.requests, limits.jobs
+        return cls(
+            requests_per_s=None if r is None else r.per_s,
+            requests_burst=None if r is None else r.burst,
+            jobs_per_s=None if j is None else j.per_s,
+            jobs_burst=None if j is None else j.burst,
+        )
+
+
+class KeyCreate(KeyLimits, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/keys`` body."""
 
     name: KeyName
@@ -270,9 +320,14 @@ class KeyView(msgspec.Struct, kw_only=True):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    requests_per_s: float | None
+    requests_burst: int | None
+    jobs_per_s: float | None
+    jobs_burst: int | None
 
     @classmethod
     def of(cls, key: KeyInfo) -> "KeyView":
+        limits = KeyLimits.of(key.limits)
         return cls(
             name=key.name,
             prefix=key.prefix,
@@ -282,6 +337,10 @@ class KeyView(msgspec.Struct, kw_only=True):
             created_at=key.created_at,
             last_used_at=key.last_used_at,
             revoked_at=key.revoked_at,
+            requests_per_s=limits.requests_per_s,
+            requests_burst=limits.requests_burst,
+            jobs_per_s=limits.jobs_per_s,
+            jobs_burst=limits.jobs_burst,
         )
 
 

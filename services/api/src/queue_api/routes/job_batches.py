@@ -9,6 +9,7 @@ from queue_api.auth import Caller, requires
 from queue_api.json_body import strict_json_body
 from queue_api.metrics import count_enqueued
 from queue_api.openapi_document import NEW_BATCH_LINKS, linked_operation
+from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobBatchCreate, JobBatchCreated, error_responses
 from queue_core.keys import Scope
 from queue_core.queue import Queue
@@ -37,8 +38,10 @@ class JobBatchesController(Controller):
         data: JSONBody[JobBatchCreate],
         job_queue: NamedDependency[Queue],
         caller: NamedDependency[Caller],
+        rate_limiter: NamedDependency[RateLimiter],
     ) -> JobBatchCreated:
         caller.check_queues(job.queue for job in data.jobs)  # all or nothing, like the insert
+        await rate_limiter.admit_jobs(caller.key, len(data.jobs))
         ids = await job_queue.enqueue_many([job.to_new_job() for job in data.jobs])
         count_enqueued(data.jobs)
         return JobBatchCreated(ids=ids)

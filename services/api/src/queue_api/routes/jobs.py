@@ -15,6 +15,7 @@ from queue_api.auth import Caller, requires
 from queue_api.json_body import strict_json_body
 from queue_api.metrics import count_enqueued
 from queue_api.openapi_document import NEW_JOB_LINKS, linked_operation
+from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobCreate, JobCreated, JobStatusResponse, error_responses
 from queue_core.keys import Scope
 from queue_core.queue import Queue
@@ -50,8 +51,10 @@ class JobsController(Controller):
         data: JSONBody[JobCreate],
         job_queue: NamedDependency[Queue],
         caller: NamedDependency[Caller],
+        rate_limiter: NamedDependency[RateLimiter],
     ) -> Response[JobCreated]:
         caller.check_queues([data.queue])
+        await rate_limiter.admit_jobs(caller.key, 1)
         job_id = await job_queue.enqueue(data.to_new_job())
         count_enqueued([data])
         return Response(

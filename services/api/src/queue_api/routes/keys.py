@@ -1,21 +1,30 @@
 """Managing API keys over HTTP (``/v1/keys``, scope ``keys:admin``): the same as ``queue-keys``.
 
-A key can only make keys with no more power than its own: scopes it holds, and queues it may
-use. Otherwise ``keys:admin`` on one queue would be ``keys:admin`` on all of them.
+A key can only make keys with no more power than its own: scopes it holds, queues it may use,
+and rate limits no looser than its own. Otherwise ``keys:admin`` on one queue would be
+``keys:admin`` on all of them, and a limited key could mint an unlimited one. The same holds
+when it changes a key's limits.
 """
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from queue_api.auth import Caller, requires
-from queue_api.schemas import KeyCreate, KeyCreated, KeyList, KeyView, error_responses
-from queue_core.keys import KeyStore, Scope
+from queue_api.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyLimits,
+    KeyList,
+    KeyView,
+    error_responses,
+)
+from queue_core.keys import KeyStore, RateLimits, Scope
 
 _NO_KEY = {404: "No key has this name or prefix"}
 _DUPLICATE = {409: "A key with this name exists"}
@@ -23,6 +32,13 @@ _DUPLICATE = {409: "A key with this name exists"}
 NameOrPrefix = Annotated[
     str, Parameter(description="The key's name, or its prefix (tq_ and 8 characters)")
 ]
+
+
+def _check_limits(caller: Caller, limits: RateLimits) -> None:
+    if caller.key is not None and not limits.within(caller.key.limits):
+        raise PermissionDeniedException(
+            detail="this API key cannot grant rate limits looser than its own"
+        )
 
 
 class KeysController(Controller):
@@ -54,13 +70,19 @@ class KeysController(Controller):
             raise PermissionDeniedException(
                 detail="this API key cannot grant queues it may not use itself"
             )
+        limits = data.to_limits()
+        _check_limits(caller, limits)
         expires_at = (
             None
             if data.expires_in_days is None
             else datetime.now(UTC) + timedelta(days=data.expires_in_days)
         )
         new = await key_store.create(
-            name=data.name, scopes=data.scopes, queues=data.queues, expires_at=expires_at
+            name=data.name,
+            scopes=data.scopes,
+            queues=data.queues,
+            expires_at=expires_at,
+            limits=limits,
         )
         view = KeyView.of(new.info)
         return KeyCreated(**{f: getattr(view, f) for f in view.__struct_fields__}, key=new.secret)
@@ -91,3 +113,26 @@ class KeysController(Controller):
         self, name_or_prefix: NameOrPrefix, key_store: NamedDependency[KeyStore]
     ) -> KeyView:
         return KeyView.of(await key_store.revoke(name_or_prefix))
+
+    @put(
+        "/{name_or_prefix:str}/limits",
+        operation_id="setKeyLimits",
+        summary="Replace an API key's rate limits",
+        description=(
+            "A limit left out is removed. Every replica applies the new limits within "
+            "API_AUTH_CACHE_S seconds (default 5)."
+        ),
+        status_code=HTTP_200_OK,
+        responses=error_responses(400, 401, 403, 404, 503, meanings=_NO_KEY),
+        **requires(Scope.KEYS_ADMIN),
+    )
+    async def set_limits(
+        self,
+        name_or_prefix: NameOrPrefix,
+        data: JSONBody[KeyLimits],
+        caller: NamedDependency[Caller],
+        key_store: NamedDependency[KeyStore],
+    ) -> KeyView:
+        limits = data.to_limits()
+        _check_limits(caller, limits)
+        return KeyView.of(await key_store.set_limits(name_or_prefix, limits))

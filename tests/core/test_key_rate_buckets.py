@@ -1,0 +1,101 @@
+"""The shared rate-limit bucket of a key (``take_rate_tokens``): the generic cell rate algorithm
+in one statement. It gives at most the burst at once and the rate after, says how long to wait,
+refills with time, is made full when missing (UNLOGGED: a crash empties the table), and holds
+exactly when many pools, as API replicas would, take from it at once."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from queue_core.db import create_pool
+from queue_core.keys import KeyStore, RateKind, RateLimit, RateLimits
+
+LIMIT = RateLimit(per_s=20.0, burst=10)
+
+
+@pytest.fixture(name="store")
+async def fx_store(db_url: str) -> AsyncIterator[KeyStore]:
+    pool = await create_pool(db_url, max_size=4)
+    yield KeyStore(pool)
+    await pool.close()
+
+
+async def _prefix(store: KeyStore) -> str:
+    new = await store.create(
+        name=f"k-{uuid.uuid4().hex[:8]}", scopes=["jobs:read"], limits=RateLimits(requests=LIMIT)
+    )
+    return new.info.prefix
+
+
+async def test_a_full_bucket_gives_its_burst_then_says_how_long_to_wait(store: KeyStore) -> None:
+    prefix = await _prefix(store)
+
+    first = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=8, need=8)
+    second = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=5, need=5)
+    empty = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=4, need=4)
+
+    assert (first.granted, first.wait_s) == (8, 0.0)
+    assert second.granted == 2  # the rest of the burst
+    assert second.wait_s == pytest.approx(3 / LIMIT.per_s, abs=0.02)  # 3 more at 20/s
+    assert empty.granted == 0
+    assert empty.wait_s == pytest.approx(4 / LIMIT.per_s, abs=0.02)
+    await asyncio.sleep(0.25)  # 5 tokens at 20/s
+    refilled = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=10, need=1)
+    assert 4 <= refilled.granted <= 6
+
+
+async def test_limits_of_two_kinds_and_two_keys_are_separate_buckets(store: KeyStore) -> None:
+    a, b = await _prefix(store), await _prefix(store)
+
+    takes = [
+        await store.take_tokens(prefix, kind, LIMIT, want=10, need=10)
+        for prefix in (a, b)
+        for kind in RateKind
+    ]
+
+    assert [t.granted for t in takes] == [10, 10, 10, 10]
+
+
+async def test_a_lost_bucket_comes_back_full(store: KeyStore, db_url: str) -> None:
+    prefix = await _prefix(store)
+    await store.take_tokens(prefix, RateKind.JOBS, LIMIT, want=10, need=10)
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("TRUNCATE api_key_rate_buckets")  # what a crash does to it
+    finally:
+        await conn.close()
+
+    again = await store.take_tokens(prefix, RateKind.JOBS, LIMIT, want=10, need=10)
+
+    assert again.granted == 10
+
+
+async def test_many_pools_taking_at_once_never_get_more_than_burst_plus_rate(
+    db_url: str,
+) -> None:
+    pools = [await create_pool(db_url, max_size=2) for _ in range(4)]
+    stores = [KeyStore(pool) for pool in pools]
+    prefix = await _prefix(stores[0])
+    granted = 0
+    run_s = 1.5
+
+    async def take(store: KeyStore, until: float) -> None:
+        nonlocal granted
+        while time.monotonic() < until:
+            grant = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=3, need=3)
+            granted += grant.granted  # after the await: `granted +=` across it loses updates
+
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(take(s, started + run_s) for s in stores for _ in range(2)))
+        elapsed = time.monotonic() - started
+    finally:
+        for pool in pools:
+            await pool.close()
+
+    assert granted <= LIMIT.burst + LIMIT.per_s * elapsed
+    assert granted >= LIMIT.burst + LIMIT.per_s * run_s * 0.8  # and the rate is all given
