@@ -183,7 +183,7 @@ async def _privileges(url: str) -> set[tuple[str, str, str]]:
         rows = await conn.fetch(
             "SELECT grantee, table_name, privilege_type FROM information_schema.table_privileges"
             " WHERE grantee IN ($1, $2, 'PUBLIC')"
-            " AND table_name IN ('jobs', 'api_keys', 'api_key_rate_buckets')",
+            " AND table_name IN ('jobs', 'api_keys', 'api_key_rate_buckets', 'queues', 'workers')",
             API_ROLE,
             WORKER_ROLE,
         )
@@ -203,13 +203,22 @@ GRANTED = {
     (API_ROLE, "api_key_rate_buckets", "SELECT"),
     (API_ROLE, "api_key_rate_buckets", "INSERT"),
     (API_ROLE, "api_key_rate_buckets", "UPDATE"),
+    (API_ROLE, "queues", "SELECT"),
+    (API_ROLE, "queues", "INSERT"),
+    (API_ROLE, "queues", "UPDATE"),
+    (API_ROLE, "workers", "SELECT"),
     (WORKER_ROLE, "jobs", "SELECT"),
     (WORKER_ROLE, "jobs", "UPDATE"),
+    (WORKER_ROLE, "queues", "SELECT"),
+    (WORKER_ROLE, "workers", "SELECT"),
+    (WORKER_ROLE, "workers", "INSERT"),
+    (WORKER_ROLE, "workers", "UPDATE"),
+    (WORKER_ROLE, "workers", "DELETE"),
 }
 
 
-# 0007 adds the rate-limit buckets, and grants them.
-GRANTED_BY_0006 = {g for g in GRANTED if g[1] != "api_key_rate_buckets"}
+# 0007 adds the rate-limit buckets, 0008 the queues and workers, and grant them.
+GRANTED_BY_0006 = {g for g in GRANTED if g[1] in ("jobs", "api_keys")}
 
 
 def test_the_roles_revision_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:

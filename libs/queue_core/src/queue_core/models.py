@@ -96,6 +96,18 @@ class Job(Base):
     timeout_s: Mapped[float | None] = mapped_column(Float)
     # Set by a cancel request while the job runs; its worker stops it at the next heartbeat.
     cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The handler's return value, stored with the completion.
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    # The errors of past attempts: [{"attempt", "at", "error"}], newest last, bounded.
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # A client's Idempotency-Key (namespaced by caller), a digest of its request, and until when
+    # it holds. Unique while set (ix_jobs_idempotency_key).
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    idempotency_fingerprint: Mapped[bytes | None] = mapped_column(BYTEA)
+    idempotency_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Unique among pending and running jobs (unique_until NULL), or until unique_until.
+    unique_key: Mapped[str | None] = mapped_column(Text)
+    unique_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_valid"),
@@ -132,6 +144,55 @@ class Job(Base):
             "lease_expires_at",
             postgresql_where=text("status = 'running'"),
         ),
+        CheckConstraint(
+            "idempotency_key IS NULL"
+            " OR (idempotency_fingerprint IS NOT NULL AND idempotency_expires_at IS NOT NULL)",
+            name="idempotency_complete",
+        ),
+        # Partial: only rows with a key are indexed, so other jobs cost these nothing.
+        Index(
+            "ix_jobs_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_unique_key",
+            "unique_key",
+            unique=True,
+            postgresql_where=text(
+                "unique_key IS NOT NULL"
+                " AND (unique_until IS NOT NULL OR status IN ('pending', 'running'))"
+            ),
+        ),
+    )
+
+
+class QueueState(Base):
+    """A queue that has been paused or resumed; a queue without a row runs."""
+
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Workers claim nothing from the queue while set.
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WorkerRecord(Base):
+    """A live worker, registered at start, seen at each beat, removed at shutdown."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    task_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
     )
 
 
