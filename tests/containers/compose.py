@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from deploy.project import COMPOSE_FILE, REPO_ROOT
 
 # Everything compose.yaml runs except Grafana, which only draws what Prometheus holds.
-SERVICES = ("postgres", "migrate", "api", "worker", "mailpit", "prometheus")
+SERVICES = ("postgres", "migrate", "login-roles", "api", "worker", "mailpit", "prometheus")
 IMAGES = {"api": "task-queue-api", "worker": "task-queue-worker"}
 # Host port 0: the engine picks a free one, which `docker compose port` then reports.
 PUBLISHED_PORT_VARIABLES = (
@@ -161,6 +161,11 @@ class ComposeStack:
         script = 'exec psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -At -F "|" -c "$1"'
         out = self.compose("exec", "-T", "postgres", "sh", "-c", script, "psql", sql)
         return [line.split("|") for line in out.splitlines() if line]
+
+    def exec_python(self, service: str, script: str) -> str:
+        """What ``python -c SCRIPT`` prints in a running container of ``service``: with its
+        environment and its mounted secrets, as the service's own process has them."""
+        return self.compose("exec", "-T", service, "python", "-c", script)
 
     def logs(self, container_id: str) -> list[tuple[datetime, str]]:
         """A container's output, each line with the time the engine received it."""

@@ -1,6 +1,7 @@
 """The system as compose.yaml deploys it, on a real Docker engine: both images built, PostgreSQL,
-migrate, the API, two workers, the mail sink and Prometheus; the seed's example delivered into
-the sink; three worker replicas scraped; a worker drained by SIGTERM.
+migrate, login-roles, the API, two workers, the mail sink and Prometheus; the API and the
+workers logged in as their own roles; the seed's example delivered into the sink; three worker
+replicas scraped; a worker drained by SIGTERM.
 
 The tests share one stack and run in file order: the last one stops a worker for good.
 """
@@ -33,6 +34,27 @@ SYNTAX_DIRECTIVE = re.compile(r"^#\s*syntax\s*=", re.IGNORECASE | re.MULTILINE)
 SCRAPE_DEADLINE_S = 120.0
 DRAIN_JOBS = 6
 DRAIN_JOB_S = 5.0  # long enough to be running when SIGTERM comes, well within the grace (25 s)
+# The login roles compose's secrets name, and the application_name each service connects with.
+ROLES = {"api": ("queue-api", "queue_api"), "worker": ("queue-worker", "queue_worker")}
+# Run inside a container, with its DATABASE_URL_FILE: who it logs in as, and whether that role
+# may read api_keys. Prints "<role> <allowed|denied>".
+WHO_AM_I = """
+import asyncio, os, asyncpg
+from queue_core.settings import read_secret_file
+async def main():
+    url = read_secret_file("DATABASE_URL_FILE", os.environ["DATABASE_URL_FILE"])
+    conn = await asyncpg.connect(url)
+    try:
+        user = await conn.fetchval("SELECT current_user")
+        try:
+            await conn.fetch("SELECT 1 FROM api_keys LIMIT 1")
+            print(user, "allowed")
+        except asyncpg.InsufficientPrivilegeError:
+            print(user, "denied")
+    finally:
+        await conn.close()
+asyncio.run(main())
+"""
 
 
 def _worker_ips(stack: ComposeStack) -> dict[str, str]:
@@ -93,6 +115,52 @@ def test_both_images_build_and_every_service_comes_up_healthy(
                 f"{ready:.2f} s/{healthy:.1f} s" for ready, healthy in start_up[service]
             )
             print(f"{service}: {mb:.0f} MB; start to ready/healthy: {figures}")  # noqa: T201
+
+
+def test_the_api_and_the_workers_log_in_as_their_own_roles(
+    compose_stack: ComposeStack,
+) -> None:
+    for one_shot in ("migrate", "login-roles"):
+        (container,) = compose_stack.container_ids(one_shot)
+        state = compose_stack.inspect(container)["State"]
+        assert (state["Status"], state["ExitCode"]) == ("exited", 0), one_shot
+    # The owner migrated: it owns the tables.
+    owners = compose_stack.psql(
+        "SELECT DISTINCT tableowner = current_user FROM pg_tables"
+        " WHERE tablename IN ('jobs', 'api_keys')"
+    )
+    assert owners == [["t"]], owners
+
+    # No URL and no password in any environment: only the path of the mounted secret.
+    for service in ROLES:
+        for container_id in compose_stack.container_ids(service):
+            env = dict(
+                item.split("=", 1) for item in compose_stack.inspect(container_id)["Config"]["Env"]
+            )
+            assert "DATABASE_URL" not in env, service
+            assert env["DATABASE_URL_FILE"].startswith("/run/secrets/"), service
+
+    # Their sessions, by the application_name each process gives its connections. The API's
+    # pool opens lazily: /ready makes it connect.
+    api = compose_stack.url("api", 8080)
+    sessions: set[tuple[str, str]] = set()
+
+    def both_connected() -> bool:
+        nonlocal sessions
+        assert httpx.get(f"{api}/ready", timeout=5).status_code == 200
+        rows = compose_stack.psql(
+            "SELECT DISTINCT application_name, usename FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'queue-%'"
+        )
+        sessions = {(name, role) for name, role in rows}
+        return {name for name, _ in sessions} >= {"queue-api", "queue-worker"}
+
+    wait_until(both_connected, timeout_s=30, interval_s=0.5, what="api and worker sessions")
+    assert sessions == set(ROLES.values()), sessions
+
+    # Each logs in with its own secret as its own role; only the API's may read the keys.
+    assert compose_stack.exec_python("api", WHO_AM_I).split() == ["queue_api", "allowed"]
+    assert compose_stack.exec_python("worker", WHO_AM_I).split() == ["queue_worker", "denied"]
 
 
 @pytest.fixture(name="client_headers", scope="module")

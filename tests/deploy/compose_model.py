@@ -1,6 +1,7 @@
 """compose.yaml as Docker Compose reads it, without Docker: ``${VAR:-default}`` interpolation,
 and for each service the command and environment its container runs with, the image's
-ENTRYPOINT and ENV included (taken from the service's Dockerfile).
+ENTRYPOINT and ENV included (taken from the service's Dockerfile), and the secret files it
+mounts.
 """
 
 import json
@@ -14,6 +15,9 @@ from typing import Any
 import yaml
 
 from deploy.project import COMPOSE_FILE, REPO_ROOT
+
+# Where compose mounts a service's secret when its `target` is not an absolute path.
+SECRETS_MOUNT = "/run/secrets"
 
 # Compose's interpolation: $$ is a literal $, then ${NAME}, ${NAME<op><arg>} and $NAME.
 _VARIABLE = re.compile(
@@ -169,6 +173,14 @@ class ServiceRun:
     env: dict[str, str]  # the image's ENV, overridden by the service's `environment`
     service_env: dict[str, str]  # the service's `environment` alone
     image: ImageStage | None
+    secrets: dict[str, str] = field(default_factory=dict)  # path in the container → secret name
+
+    def secret_path(self, variable: str) -> str:
+        """The secret that the file ``variable`` names (``DATABASE_URL_FILE``) is mounted from:
+        its name in the top-level ``secrets:``."""
+        path = self.env[variable]
+        assert path in self.secrets, f"{self.name}: {variable}={path} is not a mounted secret"
+        return self.secrets[path]
 
 
 def dockerfile_of(service: Mapping[str, Any]) -> Path | None:
@@ -204,4 +216,40 @@ def service_run(compose: Mapping[str, Any], name: str) -> ServiceRun:
     argv = [*entrypoint, *(command or [])]
     service_env = environment_of(service)
     image_env = dict(image.env) if image else {}
-    return ServiceRun(name, argv, {**image_env, **service_env}, service_env, image)
+    return ServiceRun(
+        name, argv, {**image_env, **service_env}, service_env, image, mounted_secrets(service)
+    )
+
+
+def mounted_secrets(service: Mapping[str, Any]) -> dict[str, str]:
+    """The secrets a service lists, by the path compose mounts each at: short syntax at
+    /run/secrets/NAME, long syntax at its ``target`` (relative to /run/secrets)."""
+    mounted = {}
+    for entry in service.get("secrets", []):
+        if isinstance(entry, str):
+            source, target = entry, entry
+        else:
+            source, target = entry["source"], entry.get("target", entry["source"])
+        mounted[target if target.startswith("/") else f"{SECRETS_MOUNT}/{target}"] = source
+    return mounted
+
+
+def secret_file(compose: Mapping[str, Any], name: str) -> Path:
+    """The file a top-level secret is read from, as compose resolves it (relative to the
+    project directory)."""
+    path = Path(compose["secrets"][name]["file"])
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def secret_value(compose: Mapping[str, Any], name: str) -> str:
+    """A secret as a process reads it from its file (queue_core drops the final newline)."""
+    return secret_file(compose, name).read_text().rstrip("\r\n")
+
+
+def local_env(compose: Mapping[str, Any], run: ServiceRun) -> dict[str, str]:
+    """``run.env`` with each path to a mounted secret replaced by the file compose mounts
+    there, so that settings load on this machine as they would in the container."""
+    return {
+        name: str(secret_file(compose, run.secrets[value])) if value in run.secrets else value
+        for name, value in run.env.items()
+    }

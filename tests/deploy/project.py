@@ -18,7 +18,8 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from queue_api.settings import ApiSettings
-from queue_core.settings import CommonSettings, env_name
+from queue_core.login_roles import LoginRolesSettings
+from queue_core.settings import FILE_SECRET, FILE_SUFFIX, CommonSettings, env_name
 from queue_worker.settings import SmtpSettings, WorkerSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 # every variable a deployment sets for a process must be a field of one of them.
 SETTINGS_BY_SCRIPT: dict[str, tuple[type[BaseSettings], ...]] = {
     "queue-migrate": (CommonSettings,),
+    "queue-login-roles": (LoginRolesSettings,),
     "queue-api": (ApiSettings,),
     "queue-worker": (WorkerSettings, SmtpSettings),
 }
@@ -69,13 +71,41 @@ def load_yaml_all(text: str) -> list[dict[str, Any]]:
     return documents
 
 
+def _is_secret(cls: type[BaseSettings], field: str) -> bool:
+    return any(item is FILE_SECRET for item in cls.model_fields[field].metadata)
+
+
 def setting_env_names(classes: Iterable[type[BaseSettings]]) -> frozenset[str]:
-    """The environment variables that feed the fields of ``classes``."""
-    return frozenset(env_name(cls, field) for cls in classes for field in cls.model_fields)
+    """The environment variables that feed the fields of ``classes``: each field's, and for a
+    secret the ``<VARIABLE>_FILE`` that may name its file instead."""
+    names = set()
+    for cls in classes:
+        for field in cls.model_fields:
+            names.add(env_name(cls, field))
+            if _is_secret(cls, field):
+                names.add(env_name(cls, field) + FILE_SUFFIX)
+    return frozenset(names)
 
 
 def script_env_names(script: str) -> frozenset[str]:
     return setting_env_names(SETTINGS_BY_SCRIPT[script])
+
+
+def secret_env_names() -> frozenset[str]:
+    """Every variable that holds a secret (a ``Secret[...]`` field) in any of our processes: a
+    deployment gives each only as ``<VARIABLE>_FILE``, never as a value."""
+    return frozenset(
+        env_name(cls, field)
+        for classes in SETTINGS_BY_SCRIPT.values()
+        for cls in classes
+        for field in cls.model_fields
+        if _is_secret(cls, field)
+    )
+
+
+def secret_file_env_names() -> frozenset[str]:
+    """The ``<VARIABLE>_FILE`` variables naming those secrets' files."""
+    return frozenset(name + FILE_SUFFIX for name in secret_env_names())
 
 
 @cache

@@ -1,6 +1,7 @@
 """compose.yaml agrees with the code and with the files it mounts: every variable it sets is a
 real setting that loads, the ports are the ones the settings and Prometheus use, the commands
-are console scripts the images install, and the services start in the right order."""
+are console scripts the images install, the services start in the right order, and each
+connects to the database as its own role, with a secret file of its own."""
 
 import re
 from collections.abc import Iterator
@@ -10,7 +11,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from deploy.compose_model import load_compose, service_run
+from deploy.compose_model import (
+    load_compose,
+    local_env,
+    secret_file,
+    secret_value,
+    service_run,
+)
 from deploy.project import (
     COMPOSE_FILE,
     COMPOSE_OVERRIDE_EXAMPLE,
@@ -21,15 +28,18 @@ from deploy.project import (
     console_scripts,
     load_yaml,
     script_env_names,
+    secret_env_names,
+    secret_file_env_names,
     settings_from,
 )
 from queue_api.settings import ApiSettings
 from queue_worker.settings import WorkerSettings
 
-OUR_SERVICES = ("migrate", "api", "worker")
+OUR_SERVICES = ("migrate", "login-roles", "api", "worker")
 EXPECTED_SERVICES = {
     "postgres",
     "migrate",
+    "login-roles",
     "metrics-key",
     "api",
     "worker",
@@ -97,11 +107,14 @@ def test_commands_are_console_scripts_the_image_installs(compose: Any, service: 
     assert run.argv == [run.argv[0]], "our scripts take their configuration from the env only"
 
 
-def test_migrate_runs_queue_migrate_from_the_api_image(compose: Any) -> None:
-    migrate, api = compose["services"]["migrate"], compose["services"]["api"]
-    assert service_run(compose, "migrate").argv == ["queue-migrate"]
-    assert migrate["image"] == api["image"]
-    assert migrate["build"] == api["build"]
+@pytest.mark.parametrize(
+    ("service", "script"), [("migrate", "queue-migrate"), ("login-roles", "queue-login-roles")]
+)
+def test_the_one_shots_run_from_the_api_image(compose: Any, service: str, script: str) -> None:
+    one_shot, api = compose["services"][service], compose["services"]["api"]
+    assert service_run(compose, service).argv == [script]
+    assert one_shot["image"] == api["image"]
+    assert one_shot["build"] == api["build"]
 
 
 @pytest.mark.parametrize("service", OUR_SERVICES)
@@ -118,14 +131,15 @@ def test_the_settings_load_from_the_compose_environment(
 ) -> None:
     run = service_run(compose, service)
     for cls in SETTINGS_BY_SCRIPT[run.argv[0]]:
-        settings_from(monkeypatch, run.env, cls)  # raises on a value the process would refuse
+        # Raises on a value the process would refuse, or a secret file it could not read.
+        settings_from(monkeypatch, local_env(compose, run), cls)
 
 
 def test_the_api_port_is_published_and_scraped(
     compose: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = service_run(compose, "api")
-    settings: ApiSettings = settings_from(monkeypatch, run.env, ApiSettings)
+    settings: ApiSettings = settings_from(monkeypatch, local_env(compose, run), ApiSettings)
     targets = [str(p).rsplit(":", 1)[-1] for p in compose["services"]["api"]["ports"]]
     assert targets == [str(settings.port)], "the published port must map to API_PORT"
     assert settings.host == "0.0.0.0", "reachable from the other containers"  # noqa: S104
@@ -136,7 +150,7 @@ def test_every_worker_replica_is_scraped_on_its_metrics_port(
     compose: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = service_run(compose, "worker")
-    settings: WorkerSettings = settings_from(monkeypatch, run.env, WorkerSettings)
+    settings: WorkerSettings = settings_from(monkeypatch, local_env(compose, run), WorkerSettings)
     assert compose["services"]["worker"]["expose"] == [str(settings.metrics_port)]
     # DNS service discovery on the service name finds one A record per replica.
     assert list(_dns_targets(_scrape_job("queue-worker"))) == [("worker", settings.metrics_port)]
@@ -148,7 +162,7 @@ def test_workers_scale_and_drain(compose: Any, monkeypatch: pytest.MonkeyPatch) 
     assert "ports" not in worker, "a published host port can belong to one replica only"
     assert int(worker["deploy"]["replicas"]) == 2
     settings: WorkerSettings = settings_from(
-        monkeypatch, service_run(compose, "worker").env, WorkerSettings
+        monkeypatch, local_env(compose, service_run(compose, "worker")), WorkerSettings
     )
     assert _duration_s(worker["stop_grace_period"]) > settings.shutdown_grace_s
 
@@ -159,21 +173,88 @@ def test_the_services_start_in_order(compose: Any) -> None:
     assert services["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql"]
     assert "pgdata" in compose["volumes"]
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert services["migrate"]["restart"] == "no", "one-shot"
-    assert services["migrate"]["healthcheck"] == {"disable": True}
+    completed = {"condition": "service_completed_successfully"}
+    # The login roles need the groups migration 0006 makes.
+    assert services["login-roles"]["depends_on"] == {"migrate": completed}
+    for name in ("migrate", "login-roles"):
+        assert services[name]["restart"] == "no", f"{name}: one-shot"
+        assert services[name]["healthcheck"] == {"disable": True}
     for name in ("api", "worker"):
-        condition = services[name]["depends_on"]["migrate"]["condition"]
-        assert condition == "service_completed_successfully", name
+        assert services[name]["depends_on"]["migrate"] == completed, name
+        assert services[name]["depends_on"]["login-roles"] == completed, name
+    assert services["metrics-key"]["depends_on"] == {"login-roles": completed}
 
 
-def test_the_database_url_points_at_the_postgres_service(compose: Any) -> None:
+# Who each service connects as: the secret its DATABASE_URL_FILE names, and for login-roles
+# the secrets of the services whose roles it makes.
+CONNECTS_WITH = {
+    ("migrate", "DATABASE_URL_FILE"): "owner-database-url",
+    ("login-roles", "DATABASE_URL_FILE"): "owner-database-url",
+    ("login-roles", "API_DATABASE_URL_FILE"): "api-database-url",
+    ("login-roles", "WORKER_DATABASE_URL_FILE"): "worker-database-url",
+    ("metrics-key", "DATABASE_URL_FILE"): "api-database-url",
+    ("api", "DATABASE_URL_FILE"): "api-database-url",
+    ("worker", "DATABASE_URL_FILE"): "worker-database-url",
+}
+OWNER_SECRETS = {"owner-database-url", "postgres-password"}
+
+
+def test_each_service_connects_with_its_own_secret_file(compose: Any) -> None:
+    for (service, variable), secret in CONNECTS_WITH.items():
+        assert service_run(compose, service).secret_path(variable) == secret, (service, variable)
+    for service in ("api", "worker", "metrics-key"):
+        mounted = set(compose["services"][service]["secrets"])
+        assert not mounted & OWNER_SECRETS, f"{service} must never see the owner's credentials"
+        assert len(mounted) == 1, f"{service}: its own secret only, {mounted}"
+    # The roles login-roles makes are the ones api and worker log in as: the same files.
+    assert set(compose["services"]["login-roles"]["secrets"]) == {
+        secret for (service, _), secret in CONNECTS_WITH.items() if service == "login-roles"
+    }
+
+
+def test_no_secret_is_ever_a_plain_environment_value(compose: Any) -> None:
+    secrets = secret_env_names() | {"POSTGRES_PASSWORD"}
+    for name in compose["services"]:
+        run = service_run(compose, name)
+        assert not set(run.env) & secrets, f"{name} sets a secret in its environment"
+        for variable in set(run.service_env) & (
+            secret_file_env_names() | {"POSTGRES_PASSWORD_FILE"}
+        ):
+            run.secret_path(variable)  # a file compose mounts from a secret
+
+
+def test_the_urls_point_at_the_postgres_service_as_three_roles(compose: Any) -> None:
     postgres = compose["services"]["postgres"]["environment"]
-    for service in OUR_SERVICES:
-        url = urlsplit(service_run(compose, service).env["DATABASE_URL"])
-        assert (url.hostname, url.port) == ("postgres", 5432), service
-        assert url.username == postgres["POSTGRES_USER"]
-        assert url.password == postgres["POSTGRES_PASSWORD"]
-        assert url.path == f"/{postgres['POSTGRES_DB']}"
+    urls = {
+        secret: urlsplit(secret_value(compose, secret))
+        for secret in ("owner-database-url", "api-database-url", "worker-database-url")
+    }
+    for secret, url in urls.items():
+        assert (url.scheme, url.hostname, url.port) == ("postgresql", "postgres", 5432), secret
+        assert url.path == f"/{postgres['POSTGRES_DB']}", secret
+        assert url.password, f"{secret}: PostgreSQL's image asks for a password on the network"
+    owner = urls["owner-database-url"]
+    # PostgreSQL initialises the owner with the password its entrypoint reads from the secret.
+    run = service_run(compose, "postgres")
+    assert run.secrets == {"/run/secrets/postgres-password": "postgres-password"}
+    assert "$(cat /run/secrets/postgres-password)" in run.argv[2]
+    assert run.argv[3:] == ["docker-entrypoint.sh", "postgres"], "the image's own, as before"
+    assert owner.username == postgres["POSTGRES_USER"]
+    assert owner.password == secret_value(compose, "postgres-password")
+    # Migration 0006's README example names them; three roles, three passwords.
+    assert urls["api-database-url"].username == "queue_api"
+    assert urls["worker-database-url"].username == "queue_worker"
+    assert len({url.password for url in urls.values()}) == 3
+
+
+def test_the_committed_secrets_say_they_are_for_development_only(compose: Any) -> None:
+    for name in compose["secrets"]:
+        path = secret_file(compose, name)
+        assert path.parent == REPO_ROOT / "deploy" / "compose" / "secrets", name
+        assert path.read_text().endswith("\n"), f"{name}: a text file, as an editor saves it"
+    notice = (REPO_ROOT / "deploy" / "compose" / "secrets" / "README.md").read_text()
+    assert "never use them anywhere else" in notice.splitlines()[0]
+    assert "QUEUE_SECRETS_DIR" in notice
 
 
 def test_send_email_goes_to_mailpit(compose: Any) -> None:

@@ -1,11 +1,15 @@
-"""compose.yaml's own services, run as processes: the migrate, api and worker services' commands
-(their entrypoints, the images' ENTRYPOINTs) with exactly the environment compose gives them,
-defaults resolved. Only what a single machine without Docker cannot provide is substituted:
-the database (this test's own), free ports instead of the fixed in-network ones (two workers
-cannot both listen on 9464 here), and an aiosmtpd server standing in for mailpit.
+"""compose.yaml's own services, run as processes: the migrate, login-roles, api and worker
+services' commands (their entrypoints, the images' ENTRYPOINTs) with exactly the environment
+compose gives them, defaults resolved. Only what a single machine without Docker cannot provide
+is substituted: the database (this test's own), free ports instead of the fixed in-network ones
+(two workers cannot both listen on 9464 here), and an aiosmtpd server standing in for mailpit.
+Each secret file a service reads is compose's own, pointed at this test's database: the owner
+becomes this test's superuser, and queue_api and queue_worker names of this test's own (roles
+belong to the whole server), with compose's passwords.
 
 Then jobs go through them over HTTP, the seed's send_email example landing in that SMTP
-server's inbox as it would in Mailpit's.
+server's inbox as it would in Mailpit's, and the api and the workers are seen connected as the
+roles login-roles made.
 """
 
 import email
@@ -14,26 +18,32 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from deploy.compose_model import ServiceRun, load_compose, service_run
-from deploy.project import SETTING_PREFIXES
+from deploy.compose_model import ServiceRun, load_compose, secret_value, service_run
+from deploy.project import SETTING_PREFIXES, secret_file_env_names
 from e2e.stack import SEED_SEND_EMAIL, Api, Stack, Worker, admin_key, enqueue, wait_for_status
+from pg_provider import run_sync
 from queue_devtools.pgcluster import free_port
 
 pytestmark = pytest.mark.e2e
 
 # Variables the test may change, and why; anything else runs exactly as compose sets it.
 SUBSTITUTED = {
-    "DATABASE_URL": "this test's database instead of postgres:5432",
+    "DATABASE_URL_FILE": "compose's secret, pointed at this test's database",
+    "API_DATABASE_URL_FILE": "as DATABASE_URL_FILE",
+    "WORKER_DATABASE_URL_FILE": "as DATABASE_URL_FILE",
     "API_PORT": "a free port",
     "WORKER_METRICS_PORT": "a free port per replica",
     "SMTP_HOST": "mailpit is a name only Docker's DNS resolves",
@@ -106,16 +116,40 @@ def fx_clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@dataclass(frozen=True)
+class Here:
+    """What this machine puts in place of compose's database and mail sink."""
+
+    database_url: str
+    roles: Mapping[str, str]  # compose's login role → this test's name for it
+    secrets_dir: Path
+    mailpit: Mailpit
+
+    def url(self, compose_url: str) -> str:
+        """Compose's URL on this test's database: the owner's becomes this test's superuser;
+        a service's keeps its password, under this test's name for its role."""
+        compose_db, test_db = urlsplit(compose_url), urlsplit(self.database_url)
+        assert (compose_db.hostname, compose_db.port) == ("postgres", 5432)
+        netloc, user = test_db.netloc, compose_db.username
+        if user is not None and user in self.roles:
+            _, _, password = compose_db.netloc.rpartition("@")[0].partition(":")
+            host = test_db.netloc.rpartition("@")[2]
+            netloc = f"{self.roles[user]}:{password}@{host}"
+        return urlunsplit(
+            compose_db._replace(netloc=netloc, path=test_db.path, query=test_db.query)
+        )
+
+
 def _on_this_machine(
-    run: ServiceRun, database_url: str, mailpit: Mailpit, changes: dict[str, str]
+    compose: Any, run: ServiceRun, here: Here, changes: dict[str, str]
 ) -> dict[str, str]:
     env = {name: value for name, value in run.env.items() if name != "PATH"}  # the image's venv
-    compose_db = urlsplit(env["DATABASE_URL"])
-    assert (compose_db.hostname, compose_db.port) == ("postgres", 5432)
-    test_db = urlsplit(database_url)
-    changes["DATABASE_URL"] = urlunsplit(
-        compose_db._replace(netloc=test_db.netloc, path=test_db.path, query=test_db.query)
-    )
+    for variable in sorted(set(env) & secret_file_env_names()):
+        secret = run.secret_path(variable)
+        path = here.secrets_dir / f"{run.name}-{secret}"
+        path.write_text(here.url(secret_value(compose, secret)) + "\n")
+        changes[variable] = str(path)
+    mailpit = here.mailpit
     if "API_PORT" in env:
         changes["API_PORT"] = str(free_port())
     if "WORKER_METRICS_PORT" in env:
@@ -128,34 +162,75 @@ def _on_this_machine(
     return {**env, **changes}
 
 
+@pytest.fixture(name="here")
+def fx_here(compose: Any, empty_db_url: str, mailpit: Mailpit, tmp_path: Path) -> Iterator[Here]:
+    """This test's stand-ins, and its names for the login roles, dropped at the end."""
+    suffix = uuid.uuid4().hex[:10]
+    roles = {}
+    for service in ("api", "worker"):
+        user = urlsplit(secret_value(compose, f"{service}-database-url")).username
+        assert user, f"{service}-database-url names no role"
+        roles[user] = f"tq_{service}_{suffix}"
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    yield Here(empty_db_url, roles, secrets_dir, mailpit)
+    run_sync(_execute(empty_db_url, *(f"DROP ROLE IF EXISTS {r}" for r in roles.values())))
+
+
+async def _execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _connected_as(url: str) -> set[tuple[str, str]]:
+    """(application_name, role) of the sessions on the database of ``url``."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT DISTINCT application_name, usename FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return {(str(row["application_name"]), str(row["usename"])) for row in rows}
+
+
 @pytest.mark.usefixtures("clean_environment")
 def test_the_compose_services_run_jobs_to_completion(
-    compose: Any, empty_db_url: str, mailpit: Mailpit, tmp_path: Any
+    compose: Any, here: Here, tmp_path: Path
 ) -> None:
     stack = Stack(tmp_path)
     try:
-        _run_the_topology(stack, compose, empty_db_url, mailpit)
+        _run_the_topology(stack, compose, here)
     finally:
         stack.stop_all()
 
 
-def _run_the_topology(stack: Stack, compose: Any, database_url: str, mailpit: Mailpit) -> None:
-    runs = {name: service_run(compose, name) for name in ("migrate", "api", "worker")}
-    assert int(compose["services"]["worker"]["deploy"]["replicas"]) == WORKER_REPLICAS
-
-    # migrate first; api and worker wait for it to exit 0 (service_completed_successfully).
-    migrate = stack.spawn(
-        "migrate",
-        runs["migrate"].argv,
-        _on_this_machine(runs["migrate"], database_url, mailpit, {}),
-    )
+def _run_one_shot(stack: Stack, compose: Any, here: Here, name: str) -> None:
+    run = service_run(compose, name)
+    proc = stack.spawn(name, run.argv, _on_this_machine(compose, run, here, {}))
     try:
-        code = migrate.wait(timeout_s=60)
+        code = proc.wait(timeout_s=60)
     except subprocess.TimeoutExpired:
         code = None
-    assert code == 0, f"{runs['migrate'].argv} exited {code}\n{stack.logs()}"
+    assert code == 0, f"{run.argv} exited {code}\n{stack.logs()}"
 
-    api_env = _on_this_machine(runs["api"], database_url, mailpit, {})
+
+def _run_the_topology(stack: Stack, compose: Any, here: Here) -> None:
+    runs = {name: service_run(compose, name) for name in ("api", "worker")}
+    assert int(compose["services"]["worker"]["deploy"]["replicas"]) == WORKER_REPLICAS
+    database_url, mailpit = here.database_url, here.mailpit
+
+    # migrate, then login-roles; api and worker wait for both to exit 0
+    # (service_completed_successfully).
+    _run_one_shot(stack, compose, here, "migrate")
+    _run_one_shot(stack, compose, here, "login-roles")
+
+    api_env = _on_this_machine(compose, runs["api"], here, {})
     api = Api(
         stack.spawn("api", runs["api"].argv, api_env),
         f"http://127.0.0.1:{api_env['API_PORT']}",
@@ -163,7 +238,7 @@ def _run_the_topology(stack: Stack, compose: Any, database_url: str, mailpit: Ma
     )
     workers = []
     for replica in range(1, WORKER_REPLICAS + 1):
-        env = _on_this_machine(runs["worker"], database_url, mailpit, {})
+        env = _on_this_machine(compose, runs["worker"], here, {})
         proc = stack.spawn(f"worker-{replica}", runs["worker"].argv, env)
         workers.append(Worker(proc, int(env["WORKER_METRICS_PORT"])))
     stack.wait_ready(api, *workers)
@@ -179,6 +254,15 @@ def _run_the_topology(stack: Stack, compose: Any, database_url: str, mailpit: Ma
         }
         final = {name: wait_for_status(stack, client, job_id) for name, job_id in ids.items()}
         assert "queue_jobs_due" in client.get("/metrics").text
+
+    # Each connected as its own role: the api's pool and the workers' pools and listeners.
+    sessions = run_sync(_connected_as(database_url))
+    api_role, worker_role = here.roles["queue_api"], here.roles["queue_worker"]
+    assert {("queue-api", api_role), ("queue-worker", worker_role)} <= sessions, sessions
+    assert {role for name, role in sessions if name.startswith("queue-")} == {
+        api_role,
+        worker_role,
+    }, sessions
 
     logs = stack.logs()
     for name in ("send_email", "noop", "sleep"):
