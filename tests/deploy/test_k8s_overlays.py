@@ -1,13 +1,15 @@
 """Every kustomize overlay rendered by a real kustomize and validated offline (Kubernetes'
 schemas and the KEDA / Prometheus Operator CRDs, strictly), then checked against the code:
 probes hit real endpoints on the right ports, the worker's grace period outlasts its drain,
-every variable is a real setting, and the pods meet the restricted security profile."""
+every variable is a real setting, the pods meet the restricted security profile, and each
+reads the database URL of its own role from a mounted Secret file, never from a variable."""
 
 import os
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -33,6 +35,8 @@ from deploy.project import (
     load_yaml,
     load_yaml_all,
     script_env_names,
+    secret_env_names,
+    secret_file_env_names,
     settings_from,
 )
 from queue_api.app import create_app
@@ -54,6 +58,20 @@ WORKLOAD_KINDS = ("Deployment", "Job")
 MIGRATE_STEP_LABEL = ("task-queue/step", "migrate")
 MIGRATE_STEP_KINDS = {"Namespace", "ConfigMap", "Job"}
 UNREACHABLE_DB = "postgresql://probe@127.0.0.1:1/never"
+# The Secret each container's DATABASE_URL_FILE (and login-roles' other two) is mounted from.
+DATABASE_SECRETS = {
+    ("queue-migrate", "migrate"): {"DATABASE_URL_FILE": "queue-database-owner"},
+    ("queue-migrate", "login-roles"): {
+        "DATABASE_URL_FILE": "queue-database-owner",
+        "API_DATABASE_URL_FILE": "queue-database-api",
+        "WORKER_DATABASE_URL_FILE": "queue-database-worker",
+    },
+    ("queue-api", "api"): {"DATABASE_URL_FILE": "queue-database-api"},
+    ("queue-worker", "worker"): {"DATABASE_URL_FILE": "queue-database-worker"},
+}
+OWNER_SECRET = "queue-database-owner"  # noqa: S105 - a Secret's name
+# Secret files readable by their owner (root) and the pod's fsGroup only.
+SECRET_FILE_MODES = {0o400, 0o440}
 Serves = Callable[[str], bool]  # whether something answers 200 on a path
 
 
@@ -105,8 +123,38 @@ def _workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] in WORKLOAD_KINDS]
 
 
+def _pod_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The init containers, then the others."""
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
 def _containers(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    return [(w, c) for w in _workloads(docs) for c in pod_spec(w)["containers"]]
+    return [(w, c) for w in _workloads(docs) for c in _pod_containers(pod_spec(w))]
+
+
+def _secret_file(spec: dict[str, Any], container: dict[str, Any], path: str) -> dict[str, Any]:
+    """The Secret volume that the file at ``path`` in ``container`` comes from; fails unless
+    the file is one of its items, mounted read-only."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        directory = mount["mountPath"].rstrip("/") + "/"
+        volume = volumes[mount["name"]]
+        if not path.startswith(directory) or "secret" not in volume:
+            continue
+        assert mount.get("readOnly") is True, f"{container['name']}: {directory} is writable"
+        items = volume["secret"].get("items")
+        assert items, f"{mount['name']}: list the keys it mounts (items)"
+        assert path.removeprefix(directory) in {item["path"] for item in items}, path
+        return dict(volume["secret"])
+    raise AssertionError(f"{container['name']}: {path} is not in a mounted Secret volume")
+
+
+@pytest.fixture(name="local_secret_file")
+def fx_local_secret_file(tmp_path: Path) -> str:
+    """A file holding a database URL, standing in for a mounted Secret's."""
+    path = tmp_path / "DATABASE_URL"
+    path.write_text(UNREACHABLE_DB + "\n")
+    return str(path)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -202,7 +250,10 @@ def test_the_worker_grace_period_outlasts_its_drain(
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_variable_is_a_setting_of_the_process(
-    rendered: dict[str, list[dict[str, Any]]], overlay: str, monkeypatch: pytest.MonkeyPatch
+    rendered: dict[str, list[dict[str, Any]]],
+    overlay: str,
+    monkeypatch: pytest.MonkeyPatch,
+    local_secret_file: str,
 ) -> None:
     docs = rendered[overlay]
     for workload, container in _containers(docs):
@@ -212,11 +263,66 @@ def test_every_variable_is_a_setting_of_the_process(
         env = container_env(docs, container)
         unknown = set(env) - script_env_names(script)
         assert not unknown, f"{describe(workload)} sets {sorted(unknown)}; {script} ignores them"
-        assert "DATABASE_URL" in env, f"{describe(workload)}: DATABASE_URL from the Secret"
-        # The values load: the process would not exit with "invalid configuration".
-        values = {name: UNREACHABLE_DB if value is None else value for name, value in env.items()}
+        assert "DATABASE_URL_FILE" in env, f"{describe(workload)}: the URL from a Secret file"
+        # The values load: the process would not exit with "invalid configuration". Each
+        # secret file (mounted in the pod) is a local one here.
+        values = {
+            name: local_secret_file if name in secret_file_env_names() else str(value)
+            for name, value in env.items()
+        }
         for cls in SETTINGS_BY_SCRIPT[script]:
             settings_from(monkeypatch, values, cls)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_is_ever_a_variable_only_a_mounted_file(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    for workload, container in _containers(rendered[overlay]):
+        where = f"{overlay} {describe(workload)} {container['name']}"
+        spec = pod_spec(workload)
+        assert all("configMapRef" in source for source in container.get("envFrom", [])), where
+        env = {entry["name"]: entry for entry in container.get("env", [])}
+        assert not set(env) & secret_env_names(), f"{where}: a secret as a variable"
+        for entry in env.values():
+            assert "valueFrom" not in entry, f"{where}: {entry['name']} from a Secret's value"
+        for name in set(env) & secret_file_env_names():
+            volume = _secret_file(spec, container, env[name]["value"])
+            mode = volume["defaultMode"]
+            assert mode in SECRET_FILE_MODES, f"{where}: mode {oct(mode)}"
+            # Group-readable files are readable by the app only through the pod's fsGroup.
+            assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_container_reads_the_database_secret_of_its_own_role(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    seen = set()
+    for workload, container in _containers(rendered[overlay]):
+        key = (workload["metadata"]["name"], container["name"])
+        seen.add(key)
+        spec = pod_spec(workload)
+        env = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+        files = {name: env[name] for name in set(env) & secret_file_env_names()}
+        read = {
+            name: _secret_file(spec, container, path)["secretName"] for name, path in files.items()
+        }
+        assert read == DATABASE_SECRETS[key], key
+        mounted = {
+            volume["secret"]["secretName"]
+            for volume in spec.get("volumes", [])
+            if "secret" in volume
+            and volume["name"] in {m["name"] for m in container.get("volumeMounts", [])}
+        }
+        assert mounted == set(read.values()), f"{key}: mounts {mounted}"
+    assert seen == set(DATABASE_SECRETS)
+    # The API and the workers never receive the owner's credentials, not even unmounted.
+    for name in ("queue-api", "queue-worker"):
+        volumes = pod_spec(find(rendered[overlay], "Deployment", name)).get("volumes", [])
+        secrets = {v["secret"]["secretName"] for v in volumes if "secret" in v}
+        assert OWNER_SECRET not in secrets, name
+        assert len(secrets) == 1, f"{name}: {secrets}"
 
 
 def _probe_urls(container: dict[str, Any]) -> list[tuple[str, str]]:
@@ -286,7 +392,7 @@ def test_pods_meet_the_restricted_security_profile(
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
         assert spec["automountServiceAccountToken"] is False, where
         empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
-        for container in spec["containers"]:
+        for container in _pod_containers(spec):
             context = container["securityContext"]
             assert context["allowPrivilegeEscalation"] is False, where
             assert context["readOnlyRootFilesystem"] is True, where
@@ -363,17 +469,29 @@ def test_the_secret_example_has_what_the_pods_read(
     rendered: dict[str, list[dict[str, Any]]], overlay: str
 ) -> None:
     example_path = K8S_DIR / "base" / "secret.example.yaml"
-    (example,) = load_yaml_all(example_path.read_text())
-    assert list(schema_problems(example, KUBERNETES_VERSIONS[0])) == []
-    assert example["metadata"]["namespace"] == NAMESPACE
+    examples = {doc["metadata"]["name"]: doc for doc in load_yaml_all(example_path.read_text())}
+    for example in examples.values():
+        assert list(schema_problems(example, KUBERNETES_VERSIONS[0])) == []
+        assert example["metadata"]["namespace"] == NAMESPACE
     base = load_yaml(K8S_DIR / "base" / "kustomization.yaml")
     assert example_path.name not in base["resources"], "an example, never applied"
-    for workload, container in _containers(rendered[overlay]):
-        for entry in container.get("env", []):
-            ref = entry.get("valueFrom", {}).get("secretKeyRef")
-            if ref is not None:
-                assert ref["name"] == example["metadata"]["name"], describe(workload)
-                assert ref["key"] in example["stringData"], describe(workload)
+    read = set()
+    for workload in _workloads(rendered[overlay]):
+        for volume in pod_spec(workload).get("volumes", []):
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                assert name in examples, f"{describe(workload)}: {name}"
+                keys = {item["key"] for item in volume["secret"]["items"]}
+                assert keys <= set(examples[name]["stringData"]), f"{describe(workload)}: {name}"
+                read.add(name)
+    assert read == set(examples), "every example Secret is read by some pod"
+    # One role per Secret: the owner, queue_api and queue_worker, as the README says.
+    users = {
+        name: urlsplit(doc["stringData"]["DATABASE_URL"]).username for name, doc in examples.items()
+    }
+    assert users["queue-database-api"] == "queue_api"
+    assert users["queue-database-worker"] == "queue_worker"
+    assert len(set(users.values())) == 3
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -382,11 +500,15 @@ def test_the_migrate_job_can_be_applied_alone_before_the_rollout(
 ) -> None:
     docs = rendered[overlay]
     job = find(docs, "Job", "queue-migrate")
-    (container,) = pod_spec(job)["containers"]
+    # The migrations first, then the login roles in the groups that migration 0006 makes.
+    (container,) = pod_spec(job)["initContainers"]
+    (roles,) = pod_spec(job)["containers"]
     assert container["command"] == ["queue-migrate"]
+    assert roles["command"] == ["queue-login-roles"]
     assert "queue-migrate" in console_scripts(_image_name(container["image"]))
     api_image = pod_spec(find(docs, "Deployment", "queue-api"))["containers"][0]["image"]
     assert container["image"] == api_image, "the migrations of the release being rolled out"
+    assert roles["image"] == api_image
     assert pod_spec(job)["restartPolicy"] == "Never"
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
     key, value = MIGRATE_STEP_LABEL
