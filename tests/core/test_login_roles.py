@@ -1,9 +1,10 @@
 """``queue-login-roles``: the services' login roles made, updated and checked from their URLs.
 
 Roles belong to the cluster, so every test names its login roles uniquely and drops them at
-teardown. The throwaway cluster trusts loopback connections, so a password is never checked
-at login here: what the server stores for it (``pg_authid``, read as superuser) is compared
-with what the password hashes to instead. The compose stack test logs in for real.
+teardown. The throwaway cluster trusts loopback connections, testcontainers' PostgreSQL asks
+for passwords: the tests pass on both, and check a password by what the server stores for it
+(``pg_authid``, read as superuser), compared with what the password hashes to. The compose
+stack test logs in with them over the network.
 """
 
 import base64
@@ -35,6 +36,7 @@ PASSWORDS = {
     "api": "api-password-1",
     "worker": "worker-password-1",
 }
+PLAIN_OWNER_PASSWORD = "plain-owner-password"  # noqa: S105 - a throwaway role
 SCRIPT_TIMEOUT_S = 30.0
 
 
@@ -198,10 +200,15 @@ async def test_an_existing_role_gets_its_login_and_group(db_url: str, names: Nam
     assert await _members(db_url, names.api) == [API_GROUP]
 
 
-async def test_a_url_without_password_leaves_the_password_alone(db_url: str, names: Names) -> None:
+async def test_a_url_without_password_leaves_the_password_alone(
+    db_url: str, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await apply(db_url, names.roles(db_url))
     before = await _stored_verifier(db_url, names.api)
 
+    # Where the server asks for one, the check logs in with the password from elsewhere, as
+    # the service would (libpq's and asyncpg's PGPASSWORD, or a passfile).
+    monkeypatch.setenv("PGPASSWORD", PASSWORDS["api"])
     await apply(db_url, names.roles(db_url, api=None))
 
     assert await _stored_verifier(db_url, names.api) == before
@@ -276,8 +283,8 @@ async def test_missing_group_roles_say_to_migrate_first(db_url: str, names: Name
 def fx_plain_owner_url(db_url: str) -> Iterator[str]:
     """This test's database as a role that may log in and nothing more."""
     owner = f"tq_owner_{uuid.uuid4().hex[:10]}"
-    run_sync(_execute(db_url, f"CREATE ROLE {owner} LOGIN"))
-    yield _as_user(db_url, owner, None)
+    run_sync(_execute(db_url, f"CREATE ROLE {owner} LOGIN PASSWORD '{PLAIN_OWNER_PASSWORD}'"))
+    yield _as_user(db_url, owner, PLAIN_OWNER_PASSWORD)
     run_sync(_execute(db_url, f"DROP ROLE {owner}"))
 
 
@@ -290,7 +297,8 @@ async def test_an_owner_that_may_not_create_roles_only_checks_them(
 
     await apply(db_url, roles)  # as superuser: now they exist
     before = await _stored_verifier(db_url, names.api)
-    await apply(plain_owner_url, names.roles(db_url, api="another"))
+    await apply(plain_owner_url, roles)
+    # Setting the password again would have salted it anew.
     assert await _stored_verifier(db_url, names.api) == before, "changed nothing"
 
 
