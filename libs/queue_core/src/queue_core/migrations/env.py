@@ -2,13 +2,21 @@
 
 The lock makes ``queue-migrate`` safe to start from several replicas at once (a Kubernetes Job
 retried, compose scaled): the first one migrates, the others wait and then find nothing to do.
+
+The lock is held by a connection of its own, idle outside any transaction, and the others wait
+by polling ``pg_try_advisory_lock`` rather than blocking in ``pg_advisory_lock``: a revision
+that builds an index CONCURRENTLY waits for every transaction older than the build, and a
+migrate blocked on the lock inside a transaction would be one, waiting in turn for the build
+(a deadlock PostgreSQL breaks by failing one of them).
 """
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from alembic import context
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -17,6 +25,7 @@ from queue_core.models import Base
 
 # Arbitrary but fixed: every queue-migrate process must contend for the same key.
 MIGRATION_LOCK_KEY = 0x7155_6D69  # "qumi"
+LOCK_POLL_S = 0.2
 
 config = context.config
 
@@ -44,17 +53,25 @@ def _configure(connection: Connection | None = None) -> None:
     )
 
 
-def _run_locked(connection: Connection) -> None:
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+def _run(connection: Connection) -> None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
     connection.commit()
+
+
+@asynccontextmanager
+async def _migration_lock(dsn: str) -> AsyncIterator[None]:
+    """Hold the migration lock on a connection of its own (see the module's docstring)."""
+    conn = await asyncpg.connect(dsn)
     try:
-        _configure(connection)
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        while True:  # polled, never waited for in a statement: see the module's docstring
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
+                break
+            await asyncio.sleep(LOCK_POLL_S)
+        yield
     finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        connection.commit()
+        await conn.close()  # ends the session, and with it the lock
 
 
 async def _run_online() -> None:
@@ -66,8 +83,8 @@ async def _run_online() -> None:
         "postgresql+asyncpg://", poolclass=NullPool, async_creator=lambda: asyncpg.connect(dsn)
     )
     try:
-        async with engine.connect() as connection:
-            await connection.run_sync(_run_locked)
+        async with _migration_lock(dsn), engine.connect() as connection:
+            await connection.run_sync(_run)
     finally:
         await engine.dispose()
 
