@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 import structlog
+from litestar.plugins.prometheus import PrometheusMiddleware
 from litestar.testing import AsyncTestClient
 from structlog.typing import EventDict
 
@@ -72,6 +73,17 @@ def fx_logs() -> Iterator[list[EventDict]]:
     default console renderer would spend most of a 500 test drawing its traceback)."""
     with structlog.testing.capture_logs() as events:
         yield events
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_this_modules_request_series() -> Iterator[None]:
+    """Each module's requests leave (route, method, status) series in the process-wide
+    Prometheus registry, which every later in-process /metrics page of the session (the
+    worker's side port included) would carry and be measured with: the more routes, the more
+    series. Forgotten after each module."""
+    yield
+    for metric in PrometheusMiddleware._metrics.values():  # noqa: SLF001 - Litestar's registry
+        metric.clear()
 
 
 @pytest.fixture(name="make_client")

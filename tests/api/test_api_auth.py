@@ -5,7 +5,7 @@ does the same black-box with keys made by the real ``queue-keys``."""
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from litestar.plugins.prometheus import PrometheusMiddleware
 from structlog.typing import EventDict
 
 from api.support import ApiClient, ClientFactory, bearer, build_app, error_body
@@ -29,21 +28,11 @@ ALLOWED = "allowed"
 OTHER = "other"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _forget_this_modules_request_series() -> Iterator[None]:
-    """The matrix below gives every route a few more (route, status) series in the process-wide
-    Prometheus registry, which every later in-process /metrics page of the session (the worker's
-    side port included) would carry and be measured with. Forgotten after the module."""
-    yield
-    for metric in PrometheusMiddleware._metrics.values():  # noqa: SLF001 - Litestar's registry
-        metric.clear()
-
-
 @dataclass(frozen=True)
 class Endpoint:
     name: str
     method: str
-    path: str  # {job} is replaced by a job's id
+    path: str  # {job} is replaced by a job's id, {queue} by the queue the call is for
     scope: Scope
     ok: int  # the status a key with the scope and the queue gets
     body: dict[str, Any] | None = None
@@ -56,13 +45,29 @@ def _job(queue: str) -> dict[str, Any]:
 
 ENDPOINTS = [
     Endpoint("enqueue", "POST", "/jobs", Scope.JOBS_WRITE, 201, _job(ALLOWED)),
+    Endpoint("enqueue-v1", "POST", "/v1/jobs", Scope.JOBS_WRITE, 201, _job(ALLOWED)),
     Endpoint(
         "enqueue-batch", "POST", "/v1/jobs/batch", Scope.JOBS_WRITE, 201, {"jobs": [_job(ALLOWED)]}
     ),
     Endpoint("status", "GET", "/jobs/status?id={job}", Scope.JOBS_READ, 200),
     Endpoint("cancel", "POST", "/v1/jobs/{job}/cancel", Scope.JOBS_ADMIN, 200),
     Endpoint("retry", "POST", "/v1/jobs/{job}/retry", Scope.JOBS_ADMIN, 200),
+    Endpoint("list-jobs", "GET", "/v1/jobs?queue={queue}", Scope.JOBS_READ, 200),
+    Endpoint("get-job", "GET", "/v1/jobs/{job}", Scope.JOBS_READ, 200),
+    Endpoint("delete-job", "DELETE", "/v1/jobs/{job}", Scope.JOBS_ADMIN, 204),
+    # Bulk actions: a restricted key acts on its queues only (tests/api/test_api_job_admin.py).
+    Endpoint(
+        "cancel-jobs", "POST", "/v1/jobs/cancel", Scope.JOBS_ADMIN, 200, {"limit": 1}, queued=False
+    ),
+    Endpoint(
+        "retry-jobs", "POST", "/v1/jobs/retry", Scope.JOBS_ADMIN, 200, {"limit": 1}, queued=False
+    ),
     Endpoint("metrics", "GET", "/metrics", Scope.METRICS_READ, 200, queued=False),
+    # Listings: a key restricted to queues sees those only (tests/api/test_api_fleet.py).
+    Endpoint("list-queues", "GET", "/v1/queues", Scope.JOBS_READ, 200, queued=False),
+    Endpoint("list-workers", "GET", "/v1/workers", Scope.JOBS_READ, 200, queued=False),
+    Endpoint("pause-queue", "POST", "/v1/queues/{queue}/pause", Scope.QUEUES_ADMIN, 200),
+    Endpoint("resume-queue", "POST", "/v1/queues/{queue}/resume", Scope.QUEUES_ADMIN, 200),
     Endpoint("list-keys", "GET", "/v1/keys", Scope.KEYS_ADMIN, 200, queued=False),
     Endpoint(
         "create-key",
@@ -87,7 +92,7 @@ class Keys:
 
     revoked: str
     expired: str
-    unscoped: str  # queues:admin only, which no endpoint needs
+    unscoped: str  # queues:admin only: every endpoint but pausing and resuming needs more
     by_scope: dict[Scope, str]  # one scope each, queue ALLOWED only
 
 
@@ -146,7 +151,7 @@ async def call(
     job: uuid.UUID | None = None,
     victim: str = "nobody",
 ) -> httpx.Response:
-    path = endpoint.path.format(job=job or uuid.uuid4(), victim=victim)
+    path = endpoint.path.format(job=job or uuid.uuid4(), victim=victim, queue=queue)
     body = endpoint.body
     if body is not None and endpoint.name.startswith("enqueue"):
         body = {"jobs": [_job(queue)]} if "jobs" in body else _job(queue)
@@ -192,7 +197,7 @@ async def test_every_protected_endpoint_answers_401_with_a_challenge_without_a_u
 ) -> None:
     key, headers = _unusable(kind, keys)
     if headers:
-        path = endpoint.path.format(job=uuid.uuid4(), victim="nobody")
+        path = endpoint.path.format(job=uuid.uuid4(), victim="nobody", queue=ALLOWED)
         response = await anonymous.request(
             endpoint.method, path, json=endpoint.body, headers=headers
         )
@@ -215,7 +220,9 @@ async def test_every_protected_endpoint_answers_401_with_a_challenge_without_a_u
 async def test_every_protected_endpoint_answers_403_naming_the_scope_a_key_lacks(
     anonymous: ApiClient, keys: Keys, endpoint: Endpoint
 ) -> None:
-    response = await call(anonymous, endpoint, keys.unscoped)
+    # queues:admin is all the unscoped key has: a key with another scope stands in for it.
+    lacking = keys.by_scope[Scope.JOBS_READ] if endpoint.scope is Scope.QUEUES_ADMIN else None
+    response = await call(anonymous, endpoint, lacking or keys.unscoped)
 
     assert response.status_code == 403, response.text
     assert error_body(response)["detail"] == f"this API key lacks the scope {endpoint.scope}"
@@ -245,7 +252,7 @@ async def test_a_key_with_the_scope_and_the_queue_gets_through(
     job = await _enqueue(shared_db_url, ALLOWED)
     victim = f"victim-{uuid.uuid4().hex[:8]}"
     run_sync(_create(shared_db_url, victim))
-    if endpoint.name == "retry":  # only a failed or cancelled job can be retried
+    if endpoint.name in ("retry", "delete-job"):  # only a finished job: cancel it first
         await call(anonymous, BY_NAME["cancel"], keys.by_scope[Scope.JOBS_ADMIN], job=job)
 
     response = await call(anonymous, endpoint, key, job=job, victim=victim)
