@@ -57,5 +57,9 @@ bench: sync ## Benchmark against PgQueuer and Procrastinate (about 20 minutes; i
 bench-smoke: sync ## Every benchmark workload of ours, tiny: seconds
 	@$(UV) run --frozen python benchmarks/bench.py --smoke
 
+.PHONY: bench-listing
+bench-listing: sync ## GET /v1/jobs's statement on 10 million jobs: p50/p99 per filter (about 10 minutes)
+	@$(UV) run --frozen python benchmarks/listing_bench.py $(BENCH_ARGS)
+
 .PHONY: check
 check: lint test ## Everything CI runs

@@ -34,6 +34,19 @@ Case = schemathesis.Case[schemathesis.APIOperation[Any, Any, Any, Any]]
 # Building the app connects to nothing; its document does not depend on the database.
 DOCUMENT = create_app(ApiSettings(DATABASE_URL=closed_port_url())).openapi_schema.to_schema()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
+# The chains leave out GET /v1/queues: Schemathesis infers links from its list to pause and
+# resume, and the list grows with every queue name a generated request invents, so a replayed
+# chain draws from a different list and Hypothesis fails it as flaky. The stateless test above
+# still sends it every kind of request.
+CHAIN_SCHEMA = schemathesis.openapi.from_dict(
+    {
+        **DOCUMENT,
+        "paths": {
+            path: {m: op for m, op in item.items() if (path, m) != ("/v1/queues", "get")}
+            for path, item in DOCUMENT["paths"].items()
+        },
+    }
+)
 
 CHECKS = [
     not_a_server_error,
@@ -77,7 +90,7 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
 def test_no_chain_of_linked_requests_gets_a_server_error_or_an_undocumented_answer(
     api_process: Api,
 ) -> None:
-    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    class Workflow(CHAIN_SCHEMA.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:  # noqa: ARG002 - same for all
             return {"base_url": api_process.base_url, "headers": api_process.auth_headers}
 

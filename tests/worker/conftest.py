@@ -10,8 +10,9 @@ from queue_core.db import create_pool
 from queue_core.retry import Backoff
 from queue_core.tasks import TaskRegistry
 from queue_worker.events import WorkerEvents
+from queue_worker.pauses import PauseWatcher
 from queue_worker.runner import STUCK_GRACE_S, Runner, RunnerConfig
-from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S
+from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_RESULT_BYTES
 from worker.harness import (
     FAST_BACKOFF,
     LoopWatchdog,
@@ -61,6 +62,8 @@ async def fx_start_worker(
         stuck_grace_s: float = STUCK_GRACE_S,
         queue: RecordingQueue | None = None,
         events: WorkerEvents | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        pauses: PauseWatcher | None = None,
     ) -> RunningWorker:
         worker_pool = pool
         if database_url is not None:
@@ -80,9 +83,11 @@ async def fx_start_worker(
                 backoff=backoff,
                 job_timeout_s=job_timeout_s,
                 stuck_grace_s=stuck_grace_s,
+                max_result_bytes=max_result_bytes,
             ),
             worker_id=worker_id,
             events=events,
+            pauses=pauses,
         )
         watchdog.watch(runner)
         worker = RunningWorker(runner=runner, queue=queue)

@@ -23,8 +23,9 @@ from queue_core.states import JobStatus
 from queue_core.tasks import TaskRegistry
 from queue_worker.events import WorkerEvents
 from queue_worker.listener import Listener
+from queue_worker.pauses import PauseWatcher
 from queue_worker.runner import STUCK_GRACE_S, Runner
-from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S
+from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_RESULT_BYTES
 from queue_worker.supervisor import Supervisor
 
 # Retries in milliseconds instead of seconds, so a test sees every attempt quickly.
@@ -172,6 +173,8 @@ class StartWorker(Protocol):
         stuck_grace_s: float = STUCK_GRACE_S,
         queue: RecordingQueue | None = None,
         events: WorkerEvents | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        pauses: PauseWatcher | None = None,
     ) -> RunningWorker: ...
 
 

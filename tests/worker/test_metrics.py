@@ -112,7 +112,8 @@ class _Reference:
         self.finished = Counter(
             "queue_worker_jobs_finished_total",
             "Attempts ended, by outcome: completed, retried (failed, will run again), failed "
-            "(for good), cancelled, released (handed back at shutdown), lost (lease taken away).",
+            "(for good), cancelled, released (handed back at shutdown), snoozed (to run later, "
+            "the attempt given back), lost (lease taken away).",
             ["type", "queue", "outcome"],
             registry=reg,
         )

@@ -50,3 +50,27 @@ class JobNotFoundError(QueueError):
     def __init__(self, job_id: UUID) -> None:
         super().__init__(f"job {job_id} not found")
         self.job_id = job_id
+
+
+class IdempotencyKeyReusedError(QueueError):
+    """An idempotency key still in its lifetime came with a request other than the one it was
+    first used with: a client bug (one key per distinct request), never a retry."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this idempotency key was already used with a different request: use a new key "
+            "for a new request, or send the first request again unchanged"
+        )
+
+
+class UniqueKeyHeldError(JobStateConflictError):
+    """A job cannot go back to pending (a retry): another pending or running job has taken its
+    unique key since it finished."""
+
+    def __init__(self, job_id: UUID, action: str) -> None:
+        QueueError.__init__(
+            self,
+            f"job {job_id} cannot be {action}: a pending or running job holds its unique key",
+        )
+        self.job_id = job_id
+        self.status = "held"

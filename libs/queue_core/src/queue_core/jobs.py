@@ -15,6 +15,17 @@ StoredPayload = Any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Idempotency:
+    """A request's idempotency key (already namespaced by its caller: keys are global), the
+    fingerprint of the request it came with (e.g. a SHA-256 of its canonical form), and how
+    many seconds from now the key holds."""
+
+    key: str
+    fingerprint: bytes
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NewJob:
     """A job to enqueue. ``scheduled_at`` None means run as soon as a worker is free."""
 
@@ -25,6 +36,28 @@ class NewJob:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     scheduled_at: datetime | None = None
     timeout_s: float | None = None
+    # At most one pending or running job holds a unique key (``unique_for_s`` None), or one job
+    # of any status for ``unique_for_s`` seconds from its enqueue. See queue_core.keyed.
+    unique_key: str | None = None
+    unique_for_s: float | None = None
+    # A client's idempotency key: the same key with the same request gives the same job.
+    idempotency: Idempotency | None = None
+
+
+class EnqueueOutcome(StrEnum):
+    """What a keyed enqueue did (``queue_core.keyed``)."""
+
+    CREATED = "created"  # a new job
+    REPLAYED = "replayed"  # the job an earlier request with this idempotency key made
+    DUPLICATE = "duplicate"  # the job holding this unique key; nothing was enqueued
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The job an enqueue answers with, and whether it is new."""
+
+    id: UUID
+    outcome: EnqueueOutcome
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +80,33 @@ class JobRecord:
     finished_at: datetime | None
     timeout_s: float | None
     cancel_requested_at: datetime | None
+    # The worker holding it and until when (set while running), the handler's result (JSON,
+    # once completed) and the errors of past attempts ([{"attempt", "at", "error"}], newest last).
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    result: StoredPayload = None
+    errors: StoredPayload = None
+    # Its unique key, and until when it holds it (None: while pending or running).
+    unique_key: str | None = None
+    unique_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSummary:
+    """A job as a listing shows it: no payload, result or errors, to keep pages small."""
+
+    id: UUID
+    type: str
+    queue: str
+    status: JobStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_message: str | None
 
 
 # ClaimedJob, Outcome and Recorded are made for every job a worker runs, tens of thousands a
@@ -79,6 +139,7 @@ class OutcomeKind(StrEnum):
     FAILED_FINAL = "failed_final"  # no retry can help
     CANCELLED = "cancelled"  # stopped on a cancel request
     RELEASED = "released"  # interrupted by shutdown: pending again, the attempt given back
+    SNOOZED = "snoozed"  # the handler asked to run later: pending, the attempt given back
 
 
 @dataclass(slots=True)
@@ -91,6 +152,9 @@ class Outcome:
     # worker) has a higher attempt number, so a late outcome of the old run cannot land on
     # the new one. None skips that check (tools and tests acting on a worker's behalf).
     attempt: int | None = None
+    # A completed attempt's return value as JSON text, checked and bounded by the worker
+    # (None: no result, stored as NULL).
+    result: str | None = None
 
 
 @dataclass(slots=True)

@@ -23,3 +23,15 @@ SCHEDULED_AT_MAX: Final = datetime(2200, 1, 1, tzinfo=UTC)
 # The longest per-job attempt timeout the table holds: one week. NaN and infinity are refused
 # too (PostgreSQL orders NaN above every number, so "timeout_s > 0" alone lets it through).
 MAX_TIMEOUT_S: Final = 7 * 24 * 3600.0
+
+# The errors of past attempts a job keeps (jobs.errors, newest last): enough to see a pattern
+# in a job's failures, bounded so that a job retried a thousand times stays a small row.
+MAX_ERRORS_KEPT: Final = 20
+
+# The longest error text stored for one attempt (jobs.error_message and each entry of
+# jobs.errors): a handler's message may be anything, a traceback's worth or a whole payload.
+MAX_ERROR_CHARS: Final = 2000
+
+# How far ahead a handler may Snooze its job: a week, like the longest attempt timeout, so that
+# now() + snooze always stays inside the range the table holds.
+MAX_SNOOZE_S: Final = 7 * 24 * 3600.0

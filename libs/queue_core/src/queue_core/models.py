@@ -156,6 +156,14 @@ class Job(Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
+        # Listing failed and cancelled jobs (GET /v1/jobs?status=failed), newest first, with
+        # what the listing's filters read: see migration 0009 for why this is its only index.
+        Index(
+            "ix_jobs_failed_cancelled",
+            "id",
+            postgresql_include=["status", "type", "queue", "created_at", "finished_at"],
+            postgresql_where=text("status IN ('failed', 'cancelled')"),
+        ),
         Index(
             "ix_jobs_unique_key",
             "unique_key",

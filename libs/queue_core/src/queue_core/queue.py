@@ -7,17 +7,24 @@ Transient database errors (unreachable, or a statement aborted to break a deadlo
 caller decides (the API answers 503, the worker backs off).
 """
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
-from uuid_utils.compat import uuid7
 
 from queue_core.db import translate_connection_errors, translate_input_errors
-from queue_core.errors import InvalidJobError, JobNotFoundError, JobStateConflictError
+from queue_core.errors import (
+    InvalidJobError,
+    JobNotFoundError,
+    JobStateConflictError,
+    UniqueKeyHeldError,
+)
 from queue_core.group_commit import GroupCommitter
 from queue_core.jobs import (
     ClaimedJob,
+    Enqueued,
+    EnqueueOutcome,
     Failure,
     JobRecord,
     Lease,
@@ -29,6 +36,8 @@ from queue_core.jobs import (
     Rescued,
     Transition,
 )
+from queue_core.keyed import AsyncpgDb, enqueue_all, enqueue_keyed, enqueue_many_args, is_keyed
+from queue_core.limits import MAX_ERRORS_KEPT
 from queue_core.sql import QUERIES
 from queue_core.states import STATUS_BY_VALUE, JobStatus
 
@@ -41,6 +50,7 @@ Q_HEARTBEAT = QUERIES["heartbeat"]
 Q_RESCUE_EXPIRED = QUERIES["rescue_expired"]
 Q_CANCEL = QUERIES["cancel"]
 Q_RETRY = QUERIES["retry"]
+Q_DELETE_FINISHED = QUERIES["delete_finished"]
 Q_PING = QUERIES["ping"]
 Q_QUEUE_STATS = QUERIES["queue_stats"]
 Q_OLDEST_TRANSACTION_AGE = QUERIES["oldest_transaction_age"]
@@ -67,12 +77,37 @@ class Queue:
         Concurrent calls are group-committed: one INSERT, one commit and one NOTIFY for all the
         jobs waiting, which is what lets single-job HTTP enqueues scale (a NOTIFY serialises
         commits). Raises :class:`InvalidJobError` for a job PostgreSQL cannot store, and
-        :class:`TransientDatabaseError` when it is unreachable."""
+        :class:`TransientDatabaseError` when it is unreachable.
+
+        A job with a unique or idempotency key goes through :meth:`enqueue_keyed` instead, and
+        the id returned may then be an existing job's."""
+        if job.unique_key is not None or job.idempotency is not None:
+            return (await self.enqueue_keyed(job)).id
         return await self._enqueuer.submit(job)
 
+    async def enqueue_keyed(self, job: NewJob) -> Enqueued:
+        """Enqueue a job with a unique key, an idempotency key or both (``queue_core.keyed``):
+        the new job, or the one holding a key. Raises :class:`IdempotencyKeyReusedError` for an
+        idempotency key that came with another request. Not group-committed: it needs a
+        statement of its own to tell "inserted" from "already there"."""
+        return await enqueue_keyed(AsyncpgDb(self._pool), job)
+
+    async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Store ``jobs``, all or none, with what each enqueue did (keyed jobs may answer with
+        existing jobs). Without keys this is :meth:`enqueue_many`'s one statement; with keys,
+        one transaction."""
+        if not any(is_keyed(job) for job in jobs):
+            return [Enqueued(i, EnqueueOutcome.CREATED) for i in await self.enqueue_many(jobs)]
+        async with (
+            translate_connection_errors(),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            return await enqueue_all(AsyncpgDb(conn), jobs)
+
     async def _enqueue_group(self, jobs: Sequence[NewJob]) -> list[uuid.UUID | BaseException]:
-        try:
-            return list(await self.enqueue_many(jobs))
+        try:  # no keyed job gets here (enqueue)
+            return list(await self._insert_many(jobs))
         except InvalidJobError:
             if len(jobs) == 1:
                 raise
@@ -80,31 +115,26 @@ class Queue:
         results: list[uuid.UUID | BaseException] = []
         for job in jobs:
             try:
-                results.extend(await self.enqueue_many([job]))
+                results.extend(await self._insert_many([job]))
             except InvalidJobError as exc:
                 results.append(exc)
         return results
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
-        """Store many jobs in one statement, all or none. Returns their ids in order."""
+        """Store many jobs in one statement, all or none. Returns their ids in order (with
+        keyed jobs, see :meth:`enqueue_batch`, whose ids these are)."""
         if not jobs:
             return []
-        # Time-ordered ids (UUIDv7): jobs made together sit together in the primary key, so a
-        # batch claimed or finished touches a few index pages, not one random page per job,
-        # however much history the table holds.
-        ids = [uuid7() for _ in jobs]
+        if any(j.unique_key is not None or j.idempotency is not None for j in jobs):
+            return [e.id for e in await self.enqueue_batch(jobs)]
+        return await self._insert_many(jobs)
+
+    async def _insert_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        """enqueue_many's statement, for jobs without keys."""
+        args = enqueue_many_args(jobs)
         async with translate_connection_errors(), translate_input_errors():
-            await self._pool.execute(
-                Q_ENQUEUE_MANY,
-                ids,
-                [j.type for j in jobs],
-                [j.payload for j in jobs],
-                [j.queue for j in jobs],
-                [j.priority for j in jobs],
-                [j.max_attempts for j in jobs],
-                [j.scheduled_at for j in jobs],
-                [j.timeout_s for j in jobs],
-            )
+            await self._pool.execute(Q_ENQUEUE_MANY, *args)
+        ids: list[uuid.UUID] = args[0]
         return ids
 
     async def get(self, job_id: uuid.UUID) -> JobRecord:
@@ -129,6 +159,12 @@ class Queue:
             finished_at=row["finished_at"],
             timeout_s=row["timeout_s"],
             cancel_requested_at=row["cancel_requested_at"],
+            lease_owner=row["lease_owner"],
+            lease_expires_at=row["lease_expires_at"],
+            result=row["result"],
+            errors=row["errors"],
+            unique_key=row["unique_key"],
+            unique_until=row["unique_until"],
         )
 
     async def claim(
@@ -171,6 +207,8 @@ class Queue:
                 [o.error for o in outcomes],
                 [o.retry_in_s for o in outcomes],
                 [o.attempt for o in outcomes],
+                [o.result for o in outcomes],
+                MAX_ERRORS_KEPT,
             )
             released = {o.job_id for o in outcomes if o.kind is OutcomeKind.RELEASED}
             wake = released and {
@@ -218,7 +256,7 @@ class Queue:
     async def rescue_expired(self, *, limit: int = 1000) -> list[Rescued]:
         """Take back up to ``limit`` jobs whose lease ran out (their worker is gone)."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_RESCUE_EXPIRED, limit)
+            rows = await self._pool.fetch(Q_RESCUE_EXPIRED, limit, MAX_ERRORS_KEPT)
         return [
             Rescued(
                 job_id=r["id"],
@@ -264,10 +302,53 @@ class Queue:
     async def _transition(
         self, query: str, job_id: uuid.UUID, action: str, allowed: str
     ) -> Transition:
-        async with translate_connection_errors():
-            row = await self._pool.fetchrow(query, job_id)
+        try:
+            async with translate_connection_errors():
+                row = await self._pool.fetchrow(query, [job_id])
+        except asyncpg.UniqueViolationError as exc:
+            # A retry puts a job back among the pending: its unique key (ix_jobs_unique_key)
+            # may have been taken by a job enqueued since it finished.
+            raise UniqueKeyHeldError(job_id, action) from exc
         if row is None:
             raise JobNotFoundError(job_id)
         if row["after"] is None:
             raise JobStateConflictError(job_id, row["before"], action, allowed)
         return Transition(before=JobStatus(row["before"]), after=JobStatus(row["after"]))
+
+    async def cancel_many(self, job_ids: Sequence[uuid.UUID]) -> int:
+        """:meth:`cancel` for many jobs in one statement; returns how many it cancelled or asked
+        to stop (finished and unknown jobs are left alone, uncounted)."""
+        return await self._transition_many(Q_CANCEL, job_ids)
+
+    async def retry_many(self, job_ids: Sequence[uuid.UUID]) -> int:
+        """:meth:`retry` for many jobs in one statement; returns how many went back to pending.
+        A job whose unique key another job has taken since is left as it is, uncounted."""
+        try:
+            return await self._transition_many(Q_RETRY, job_ids)
+        except asyncpg.UniqueViolationError:
+            pass
+        # One held unique key failed the whole statement: one job at a time, skipping those.
+        retried = 0
+        for job_id in job_ids:
+            with contextlib.suppress(asyncpg.UniqueViolationError):
+                retried += await self._transition_many(Q_RETRY, [job_id])
+        return retried
+
+    async def _transition_many(self, query: str, job_ids: Sequence[uuid.UUID]) -> int:
+        if not job_ids:
+            return 0
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(query, list(job_ids))
+        return sum(1 for r in rows if r["after"] is not None)
+
+    async def delete_finished(self, job_id: uuid.UUID) -> None:
+        """Delete a completed, failed or cancelled job. Raises :class:`JobNotFoundError`, or
+        :class:`JobStateConflictError` for a pending or running job."""
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(Q_DELETE_FINISHED, job_id)
+        if row is None:
+            raise JobNotFoundError(job_id)
+        if not row["deleted"]:
+            raise JobStateConflictError(
+                job_id, row["status"], "deleted", "completed, failed or cancelled"
+            )

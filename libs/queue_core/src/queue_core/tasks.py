@@ -17,8 +17,11 @@ failed at once, but its thread runs on until the function returns.
 
 A handler succeeds by returning and fails by raising; a failed attempt is retried with backoff
 until the job's ``max_attempts``, unless the exception is a :class:`PermanentError`, which
-fails the job at once. Delivery is at-least-once: a handler may run again for the same job
-after a crash, so make it idempotent (``job.id`` is a stable key for that).
+fails the job at once. What it returns is stored as the job's result (JSON-serialisable,
+bounded by ``WORKER_MAX_RESULT_BYTES``; None stores none). ``raise Snooze(seconds)`` runs the
+job again later without spending an attempt. Delivery is at-least-once: a handler may run
+again for the same job after a crash, so make it idempotent (``job.id`` is a stable key for
+that).
 """
 
 import asyncio
@@ -30,6 +33,7 @@ from typing import Any, TypeAlias, cast
 from uuid import UUID
 
 from queue_core.jobs import ClaimedJob
+from queue_core.limits import MAX_SNOOZE_S
 
 
 @dataclass(slots=True)  # one per job run: not frozen, whose __init__ costs four times as much
@@ -55,8 +59,9 @@ class JobContext:
         )
 
 
-AsyncHandler: TypeAlias = Callable[[JobContext], Awaitable[None]]
-SyncHandler: TypeAlias = Callable[[JobContext], None]
+# A handler's return value is the job's result: any JSON-serialisable value, or None for none.
+AsyncHandler: TypeAlias = Callable[[JobContext], Awaitable[object]]
+SyncHandler: TypeAlias = Callable[[JobContext], object]
 Handler: TypeAlias = AsyncHandler | SyncHandler
 
 
@@ -69,6 +74,22 @@ class PermanentError(Exception):
     request): the job is failed at once instead of using its remaining attempts."""
 
 
+class Snooze(Exception):  # noqa: N818 - a request, not an error: `raise Snooze(60)`
+    """Raise it from a handler to run the job again in ``seconds`` (0 < seconds <= a week)
+    without spending an attempt: the job goes back to pending, due then. Nothing is added to
+    its errors. A cancel requested meanwhile still cancels it."""
+
+    def __init__(self, seconds: float) -> None:
+        # Checked here, in the handler's own frame: a bad value fails the attempt with this
+        # message, like any other error the handler raises.
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"Snooze takes a number of seconds, not {type(seconds).__name__}")
+        if not 0 < seconds <= MAX_SNOOZE_S:  # also refuses NaN
+            raise ValueError(f"Snooze seconds must be above 0 and at most {MAX_SNOOZE_S:g}")
+        super().__init__(f"snoozed for {seconds:g} s")
+        self.seconds = float(seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     name: str
@@ -76,12 +97,13 @@ class Task:
     is_async: bool
     timeout_s: float | None = None
 
-    def run(self, job: JobContext) -> Awaitable[None]:
-        """The handler's run, to await: the handler's own coroutine, or a thread's for a plain
-        ``def`` (no coroutine of our own around it: one frame fewer for every job)."""
+    def run(self, job: JobContext) -> Awaitable[object]:
+        """The handler's run, to await for its result: the handler's own coroutine, or a
+        thread's for a plain ``def`` (no coroutine of our own around it: one frame fewer for
+        every job)."""
         if self.is_async:
             return cast("AsyncHandler", self.handler)(job)
-        return asyncio.to_thread(cast("SyncHandler", self.handler), job)
+        return asyncio.to_thread(self.handler, job)
 
 
 def _is_async(handler: Handler) -> bool:

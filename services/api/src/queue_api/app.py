@@ -15,19 +15,28 @@ from litestar.openapi.spec import Components, Reference, SecurityScheme
 from queue_api.auth import BEARER_SCHEME, PUBLIC, KeyChecker, guard, provide_caller
 from queue_api.body_timeout import body_timeout_middleware
 from queue_api.errors import EXCEPTION_HANDLERS
+from queue_api.job_waiter import JobWaiter
 from queue_api.metrics import AUTH_ENABLED, PROMETHEUS, MetricsController, configure_labels
 from queue_api.openapi_document import StrictStructSchemaPlugin
 from queue_api.rate_limit import RateLimiter
 from queue_api.request_log import request_log_middleware
 from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
+from queue_api.routes.job_admin import JobAdminController
 from queue_api.routes.job_batches import JobBatchesController
+from queue_api.routes.job_list import JobListController
 from queue_api.routes.jobs import JobsController
+from queue_api.routes.jobs_v1 import create_job
 from queue_api.routes.keys import KeysController
+from queue_api.routes.queues import QueuesController
+from queue_api.routes.workers import WorkersController
 from queue_api.security_headers import add_security_headers
+from queue_api.served import WorkerDirectory
 from queue_api.settings import ApiSettings
 from queue_core.db import create_pool
+from queue_core.fleet import Fleet
 from queue_core.keys import KeyStore
+from queue_core.listing import JobListing
 from queue_core.log import get_logger
 from queue_core.queue import Queue
 
@@ -53,6 +62,26 @@ def _provide_queue(state: State) -> Queue:
     return queue
 
 
+def _provide_job_listing(state: State) -> JobListing:
+    listing: JobListing = state.job_listing
+    return listing
+
+
+def _provide_job_waiter(state: State) -> JobWaiter:
+    waiter: JobWaiter = state.job_waiter
+    return waiter
+
+
+def _provide_fleet(state: State) -> Fleet:
+    fleet: Fleet = state.fleet
+    return fleet
+
+
+def _provide_worker_directory(state: State) -> WorkerDirectory:
+    directory: WorkerDirectory = state.worker_directory
+    return directory
+
+
 def _provide_key_store(state: State) -> KeyStore:
     store: KeyStore = state.key_store
     return store
@@ -71,8 +100,14 @@ def _cors(settings: ApiSettings) -> CORSConfig | None:
     return CORSConfig(
         allow_origins=list(settings.cors_allow_origins),
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["Location", "Retry-After", "X-Request-ID"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+        expose_headers=[
+            "Idempotent-Replayed",
+            "Location",
+            "Retry-After",
+            "X-Job-Duplicate",
+            "X-Request-ID",
+        ],
         allow_credentials=False,
         max_age=600,
     )
@@ -86,6 +121,11 @@ def create_app(settings: ApiSettings) -> Litestar:
     AUTH_ENABLED.set(1 if auth_enabled else 0)
     key_checker = KeyChecker(cache_s=settings.auth_cache_s)
     rate_limiter = RateLimiter()
+    worker_directory = WorkerDirectory(
+        reject_unknown=settings.reject_unknown_types,
+        named_types=settings.metrics_job_types,
+        named_queues=settings.metrics_queues,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -93,7 +133,13 @@ def create_app(settings: ApiSettings) -> Litestar:
             settings.database_url, max_size=settings.db_pool_size, application_name="queue-api"
         )
         app.state.queue = Queue(pool)
+        app.state.idempotency_ttl_s = settings.idempotency_ttl_s
+        app.state.job_listing = JobListing(pool)
+        app.state.job_waiter = JobWaiter(app.state.job_listing)
         app.state.key_store = KeyStore(pool)
+        app.state.fleet = Fleet(pool)
+        worker_directory.attach(app.state.fleet)
+        app.state.worker_directory = worker_directory
         app.state.key_checker = key_checker
         key_checker.attach(app.state.key_store)
         app.state.rate_limiter = rate_limiter
@@ -107,6 +153,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         try:
             yield
         finally:
+            await app.state.job_waiter.close()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -118,7 +165,12 @@ def create_app(settings: ApiSettings) -> Litestar:
             JobsController,
             JobBatchesController,
             JobActionsController,
+            JobListController,
+            JobAdminController,
+            create_job,  # after JobListController: see routes/jobs_v1.py
             KeysController,
+            QueuesController,
+            WorkersController,
             MetricsController,
         ],
         middleware=[
@@ -128,7 +180,11 @@ def create_app(settings: ApiSettings) -> Litestar:
         ],
         dependencies={
             "job_queue": Provide(_provide_queue, sync_to_thread=False),
+            "job_listing": Provide(_provide_job_listing, sync_to_thread=False),
+            "job_waiter": Provide(_provide_job_waiter, sync_to_thread=False),
             "key_store": Provide(_provide_key_store, sync_to_thread=False),
+            "fleet": Provide(_provide_fleet, sync_to_thread=False),
+            "worker_directory": Provide(_provide_worker_directory, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
             "rate_limiter": Provide(_provide_rate_limiter, sync_to_thread=False),
         },

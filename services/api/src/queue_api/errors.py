@@ -11,6 +11,7 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_408_REQUEST_TIMEOUT,
     HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -18,6 +19,7 @@ from litestar.types import ExceptionHandlersMap
 
 from queue_api.body_timeout import BodyTimeoutError
 from queue_core.errors import (
+    IdempotencyKeyReusedError,
     InvalidJobError,
     JobNotFoundError,
     JobStateConflictError,
@@ -54,6 +56,12 @@ def job_state_conflict(_: Request, exc: JobStateConflictError) -> Response[dict[
 
 def invalid_job(_: Request, exc: InvalidJobError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     return Response(_body(HTTP_400_BAD_REQUEST, str(exc)), status_code=HTTP_400_BAD_REQUEST)
+
+
+def reused_key(_: Request, exc: IdempotencyKeyReusedError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(
+        _body(HTTP_422_UNPROCESSABLE_ENTITY, str(exc)), status_code=HTTP_422_UNPROCESSABLE_ENTITY
+    )
 
 
 def key_not_found(_: Request, exc: ApiKeyNotFoundError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
@@ -95,6 +103,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     JobNotFoundError: job_not_found,
     InvalidJobError: invalid_job,
     JobStateConflictError: job_state_conflict,
+    IdempotencyKeyReusedError: reused_key,
     BodyTimeoutError: body_timeout,
     ApiKeyNotFoundError: key_not_found,
     DuplicateKeyNameError: duplicate_key_name,

@@ -9,14 +9,19 @@ from litestar import Request
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
+from queue_api.job_views import JobBulkAction
 from queue_api.json_limits import MAX_JSON_DEPTH, JsonPath, nested_too_deeply, unstorable_text_at
 from queue_api.schemas import ErrorDetail, JobBatchCreate, JobCreate
 
-JsonBody = JobCreate | JobBatchCreate
+JsonBody = JobCreate | JobBatchCreate | JobBulkAction
 
 # The member names a 400 may quote back: ours. A client's own names (a payload's keys) are not
 # echoed, so an error never carries a client's data or characters that cannot be encoded.
-_FIELD_NAMES = frozenset(JobCreate.__struct_fields__) | frozenset(JobBatchCreate.__struct_fields__)
+_FIELD_NAMES = (
+    frozenset(JobCreate.__struct_fields__)
+    | frozenset(JobBatchCreate.__struct_fields__)
+    | frozenset(JobBulkAction.__struct_fields__)
+)
 
 UNSTORABLE_TEXT = (
     "text must not contain NUL characters (\\u0000) or unpaired surrogates "

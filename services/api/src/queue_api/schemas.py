@@ -1,6 +1,8 @@
 """Request and response bodies. Field names and shapes follow the original Go service's contract."""
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -8,7 +10,12 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
 from queue_core.db import UndecodableJson
-from queue_core.jobs import JobRecord, NewJob
+from queue_core.jobs import EnqueueOutcome, Idempotency, JobRecord, NewJob
+from queue_core.keyed import (
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_UNIQUE_FOR_S,
+)
 from queue_core.keys import (
     MAX_BURST,
     MAX_NAME_LENGTH,
@@ -92,23 +99,55 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    unique_key: (
+        Annotated[
+            NonBlank,
+            msgspec.Meta(
+                description=(
+                    "At most one job with this key is pending or running (across all queues); "
+                    "enqueueing another answers with that job instead (X-Job-Duplicate: true)"
+                ),
+                examples=["report:2026-12-04"],
+            ),
+        ]
+        | None
+    ) = None
+    unique_for_s: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                le=MAX_UNIQUE_FOR_S,
+                description=(
+                    "With unique_key: the key is held for this many seconds from the enqueue, "
+                    "whatever the job's status, instead of while it is pending or running"
+                ),
+                extra_json_schema=_openapi(exclusiveMinimum=0),
+            ),
+        ]
+        | None
+    ) = None
 
     def problems(self, at: str = "") -> list[ErrorDetail]:
         """What msgspec's constraints cannot express, each naming its field (prefixed by ``at``
         in a batch). Checked here rather than in ``__post_init__``, whose errors msgspec
         attributes to the whole object instead of the field."""
+        found = []
+        if self.unique_for_s is not None and self.unique_key is None:
+            message = "needs a unique_key: it says how long that key is held"
+            found.append(ErrorDetail(message=message, key=f"{at}unique_for_s", source="body"))
         scheduled_at = self.scheduled_at
         if scheduled_at is None:
-            return []
+            return found
         if scheduled_at.tzinfo is None:
             message = "must include a timezone offset, e.g. 'Z' or '+02:00'"
         elif not SCHEDULED_AT_MIN <= scheduled_at < SCHEDULED_AT_MAX:
             message = f"must be {SCHEDULED_AT_RANGE}"
         else:
-            return []
-        return [ErrorDetail(message=message, key=f"{at}scheduled_at", source="body")]
+            return found
+        return [*found, ErrorDetail(message=message, key=f"{at}scheduled_at", source="body")]
 
-    def to_new_job(self) -> NewJob:
+    def to_new_job(self, idempotency: Idempotency | None = None) -> NewJob:
         return NewJob(
             type=self.type,
             payload=self.payload,
@@ -117,16 +156,50 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             max_attempts=self.max_attempts,
             scheduled_at=self.scheduled_at,
             timeout_s=self.timeout_s,
+            unique_key=self.unique_key,
+            unique_for_s=self.unique_for_s,
+            idempotency=idempotency,
         )
+
+    def fingerprint(self) -> bytes:
+        """SHA-256 of the job as requested, in a canonical form: every field of a job (the
+        defaults filled in, so leaving a field out or sending its default is one request), as
+        JSON with sorted keys, ``scheduled_at`` in UTC. Compared when an idempotency key comes
+        again."""
+        fields = {name: getattr(self, name) for name in JobCreate.__struct_fields__}
+        if self.scheduled_at is not None:
+            fields["scheduled_at"] = self.scheduled_at.astimezone(UTC).isoformat()
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).digest()
 
 
 MAX_BATCH_JOBS = 1000
+
+IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description=(
+            "1 to 255 printable ASCII characters; the same key with the same job within "
+            "API_IDEMPOTENCY_TTL_S gives the same job (its outcome says replayed)"
+        ),
+        examples=["order-4711-shipping"],
+    ),
+]
+
+
+class JobBatchItem(JobCreate, kw_only=True, forbid_unknown_fields=True):
+    """One job of a batch: ``POST /jobs``'s fields, and the item's own idempotency key."""
+
+    idempotency_key: IdempotencyKey | None = None
 
 
 class JobBatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/jobs/batch`` body: up to 1,000 jobs, stored all together or not at all."""
 
-    jobs: Annotated[list[JobCreate], msgspec.Meta(min_length=1, max_length=MAX_BATCH_JOBS)]
+    jobs: Annotated[list[JobBatchItem], msgspec.Meta(min_length=1, max_length=MAX_BATCH_JOBS)]
 
     def problems(self) -> list[ErrorDetail]:
         return [
@@ -137,7 +210,16 @@ class JobBatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class JobBatchCreated(msgspec.Struct, kw_only=True):
-    ids: Annotated[list[UUID], msgspec.Meta(description="The new jobs' ids, in request order")]
+    ids: Annotated[list[UUID], msgspec.Meta(description="The jobs' ids, in request order")]
+    outcomes: Annotated[
+        list[EnqueueOutcome],
+        msgspec.Meta(
+            description=(
+                "Per job, in request order: created (a new job), replayed (the job this item's "
+                "idempotency_key made before) or duplicate (the job holding its unique_key)"
+            )
+        ),
+    ]
 
 
 class JobCreated(msgspec.Struct, kw_only=True):
@@ -213,6 +295,7 @@ _ERROR_MEANINGS = {
     409: "The job's status does not allow this",
     413: "The body is larger than API_MAX_BODY_BYTES",
     415: "The body is not JSON (Content-Type)",
+    422: ("API_REJECT_UNKNOWN_TYPES is on and no live worker serves this job type on this queue"),
     429: (
         "Past the API key's rate limit (requests or jobs a second); retry after Retry-After seconds"
     ),

@@ -9,6 +9,7 @@ from queue_core.settings import CommaList, CommonSettings
 from queue_core.states import DEFAULT_QUEUE
 
 DEFAULT_AUTH_CACHE_S = 5.0
+DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600.0
 
 DEFAULT_MAX_BODY_BYTES = (
     1024 * 1024
@@ -38,3 +39,11 @@ class ApiSettings(CommonSettings):
     # How long a replica trusts a key it has checked: a revocation reaches every replica within
     # this many seconds. 0 checks the database on every request.
     auth_cache_s: float = Field(default=DEFAULT_AUTH_CACHE_S, ge=0, le=300, allow_inf_nan=False)
+    # How long an Idempotency-Key holds from its first request: a retry within it gets the same
+    # job; after it the key may be used again (queue_api.enqueueing). At most 30 days.
+    idempotency_ttl_s: float = Field(
+        default=DEFAULT_IDEMPOTENCY_TTL_S, gt=0, le=30 * 24 * 3600, allow_inf_nan=False
+    )
+    # Refuse (422) a job whose type no live worker has a handler for on its queue, instead of
+    # accepting it with a warning and queue_api_jobs_unserved_total (queue_api.served).
+    reject_unknown_types: bool = False

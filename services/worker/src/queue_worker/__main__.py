@@ -1,12 +1,16 @@
 """``queue-worker``: run the claim loop until SIGTERM or SIGINT, then drain and exit 0."""
 
 import asyncio
+import os
 import signal
+import socket
 import sys
 
 import uvloop
 
 from queue_core.db import create_pool
+from queue_core.errors import TransientDatabaseError
+from queue_core.fleet import Fleet, WorkerInfo
 from queue_core.gc_tuning import tune_gc
 from queue_core.log import configure, get_logger
 from queue_core.queue import Queue
@@ -18,7 +22,9 @@ from queue_worker.http import SidePortServer
 from queue_worker.listener import Listener
 from queue_worker.maintenance import Rescuer
 from queue_worker.metrics import PrometheusEvents
-from queue_worker.runner import Runner, RunnerConfig
+from queue_worker.pauses import PauseWatcher
+from queue_worker.presence import Presence
+from queue_worker.runner import Runner, RunnerConfig, new_worker_id
 from queue_worker.settings import SmtpSettings, WorkerSettings
 
 log = get_logger("queue_worker")
@@ -26,6 +32,9 @@ log = get_logger("queue_worker")
 # /healthz fails once the claim loop has not turned for this many poll intervals.
 STALL_POLL_INTERVALS = 10
 STALL_MIN_S = 30.0
+# How long a stopping worker tries to delete its row from the workers table; failing that, the
+# row is pruned once it has not been seen for WORKER_GONE_AFTER_S.
+LEAVE_TIMEOUT_S = 5.0
 
 
 async def serve(settings: WorkerSettings) -> None:
@@ -33,15 +42,30 @@ async def serve(settings: WorkerSettings) -> None:
         settings.database_url, max_size=settings.pool_size, application_name="queue-worker"
     )
     queue = Queue(pool)
+    fleet = Fleet(pool)
+    worker_id = new_worker_id()
     events = PrometheusEvents(settings.concurrency, types=registry.names(), queues=settings.queues)
     runner: Runner | None = None
+    pauses = PauseWatcher(fleet, settings.queues)
     listener = Listener(
         settings.database_url,
         settings.queues,
         lambda: runner.wake() if runner is not None else None,
         on_reconnect=lambda: events.database_reconnected("listener"),
+        on_pause_change=pauses.refresh_soon,
     )
     rescuer = Rescuer(queue, settings.rescue_interval_s, events=events)
+    presence = Presence(
+        fleet,
+        WorkerInfo(
+            id=worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=settings.queues,
+            task_types=tuple(registry.names()),
+            concurrency=settings.concurrency,
+        ),
+    )
     runner = Runner(
         queue,
         registry,
@@ -54,9 +78,12 @@ async def serve(settings: WorkerSettings) -> None:
             shutdown_grace_s=settings.shutdown_grace_s,
             backoff=Backoff(settings.retry_base_s, settings.retry_cap_s),
             job_timeout_s=settings.job_timeout_s,
+            max_result_bytes=settings.max_result_bytes,
         ),
+        worker_id=worker_id,
         events=events,
-        services=[listener, rescuer],
+        services=[listener, rescuer, presence],
+        pauses=pauses,
     )
     stall_after_s = max(STALL_MIN_S, STALL_POLL_INTERVALS * settings.poll_interval_s)
     side = SidePortServer(
@@ -68,10 +95,21 @@ async def serve(settings: WorkerSettings) -> None:
         loop.add_signal_handler(sig, runner.request_stop)
     log.info("worker_side_port", port=side.port)
     try:
-        await runner.run()  # the listener and the rescuer run under its supervisor
+        # The listener, the rescuer, the presence and the pauses run under its supervisor,
+        # all stopped when it returns: no beat can register this worker again after leave().
+        await runner.run()
+        await _leave(presence)
     finally:
         side.stop()
         await pool.close()
+
+
+async def _leave(presence: Presence) -> None:
+    try:
+        async with asyncio.timeout(LEAVE_TIMEOUT_S):
+            await presence.leave()
+    except (TransientDatabaseError, TimeoutError) as exc:
+        log.warning("worker_unregister_failed", error=str(exc) or type(exc).__name__)
 
 
 def main() -> None:

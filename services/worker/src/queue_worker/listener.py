@@ -13,6 +13,7 @@ import asyncpg
 
 from queue_core.db import CONNECTION_ERRORS, normalize_database_url
 from queue_core.errors import DatabaseUnavailableError
+from queue_core.fleet import PAUSES_CHANNEL
 from queue_core.log import get_logger
 
 CHANNEL = "queue_jobs"
@@ -29,8 +30,12 @@ class Listener:
         queues: Collection[str],
         on_notify: Callable[[], None],
         on_reconnect: Callable[[], None] = lambda: None,
+        on_pause_change: Callable[[], None] | None = None,
     ) -> None:
+        """``on_pause_change``: called when a queue is paused or resumed (channel
+        queue_pauses), and on every (re)connection, since one may have been missed meanwhile."""
         self._on_reconnect = on_reconnect
+        self._on_pause_change = on_pause_change
         self._url = normalize_database_url(database_url)
         self._queues = frozenset(queues)
         self._on_notify = on_notify
@@ -42,6 +47,10 @@ class Listener:
     def _handle(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload in self._queues:
             self._on_notify()
+
+    def _handle_pause(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if payload in self._queues and self._on_pause_change is not None:
+            self._on_pause_change()
 
     async def run(self) -> None:
         """Stay subscribed until cancelled. A lost or refused connection raises
@@ -56,6 +65,8 @@ class Listener:
                 )
                 conn.add_termination_listener(lambda _c: lost.set())
                 await conn.add_listener(CHANNEL, self._handle)
+                if self._on_pause_change is not None:
+                    await conn.add_listener(PAUSES_CHANNEL, self._handle_pause)
             except CONNECTION_ERRORS as exc:
                 raise DatabaseUnavailableError(exc) from exc
             self.connected = True
@@ -66,6 +77,8 @@ class Listener:
             log.debug("listener_connected")
             # Jobs enqueued while we were not listening: look now rather than at the next poll.
             self._on_notify()
+            if self._on_pause_change is not None:
+                self._on_pause_change()
             await self._watch(conn, lost)
             raise DatabaseUnavailableError(ConnectionResetError("listener connection lost"))
         finally:

@@ -176,7 +176,8 @@ class _JobStats:
         self.finished = _CounterCells[tuple[str, str, str]](
             "queue_worker_jobs_finished_total",
             "Attempts ended, by outcome: completed, retried (failed, will run again), failed "
-            "(for good), cancelled, released (handed back at shutdown), lost (lease taken away).",
+            "(for good), cancelled, released (handed back at shutdown), snoozed (to run later, "
+            "the attempt given back), lost (lease taken away).",
             ("type", "queue", "outcome"),
         )
         self.timed_out = _CounterCells[tuple[str, str]](
@@ -259,6 +260,8 @@ def _finished_label(kind: OutcomeKind, status: JobStatus) -> str:
     """The ``outcome`` label of an attempt whose end was recorded (``lost`` when it was not)."""
     if kind is OutcomeKind.RELEASED:
         return "released"
+    if kind is OutcomeKind.SNOOZED:
+        return "snoozed"
     if kind in (OutcomeKind.FAILED, OutcomeKind.FAILED_FINAL):
         return "retried" if status is JobStatus.PENDING else status.value
     return status.value

@@ -31,6 +31,7 @@ cancellation: ``/healthz`` reports its slot as stuck.
 
 import asyncio
 import enum
+import json
 import math
 import os
 import re
@@ -45,19 +46,19 @@ from queue_core.db import UNDECODABLE_JSON
 from queue_core.errors import TransientDatabaseError
 from queue_core.group_commit import GroupCommitter
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
-from queue_core.limits import MAX_TIMEOUT_S
+from queue_core.limits import MAX_ERROR_CHARS, MAX_TIMEOUT_S
 from queue_core.log import get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff, jittered
 from queue_core.states import JobStatus
-from queue_core.tasks import JobContext, PermanentError, TaskRegistry
+from queue_core.tasks import JobContext, PermanentError, Snooze, TaskRegistry
 from queue_worker.events import NoEvents, WorkerEvents
-from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S
+from queue_worker.pauses import PauseWatcher
+from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_RESULT_BYTES
 from queue_worker.supervisor import LoopService, Service, Supervisor
 
 log = get_logger("queue_worker.runner")
 
-MAX_ERROR_CHARS = 2000
 # After the grace period, how long released and finished jobs may take to be recorded before
 # the worker exits anyway (their leases then run out and the rescuer takes over).
 RECORD_DEADLINE_S = 10.0
@@ -76,6 +77,44 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".replace("\x00", "\\0")[:MAX_ERROR_CHARS]
 
 
+class ResultError(Exception):
+    """A handler's return value that cannot be stored as the job's result."""
+
+
+# A NUL spelled as a JSON escape: not preceded by an odd number of backslashes, or it would be
+# the text "\u0000" instead. jsonb refuses it, like PostgreSQL's text.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def encode_result(value: object, max_bytes: int) -> str | None:
+    """A handler's return value as the JSON text stored in jobs.result (None: no result).
+    Raises :class:`ResultError`, saying why, for a value that is not JSON (NaN and infinities
+    included), holds text jsonb cannot store (NUL, an unpaired surrogate), or is larger than
+    ``max_bytes``. Checked here, in the job's own task: one job's value must never fail the
+    statement that records a whole batch of outcomes."""
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ResultError(f"the result is not JSON-serialisable: {error_text(exc)}") from None
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        size = -1
+    if size < 0 or _JSON_NUL.search(text) is not None:
+        raise ResultError(
+            "the result holds text the database cannot store: a NUL character (\\u0000) or "
+            "an unpaired surrogate (\\ud800 to \\udfff)"
+        )
+    if size > max_bytes:
+        raise ResultError(
+            f"the result is too large: {size} bytes of JSON, at most {max_bytes} "
+            "(WORKER_MAX_RESULT_BYTES)"
+        )
+    return text
+
+
 # "ValueError: <message>", as error_text writes a handler's exception; group 1 is the type.
 _HANDLER_ERROR = re.compile(r"([A-Za-z_][\w.]*): ")
 
@@ -91,9 +130,13 @@ def loggable_error(error: str | None) -> str | None:
 
 
 def _outcome(
-    job: ClaimedJob, kind: OutcomeKind, error: str | None = None, retry_in_s: float = 0.0
+    job: ClaimedJob,
+    kind: OutcomeKind,
+    error: str | None = None,
+    retry_in_s: float = 0.0,
+    result: str | None = None,
 ) -> Outcome:
-    return Outcome(job.id, kind, error, retry_in_s, attempt=job.attempt)
+    return Outcome(job.id, kind, error, retry_in_s, attempt=job.attempt, result=result)
 
 
 def _unrunnable(payload: object) -> str:
@@ -166,6 +209,7 @@ class RunnerConfig:
     backoff: Backoff
     job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S
     stuck_grace_s: float = STUCK_GRACE_S
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
 
 
 @dataclass(slots=True)  # one per job: not frozen, which would make it 4x dearer to build
@@ -207,10 +251,17 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         events: WorkerEvents | None = None,
         services: Sequence[Service] = (),
+        pauses: PauseWatcher | None = None,
     ) -> None:
         """``services``: more loops to run under this runner's supervisor (the listener, the
-        rescuer), started with the claim loop and stopped after the drain."""
+        rescuer, the presence), started with the claim loop and stopped after the drain.
+        ``pauses``: which of the queues are paused; the runner supervises it too, and claims
+        only from the others (None: every queue in the config, always)."""
         self._events: WorkerEvents = events or NoEvents()
+        self._pauses = pauses
+        if pauses is not None:
+            pauses.on_change = self.wake  # a resumed queue may have due jobs
+            services = [*services, pauses]
         self._queue = queue
         self.worker_id = worker_id or new_worker_id()
         # Outcomes of jobs finishing together are written in one statement; an outage delays
@@ -305,6 +356,14 @@ class Runner:
             # we claim or wait is kept for the next turn instead of lost.
             self._wake.clear()
             free = self._free_slots()
+            queues = self._config.queues if self._pauses is None else self._pauses.claimable
+            if not queues:
+                # Every queue is paused, or which are is not known yet (the first read of the
+                # paused queues has not succeeded: claiming then could take a paused queue's
+                # jobs). A resume, or that first read, wakes this loop.
+                self._claim_turns += 1
+                await self._wait_for_wake(jittered(self._config.poll_interval_s))
+                continue
             if free <= 0:
                 # Every slot is busy: a finishing job sets the event. NOTIFYs meanwhile only
                 # matter once a slot is free, and the claim then finds their jobs anyway.
@@ -314,7 +373,7 @@ class Runner:
             try:
                 jobs = await self._queue.claim(
                     worker_id=self.worker_id,
-                    queues=self._config.queues,
+                    queues=queues,
                     limit=free,
                     lease_s=self._config.lease_s,
                 )
@@ -493,11 +552,14 @@ class Runner:
         scope: asyncio.Timeout | None = None
         try:
             if entry.swept:
-                await task.run(JobContext.of(job))
+                value = await task.run(JobContext.of(job))
             else:
                 scope = asyncio.timeout(entry.timeout_s)
                 async with scope:
-                    await task.run(JobContext.of(job))
+                    value = await task.run(JobContext.of(job))
+            result = None if value is None else encode_result(value, self._config.max_result_bytes)
+        except Snooze as snooze:  # run again later; the attempt is given back, nothing failed
+            return _outcome(job, OutcomeKind.SNOOZED, retry_in_s=snooze.seconds), False
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
@@ -506,8 +568,9 @@ class Runner:
             kind = (
                 OutcomeKind.FAILED_FINAL if isinstance(exc, PermanentError) else OutcomeKind.FAILED
             )
-            return _outcome(job, kind, error_text(exc), retry_in_s), False
-        return _outcome(job, OutcomeKind.COMPLETED), False
+            error = str(exc)[:MAX_ERROR_CHARS] if isinstance(exc, ResultError) else error_text(exc)
+            return _outcome(job, kind, error, retry_in_s), False
+        return _outcome(job, OutcomeKind.COMPLETED, result=result), False
 
     async def _record_outcomes(self, batch: Sequence[_Finished]) -> list[None]:
         """The completer's write: one statement for the batch, then each attempt reported.

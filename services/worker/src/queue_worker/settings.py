@@ -13,6 +13,10 @@ DEFAULT_TASK_MODULES = ("queue_worker.builtin_tasks",)
 DEFAULT_JOB_TIMEOUT_S = 3600.0
 MAX_LEASE_S = 24 * 3600.0
 MAX_RETRY_CAP_S = 7 * 24 * 3600.0
+# A handler's result is stored in the job's row and read back whole by every status request:
+# 64 KiB of JSON by default. Bigger results belong in object storage, with their key here.
+DEFAULT_MAX_RESULT_BYTES = 64 * 1024
+MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 
 class WorkerSettings(CommonSettings):
@@ -36,6 +40,7 @@ class WorkerSettings(CommonSettings):
     retry_base_s: PositiveFloat = 1.0
     retry_cap_s: float = Field(default=300.0, gt=0, le=MAX_RETRY_CAP_S, allow_inf_nan=False)
     db_pool_size: PositiveInt | None = None
+    max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=1, le=MAX_RESULT_BYTES)
 
     @field_validator("job_timeout_s", mode="before")
     @classmethod

@@ -1,5 +1,5 @@
-"""The named SQL statements of ``queries.sql`` (jobs) and ``keys.sql`` (API keys), loaded once
-at import."""
+"""The named SQL statements of ``queries.sql`` (jobs), ``listing.sql`` (reading many jobs) and
+``keys.sql`` (API keys), loaded once at import."""
 
 import re
 from importlib.resources import files
@@ -22,3 +22,9 @@ def _parse(text: str) -> dict[str, str]:
 
 QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("queries.sql").read_text())
 KEY_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("keys.sql").read_text())
+FLEET_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("fleet.sql").read_text())
+LISTING_QUERIES: Final[dict[str, str]] = _parse(
+    files(__package__).joinpath("listing.sql").read_text()
+)
+# Enqueueing with idempotency and unique keys (queue_core.keyed).
+KEYED_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("keyed.sql").read_text())

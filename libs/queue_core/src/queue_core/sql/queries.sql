@@ -9,11 +9,16 @@
 -- and one that misses the wake-up finds the job at its next poll. (At commit a NOTIFY takes a
 -- global lock, so commits that notify are serialised: single enqueues are group-committed
 -- into this statement by Queue.enqueue for that reason.)
+-- Payloads come as JSON text ($3), cast here: the statement then runs on any asyncpg
+-- connection, whatever json codec it has (ours, asyncpg's default, SQLAlchemy's), which is
+-- what lets queue_core.transactional enqueue on a caller's connection with this very statement.
 WITH inserted AS (
     INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
-    SELECT *
-    FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::smallint[], $6::int[],
+    SELECT id, type, CAST(payload AS jsonb), queue, priority, max_attempts, scheduled_at,
+           timeout_s
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::int[],
                 $7::timestamptz[], $8::float8[])
+        AS j(id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
     RETURNING queue, scheduled_at
 )
 SELECT pg_notify('queue_jobs', due.queue)
@@ -22,10 +27,11 @@ FROM (
 ) AS due;
 
 -- name: get_job
--- The status endpoint's row, by primary key.
+-- A whole job, by primary key: the status endpoints' row (GET /jobs/status, GET /v1/jobs/{id}).
 SELECT id, type, payload, status, attempts, max_attempts, error_message, scheduled_at,
        created_at, updated_at, queue, priority, started_at, finished_at, timeout_s,
-       cancel_requested_at
+       cancel_requested_at, lease_owner, lease_expires_at, result, errors, unique_key,
+       unique_until
 FROM jobs
 WHERE id = $1;
 
@@ -80,13 +86,19 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 
 -- name: finish
 -- Record the outcomes of attempts, for many jobs in one statement, by primary key. Each input
--- row is (id, outcome, error, retry_in_s, attempt) with outcome one of:
---   completed     the handler returned
+-- row is (id, outcome, error, retry_in_s, attempt, result) with outcome one of:
+--   completed     the handler returned; result is its return value as JSON text (NULL: none)
 --   failed        the handler raised: retry after retry_in_s while attempts remain
 --   failed_final  no retry can help (no handler, PermanentError)
 --   cancelled     stopped on a cancel request
 --   released      interrupted by this worker's shutdown: pending again at once, and the
 --                 interrupted attempt is given back (it did not fail)
+--   snoozed       the handler asked to run again in retry_in_s seconds (Snooze): pending
+--                 then, and the attempt is given back (it did not fail)
+-- A failed attempt (failed, failed_final) appends {"attempt", "at", "error"} to errors, of
+-- which only the newest $8 are kept (jsonpath's lax mode ignores the indexes before the first
+-- when there are fewer). The result is already checked by the worker (valid JSON that jsonb
+-- can hold, bounded in size), so one job's value cannot fail the batch's statement.
 -- A job whose cancellation was requested ends cancelled unless it completed.
 -- Guarded by "still running, still leased to $2, and still this attempt": a job that was
 -- rescued and claimed again (by another worker or by this one) is never overwritten by the
@@ -97,37 +109,57 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 -- locked and logged once instead of twice (about an eighth of the database's cost per job).
 -- The SET expressions all read the row as it was, so the status decision is spelled out in
 -- each column that depends on it:
---   pending again  released, or failed with attempts left, and no cancel requested
---   scheduled      failed with attempts left and no cancel requested: after its backoff
+--   pending again  released or snoozed, or failed with attempts left, and no cancel requested
+--   scheduled      failed with attempts left and no cancel requested: after its backoff;
+--                  snoozed and no cancel requested: after the seconds it asked for
 UPDATE jobs AS j
 SET status = CASE
         WHEN i.outcome = 'completed' THEN 'completed'
         WHEN i.outcome = 'cancelled' OR j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-        WHEN i.outcome = 'released' THEN 'pending'
+        WHEN i.outcome IN ('released', 'snoozed') THEN 'pending'
         WHEN i.outcome = 'failed_final' OR j.attempts >= j.max_attempts THEN 'failed'
         ELSE 'pending'
     END,
-    attempts = CASE WHEN i.outcome = 'released' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
+    attempts = CASE
+        WHEN i.outcome = 'released' THEN greatest(j.attempts - 1, 0)
+        -- A snooze gives its attempt back only when the job runs again: cancelled, it ran.
+        WHEN i.outcome = 'snoozed' AND j.cancel_requested_at IS NULL
+            THEN greatest(j.attempts - 1, 0)
+        ELSE j.attempts
+    END,
     error_message = CASE
         WHEN i.outcome = 'completed' THEN NULL
         ELSE coalesce(i.error, j.error_message)
     END,
+    result = CASE WHEN i.outcome = 'completed' THEN CAST(i.result AS jsonb) ELSE j.result END,
+    errors = CASE
+        WHEN i.outcome IN ('failed', 'failed_final') THEN jsonb_path_query_array(
+            coalesce(j.errors, '[]'::jsonb)
+                || jsonb_build_array(jsonb_build_object(
+                    'attempt', j.attempts, 'at', now(), 'error', i.error)),
+            '$[last - $keep + 1 to last]',
+            jsonb_build_object('keep', $8::int))
+        ELSE j.errors
+    END,
     scheduled_at = CASE
+        WHEN i.outcome = 'snoozed' AND j.cancel_requested_at IS NULL
+            THEN now() + make_interval(secs => i.retry_in_s)
         WHEN i.outcome = 'failed' AND j.cancel_requested_at IS NULL AND j.attempts < j.max_attempts
             THEN now() + make_interval(secs => i.retry_in_s)
         ELSE j.scheduled_at
     END,
     finished_at = CASE
         WHEN j.cancel_requested_at IS NULL
-             AND (i.outcome = 'released' OR (i.outcome = 'failed' AND j.attempts < j.max_attempts))
+             AND (i.outcome IN ('released', 'snoozed')
+                  OR (i.outcome = 'failed' AND j.attempts < j.max_attempts))
             THEN NULL
         ELSE now()
     END,
     lease_owner = NULL,
     lease_expires_at = NULL,
     updated_at = now()
-FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[], $6::int[])
-    AS i(id, outcome, error, retry_in_s, attempt)
+FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[], $6::int[], $7::text[])
+    AS i(id, outcome, error, retry_in_s, attempt, result)
 WHERE j.id = i.id
   AND j.status = 'running'
   AND j.lease_owner = $2
@@ -198,6 +230,15 @@ SET status = CASE
     END,
     -- Readable by anyone who may read the job: names no worker (host, pid), only what happened.
     error_message = 'rescued from a lost worker: its lease expired',
+    -- The lost attempt is a failed one: appended to the errors of past attempts as finish
+    -- does, the newest $2 kept.
+    errors = jsonb_path_query_array(
+        coalesce(j.errors, '[]'::jsonb)
+            || jsonb_build_array(jsonb_build_object(
+                'attempt', j.attempts, 'at', now(),
+                'error', 'rescued from a lost worker: its lease expired')),
+        '$[last - $keep + 1 to last]',
+        jsonb_build_object('keep', $2::int)),
     lease_owner = NULL,
     lease_expires_at = NULL,
     finished_at = CASE
@@ -211,11 +252,12 @@ WHERE j.id = e.id
 RETURNING j.id, j.status, j.type, j.queue, e.lease_owner AS lost_worker;
 
 -- name: cancel
--- Cancel job $1: pending becomes cancelled at once; running gets a cancel request that its
--- worker acts on at its next heartbeat; a finished job is left as it is. Returns the status
--- before and after, or no row for an unknown id.
+-- Cancel the jobs $1 (one, or a batch of a bulk cancel): pending becomes cancelled at once;
+-- running gets a cancel request that its worker acts on at its next heartbeat; a finished job
+-- is left as it is. Returns each job's status before and after (after NULL: left alone); an
+-- unknown id has no row. Rows are locked in id order, so two batches never deadlock.
 WITH target AS (
-    SELECT id, status FROM jobs WHERE id = $1 FOR UPDATE
+    SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 ),
 changed AS (
     UPDATE jobs AS j
@@ -225,18 +267,19 @@ changed AS (
         updated_at = now()
     FROM target AS t
     WHERE j.id = t.id AND t.status IN ('pending', 'running')
-    RETURNING j.status
+    RETURNING j.id, j.status
 )
-SELECT t.status AS before, (SELECT status FROM changed) AS after
-FROM target AS t;
+SELECT t.id, t.status AS before, c.status AS after
+FROM target AS t
+LEFT JOIN changed AS c ON c.id = t.id;
 
 -- name: retry
--- Put a failed or cancelled job $1 back to pending, due now, with a fresh attempt budget
--- (attempts back to 0; the last error_message is kept until the next outcome), and wake the
--- workers of its queue. Other statuses are left alone. Returns the status before and after,
--- or no row for an unknown id.
+-- Put the failed or cancelled jobs $1 (one, or a batch of a bulk retry) back to pending, due
+-- now, with a fresh attempt budget (attempts back to 0; the last error_message is kept until
+-- the next outcome), and wake the workers of their queues. Other statuses are left alone. Returns each job's status before and
+-- after (after NULL: left alone); an unknown id has no row. Rows are locked in id order.
 WITH target AS (
-    SELECT id, status FROM jobs WHERE id = $1 FOR UPDATE
+    SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 ),
 changed AS (
     UPDATE jobs AS j
@@ -249,9 +292,26 @@ changed AS (
         updated_at = now()
     FROM target AS t
     WHERE j.id = t.id AND t.status IN ('failed', 'cancelled')
-    RETURNING j.status, pg_notify('queue_jobs', j.queue)
+    RETURNING j.id, j.status, pg_notify('queue_jobs', j.queue)
 )
-SELECT t.status AS before, (SELECT status FROM changed) AS after
+SELECT t.id, t.status AS before, c.status AS after
+FROM target AS t
+LEFT JOIN changed AS c ON c.id = t.id;
+
+-- name: delete_finished
+-- Delete job $1 if it has finished (completed, failed or cancelled); a pending or running job
+-- is left alone, its worker may still be writing to it. Returns the status it had and whether
+-- it was deleted; no row for an unknown id.
+WITH target AS (
+    SELECT id, status FROM jobs WHERE id = $1 FOR UPDATE
+),
+deleted AS (
+    DELETE FROM jobs AS j
+    USING target AS t
+    WHERE j.id = t.id AND t.status IN ('completed', 'failed', 'cancelled')
+    RETURNING j.id
+)
+SELECT t.status, EXISTS (SELECT FROM deleted) AS deleted
 FROM target AS t;
 
 -- name: queue_stats

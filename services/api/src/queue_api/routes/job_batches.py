@@ -1,16 +1,22 @@
 """Enqueueing many jobs in one request (``/v1``)."""
 
 from litestar import Controller, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.response import Response
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from queue_api.auth import Caller, requires
+from queue_api.enqueueing import UNPROCESSABLE, idempotency, idempotency_ttl_s
 from queue_api.json_body import strict_json_body
 from queue_api.metrics import count_enqueued
 from queue_api.openapi_document import NEW_BATCH_LINKS, linked_operation
 from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobBatchCreate, JobBatchCreated, error_responses
+from queue_api.served import WorkerDirectory
+from queue_core.jobs import EnqueueOutcome
 from queue_core.keys import Scope
 from queue_core.queue import Queue
 
@@ -25,23 +31,47 @@ class JobBatchesController(Controller):
         summary="Enqueue up to 1,000 jobs at once",
         description=(
             "Every job is validated as in POST /jobs; the batch is stored in one statement, all "
-            "or nothing. The ids come back in request order."
+            "or nothing (with keys: one transaction). The ids come back in request order, each "
+            "with its outcome: created, replayed (an earlier request's job for this item's "
+            "idempotency_key) or duplicate (the job holding its unique_key). 201 when a job "
+            "was created, else 200. An idempotency_key used before with a different job: 422, "
+            "and nothing is stored."
         ),
         status_code=HTTP_201_CREATED,
         before_request=strict_json_body(JobBatchCreate),
-        responses=error_responses(400, 401, 403, 408, 413, 415, 503),
+        responses={
+            HTTP_200_OK: ResponseSpec(
+                data_container=JobBatchCreated,
+                description="No job was new: each was replayed or a duplicate (see outcomes)",
+                generate_examples=False,
+            ),
+            **error_responses(400, 401, 403, 408, 413, 415, 422, 503, meanings=UNPROCESSABLE),
+        },
         operation_class=linked_operation(HTTP_201_CREATED, NEW_BATCH_LINKS),
         **requires(Scope.JOBS_WRITE),
     )
-    async def enqueue_batch(
+    async def enqueue_batch(  # noqa: PLR0913 - Litestar injects each dependency by name
         self,
+        *,
         data: JSONBody[JobBatchCreate],
+        state: State,
         job_queue: NamedDependency[Queue],
         caller: NamedDependency[Caller],
         rate_limiter: NamedDependency[RateLimiter],
-    ) -> JobBatchCreated:
+        worker_directory: NamedDependency[WorkerDirectory],
+    ) -> Response[JobBatchCreated]:
         caller.check_queues(job.queue for job in data.jobs)  # all or nothing, like the insert
+        await worker_directory.check((job.type, job.queue) for job in data.jobs)
         await rate_limiter.admit_jobs(caller.key, len(data.jobs))
-        ids = await job_queue.enqueue_many([job.to_new_job() for job in data.jobs])
-        count_enqueued(data.jobs)
-        return JobBatchCreated(ids=ids)
+        ttl_s = idempotency_ttl_s(state)
+        jobs = [
+            job.to_new_job(idempotency(caller, job.idempotency_key, job, ttl_s))
+            for job in data.jobs
+        ]
+        enqueued = await job_queue.enqueue_batch(jobs)
+        created = [e.outcome is EnqueueOutcome.CREATED for e in enqueued]
+        count_enqueued(job for job, new in zip(data.jobs, created, strict=True) if new)
+        return Response(
+            JobBatchCreated(ids=[e.id for e in enqueued], outcomes=[e.outcome for e in enqueued]),
+            status_code=HTTP_201_CREATED if any(created) else HTTP_200_OK,
+        )

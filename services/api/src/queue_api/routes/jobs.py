@@ -4,19 +4,29 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, get, post
-from litestar.datastructures import ResponseHeader
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import JSONBody, Parameter
 from litestar.response import Response
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from queue_api.auth import Caller, requires
+from queue_api.enqueueing import (
+    OUTCOME_HEADERS,
+    UNPROCESSABLE,
+    IdempotencyKeyHeader,
+    enqueue_one,
+    idempotency_ttl_s,
+    outcome_headers,
+)
 from queue_api.json_body import strict_json_body
-from queue_api.metrics import count_enqueued
 from queue_api.openapi_document import NEW_JOB_LINKS, linked_operation
 from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobCreate, JobCreated, JobStatusResponse, error_responses
+from queue_api.served import WorkerDirectory
+from queue_core.jobs import EnqueueOutcome
 from queue_core.keys import Scope
 from queue_core.queue import Queue
 
@@ -35,32 +45,57 @@ class JobsController(Controller):
         summary="Enqueue a job",
         status_code=HTTP_201_CREATED,
         before_request=strict_json_body(JobCreate),
-        responses=error_responses(400, 401, 403, 408, 413, 415, 503),
+        responses={
+            HTTP_200_OK: ResponseSpec(
+                data_container=JobCreated,
+                description=(
+                    "Not new: the job an earlier request with this Idempotency-Key made, or the "
+                    "one holding this unique_key (see the headers)"
+                ),
+                generate_examples=False,
+            ),
+            **error_responses(400, 401, 403, 408, 413, 415, 422, 503, meanings=UNPROCESSABLE),
+        },
         operation_class=linked_operation(HTTP_201_CREATED, NEW_JOB_LINKS),
         response_headers=[
             ResponseHeader(
                 name="Location",
                 description="Where to read the job's status",
                 documentation_only=True,
-            )
+            ),
+            *OUTCOME_HEADERS,
         ],
         **requires(Scope.JOBS_WRITE),
     )
-    async def enqueue(
+    async def enqueue(  # noqa: PLR0913 - Litestar injects each dependency by name
         self,
+        *,
         data: JSONBody[JobCreate],
+        state: State,
         job_queue: NamedDependency[Queue],
         caller: NamedDependency[Caller],
         rate_limiter: NamedDependency[RateLimiter],
+        worker_directory: NamedDependency[WorkerDirectory],
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[JobCreated]:
-        caller.check_queues([data.queue])
-        await rate_limiter.admit_jobs(caller.key, 1)
-        job_id = await job_queue.enqueue(data.to_new_job())
-        count_enqueued([data])
+        enqueued, _ = await enqueue_one(
+            data,
+            idempotency_key,
+            job_queue=job_queue,
+            caller=caller,
+            rate_limiter=rate_limiter,
+            worker_directory=worker_directory,
+            idempotency_ttl_s=idempotency_ttl_s(state),
+            read_back=False,
+        )
+        created = enqueued.outcome is EnqueueOutcome.CREATED
         return Response(
-            JobCreated.for_job(job_id),
-            status_code=HTTP_201_CREATED,
-            headers={"Location": f"/jobs/status?id={job_id}"},
+            JobCreated.for_job(enqueued.id),
+            status_code=HTTP_201_CREATED if created else HTTP_200_OK,
+            headers={
+                "Location": f"/jobs/status?id={enqueued.id}",
+                **outcome_headers(enqueued.outcome),
+            },
         )
 
     @get(

@@ -1,0 +1,63 @@
+-- Enqueueing a job that carries an idempotency key, a unique key or both (queue_core.keyed).
+-- The partial unique indexes ix_jobs_idempotency_key and ix_jobs_unique_key decide who holds a
+-- key, never a read before the insert: a check-then-insert lets two API replicas both see
+-- "free" and both insert. A block starts with "-- name: <name>" and ends at the next one.
+
+-- name: enqueue_keyed
+-- Insert job $1 unless a job already holds its idempotency key ($9) or its unique key ($12):
+-- ON CONFLICT DO NOTHING with no target lets any of the unique indexes refuse it. An insert
+-- that meets a holder still uncommitted in another transaction waits for it to commit or roll
+-- back, then inserts or not: of concurrent enqueues with one key exactly one gets a row back.
+-- No row back means "a holder exists"; keyed_holders then finds it in a statement of its own,
+-- since this statement's snapshot, taken before it waited, cannot see a holder that committed
+-- meanwhile.
+--  * $3 is the payload as JSON text, as in enqueue_many, so that any connection can run this.
+--  * The key's lifetimes are counted by the database's clock from now: $11 seconds for the
+--    idempotency key, $13 for the unique key (NULL: held while pending or running).
+--  * The queue is woken in the same transaction when the job is due, as enqueue_many does.
+WITH inserted AS (
+    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
+                      idempotency_key, idempotency_fingerprint, idempotency_expires_at,
+                      unique_key, unique_until)
+    VALUES ($1, $2, CAST($3::text AS jsonb), $4, $5, $6, $7, $8,
+            $9, $10, now() + make_interval(secs => $11::float8),
+            $12, now() + make_interval(secs => $13::float8))
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, scheduled_at
+)
+SELECT i.id, w.woken
+FROM inserted AS i
+LEFT JOIN LATERAL (
+    SELECT CAST(pg_notify('queue_jobs', i.queue) AS text) AS woken
+    WHERE i.scheduled_at IS NULL OR i.scheduled_at <= now()
+) AS w ON true;
+
+-- name: keyed_holders
+-- The jobs holding idempotency key $1 and unique key $2, each through its own partial index
+-- (the unique key's predicate is ix_jobs_unique_key's, so that index serves it). "expired"
+-- says the holder's time is up: the key may be taken (release_* below, then insert again).
+SELECT 'idempotency' AS held_by, id, idempotency_fingerprint AS fingerprint,
+       idempotency_expires_at <= now() AS expired
+FROM jobs
+WHERE idempotency_key = $1
+UNION ALL
+SELECT 'unique', id, NULL, unique_until IS NOT NULL AND unique_until <= now()
+FROM jobs
+WHERE unique_key = $2
+  AND (unique_until IS NOT NULL OR status IN ('pending', 'running'));
+
+-- name: release_idempotency_key
+-- Free the idempotency key of job $1 once its lifetime is over, so that the key may be used
+-- again. Re-checked on the locked row: of concurrent releasers one changes it, the others
+-- find it already free. The job itself is left as it is.
+UPDATE jobs
+SET idempotency_key = NULL, idempotency_fingerprint = NULL, idempotency_expires_at = NULL
+WHERE id = $1 AND idempotency_expires_at <= now();
+
+-- name: release_unique_key
+-- Free the unique key of job $1 once its period (unique_until) is over; re-checked on the
+-- locked row as above. Keys held "while pending or running" need no release: the job leaves
+-- ix_jobs_unique_key by itself when it finishes.
+UPDATE jobs
+SET unique_key = NULL
+WHERE id = $1 AND unique_until <= now();

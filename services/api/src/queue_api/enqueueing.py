@@ -1,0 +1,133 @@
+"""What every enqueue route shares: the checks before a job is stored, the ``Idempotency-Key``
+header (IETF draft "The Idempotency-Key HTTP Header Field") and the answers that say a job was
+not new.
+
+- An idempotency key is namespaced by its caller, the API key's name (``key:<name>/<key>``,
+  or ``*/<key>`` with API_AUTH=off): two clients' keys never meet. It holds for
+  ``API_IDEMPOTENCY_TTL_S`` from the first request, with the request's fingerprint
+  (``JobCreate.fingerprint``): the same key and job again answers with the first job (200,
+  ``Idempotent-Replayed: true``); the same key with another job is a 422.
+- A ``unique_key`` held by another job answers with that job (200, ``X-Job-Duplicate: true``).
+
+Keys are decided by the database (``queue_core.keyed``), so this holds across replicas.
+"""
+
+from typing import Annotated, Final
+
+from litestar.datastructures import ResponseHeader, State
+from litestar.params import HeaderParameter
+
+from queue_api.auth import Caller
+from queue_api.metrics import count_enqueued
+from queue_api.rate_limit import RateLimiter
+from queue_api.schemas import JobCreate
+from queue_api.served import WorkerDirectory
+from queue_core.jobs import Enqueued, EnqueueOutcome, Idempotency, JobRecord
+from queue_core.keyed import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, is_keyed
+from queue_core.queue import Queue
+
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+DUPLICATE_HEADER: Final = "X-Job-Duplicate"
+ANONYMOUS_NAMESPACE: Final = "*"  # API_AUTH=off; never a key's name (keys.NAME_PATTERN)
+HOLDER_QUEUE: Final = "the queue of the job holding this unique_key"
+
+# The 422 of the enqueue routes: both reasons they may have.
+UNPROCESSABLE: Final = {
+    422: (
+        "The idempotency key was used before with a different job; or API_REJECT_UNKNOWN_TYPES "
+        "is on and no live worker serves this job type on this queue"
+    )
+}
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name=IDEMPOTENCY_HEADER,
+        required=False,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description=(
+            "Makes retrying safe: the same key with the same job within API_IDEMPOTENCY_TTL_S "
+            "(24 h by default) answers with the job the first request made (200, "
+            "Idempotent-Replayed: true) instead of making another; with a different job, 422. "
+            "1 to 255 printable ASCII characters, e.g. a UUID; scoped to the API key."
+        ),
+    ),
+]
+
+OUTCOME_HEADERS: Final = [
+    ResponseHeader(
+        name=REPLAYED_HEADER,
+        description="true: the job an earlier request with this Idempotency-Key made (200)",
+        documentation_only=True,
+        required=False,
+    ),
+    ResponseHeader(
+        name=DUPLICATE_HEADER,
+        description="true: the job already holding this unique_key; nothing was enqueued (200)",
+        documentation_only=True,
+        required=False,
+    ),
+]
+
+
+def namespaced(caller: Caller, key: str) -> str:
+    """``key`` as stored: in its caller's namespace."""
+    namespace = ANONYMOUS_NAMESPACE if caller.key is None else f"key:{caller.key.name}"
+    return f"{namespace}/{key}"
+
+
+def idempotency(
+    caller: Caller, key: str | None, data: JobCreate, ttl_s: float
+) -> Idempotency | None:
+    if key is None:
+        return None
+    return Idempotency(key=namespaced(caller, key), fingerprint=data.fingerprint(), ttl_s=ttl_s)
+
+
+def outcome_headers(outcome: EnqueueOutcome) -> dict[str, str]:
+    if outcome is EnqueueOutcome.REPLAYED:
+        return {REPLAYED_HEADER: "true"}
+    if outcome is EnqueueOutcome.DUPLICATE:
+        return {DUPLICATE_HEADER: "true"}
+    return {}
+
+
+async def enqueue_one(  # noqa: PLR0913 - the route's dependencies, passed on
+    data: JobCreate,
+    idempotency_key: str | None,
+    *,
+    job_queue: Queue,
+    caller: Caller,
+    rate_limiter: RateLimiter,
+    worker_directory: WorkerDirectory,
+    idempotency_ttl_s: float,
+    read_back: bool,
+) -> tuple[Enqueued, JobRecord | None]:
+    """Check, then store one job, with its keys; the job as stored too if ``read_back``. A
+    duplicate of a job in a queue the caller may not use is a 403 (unique keys are global)."""
+    caller.check_queues([data.queue])
+    await worker_directory.check([(data.type, data.queue)])
+    await rate_limiter.admit_jobs(caller.key, 1)
+    job = data.to_new_job(idempotency(caller, idempotency_key, data, idempotency_ttl_s))
+    if is_keyed(job):
+        enqueued = await job_queue.enqueue_keyed(job)
+    else:
+        enqueued = Enqueued(await job_queue.enqueue(job), EnqueueOutcome.CREATED)
+    if enqueued.outcome is EnqueueOutcome.CREATED:
+        count_enqueued([data])
+    record = None
+    duplicate = enqueued.outcome is EnqueueOutcome.DUPLICATE
+    if read_back or (duplicate and caller.queues is not None):
+        record = await job_queue.get(enqueued.id)
+        if duplicate:
+            caller.check_queues([record.queue], what=HOLDER_QUEUE)
+    return enqueued, record
+
+
+def idempotency_ttl_s(state: State) -> float:
+    """API_IDEMPOTENCY_TTL_S, which create_app keeps in the app's state."""
+    ttl_s: float = state.idempotency_ttl_s
+    return ttl_s

@@ -1,0 +1,202 @@
+"""Enqueueing inside the caller's transaction (queue_core.transactional): the job exists if and
+only if the transaction commits, and its queue is woken at commit, on a plain asyncpg connection
+and on SQLAlchemy's AsyncConnection and AsyncSession alike."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from core.notifications import CHANNEL, next_notification
+from helpers import eventually
+from queue_core.db import sqlalchemy_url
+from queue_core.jobs import EnqueueOutcome, NewJob
+from queue_core.transactional import enqueue_in, enqueue_many_in
+
+ORDERS = "CREATE TABLE orders (id int PRIMARY KEY)"
+
+
+class Rollback(Exception):  # noqa: N818 - a signal, not an error
+    """Raised to leave a transaction block by rolling back."""
+
+
+@pytest.fixture(name="conn")
+async def fx_conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection, as an application has it (no queue_core codecs), and a
+    business table to write in the same transaction as the job."""
+    conn = await asyncpg.connect(db_url)
+    await conn.execute(ORDERS)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(name="engine")
+async def fx_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(sqlalchemy_url(db_url))
+    async with engine.begin() as conn:
+        await conn.execute(text(ORDERS))
+    yield engine
+    await engine.dispose()
+
+
+async def _jobs(pool: asyncpg.Pool) -> list[tuple[str, dict[str, object]]]:
+    rows = await pool.fetch("SELECT type, payload FROM jobs ORDER BY id")
+    return [(r["type"], r["payload"]) for r in rows]
+
+
+async def _orders(pool: asyncpg.Pool) -> list[int]:
+    return [r["id"] for r in await pool.fetch("SELECT id FROM orders ORDER BY id")]
+
+
+async def _nothing_was_notified(pool: asyncpg.Pool, received: "asyncio.Queue[object]") -> None:
+    """No wake-up came before now: a probe notified now is the next one to arrive."""
+    await pool.execute("SELECT pg_notify($1, 'probe')", CHANNEL)
+    assert await next_notification(received) == "probe"
+
+
+async def _waits_on_a_lock(pool: asyncpg.Pool) -> bool:
+    waiting: int = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return waiting > 0
+
+
+def _ship(order: int, queue: str = "default") -> NewJob:
+    return NewJob(type="ship_order", payload={"order": order}, queue=queue)
+
+
+# -- asyncpg ----------------------------------------------------------------------------------
+
+
+async def test_a_job_enqueued_in_a_committed_asyncpg_transaction_exists_and_wakes_at_commit(
+    conn: asyncpg.Connection, pool: asyncpg.Pool, notifications: "asyncio.Queue[object]"
+) -> None:
+    async with conn.transaction():
+        await conn.execute("INSERT INTO orders VALUES (42)")
+        enqueued = await enqueue_in(conn, _ship(42, "shipping"))
+        assert await _jobs(pool) == []  # not visible to others before the commit
+        await _nothing_was_notified(pool, notifications)
+
+    assert enqueued.outcome is EnqueueOutcome.CREATED
+    assert await next_notification(notifications) == "shipping"
+    assert await _jobs(pool) == [("ship_order", {"order": 42})]
+    assert await _orders(pool) == [42]
+    status = await pool.fetchval("SELECT status FROM jobs WHERE id = $1", enqueued.id)
+    assert status == "pending"
+
+
+async def test_a_rolled_back_asyncpg_transaction_leaves_no_job_and_wakes_nobody(
+    conn: asyncpg.Connection, pool: asyncpg.Pool, notifications: "asyncio.Queue[object]"
+) -> None:
+    async def order_then_fail() -> None:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO orders VALUES (42)")
+            await enqueue_many_in(conn, [_ship(42), _ship(43)])
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        await order_then_fail()
+
+    await _nothing_was_notified(pool, notifications)
+    assert await _jobs(pool) == []
+    assert await _orders(pool) == []
+
+
+async def test_a_unique_job_in_a_transaction_waits_for_the_other_transaction_holding_its_key(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    first, second = await asyncpg.connect(db_url), await asyncpg.connect(db_url)
+    try:
+        for commit_first, expected in ((False, EnqueueOutcome.CREATED), (True, None)):
+            await pool.execute("DELETE FROM jobs")
+            tx = first.transaction()
+            await tx.start()
+            held = await enqueue_in(first, NewJob(type="t", payload={"a": 1}, unique_key="u"))
+            async with second.transaction():
+                # Blocks on the first transaction's uncommitted row until it ends.
+                racing = asyncio.create_task(
+                    enqueue_in(second, NewJob(type="t", payload={"a": 2}, unique_key="u"))
+                )
+                await eventually(lambda: _waits_on_a_lock(pool))
+                assert not racing.done()
+                await (tx.commit() if commit_first else tx.rollback())
+                result = await racing
+            if expected is None:  # the first committed: the second gets its job
+                assert (result.id, result.outcome) == (held.id, EnqueueOutcome.DUPLICATE)
+            else:  # the first rolled back: the key was free after all
+                assert result.outcome is expected
+                assert result.id != held.id
+            assert await pool.fetchval("SELECT count(*) FROM jobs") == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+# -- SQLAlchemy ---------------------------------------------------------------------------------
+
+
+async def test_a_job_enqueued_on_a_sqlalchemy_connection_commits_with_it(
+    engine: AsyncEngine, pool: asyncpg.Pool, notifications: "asyncio.Queue[object]"
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO orders VALUES (7)"))
+        enqueued = await enqueue_in(conn, _ship(7, "shipping"))
+        await _nothing_was_notified(pool, notifications)
+        assert await _jobs(pool) == []
+
+    assert await next_notification(notifications) == "shipping"
+    assert await _jobs(pool) == [("ship_order", {"order": 7})]
+    assert await pool.fetchval("SELECT id FROM jobs") == enqueued.id
+    assert await _orders(pool) == [7]
+
+
+async def test_a_rolled_back_sqlalchemy_connection_leaves_no_job(
+    engine: AsyncEngine, pool: asyncpg.Pool, notifications: "asyncio.Queue[object]"
+) -> None:
+    async with engine.connect() as conn:
+        await conn.begin()
+        await conn.execute(text("INSERT INTO orders VALUES (7)"))
+        await enqueue_in(conn, _ship(7))
+        await conn.rollback()
+
+    await _nothing_was_notified(pool, notifications)
+    assert await _jobs(pool) == []
+    assert await _orders(pool) == []
+
+
+async def test_a_job_is_enqueued_in_a_sqlalchemy_sessions_transaction(
+    engine: AsyncEngine, pool: asyncpg.Pool, notifications: "asyncio.Queue[object]"
+) -> None:
+    # The session's first statement is ours: the session must begin its transaction for it.
+    async def order_then_fail() -> None:
+        async with AsyncSession(engine) as session, session.begin():
+            await enqueue_in(session, _ship(1))
+            await session.execute(text("INSERT INTO orders VALUES (1)"))
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        await order_then_fail()
+    await _nothing_was_notified(pool, notifications)
+    assert await _jobs(pool) == []
+
+    async with AsyncSession(engine) as session, session.begin():
+        await enqueue_in(session, _ship(2))
+        await enqueue_in(session, NewJob(type="digest", payload={"d": 1}, unique_key="daily"))
+        duplicate = await enqueue_in(
+            session, NewJob(type="digest", payload={"d": 1}, unique_key="daily")
+        )
+        await session.execute(text("INSERT INTO orders VALUES (2)"))
+
+    assert duplicate.outcome is EnqueueOutcome.DUPLICATE
+    assert await next_notification(notifications) == "default"
+    assert await _jobs(pool) == [("ship_order", {"order": 2}), ("digest", {"d": 1})]
+    assert await _orders(pool) == [2]
+
+
+async def test_enqueue_in_refuses_what_is_not_a_connection() -> None:
+    with pytest.raises(TypeError, match="asyncpg Connection or a SQLAlchemy"):
+        await enqueue_in(object(), _ship(1))  # type: ignore[arg-type]
