@@ -23,6 +23,7 @@ from queue_core.db import create_pool
 from queue_core.jobs import NewJob
 from queue_core.keys import ALL_SCOPES, KeyStore, Scope, generate_key
 from queue_core.queue import Queue
+from queue_core.schedules import Schedule, Schedules
 
 ALLOWED = "allowed"
 OTHER = "other"
@@ -68,6 +69,10 @@ ENDPOINTS = [
     Endpoint("list-workers", "GET", "/v1/workers", Scope.JOBS_READ, 200, queued=False),
     Endpoint("pause-queue", "POST", "/v1/queues/{queue}/pause", Scope.QUEUES_ADMIN, 200),
     Endpoint("resume-queue", "POST", "/v1/queues/{queue}/resume", Scope.QUEUES_ADMIN, 200),
+    # Schedules: one named after each queue, on that queue (_make_keys registers them).
+    Endpoint("list-schedules", "GET", "/v1/schedules", Scope.JOBS_READ, 200, queued=False),
+    Endpoint("pause-schedule", "POST", "/v1/schedules/{queue}/pause", Scope.QUEUES_ADMIN, 200),
+    Endpoint("resume-schedule", "POST", "/v1/schedules/{queue}/resume", Scope.QUEUES_ADMIN, 200),
     Endpoint("list-keys", "GET", "/v1/keys", Scope.KEYS_ADMIN, 200, queued=False),
     Endpoint(
         "create-key",
@@ -106,6 +111,9 @@ async def _make_keys(url: str) -> Keys:
         past = datetime.now(UTC) - timedelta(seconds=1)
         expired = await store.create(name=f"expired-{tag}", scopes=ALL_SCOPES, expires_at=past)
         unscoped = await store.create(name=f"unscoped-{tag}", scopes=[Scope.QUEUES_ADMIN])
+        await Schedules(pool).register(
+            [Schedule(name=q, queue=q, cron="0 0 1 1 *") for q in (ALLOWED, OTHER)]
+        )
         by_scope = {
             scope: (
                 await store.create(

@@ -37,12 +37,14 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 # The chains leave out GET /v1/queues: Schemathesis infers links from its list to pause and
 # resume, and the list grows with every queue name a generated request invents, so a replayed
 # chain draws from a different list and Hypothesis fails it as flaky. The stateless test above
-# still sends it every kind of request.
+# still sends it every kind of request. GET /v1/schedules likewise (its links to pause and resume
+# drew from an empty list in one run and not in its replay: flaky too).
+CHAIN_LEFT_OUT = {("/v1/queues", "get"), ("/v1/schedules", "get")}
 CHAIN_SCHEMA = schemathesis.openapi.from_dict(
     {
         **DOCUMENT,
         "paths": {
-            path: {m: op for m, op in item.items() if (path, m) != ("/v1/queues", "get")}
+            path: {m: op for m, op in item.items() if (path, m) not in CHAIN_LEFT_OUT}
             for path, item in DOCUMENT["paths"].items()
         },
     }

@@ -8,6 +8,7 @@ cluster trusts loopback connections.
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -19,6 +20,7 @@ from queue_core.jobs import NewJob, Outcome, OutcomeKind
 from queue_core.keys import KeyStore
 from queue_core.migrate import downgrade, upgrade
 from queue_core.queue import Queue
+from queue_core.schedules import Schedule, Schedules
 from queue_core.states import JobStatus
 
 API_ROLE = "task_queue_api"
@@ -152,6 +154,19 @@ async def test_the_worker_role_claims_heartbeats_finishes_and_rescues(
     assert [r.job_id for r in await worker.rescue_expired()] == [lost.id]
 
 
+async def test_the_worker_role_registers_and_ticks_schedules_and_the_api_role_pauses_them(
+    api_pool: asyncpg.Pool, worker_pool: asyncpg.Pool
+) -> None:
+    schedule = Schedule(name="roles", every_s=1, queue="roles")
+    worker, api = Schedules(worker_pool), Schedules(api_pool)
+    await worker.register([schedule])
+    tick = datetime(2026, 12, 4, 10, tzinfo=UTC)
+    assert await worker.take_tick(schedule, tick, run=True) is not None
+    assert [s.last_run_at for s in await api.list()] == [tick]
+    assert await api.set_paused("roles", paused=True) is not None
+    assert await worker.take_tick(schedule, tick + timedelta(seconds=1), run=True) is None
+
+
 @pytest.mark.parametrize("group", [API_ROLE, WORKER_ROLE])
 @pytest.mark.parametrize("statement", FORBIDDEN)
 async def test_no_service_role_may_change_the_schema(
@@ -166,13 +181,9 @@ async def test_no_service_role_may_change_the_schema(
     [
         "SELECT * FROM api_keys",
         "SELECT * FROM api_key_rate_buckets",
-        "INSERT INTO jobs (id, type, payload) VALUES (gen_random_uuid(), 'x', '{}')",
-        "DELETE FROM jobs",
     ],
 )
-async def test_the_worker_role_may_not_read_keys_create_or_delete_jobs(
-    role_url: RoleUrl, statement: str
-) -> None:
+async def test_the_worker_role_may_not_read_keys(role_url: RoleUrl, statement: str) -> None:
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
         await _execute(await role_url(WORKER_ROLE), statement)
 
@@ -183,7 +194,8 @@ async def _privileges(url: str) -> set[tuple[str, str, str]]:
         rows = await conn.fetch(
             "SELECT grantee, table_name, privilege_type FROM information_schema.table_privileges"
             " WHERE grantee IN ($1, $2, 'PUBLIC')"
-            " AND table_name IN ('jobs', 'api_keys', 'api_key_rate_buckets', 'queues', 'workers')",
+            " AND table_name IN ('jobs', 'api_keys', 'api_key_rate_buckets', 'queues', 'workers',"
+            " 'schedules')",
             API_ROLE,
             WORKER_ROLE,
         )
@@ -214,11 +226,26 @@ GRANTED = {
     (WORKER_ROLE, "workers", "INSERT"),
     (WORKER_ROLE, "workers", "UPDATE"),
     (WORKER_ROLE, "workers", "DELETE"),
+    # 0010: schedules, and the workers enqueue their ticks' jobs.
+    (API_ROLE, "schedules", "SELECT"),
+    (API_ROLE, "schedules", "UPDATE"),
+    (WORKER_ROLE, "schedules", "SELECT"),
+    (WORKER_ROLE, "schedules", "INSERT"),
+    (WORKER_ROLE, "schedules", "UPDATE"),
+    (WORKER_ROLE, "jobs", "INSERT"),
+    # 0011: retention, a worker service, deletes finished jobs.
+    (WORKER_ROLE, "jobs", "DELETE"),
 }
 
 
-# 0007 adds the rate-limit buckets, 0008 the queues and workers, and grant them.
-GRANTED_BY_0006 = {g for g in GRANTED if g[1] in ("jobs", "api_keys")}
+# Later revisions add tables (0007 buckets, 0008 queues and workers, 0010 schedules) and grant
+# the worker INSERT (0010, schedule ticks) and DELETE (0011, retention) on jobs.
+GRANTED_BY_0006 = {
+    g
+    for g in GRANTED
+    if g[1] in ("jobs", "api_keys")
+    and g not in {(WORKER_ROLE, "jobs", "INSERT"), (WORKER_ROLE, "jobs", "DELETE")}
+}
 
 
 def test_the_roles_revision_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:

@@ -204,6 +204,32 @@ class WorkerRecord(Base):
     )
 
 
+class ScheduleRecord(Base):
+    """A periodic job declared with its handler (queue_core.schedules): definition and state."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("(cron IS NULL) <> (every_s IS NULL)", name="cron_or_every"),
+        CheckConstraint("missed IN ('once', 'skip')", name="missed"),
+    )
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(255))
+    cron: Mapped[str | None] = mapped_column(Text)
+    every_s: Mapped[float | None] = mapped_column(Float)
+    tz: Mapped[str] = mapped_column(Text)
+    missed: Mapped[str] = mapped_column(Text)
+    grace_s: Mapped[float] = mapped_column(Float)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The watermark: the latest tick dealt with (run or skipped); each tick moves it once.
+    last_tick_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 _SCOPE_VALUES = ", ".join(f"'{s.value}'" for s in ALL_SCOPES)
 
 

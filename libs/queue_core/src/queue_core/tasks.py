@@ -22,6 +22,11 @@ bounded by ``WORKER_MAX_RESULT_BYTES``; None stores none). ``raise Snooze(second
 job again later without spending an attempt. Delivery is at-least-once: a handler may run
 again for the same job after a crash, so make it idempotent (``job.id`` is a stable key for
 that).
+
+A handler may also run on a schedule: ``@task("report", cron="0 * * * *", tz="Europe/Paris")``
+or ``@task("ping", every_s=30)`` enqueues one job of its type at each tick, on ``queue`` with
+``payload``, exactly once however many workers declare it (``queue_core.schedules``, which also
+documents ``missed`` and ``grace_s``).
 """
 
 import asyncio
@@ -34,6 +39,8 @@ from uuid import UUID
 
 from queue_core.jobs import ClaimedJob
 from queue_core.limits import MAX_SNOOZE_S
+from queue_core.schedules import DEFAULT_GRACE_S, Missed, Schedule
+from queue_core.states import DEFAULT_QUEUE
 
 
 @dataclass(slots=True)  # one per job run: not frozen, whose __init__ costs four times as much
@@ -96,6 +103,7 @@ class Task:
     handler: Handler
     is_async: bool
     timeout_s: float | None = None
+    schedule: Schedule | None = None
 
     def run(self, job: JobContext) -> Awaitable[object]:
         """The handler's run, to await for its result: the handler's own coroutine, or a
@@ -124,7 +132,14 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
 
-    def register(self, name: str, handler: Handler, *, timeout_s: float | None = None) -> Task:
+    def register(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        timeout_s: float | None = None,
+        schedule: Schedule | None = None,
+    ) -> Task:
         if not name:
             raise ValueError("a task name must not be empty")
         if timeout_s is not None and timeout_s <= 0:
@@ -139,19 +154,46 @@ class TaskRegistry:
             handler=handler,
             is_async=_is_async(handler),
             timeout_s=timeout_s,
+            schedule=schedule,
         )
         self._tasks[name] = task_
         return task_
 
-    def task(
-        self, name: str | None = None, *, timeout_s: float | None = None
+    def task(  # noqa: PLR0913 - the schedule's options are keywords of the one decorator
+        self,
+        name: str | None = None,
+        *,
+        timeout_s: float | None = None,
+        cron: str | None = None,
+        every_s: float | None = None,
+        tz: str = "UTC",
+        missed: Missed = "once",
+        grace_s: float = DEFAULT_GRACE_S,
+        queue: str = DEFAULT_QUEUE,
+        payload: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator: register the function as the handler of job type ``name`` (default: the
         function's own name). ``timeout_s`` bounds each attempt unless the job sets its own.
+        With ``cron`` (in time zone ``tz``) or ``every_s``, also a schedule of that name that
+        enqueues a job on ``queue`` with ``payload`` at each tick (``queue_core.schedules``).
+        A bad schedule raises :class:`~queue_core.schedules.ScheduleError` at import.
         Returns the function unchanged."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(name or handler.__name__, handler, timeout_s=timeout_s)
+            task_name = name or handler.__name__
+            schedule = None
+            if cron is not None or every_s is not None:
+                schedule = Schedule(
+                    name=task_name,
+                    cron=cron,
+                    every_s=every_s,
+                    tz=tz,
+                    missed=missed,
+                    grace_s=grace_s,
+                    queue=queue,
+                    payload=dict(payload or {}),
+                )
+            self.register(task_name, handler, timeout_s=timeout_s, schedule=schedule)
             return handler
 
         return decorate
@@ -161,6 +203,10 @@ class TaskRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._tasks)
+
+    def schedules(self) -> list[Schedule]:
+        """The schedules declared with the handlers, by name."""
+        return [t.schedule for _, t in sorted(self._tasks.items()) if t.schedule is not None]
 
 
 registry = TaskRegistry()

@@ -29,6 +29,7 @@ from queue_api.routes.jobs import JobsController
 from queue_api.routes.jobs_v1 import create_job
 from queue_api.routes.keys import KeysController
 from queue_api.routes.queues import QueuesController
+from queue_api.routes.schedules import SchedulesController
 from queue_api.routes.workers import WorkersController
 from queue_api.security_headers import add_security_headers
 from queue_api.served import WorkerDirectory
@@ -39,6 +40,7 @@ from queue_core.keys import KeyStore
 from queue_core.listing import JobListing
 from queue_core.log import get_logger
 from queue_core.queue import Queue
+from queue_core.schedules import Schedules
 
 log = get_logger("queue_api.app")
 
@@ -80,6 +82,11 @@ def _provide_fleet(state: State) -> Fleet:
 def _provide_worker_directory(state: State) -> WorkerDirectory:
     directory: WorkerDirectory = state.worker_directory
     return directory
+
+
+def _provide_schedules(state: State) -> Schedules:
+    schedules: Schedules = state.schedules
+    return schedules
 
 
 def _provide_key_store(state: State) -> KeyStore:
@@ -138,6 +145,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state.job_waiter = JobWaiter(app.state.job_listing)
         app.state.key_store = KeyStore(pool)
         app.state.fleet = Fleet(pool)
+        app.state.schedules = Schedules(pool)
         worker_directory.attach(app.state.fleet)
         app.state.worker_directory = worker_directory
         app.state.key_checker = key_checker
@@ -170,6 +178,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             create_job,  # after JobListController: see routes/jobs_v1.py
             KeysController,
             QueuesController,
+            SchedulesController,
             WorkersController,
             MetricsController,
         ],
@@ -184,6 +193,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             "job_waiter": Provide(_provide_job_waiter, sync_to_thread=False),
             "key_store": Provide(_provide_key_store, sync_to_thread=False),
             "fleet": Provide(_provide_fleet, sync_to_thread=False),
+            "schedules": Provide(_provide_schedules, sync_to_thread=False),
             "worker_directory": Provide(_provide_worker_directory, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
             "rate_limiter": Provide(_provide_rate_limiter, sync_to_thread=False),

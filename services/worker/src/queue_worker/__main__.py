@@ -5,7 +5,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 
+import asyncpg
 import uvloop
 
 from queue_core.db import create_pool
@@ -14,17 +16,21 @@ from queue_core.fleet import Fleet, WorkerInfo
 from queue_core.gc_tuning import tune_gc
 from queue_core.log import configure, get_logger
 from queue_core.queue import Queue
+from queue_core.retention import Retention
 from queue_core.retry import Backoff
+from queue_core.schedules import Schedules
 from queue_core.settings import load_settings
 from queue_core.tasks import load_task_modules, registry
 from queue_worker.builtin_tasks import configure_smtp
 from queue_worker.http import SidePortServer
 from queue_worker.listener import Listener
 from queue_worker.maintenance import Rescuer
-from queue_worker.metrics import PrometheusEvents
+from queue_worker.metrics import PrometheusEvents, PrometheusRetentionEvents
 from queue_worker.pauses import PauseWatcher
 from queue_worker.presence import Presence
+from queue_worker.retention import RetentionService, retention_by_status
 from queue_worker.runner import Runner, RunnerConfig, new_worker_id
+from queue_worker.scheduler import Scheduler
 from queue_worker.settings import SmtpSettings, WorkerSettings
 
 log = get_logger("queue_worker")
@@ -55,6 +61,14 @@ async def serve(settings: WorkerSettings) -> None:
         on_pause_change=pauses.refresh_soon,
     )
     rescuer = Rescuer(queue, settings.rescue_interval_s, events=events)
+    retention_s = retention_by_status(
+        settings.retention_completed_s, settings.retention_failed_s, settings.retention_cancelled_s
+    )
+    retention = RetentionService(
+        Retention(pool, retention_s, batch=settings.retention_batch),
+        settings.retention_interval_s,
+        PrometheusRetentionEvents(retention_s),
+    )
     presence = Presence(
         fleet,
         WorkerInfo(
@@ -82,7 +96,7 @@ async def serve(settings: WorkerSettings) -> None:
         ),
         worker_id=worker_id,
         events=events,
-        services=[listener, rescuer, presence],
+        services=[listener, rescuer, presence, retention, *_scheduler(pool, settings.queues)],
         pauses=pauses,
     )
     stall_after_s = max(STALL_MIN_S, STALL_POLL_INTERVALS * settings.poll_interval_s)
@@ -95,13 +109,20 @@ async def serve(settings: WorkerSettings) -> None:
         loop.add_signal_handler(sig, runner.request_stop)
     log.info("worker_side_port", port=side.port)
     try:
-        # The listener, the rescuer, the presence and the pauses run under its supervisor,
-        # all stopped when it returns: no beat can register this worker again after leave().
+        # The listener, the rescuer, the presence, the retention and the pauses run under its
+        # supervisor, all stopped when it returns: no beat can register this worker again
+        # after leave().
         await runner.run()
         await _leave(presence)
     finally:
         side.stop()
         await pool.close()
+
+
+def _scheduler(pool: asyncpg.Pool, queues: Sequence[str]) -> list[Scheduler]:
+    """The scheduler service, if this worker's tasks declare schedules (periodic jobs)."""
+    declared = registry.schedules()
+    return [Scheduler(Schedules(pool), declared, queues=queues)] if declared else []
 
 
 async def _leave(presence: Presence) -> None:

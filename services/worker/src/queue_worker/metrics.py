@@ -14,10 +14,11 @@ these numbers, so they need no lock; a collector turns them into metric families
 ordinary prometheus_client objects.
 """
 
+import contextlib
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from typing import Generic, TypeVar
 
@@ -33,6 +34,7 @@ from prometheus_client.utils import floatToGoString
 
 from queue_core import metric_labels
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind, Rescued
+from queue_core.retention import RoundResult
 from queue_core.states import JobStatus
 
 # Job durations from a millisecond no-op to a long batch job.
@@ -373,3 +375,66 @@ class PrometheusEvents:
 
     def service_restarted(self, service: str) -> None:
         SERVICE_RESTARTS.labels(service=service).inc()
+
+
+# -- retention (queue_worker.retention) --------------------------------------------------------
+
+RETENTION_DELETED = Counter(
+    "queue_worker_retention_deleted_total",
+    "Finished jobs this worker deleted past their retention, by status.",
+    ["status"],
+)
+RETENTION_BATCHES = Counter(
+    "queue_worker_retention_batches_total",
+    "Delete statements this worker's retention ran (each its own short transaction).",
+    ["status"],
+)
+RETENTION_ROUNDS = Counter(
+    "queue_worker_retention_rounds_total",
+    "Retention rounds by result: worked (this replica held the lock), skipped (another did), "
+    "failed (an error ended it).",
+    ["result"],
+)
+RETENTION_OLDEST = Gauge(
+    "queue_worker_retention_oldest_finished_seconds",
+    "How long ago the oldest (first created) job of each final status finished, 0 when there "
+    "is none; reported only by the replica whose retention round last did the work.",
+    ["status"],
+)
+RETENTION_SECONDS = Gauge(
+    "queue_worker_retention_seconds",
+    "WORKER_RETENTION_*_S: how long finished jobs of each status are kept, 0 for good.",
+    ["status"],
+)
+
+
+class PrometheusRetentionEvents:
+    """Implements queue_worker.retention.RetentionEvents with the metrics above."""
+
+    def __init__(self, retention_s: Mapping[JobStatus, float | None]) -> None:
+        for status, seconds in retention_s.items():
+            RETENTION_SECONDS.labels(status=status.value).set(seconds or 0)
+            RETENTION_DELETED.labels(status=status.value)
+            RETENTION_BATCHES.labels(status=status.value)
+        for result in ("worked", "skipped", "failed"):
+            RETENTION_ROUNDS.labels(result=result)
+        self._statuses = [status.value for status in retention_s]
+
+    def retention_round(self, result: RoundResult) -> None:
+        if not result.locked:
+            RETENTION_ROUNDS.labels(result="skipped").inc()
+            # Another replica does the work: only its ages are current.
+            for status in self._statuses:
+                with contextlib.suppress(KeyError):
+                    RETENTION_OLDEST.remove(status)
+            return
+        RETENTION_ROUNDS.labels(result="worked").inc()
+        for status, count in result.deleted.items():
+            RETENTION_DELETED.labels(status=status.value).inc(count)
+        for status, count in result.batches.items():
+            RETENTION_BATCHES.labels(status=status.value).inc(count)
+        for status, age in result.oldest_s.items():
+            RETENTION_OLDEST.labels(status=status.value).set(age or 0.0)
+
+    def retention_failed(self) -> None:
+        RETENTION_ROUNDS.labels(result="failed").inc()

@@ -4,6 +4,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_v
 from pydantic_settings import SettingsConfigDict
 
 from queue_core.limits import MAX_TIMEOUT_S
+from queue_core.retention import CLOCK_SLACK_S
 from queue_core.settings import CommaList, CommonSettings, EnvSettings, Secret
 from queue_core.states import DEFAULT_QUEUE
 
@@ -17,6 +18,15 @@ MAX_RETRY_CAP_S = 7 * 24 * 3600.0
 # 64 KiB of JSON by default. Bigger results belong in object storage, with their key here.
 DEFAULT_MAX_RESULT_BYTES = 64 * 1024
 MAX_RESULT_BYTES = 16 * 1024 * 1024
+# Retention (queue_worker.retention): finished jobs are deleted this long after they finished.
+# A week of completed and cancelled jobs is enough to look into last week's incident; failures
+# are what operators come back to, so a month. 0 keeps a status for good. Any other value is at
+# least a minute (queue_core.retention.CLOCK_SLACK_S) and at most ten years.
+DAY_S = 24 * 3600.0
+DEFAULT_RETENTION_COMPLETED_S = 7 * DAY_S
+DEFAULT_RETENTION_FAILED_S = 30 * DAY_S
+DEFAULT_RETENTION_CANCELLED_S = 7 * DAY_S
+MAX_RETENTION_S = 3650 * DAY_S
 
 
 class WorkerSettings(CommonSettings):
@@ -41,11 +51,31 @@ class WorkerSettings(CommonSettings):
     retry_cap_s: float = Field(default=300.0, gt=0, le=MAX_RETRY_CAP_S, allow_inf_nan=False)
     db_pool_size: PositiveInt | None = None
     max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=1, le=MAX_RESULT_BYTES)
+    retention_completed_s: float = Field(
+        default=DEFAULT_RETENTION_COMPLETED_S, ge=0, le=MAX_RETENTION_S, allow_inf_nan=False
+    )
+    retention_failed_s: float = Field(
+        default=DEFAULT_RETENTION_FAILED_S, ge=0, le=MAX_RETENTION_S, allow_inf_nan=False
+    )
+    retention_cancelled_s: float = Field(
+        default=DEFAULT_RETENTION_CANCELLED_S, ge=0, le=MAX_RETENTION_S, allow_inf_nan=False
+    )
+    # A round a minute: a job is deleted within about a minute of its retention.
+    retention_interval_s: float = Field(default=60.0, gt=0, le=DAY_S, allow_inf_nan=False)
+    # Rows per delete statement: each batch locks this many rows for a few milliseconds.
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
 
     @field_validator("job_timeout_s", mode="before")
     @classmethod
     def _blank_is_default(cls, value: object) -> object:
         return DEFAULT_JOB_TIMEOUT_S if value == "" else value
+
+    @field_validator("retention_completed_s", "retention_failed_s", "retention_cancelled_s")
+    @classmethod
+    def _retention_off_or_a_minute(cls, value: float) -> float:
+        if 0 < value < CLOCK_SLACK_S:
+            raise ValueError(f"must be 0 (keep for good) or at least {CLOCK_SLACK_S:g} seconds")
+        return value
 
     @field_validator("queues", "tasks")
     @classmethod

@@ -1,4 +1,5 @@
-"""The named SQL statements of ``queries.sql`` (jobs), ``listing.sql`` (reading many jobs) and
+"""The named SQL statements of ``queries.sql`` (jobs), ``listing.sql`` (reading many jobs),
+``retention.sql`` (deleting old finished jobs) and
 ``keys.sql`` (API keys), loaded once at import."""
 
 import re
@@ -28,3 +29,11 @@ LISTING_QUERIES: Final[dict[str, str]] = _parse(
 )
 # Enqueueing with idempotency and unique keys (queue_core.keyed).
 KEYED_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("keyed.sql").read_text())
+# Deleting finished jobs past their retention (queue_core.retention).
+RETENTION_QUERIES: Final[dict[str, str]] = _parse(
+    files(__package__).joinpath("retention.sql").read_text()
+)
+# Periodic jobs: the schedules table and the jobs of their ticks (queue_core.schedules).
+SCHEDULE_QUERIES: Final[dict[str, str]] = _parse(
+    files(__package__).joinpath("schedules.sql").read_text()
+)

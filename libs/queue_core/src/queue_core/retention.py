@@ -1,0 +1,161 @@
+"""Retention: finished jobs are deleted once older than their status's retention.
+
+A job that is completed, failed or cancelled is kept for its status's retention, counted from
+``finished_at``, and then deleted with its row, which takes its idempotency and unique keys
+along. Pending and running jobs are never touched, however old. A retention of ``None`` keeps
+that status for good.
+
+How it stays cheap on a big, busy table:
+
+- **Small batches, each its own short transaction.** One statement deletes at most ``batch``
+  rows (autocommit), taking them ``FOR UPDATE SKIP LOCKED``: it never waits on a job someone
+  holds, and holds its row locks for the milliseconds the statement runs. Nothing stays open
+  between batches, so no long transaction holds back vacuum.
+- **No new index.** Ids are UUIDv7 (creation order), and a job finishes after it is created,
+  so a walk of the primary key (completed) or of ``ix_jobs_failed_cancelled`` (failed,
+  cancelled) in id order, bounded above by the UUID of the cutoff, reads the rows to delete
+  and the few kept among them (see ``sql/retention.sql``).
+- **A cursor.** Each batch starts where the last one ended, so a round reads each row once. The
+  next round starts where this one ended too: rows below were kept because they were not
+  finished long enough then (running, or failed and kept longer while the walk is for
+  completed ones). Every :data:`FULL_SWEEP_EVERY` rounds a round starts from the first id
+  again, to take those that have aged since: a job finished late is deleted at most that many
+  intervals after its retention.
+- **One replica at a time.** A round holds a session-level advisory lock
+  (:data:`RETENTION_LOCK_KEY`) on the connection that runs its batches; a replica that does
+  not get it skips the round. Each batch is a separate statement on that connection, so the
+  lock spans the round while no transaction does. If the connection dies, PostgreSQL drops
+  the lock with it; asyncpg's pool also unlocks all advisory locks when a connection returns.
+  (A transaction-pooling proxy such as PgBouncer in transaction mode would break session
+  locks; the deployment connects directly.)
+
+A round holds one connection of the worker's pool while it runs (milliseconds when nothing is
+due; a first round over a long backlog runs for as long as its batches take, one statement at a
+time). The other statements share the rest of the pool meanwhile.
+
+Measured on PostgreSQL 18, 2 shared cores, 2 million jobs over 30 days (95 % completed, 3 %
+failed, 1 % cancelled, the rest pending), retention 7/30/7 days: the first round deleted 1.47
+million rows in 1,487 batches of 1,000 in 8.5 s (about 6 ms a batch, 12 ms for a cancelled one
+in EXPLAIN ANALYZE); the next round, resumed, 61 ms; a full sweep with nothing due, 104 ms (the
+completed walk passes the 47,500 failed and cancelled rows kept longer: 30 ms; the oldest-age
+read, 51 ms).
+
+Expired keys of kept jobs are not cleared here: the enqueue path frees an expired key when a
+new job wants it (queue_core.keyed), so clearing them early would only cost writes.
+"""
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import asyncpg
+import asyncpg.pool
+
+from queue_core.db import translate_connection_errors
+from queue_core.sql import RETENTION_QUERIES
+from queue_core.states import JobStatus
+
+Q_TRY_LOCK: Final = RETENTION_QUERIES["retention_try_lock"]
+Q_UNLOCK: Final = RETENTION_QUERIES["retention_unlock"]
+Q_OLDEST_FINISHED: Final = RETENTION_QUERIES["oldest_finished"]
+Q_DELETE_BATCH: Final = {
+    JobStatus.COMPLETED: RETENTION_QUERIES["delete_completed_batch"],
+    JobStatus.FAILED: RETENTION_QUERIES["delete_failed_batch"],
+    JobStatus.CANCELLED: RETENTION_QUERIES["delete_cancelled_batch"],
+}
+RETAINED_STATUSES: Final = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+# The advisory lock key of retention: an arbitrary constant no other part of the code uses
+# ("retain" in ASCII); the migrations' lock is another.
+RETENTION_LOCK_KEY: Final = 0x72_65_74_61_69_6E
+# How far the clock of a process that makes ids (the API) may run ahead of the database's:
+# the walk's upper bound is this much above the cutoff. Also the least retention allowed.
+CLOCK_SLACK_S: Final = 60.0
+# One round in this many starts from the first id again (see the module docstring).
+FULL_SWEEP_EVERY: Final = 60
+_FIRST_ID: Final = uuid.UUID(int=0)
+
+
+@dataclass(slots=True)
+class RoundResult:
+    """One round: whether this replica held the lock, the rows deleted and the batches run
+    per status, and how long ago the oldest job of each status finished (None: none left).
+    ``oldest_s`` is read only by the replica that held the lock."""
+
+    locked: bool
+    deleted: dict[JobStatus, int] = field(default_factory=dict)
+    batches: dict[JobStatus, int] = field(default_factory=dict)
+    oldest_s: dict[JobStatus, float | None] = field(default_factory=dict)
+
+
+class Retention:
+    """Deletes finished jobs past their retention, in rounds (:meth:`run_round`)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        retention_s: Mapping[JobStatus, float | None],
+        *,
+        batch: int = 1000,
+        full_sweep_every: int = FULL_SWEEP_EVERY,
+    ) -> None:
+        for status, seconds in retention_s.items():
+            if status not in RETAINED_STATUSES:
+                raise ValueError(f"{status.value} jobs are never deleted")
+            if seconds is not None and seconds < CLOCK_SLACK_S:
+                raise ValueError(f"retention must be at least {CLOCK_SLACK_S:g} s")
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        self._pool = pool
+        self._retention_s = {s: retention_s.get(s) for s in RETAINED_STATUSES}
+        self._batch = batch
+        self._full_sweep_every = full_sweep_every
+        self._rounds = 0
+        self._cursor: dict[JobStatus, uuid.UUID] = dict.fromkeys(RETAINED_STATUSES, _FIRST_ID)
+
+    async def run_round(self) -> RoundResult:
+        """Take the lock or return ``locked=False`` at once; then delete, status by status and
+        batch by batch, every job past its retention, and read the oldest finished ages."""
+        async with translate_connection_errors(), self._pool.acquire() as conn:
+            if not await conn.fetchval(Q_TRY_LOCK, RETENTION_LOCK_KEY):
+                return RoundResult(locked=False)
+            try:
+                result = RoundResult(locked=True)
+                if self._rounds % self._full_sweep_every == 0:
+                    self._cursor = dict.fromkeys(RETAINED_STATUSES, _FIRST_ID)
+                self._rounds += 1
+                for status, seconds in self._retention_s.items():
+                    if seconds is not None:
+                        await self._delete_status(conn, status, seconds, result)
+                row = await conn.fetchrow(Q_OLDEST_FINISHED)
+                if row is not None:
+                    result.oldest_s = {s: row[s.value] for s in RETAINED_STATUSES}
+                return result
+            finally:
+                if not conn.is_closed():
+                    await conn.execute(Q_UNLOCK, RETENTION_LOCK_KEY)
+
+    async def _delete_status(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy,
+        status: JobStatus,
+        seconds: float,
+        result: RoundResult,
+    ) -> None:
+        query = Q_DELETE_BATCH[status]
+        deleted = batches = 0
+        try:
+            while True:
+                rows = await conn.fetch(
+                    query, seconds, self._batch, self._cursor[status], CLOCK_SLACK_S
+                )
+                batches += 1
+                deleted += len(rows)
+                if rows:
+                    self._cursor[status] = max(r["id"] for r in rows)
+                if len(rows) < self._batch:
+                    return
+        finally:
+            result.deleted[status] = deleted
+            result.batches[status] = batches

@@ -1,0 +1,298 @@
+"""Periodic jobs: schedules declared with their handler, and their ticks.
+
+Declare one with the handler (``queue_core.tasks``)::
+
+    @task("report", cron="0 * * * *", tz="Europe/Paris")          # at each hour, Paris time
+    @task("heartbeat", every_s=1, missed="skip")                   # each second (tests)
+
+A schedule is named after its task and enqueues a job of that type on ``queue`` with
+``payload`` at each *tick*: each instant its cron expression matches in its time zone (five
+fields, or six with seconds first; evaluated by ``cronsim``, which handles DST as Debian's cron
+does: a time skipped by the spring change runs at the first instant after it, a time repeated
+in autumn runs once), or each multiple of ``every_s`` seconds since the Unix epoch.
+
+**Exactly one job per tick, enforced by the database.** Every worker whose registry declares a
+schedule runs its ticks; none is a leader. A tick's job is inserted only by the statement that
+moves the schedule's watermark (``schedules.last_tick_at``) from before the tick to the tick, a
+conditional UPDATE on one row: PostgreSQL lets one of any number of concurrent updaters change
+it and makes the others, which waited on its row lock, re-check the condition on the new row
+and change nothing (``sql/schedules.sql``). The job also carries the unique key
+``schedule:<name>:<tick>`` held for :data:`TICK_KEY_HOLD_S`, a second guard through the jobs
+table's partial unique index. Ticks are taken in order, so the watermark never goes back.
+
+**Late ticks.** A tick run within ``grace_s`` of its instant is on time; each such tick gets its
+job (a worker that stalled a few seconds catches up every tick). Ticks later than that were
+*missed* (every worker was down, or the schedule paused), and the schedule's ``missed`` policy
+decides: ``"once"`` enqueues one job, for the latest missed tick; ``"skip"`` enqueues none.
+Ticks due while a schedule is paused are never run: resuming moves the watermark to now.
+"""
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+from cronsim import CronSim, CronSimError
+from uuid_utils.compat import uuid7
+
+from queue_core.db import translate_connection_errors
+from queue_core.sql import SCHEDULE_QUERIES
+from queue_core.states import DEFAULT_QUEUE
+
+Missed = Literal["once", "skip"]
+MISSED_POLICIES: Final[tuple[Missed, ...]] = ("once", "skip")
+
+# A tick this late is still on time and runs whatever the policy: a minute covers a worker's
+# restart or a database failover without calling its ticks "missed".
+DEFAULT_GRACE_S: Final = 60.0
+MAX_GRACE_S: Final = 3600.0
+# The shortest and longest every_s: second-level schedules for tests, and at most a week.
+MIN_EVERY_S: Final = 1.0
+MAX_EVERY_S: Final = 7 * 24 * 3600.0
+# How long a tick's unique key is held after the tick. The watermark alone keeps a tick from
+# running twice; the key is a second guard that must outlive any retry of the tick's statement.
+TICK_KEY_HOLD_S: Final = 7 * 24 * 3600.0
+# The most ticks one turn of a scheduler enqueues for one schedule (grace_s / every_s is at most
+# 3600); the rest wait for its next turn, a few milliseconds later.
+MAX_TICKS_PER_TURN: Final = 1000
+
+Q_REGISTER: Final = SCHEDULE_QUERIES["register_schedule"]
+Q_STATES: Final = SCHEDULE_QUERIES["schedule_states"]
+Q_TAKE_TICK: Final = SCHEDULE_QUERIES["take_tick"]
+Q_LIST: Final = SCHEDULE_QUERIES["list_schedules"]
+Q_SET_PAUSED: Final = SCHEDULE_QUERIES["set_schedule_paused"]
+
+
+class ScheduleError(ValueError):
+    """A schedule declared with values that cannot work (bad cron, unknown time zone...)."""
+
+
+def _cron(expr: str, start: datetime, *, reverse: bool = False) -> Iterator[datetime]:
+    return iter(CronSim(expr, start, reverse=reverse))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """One periodic job: when (``cron`` in ``tz``, or ``every_s``), what (a job of type
+    ``name`` on ``queue`` with ``payload``), and what to do with ticks missed by more than
+    ``grace_s`` (``missed``)."""
+
+    name: str
+    cron: str | None = None
+    every_s: float | None = None
+    tz: str = "UTC"
+    missed: Missed = "once"
+    grace_s: float = DEFAULT_GRACE_S
+    queue: str = DEFAULT_QUEUE
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.every_s is None):
+            raise ScheduleError(f"schedule {self.name!r}: give either cron or every_s")
+        if self.every_s is not None and (
+            isinstance(self.every_s, bool)
+            or not isinstance(self.every_s, int | float)
+            or not MIN_EVERY_S <= self.every_s <= MAX_EVERY_S
+        ):
+            raise ScheduleError(
+                f"schedule {self.name!r}: every_s must be between {MIN_EVERY_S:g} and "
+                f"{MAX_EVERY_S:g} seconds"
+            )
+        try:
+            zone = ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ScheduleError(f"schedule {self.name!r}: unknown time zone {self.tz!r}") from None
+        if self.cron is not None:
+            try:
+                _cron(self.cron, datetime.now(zone))
+            except CronSimError as exc:
+                raise ScheduleError(
+                    f"schedule {self.name!r}: bad cron expression {self.cron!r}: {exc}"
+                ) from None
+        if self.missed not in MISSED_POLICIES:
+            raise ScheduleError(f"schedule {self.name!r}: missed must be 'once' or 'skip'")
+        if not 0 <= self.grace_s <= MAX_GRACE_S:
+            raise ScheduleError(
+                f"schedule {self.name!r}: grace_s must be between 0 and {MAX_GRACE_S:g}"
+            )
+        try:
+            json.dumps(self.payload)
+        except (TypeError, ValueError):
+            raise ScheduleError(f"schedule {self.name!r}: payload must be JSON") from None
+
+    @classmethod
+    def unchecked(cls, **fields: Any) -> "Schedule":  # noqa: ANN401 - a row's columns
+        """A schedule from a row, not checked: a row some other version wrote (a time zone
+        this one lacks, say) is still listed; computing its ticks may then raise."""
+        schedule = object.__new__(cls)
+        for name in cls.__dataclass_fields__:
+            object.__setattr__(schedule, name, fields[name])
+        return schedule
+
+    def next_tick(self, after: datetime) -> datetime:
+        """The first tick strictly after ``after`` (an aware datetime), in UTC."""
+        if self.every_s is not None:
+            t = after.timestamp()
+            k = math.floor(t / self.every_s) + 1
+            return datetime.fromtimestamp(k * self.every_s, UTC)
+        assert self.cron is not None  # noqa: S101 - __post_init__ checked it
+        # cronsim works in whole seconds: from the second `after` is in, it yields later ones.
+        start = after.astimezone(ZoneInfo(self.tz)).replace(microsecond=0)
+        return next(_cron(self.cron, start)).astimezone(UTC)
+
+    def latest_tick(self, at: datetime) -> datetime:
+        """The last tick at or before ``at`` (an aware datetime), in UTC."""
+        if self.every_s is not None:
+            k = math.floor(at.timestamp() / self.every_s)
+            return datetime.fromtimestamp(k * self.every_s, UTC)
+        assert self.cron is not None  # noqa: S101 - __post_init__ checked it
+        start = at.astimezone(ZoneInfo(self.tz)).replace(microsecond=0) + timedelta(seconds=1)
+        return next(_cron(self.cron, start, reverse=True)).astimezone(UTC)
+
+    def due(self, watermark: datetime, now: datetime) -> list[tuple[datetime, bool]]:
+        """The ticks after ``watermark`` and at or before ``now`` to deal with, in order, each
+        with whether it makes a job: the latest missed one (later than ``grace_s``) run under
+        ``missed="once"`` or only passed over under ``"skip"``, then every tick on time (at
+        most :data:`MAX_TICKS_PER_TURN` in all)."""
+        ticks: list[tuple[datetime, bool]] = []
+        on_time_from = now - timedelta(seconds=self.grace_s)
+        if on_time_from > watermark:
+            missed = self.latest_tick(on_time_from)
+            if missed > watermark and missed < on_time_from:
+                ticks.append((missed, self.missed == "once"))
+        tick = self.next_tick(max(watermark, on_time_from - timedelta(microseconds=1)))
+        while tick <= now and len(ticks) < MAX_TICKS_PER_TURN:
+            if tick > watermark:
+                ticks.append((tick, True))
+            tick = self.next_tick(tick)
+        return ticks
+
+    def unique_key(self, tick: datetime) -> str:
+        return f"schedule:{self.name}:{tick.astimezone(UTC).isoformat()}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleState:
+    """A schedule's row: its definition as last registered, and its state."""
+
+    definition: Schedule
+    paused_at: datetime | None
+    last_tick_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: UUID | None
+    created_at: datetime
+
+    @property
+    def watermark(self) -> datetime:
+        """Ticks after this are still to deal with: the latest tick dealt with, else the
+        schedule's registration (a new schedule runs none of the ticks before it existed)."""
+        return self.last_tick_at or self.created_at
+
+    def next_run(self, now: datetime) -> datetime | None:
+        """When its next job is due: its first tick after ``now`` not dealt with yet (None
+        while paused)."""
+        if self.paused_at is not None:
+            return None
+        try:
+            return self.definition.next_tick(max(self.watermark, now))
+        except (CronSimError, KeyError, ValueError, TypeError, OverflowError):  # unchecked
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A tick this caller took: ``job_id`` is its job, None for a tick passed over."""
+
+    job_id: UUID | None
+
+
+def _state(row: asyncpg.Record) -> ScheduleState:
+    fields = {
+        "name": row["name"],
+        "cron": row["cron"],
+        "every_s": row["every_s"],
+        "tz": row["tz"],
+        "missed": row["missed"],
+        "grace_s": row["grace_s"],
+        "queue": row["queue"],
+        "payload": json.loads(row["payload"]),
+    }
+    try:
+        definition = Schedule(**fields)
+    except ScheduleError:
+        definition = Schedule.unchecked(**fields)
+    return ScheduleState(
+        definition=definition,
+        paused_at=row["paused_at"],
+        last_tick_at=row["last_tick_at"],
+        last_run_at=row["last_run_at"],
+        last_job_id=row["last_job_id"],
+        created_at=row["created_at"],
+    )
+
+
+class Schedules:
+    """The ``schedules`` table: registering, ticking, listing, pausing (``sql/schedules.sql``)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def register(self, schedules: Sequence[Schedule]) -> None:
+        """Create each schedule's row, or update its definition; its state stays."""
+        async with translate_connection_errors():
+            for s in schedules:
+                await self._pool.execute(
+                    Q_REGISTER,
+                    s.name,
+                    s.queue,
+                    s.cron,
+                    None if s.every_s is None else float(s.every_s),
+                    s.tz,
+                    s.missed,
+                    float(s.grace_s),
+                    json.dumps(s.payload),
+                )
+
+    async def states(self, names: Sequence[str]) -> tuple[datetime, dict[str, ScheduleState]]:
+        """The database's clock and the rows of the schedules ``names``."""
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_STATES, list(names))
+        return rows[0]["now"], {r["name"]: _state(r) for r in rows if r["name"] is not None}
+
+    async def take_tick(self, schedule: Schedule, tick: datetime, *, run: bool) -> Taken | None:
+        """Deal with ``tick`` of ``schedule``: move its watermark to the tick and, if ``run``,
+        enqueue the tick's job, both in one statement. None when another worker took the tick
+        first or the schedule is paused; else :class:`Taken`, with the new job's id if ``run``.
+        """
+        job_id = uuid7()
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(
+                Q_TAKE_TICK,
+                schedule.name,
+                tick,
+                run,
+                job_id,
+                json.dumps(schedule.payload),
+                schedule.queue,
+                schedule.unique_key(tick),
+                TICK_KEY_HOLD_S,
+            )
+        if row is None:
+            return None
+        return Taken(None if row["id"] is None else UUID(str(row["id"])))
+
+    async def list(self) -> list[ScheduleState]:
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_LIST)
+        return [_state(r) for r in rows]
+
+    async def set_paused(self, name: str, *, paused: bool) -> ScheduleState | None:
+        """Pause or resume schedule ``name``; None if there is no such schedule."""
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(Q_SET_PAUSED, name, paused)
+        return None if row is None else _state(row)

@@ -1,0 +1,109 @@
+-- Retention: deleting finished jobs once they are older than their status's retention.
+-- queue_core.retention.Retention is the only caller; see its docstring for the design.
+--
+-- Each delete statement is one batch and its own transaction (autocommit): it locks at most
+-- $2 rows, for the milliseconds the statement takes, and takes them SKIP LOCKED so that it
+-- never waits on a job someone else holds (an admin's retry, a cancel). A job's idempotency
+-- and unique keys live in its row, so they go with it; a job whose key still holds (its
+-- idempotency_expires_at or unique_until not reached) is kept until the key expires, so that
+-- retention never frees a key early.
+--
+-- Finding the rows without a new index. Ids are UUIDv7: their first 48 bits are the creation
+-- time in Unix milliseconds, so the primary key is in creation order. A job finishes after it
+-- is created, so a job finished before the cutoff was created before it: every row to delete
+-- has an id below the UUID of (cutoff + $4 seconds), the slack covering the clock of the
+-- process that made the id (the API, not the database). Each statement walks an index in id
+-- order from $3 (where the last batch ended) to that bound, so a batch reads the rows it
+-- deletes plus the ones kept in that range, never the rest of the table. The status is a
+-- literal in each statement, not a parameter: a partial index (ix_jobs_failed_cancelled) is
+-- usable only when the planner can prove the predicate, which a generic plan for a parameter
+-- never lets it.
+
+-- name: retention_try_lock
+-- The session-level advisory lock that makes one replica at a time do retention; false when
+-- another replica holds it. Held by the connection that runs the round, released after it
+-- (and by the server if that connection dies).
+SELECT pg_try_advisory_lock($1);
+
+-- name: retention_unlock
+SELECT pg_advisory_unlock($1);
+
+-- name: delete_completed_batch
+-- Up to $2 completed jobs finished more than $1 seconds ago, from id $3 up (primary key walk).
+-- Returns the ids deleted; the largest is where the next batch starts.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status = 'completed'
+      AND id >= $3::uuid
+      AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => $1::float8 - $4::float8))
+                             * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
+      AND finished_at < now() - make_interval(secs => $1)
+      AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
+      AND (unique_until IS NULL OR unique_until <= now())
+    ORDER BY id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: delete_failed_batch
+-- The same for failed jobs, walking ix_jobs_failed_cancelled (failed and cancelled only).
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status = 'failed'
+      AND id >= $3::uuid
+      AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => $1::float8 - $4::float8))
+                             * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
+      AND finished_at < now() - make_interval(secs => $1)
+      AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
+      AND (unique_until IS NULL OR unique_until <= now())
+    ORDER BY id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: delete_cancelled_batch
+-- The same for cancelled jobs, walking ix_jobs_failed_cancelled.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status = 'cancelled'
+      AND id >= $3::uuid
+      AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => $1::float8 - $4::float8))
+                             * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
+      AND finished_at < now() - make_interval(secs => $1)
+      AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
+      AND (unique_until IS NULL OR unique_until <= now())
+    ORDER BY id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: oldest_finished
+-- How long ago the oldest (first created) job of each final status that retention may delete
+-- (no key still holding) finished, in seconds; NULL when there is none: what tells whether
+-- retention keeps up. "Oldest" by id, i.e. by creation: the first such row met in id order,
+-- so each is a short index walk (failed and cancelled: ix_jobs_failed_cancelled; completed:
+-- the primary key, past the older rows of other statuses), never a scan of the history. A
+-- job created early but finished late makes it read a little young; the alert it feeds
+-- allows a margin far above that.
+SELECT
+    (SELECT extract(epoch FROM now() - finished_at)::float8 FROM jobs
+     WHERE status = 'completed'
+       AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
+       AND (unique_until IS NULL OR unique_until <= now())
+     ORDER BY id LIMIT 1) AS completed,
+    (SELECT extract(epoch FROM now() - finished_at)::float8 FROM jobs
+     WHERE status = 'failed'
+       AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
+       AND (unique_until IS NULL OR unique_until <= now())
+     ORDER BY id LIMIT 1) AS failed,
+    (SELECT extract(epoch FROM now() - finished_at)::float8 FROM jobs
+     WHERE status = 'cancelled'
+       AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
+       AND (unique_until IS NULL OR unique_until <= now())
+     ORDER BY id LIMIT 1) AS cancelled;

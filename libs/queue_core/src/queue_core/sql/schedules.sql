@@ -1,0 +1,102 @@
+-- Periodic jobs (queue_core.schedules): the schedules table and the jobs of their ticks.
+-- The exactly-once rule lives in take_tick: a tick's job is inserted only by the statement that
+-- moves the schedule's watermark (last_tick_at) up to that tick. A block starts with
+-- "-- name: <name>" and ends at the next one.
+
+-- name: register_schedule
+-- Create schedule $1 as a worker declares it, or update its definition (a deploy changed the
+-- cron, say). Its state (paused_at, last_tick_at, last run) and created_at stay: a restart
+-- neither resumes a paused schedule nor replays its ticks.
+INSERT INTO schedules AS s (name, queue, cron, every_s, tz, missed, grace_s, payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7, CAST($8::text AS jsonb))
+ON CONFLICT (name) DO UPDATE
+SET queue = excluded.queue,
+    cron = excluded.cron,
+    every_s = excluded.every_s,
+    tz = excluded.tz,
+    missed = excluded.missed,
+    grace_s = excluded.grace_s,
+    payload = excluded.payload,
+    updated_at = now()
+WHERE (s.queue, s.cron, s.every_s, s.tz, s.missed, s.grace_s, s.payload)
+      IS DISTINCT FROM
+      (excluded.queue, excluded.cron, excluded.every_s, excluded.tz, excluded.missed,
+       excluded.grace_s, excluded.payload);
+
+-- name: schedule_states
+-- The database's clock and the rows of schedules $1: what a worker's scheduler reads each
+-- turn. Every worker judges which ticks are due by this one clock, not by its own. The outer
+-- row keeps now() when no schedule matches.
+SELECT n.now, s.name, s.queue, s.cron, s.every_s, s.tz, s.missed, s.grace_s,
+       CAST(s.payload AS text) AS payload, s.paused_at, s.last_tick_at, s.last_run_at,
+       s.last_job_id, s.created_at
+FROM (SELECT now() AS now) AS n
+LEFT JOIN schedules AS s ON s.name = ANY($1::text[])
+ORDER BY s.name;
+
+-- name: take_tick
+-- Deal with tick $2 of schedule $1: move its watermark to $2 and, when $3, insert the tick's
+-- job $4 (type $1, payload $5 as JSON text, queue $6, due at the tick). Exactly one of any
+-- number of workers taking the same tick gets a row back (id: the job, NULL when $3 is false):
+--  * The UPDATE changes the row only while the watermark is before the tick. Concurrent
+--    takers queue on the row's lock; under READ COMMITTED each one that waited re-checks the
+--    condition on the row the winner committed, finds the watermark at the tick, and changes
+--    nothing. The INSERT reads only what this UPDATE returned, so a loser inserts nothing.
+--  * The job also holds unique key $7 until $8 seconds after the tick, and ON CONFLICT DO
+--    NOTHING leaves it to ix_jobs_unique_key: a second guard should the watermark ever be set
+--    back by hand.
+--  * A paused schedule takes no tick. The queue is woken in the same transaction.
+WITH advanced AS (
+    UPDATE schedules
+    SET last_tick_at = $2,
+        last_run_at = CASE WHEN $3 THEN $2 ELSE last_run_at END,
+        last_job_id = CASE WHEN $3 THEN $4 ELSE last_job_id END,
+        updated_at = now()
+    WHERE name = $1
+      AND paused_at IS NULL
+      AND (last_tick_at IS NULL OR last_tick_at < $2)
+    RETURNING name
+),
+inserted AS (
+    INSERT INTO jobs (id, type, payload, queue, scheduled_at, unique_key, unique_until)
+    SELECT $4, $1, CAST($5::text AS jsonb), $6, $2, $7, $2 + make_interval(secs => $8::float8)
+    FROM advanced
+    WHERE $3
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+)
+SELECT a.name, i.id, w.woken
+FROM advanced AS a
+LEFT JOIN inserted AS i ON true
+LEFT JOIN LATERAL (
+    SELECT CAST(pg_notify('queue_jobs', i.queue) AS text) AS woken WHERE i.id IS NOT NULL
+) AS w ON true;
+
+-- name: list_schedules
+-- Every schedule, by name (GET /v1/schedules): a row per declared schedule, so no paging.
+SELECT name, queue, cron, every_s, tz, missed, grace_s, CAST(payload AS text) AS payload,
+       paused_at, last_tick_at, last_run_at, last_job_id, created_at
+FROM schedules
+ORDER BY name;
+
+-- name: set_schedule_paused
+-- Pause ($2 true) or resume ($2 false) schedule $1; no row back if there is none. Pausing a
+-- paused schedule keeps when it was first paused. Resuming moves the watermark to now: the
+-- ticks due while it was paused are not run (a pause is a decision, not an outage). A pause
+-- takes effect at once (take_tick skips a paused row); workers notice a resume at their next
+-- read, within queue_worker.scheduler.SCHEDULE_REFRESH_S.
+WITH changed AS (
+    UPDATE schedules AS s
+    SET paused_at = CASE WHEN $2 THEN coalesce(s.paused_at, now()) END,
+        last_tick_at = CASE
+            WHEN $2 OR s.paused_at IS NULL THEN s.last_tick_at
+            ELSE greatest(s.last_tick_at, now())
+        END,
+        updated_at = now()
+    WHERE s.name = $1
+    RETURNING s.*
+)
+SELECT c.name, c.queue, c.cron, c.every_s, c.tz, c.missed, c.grace_s,
+       CAST(c.payload AS text) AS payload, c.paused_at, c.last_tick_at, c.last_run_at,
+       c.last_job_id, c.created_at
+FROM changed AS c;

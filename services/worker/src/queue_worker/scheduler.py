@@ -1,0 +1,104 @@
+"""Periodic jobs: the ``scheduler`` service, on every worker whose tasks declare schedules.
+
+At start it registers the schedules of the worker's registry (an upsert per schedule: the
+definition as this worker's code declares it; pauses and past ticks stay). Then, each turn, it
+reads the schedules' rows and the database's clock in one statement, and for each schedule not
+paused deals with its due ticks in order (:meth:`queue_core.schedules.Schedule.due`): one
+``take_tick`` statement each, which enqueues the tick's job only if no other worker took that
+tick first. It sleeps until the earliest next tick, at most :data:`SCHEDULE_REFRESH_S` (so a
+resume or a definition changed by another worker's deploy is seen within it; a pause needs no
+wait: ``take_tick`` never takes a paused schedule's tick).
+
+Every worker runs the same loop on the same rows; none is a leader, and the database, not
+timing, makes each tick one job. A worker killed mid-turn leaves the rest to the others.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import Counter
+
+from queue_core.log import get_logger
+from queue_core.retry import jittered
+from queue_core.schedules import Schedule, Schedules
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+log = get_logger("queue_worker.scheduler")
+
+# The ticks this worker dealt with; the sum over workers is every tick dealt with. Schedule
+# names come from the code (the tasks' names), so the labels stay few.
+TICKS = Counter(
+    "queue_worker_schedule_ticks_total",
+    "Ticks of schedules this worker took: enqueued (made the job) or skipped (missed, policy "
+    "skip); a tick another worker took first counts there",
+    ["schedule", "outcome"],
+)
+
+# The longest sleep between two reads (±25 %): a resume reaches this worker within it.
+SCHEDULE_REFRESH_S: Final = 5.0
+# Woken this long after a tick's instant: the database's clock and this worker's sleep need not
+# agree to the millisecond, and waking before the tick would only read again.
+TICK_SLACK_S: Final = 0.005
+
+
+class Scheduler:
+    def __init__(
+        self,
+        schedules: Schedules,
+        declared: Sequence[Schedule],
+        *,
+        refresh_s: float = SCHEDULE_REFRESH_S,
+        queues: Sequence[str] | None = None,
+    ) -> None:
+        """``queues``: the worker's own (WORKER_QUEUES); a schedule whose jobs go elsewhere is
+        still ticked here, with a warning, since another worker may serve that queue."""
+        self.name = "scheduler"
+        self.turns = 0  # reads done: the supervisor's measure of progress
+        self._schedules = schedules
+        self._declared = {s.name: s for s in declared}
+        self._refresh_s = refresh_s
+        self._registered = False
+        for s in declared:
+            if queues is not None and s.queue not in queues:
+                log.warning("schedule_queue_not_served_here", schedule=s.name, queue=s.queue)
+
+    async def run(self) -> None:
+        while True:
+            if not self._registered:
+                await self._schedules.register(list(self._declared.values()))
+                self._registered = True
+                log.info("schedules_registered", schedules=sorted(self._declared))
+            sleep_s = await self.turn()
+            self.turns += 1
+            await asyncio.sleep(sleep_s)
+
+    async def turn(self) -> float:
+        """Take every due tick of this worker's schedules; return how long to sleep."""
+        now, states = await self._schedules.states(list(self._declared))
+        wake_at: datetime | None = None
+        for name, schedule in self._declared.items():
+            state = states.get(name)
+            if state is None:  # its row was deleted by hand: register it again next turn
+                self._registered = False
+                continue
+            if state.paused_at is not None:
+                continue
+            for tick, run in schedule.due(state.watermark, now):
+                taken = await self._schedules.take_tick(schedule, tick, run=run)
+                if taken is None:
+                    continue  # another worker took it first, or a pause came meanwhile
+                if taken.job_id is not None:
+                    TICKS.labels(name, "enqueued").inc()
+                    log.info("schedule_enqueued", schedule=name, tick=tick.isoformat())
+                else:
+                    TICKS.labels(name, "skipped").inc()
+                    log.info("schedule_ticks_skipped", schedule=name, through=tick.isoformat())
+            upcoming = schedule.next_tick(now)
+            wake_at = upcoming if wake_at is None else min(wake_at, upcoming)
+        refresh_s = jittered(self._refresh_s)
+        if wake_at is None:
+            return refresh_s
+        return min(refresh_s, max(0.0, (wake_at - now).total_seconds()) + TICK_SLACK_S)

@@ -1,0 +1,175 @@
+"""Retention's statements on a real database (queue_core.retention): old finished rows written
+straight into the table are deleted per status; pending and running rows never are; batches are
+small; a key that still holds keeps its job; one replica at a time works."""
+
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from core.retention_rows import insert_job, job_ids
+from queue_core.retention import RETENTION_LOCK_KEY, Retention
+from queue_core.states import JobStatus
+
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+RETENTION_S = {
+    JobStatus.COMPLETED: DAY.total_seconds(),
+    JobStatus.FAILED: 3 * DAY.total_seconds(),
+    JobStatus.CANCELLED: 2 * DAY.total_seconds(),
+}
+
+
+async def test_each_final_status_is_deleted_past_its_own_retention(pool: asyncpg.Pool) -> None:
+    gone = {
+        await insert_job(pool, JobStatus.COMPLETED, created_ago=2 * DAY),
+        await insert_job(pool, JobStatus.COMPLETED, created_ago=400 * DAY),
+        await insert_job(pool, JobStatus.FAILED, created_ago=4 * DAY),
+        await insert_job(pool, JobStatus.CANCELLED, created_ago=3 * DAY),
+        # Created long ago, finished just past the retention.
+        await insert_job(pool, JobStatus.COMPLETED, created_ago=90 * DAY, finished_ago=DAY + HOUR),
+    }
+    kept = {
+        await insert_job(pool, JobStatus.COMPLETED, created_ago=12 * HOUR),
+        await insert_job(pool, JobStatus.FAILED, created_ago=2 * DAY),  # failed: 3 days
+        await insert_job(pool, JobStatus.CANCELLED, created_ago=DAY + HOUR),  # cancelled: 2
+        # Created long ago, finished recently (a retry, a late schedule): its age counts from
+        # finished_at.
+        await insert_job(pool, JobStatus.COMPLETED, created_ago=90 * DAY, finished_ago=HOUR),
+        # Never deleted, however old.
+        await insert_job(pool, JobStatus.PENDING, created_ago=400 * DAY),
+        await insert_job(pool, JobStatus.RUNNING, created_ago=400 * DAY),
+    }
+
+    result = await Retention(pool, RETENTION_S).run_round()
+
+    assert result.locked
+    assert await job_ids(pool) == kept
+    assert result.deleted == {JobStatus.COMPLETED: 3, JobStatus.FAILED: 1, JobStatus.CANCELLED: 1}
+    assert not gone & await job_ids(pool)
+    # The oldest left of each status, by creation: the completed one created 90 days ago.
+    assert result.oldest_s[JobStatus.COMPLETED] == pytest.approx(HOUR.total_seconds(), abs=60)
+    assert result.oldest_s[JobStatus.FAILED] == pytest.approx(2 * DAY.total_seconds(), abs=60)
+    assert result.oldest_s[JobStatus.CANCELLED] == pytest.approx(
+        (DAY + HOUR).total_seconds(), abs=60
+    )
+
+
+async def test_a_status_without_retention_is_kept_for_good(pool: asyncpg.Pool) -> None:
+    completed = await insert_job(pool, JobStatus.COMPLETED, created_ago=400 * DAY)
+    failed = await insert_job(pool, JobStatus.FAILED, created_ago=400 * DAY)
+    await insert_job(pool, JobStatus.CANCELLED, created_ago=400 * DAY)
+
+    retention = Retention(
+        pool,
+        {
+            JobStatus.COMPLETED: None,
+            JobStatus.FAILED: None,
+            JobStatus.CANCELLED: DAY.total_seconds(),
+        },
+    )
+    result = await retention.run_round()
+
+    assert await job_ids(pool) == {completed, failed}
+    assert result.deleted == {JobStatus.CANCELLED: 1}
+
+
+async def test_deletes_in_batches_of_the_given_size(pool: asyncpg.Pool) -> None:
+    for i in range(35):
+        await insert_job(pool, JobStatus.COMPLETED, created_ago=2 * DAY + i * HOUR)
+    kept = await insert_job(pool, JobStatus.COMPLETED, created_ago=HOUR)
+
+    result = await Retention(pool, RETENTION_S, batch=10).run_round()
+
+    assert result.deleted[JobStatus.COMPLETED] == 35
+    assert result.batches[JobStatus.COMPLETED] == 4  # 10, 10, 10, 5
+    assert await job_ids(pool) == {kept}
+
+
+async def test_a_job_whose_key_still_holds_is_kept_until_the_key_expires(
+    pool: asyncpg.Pool,
+) -> None:
+    idempotent = await insert_job(
+        pool,
+        JobStatus.COMPLETED,
+        created_ago=2 * DAY,
+        idempotency_key="k-live",
+        idempotency_expires_in=HOUR,
+    )
+    unique = await insert_job(
+        pool, JobStatus.COMPLETED, created_ago=2 * DAY, unique_key="u-live", unique_until_in=HOUR
+    )
+    await insert_job(
+        pool,
+        JobStatus.COMPLETED,
+        created_ago=2 * DAY,
+        idempotency_key="k-expired",
+        idempotency_expires_in=-HOUR,
+        unique_key="u-expired",
+        unique_until_in=-HOUR,
+    )
+
+    result = await Retention(pool, RETENTION_S).run_round()
+
+    assert result.deleted[JobStatus.COMPLETED] == 1
+    assert await job_ids(pool) == {idempotent, unique}
+    # The expired keys went with their row: a new job may take them (the indexes are unique).
+    await insert_job(
+        pool,
+        JobStatus.PENDING,
+        created_ago=timedelta(0),
+        idempotency_key="k-expired",
+        idempotency_expires_in=HOUR,
+        unique_key="u-expired",
+    )
+
+
+async def test_a_replica_without_the_lock_skips_the_round(pool: asyncpg.Pool) -> None:
+    old = await insert_job(pool, JobStatus.COMPLETED, created_ago=2 * DAY)
+    retention = Retention(pool, RETENTION_S)
+    async with pool.acquire() as other:  # another replica, in the middle of its round
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK_KEY)
+        skipped = await retention.run_round()
+        assert not skipped.locked
+        assert skipped.deleted == {}
+        assert old in await job_ids(pool)
+        await other.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_KEY)
+
+    worked = await retention.run_round()
+
+    assert worked.locked
+    assert old not in await job_ids(pool)
+    # The lock went back with the round: another replica gets it now.
+    async with pool.acquire() as other:
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK_KEY)
+        await other.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_KEY)
+
+
+async def test_rows_below_the_cursor_are_found_by_the_next_full_sweep(
+    pool: asyncpg.Pool,
+) -> None:
+    # Created first, still running when the first round passes it.
+    late = await insert_job(pool, JobStatus.RUNNING, created_ago=10 * DAY)
+    await insert_job(pool, JobStatus.COMPLETED, created_ago=5 * DAY)
+    retention = Retention(pool, RETENTION_S, full_sweep_every=2)
+    assert (await retention.run_round()).deleted[JobStatus.COMPLETED] == 1  # a full sweep
+    # It finishes; pretend long ago (as if days had passed).
+    await pool.execute(
+        "UPDATE jobs SET status = 'completed', finished_at = now() - interval '2 days',"
+        " lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+        late,
+    )
+
+    resumed = await retention.run_round()  # starts where the last ended: past it
+    swept = await retention.run_round()  # from the first id again
+
+    assert resumed.deleted[JobStatus.COMPLETED] == 0
+    assert swept.deleted[JobStatus.COMPLETED] == 1
+    assert await job_ids(pool) == set()
+
+
+async def test_retention_shorter_than_the_clock_slack_is_refused(pool: asyncpg.Pool) -> None:
+    with pytest.raises(ValueError, match="at least 60 s"):
+        Retention(pool, {JobStatus.COMPLETED: 59.0})
+    with pytest.raises(ValueError, match="never deleted"):
+        Retention(pool, {JobStatus.PENDING: DAY.total_seconds()})

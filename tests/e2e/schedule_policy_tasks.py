@@ -1,0 +1,16 @@
+"""Schedules for the missed-tick test of tests/e2e/test_e2e_schedules.py: every second, a tick
+more than 2 s late is missed, one schedule per policy."""
+
+from queue_core.tasks import JobContext, task
+
+GRACE_S = 2.0
+
+
+@task("catch_up_once", every_s=1, grace_s=GRACE_S, missed="once")
+async def catch_up_once(job: JobContext) -> None:
+    pass
+
+
+@task("skip_missed", every_s=1, grace_s=GRACE_S, missed="skip")
+async def skip_missed(job: JobContext) -> None:
+    pass

@@ -1,0 +1,65 @@
+"""The ``scheduler`` service in-process against a real database: schedulers racing on one
+schedule make one job per tick, wake for the next tick, and register a schedule again if its
+row goes. (tests/e2e/test_e2e_schedules.py runs real worker processes; tests/core/
+test_schedules.py the ticks and the statements.)"""
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+import asyncpg
+
+from helpers import eventually
+from queue_core.schedules import Schedule, Schedules
+from queue_worker.scheduler import TICK_SLACK_S, Scheduler
+
+EVERY_SECOND = Schedule(name="tick", every_s=1)
+
+
+async def _keys(pool: asyncpg.Pool) -> Counter[str]:
+    rows = await pool.fetch("SELECT unique_key FROM jobs WHERE type = 'tick'")
+    return Counter(r["unique_key"] for r in rows)
+
+
+async def test_racing_schedulers_make_one_job_per_tick(pool: asyncpg.Pool) -> None:
+    schedulers = [Scheduler(Schedules(pool), [EVERY_SECOND]) for _ in range(3)]
+    tasks = [asyncio.create_task(s.run()) for s in schedulers]
+    try:
+
+        async def three_ticks() -> bool:
+            return len(await _keys(pool)) >= 3
+
+        await eventually(three_ticks, timeout_s=6)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    keys = await _keys(pool)
+    assert set(keys.values()) == {1}
+    ticks = sorted(r["scheduled_at"] for r in await pool.fetch("SELECT scheduled_at FROM jobs"))
+    assert ticks == [ticks[0] + timedelta(seconds=n) for n in range(len(ticks))]
+    assert sum(s.turns for s in schedulers) >= 3
+
+
+async def test_a_turn_sleeps_until_just_after_the_next_tick(pool: asyncpg.Pool) -> None:
+    scheduler = Scheduler(Schedules(pool), [EVERY_SECOND], refresh_s=60)
+    await Schedules(pool).register([EVERY_SECOND])
+    sleep_s = await scheduler.turn()
+    assert 0 <= sleep_s <= 1 + TICK_SLACK_S
+
+
+async def test_a_deleted_row_is_registered_again(pool: asyncpg.Pool) -> None:
+    scheduler = Scheduler(Schedules(pool), [EVERY_SECOND], refresh_s=0.05)
+    task = asyncio.create_task(scheduler.run())
+    try:
+
+        async def registered() -> bool:
+            count: int = await pool.fetchval("SELECT count(*) FROM schedules")
+            return count == 1
+
+        await eventually(registered, timeout_s=5)
+        await pool.execute("DELETE FROM schedules")
+        await eventually(registered, timeout_s=5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
