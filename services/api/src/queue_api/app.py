@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 
-from queue_api.auth import BEARER_SCHEME, PUBLIC, KeyChecker, guard, provide_caller
+from queue_api.auth import BEARER_SCHEME, PUBLIC, KeyChecker, guard
 from queue_api.body_timeout import body_timeout_middleware
+from queue_api.context import SERVICES_STATE, Services, provide_context, provide_services
 from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.job_waiter import JobWaiter
 from queue_api.metrics import AUTH_ENABLED, PROMETHEUS, MetricsController, configure_labels
@@ -59,46 +59,6 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
 }
 
 
-def _provide_queue(state: State) -> Queue:
-    queue: Queue = state.queue
-    return queue
-
-
-def _provide_job_listing(state: State) -> JobListing:
-    listing: JobListing = state.job_listing
-    return listing
-
-
-def _provide_job_waiter(state: State) -> JobWaiter:
-    waiter: JobWaiter = state.job_waiter
-    return waiter
-
-
-def _provide_fleet(state: State) -> Fleet:
-    fleet: Fleet = state.fleet
-    return fleet
-
-
-def _provide_worker_directory(state: State) -> WorkerDirectory:
-    directory: WorkerDirectory = state.worker_directory
-    return directory
-
-
-def _provide_schedules(state: State) -> Schedules:
-    schedules: Schedules = state.schedules
-    return schedules
-
-
-def _provide_key_store(state: State) -> KeyStore:
-    store: KeyStore = state.key_store
-    return store
-
-
-def _provide_rate_limiter(state: State) -> RateLimiter:
-    limiter: RateLimiter = state.rate_limiter
-    return limiter
-
-
 def _cors(settings: ApiSettings) -> CORSConfig | None:
     """CORS for the configured origins only; none at all by default. Keys travel in the
     Authorization header, never in cookies, so credentials are never allowed."""
@@ -139,19 +99,24 @@ def create_app(settings: ApiSettings) -> Litestar:
         pool = await create_pool(
             settings.database_url, max_size=settings.db_pool_size, application_name="queue-api"
         )
-        app.state.queue = Queue(pool)
-        app.state.idempotency_ttl_s = settings.idempotency_ttl_s
-        app.state.job_listing = JobListing(pool)
-        app.state.job_waiter = JobWaiter(app.state.job_listing)
-        app.state.key_store = KeyStore(pool)
-        app.state.fleet = Fleet(pool)
-        app.state.schedules = Schedules(pool)
-        worker_directory.attach(app.state.fleet)
-        app.state.worker_directory = worker_directory
+        listing = JobListing(pool)
+        key_store = KeyStore(pool)
+        services = Services(
+            queue=Queue(pool),
+            listing=listing,
+            waiter=JobWaiter(listing),
+            key_store=key_store,
+            fleet=Fleet(pool),
+            schedules=Schedules(pool),
+            worker_directory=worker_directory,
+            rate_limiter=rate_limiter,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+        )
+        app.state[SERVICES_STATE] = services
+        worker_directory.attach(services.fleet)
         app.state.key_checker = key_checker
-        key_checker.attach(app.state.key_store)
-        app.state.rate_limiter = rate_limiter
-        rate_limiter.attach(app.state.key_store)
+        key_checker.attach(key_store)
+        rate_limiter.attach(key_store)
         if not auth_enabled:
             log.warning(
                 "api_auth_disabled",
@@ -161,7 +126,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         try:
             yield
         finally:
-            await app.state.job_waiter.close()
+            await services.waiter.close()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -187,16 +152,10 @@ def create_app(settings: ApiSettings) -> Litestar:
             PROMETHEUS.middleware,
             body_timeout_middleware(settings.body_timeout_s),
         ],
+        # One dependency per handler (queue_api.context says why).
         dependencies={
-            "job_queue": Provide(_provide_queue, sync_to_thread=False),
-            "job_listing": Provide(_provide_job_listing, sync_to_thread=False),
-            "job_waiter": Provide(_provide_job_waiter, sync_to_thread=False),
-            "key_store": Provide(_provide_key_store, sync_to_thread=False),
-            "fleet": Provide(_provide_fleet, sync_to_thread=False),
-            "schedules": Provide(_provide_schedules, sync_to_thread=False),
-            "worker_directory": Provide(_provide_worker_directory, sync_to_thread=False),
-            "caller": Provide(provide_caller, sync_to_thread=False),
-            "rate_limiter": Provide(_provide_rate_limiter, sync_to_thread=False),
+            "ctx": Provide(provide_context, sync_to_thread=False),
+            "services": Provide(provide_services, sync_to_thread=False),
         },
         guards=[guard(key_checker, rate_limiter, enabled=auth_enabled)],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -230,9 +229,3 @@ def guard(checker: KeyChecker, limiter: RateLimiter, *, enabled: bool) -> Guard:
         connection.state[CALLER_STATE] = caller
 
     return authorize
-
-
-def provide_caller(request: Request[Any, Any, Any]) -> Caller:
-    """The ``caller`` dependency: who the guard let in."""
-    caller: Caller = request.state[CALLER_STATE]
-    return caller

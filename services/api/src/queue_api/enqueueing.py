@@ -14,17 +14,15 @@ Keys are decided by the database (``queue_core.keyed``), so this holds across re
 
 from typing import Annotated, Final
 
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import ResponseHeader
 from litestar.params import HeaderParameter
 
 from queue_api.auth import Caller
+from queue_api.context import RequestContext
 from queue_api.metrics import count_enqueued
-from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobCreate
-from queue_api.served import WorkerDirectory
 from queue_core.jobs import Enqueued, EnqueueOutcome, Idempotency, JobRecord
 from queue_core.keyed import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, is_keyed
-from queue_core.queue import Queue
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
@@ -95,23 +93,17 @@ def outcome_headers(outcome: EnqueueOutcome) -> dict[str, str]:
     return {}
 
 
-async def enqueue_one(  # noqa: PLR0913 - the route's dependencies, passed on
-    data: JobCreate,
-    idempotency_key: str | None,
-    *,
-    job_queue: Queue,
-    caller: Caller,
-    rate_limiter: RateLimiter,
-    worker_directory: WorkerDirectory,
-    idempotency_ttl_s: float,
-    read_back: bool,
+async def enqueue_one(
+    ctx: RequestContext, data: JobCreate, idempotency_key: str | None, *, read_back: bool
 ) -> tuple[Enqueued, JobRecord | None]:
     """Check, then store one job, with its keys; the job as stored too if ``read_back``. A
     duplicate of a job in a queue the caller may not use is a 403 (unique keys are global)."""
+    caller, services = ctx.caller, ctx.services
     caller.check_queues([data.queue])
-    await worker_directory.check([(data.type, data.queue)])
-    await rate_limiter.admit_jobs(caller.key, 1)
-    job = data.to_new_job(idempotency(caller, idempotency_key, data, idempotency_ttl_s))
+    await services.worker_directory.check([(data.type, data.queue)])
+    await services.rate_limiter.admit_jobs(caller.key, 1)
+    job = data.to_new_job(idempotency(caller, idempotency_key, data, services.idempotency_ttl_s))
+    job_queue = services.queue
     if is_keyed(job):
         enqueued = await job_queue.enqueue_keyed(job)
     else:
@@ -125,9 +117,3 @@ async def enqueue_one(  # noqa: PLR0913 - the route's dependencies, passed on
         if duplicate:
             caller.check_queues([record.queue], what=HOLDER_QUEUE)
     return enqueued, record
-
-
-def idempotency_ttl_s(state: State) -> float:
-    """API_IDEMPOTENCY_TTL_S, which create_app keeps in the app's state."""
-    ttl_s: float = state.idempotency_ttl_s
-    return ttl_s

@@ -7,9 +7,9 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from queue_api.auth import PUBLIC
+from queue_api.context import Services
 from queue_api.schemas import Message
 from queue_core.errors import TransientDatabaseError
-from queue_core.queue import Queue
 
 
 class HealthController(Controller):
@@ -33,9 +33,9 @@ class HealthController(Controller):
             )
         },
     )
-    async def ready(self, job_queue: NamedDependency[Queue]) -> Response[Message]:
+    async def ready(self, services: NamedDependency[Services]) -> Response[Message]:
         try:
-            await job_queue.ping()
+            await services.queue.ping()
         except TransientDatabaseError:
             return Response(
                 Message(message="database unavailable"), status_code=HTTP_503_SERVICE_UNAVAILABLE

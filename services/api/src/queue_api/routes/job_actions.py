@@ -11,6 +11,7 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from queue_api.auth import Caller, requires
+from queue_api.context import RequestContext
 from queue_api.schemas import JobStatusResponse, error_responses
 from queue_core.keys import Scope
 from queue_core.queue import Queue
@@ -51,8 +52,11 @@ class JobActionsController(Controller):
         **requires(Scope.JOBS_ADMIN),
     )
     async def cancel(
-        self, job_id: JobId, job_queue: NamedDependency[Queue], caller: NamedDependency[Caller]
+        self,
+        job_id: JobId,
+        ctx: NamedDependency[RequestContext],
     ) -> Response[JobStatusResponse]:
+        job_queue, caller = ctx.services.queue, ctx.caller
         await _check_queue(job_queue, caller, job_id)
         transition = await job_queue.cancel(job_id)
         job = await job_queue.get(job_id)
@@ -73,8 +77,11 @@ class JobActionsController(Controller):
         **requires(Scope.JOBS_ADMIN),
     )
     async def retry(
-        self, job_id: JobId, job_queue: NamedDependency[Queue], caller: NamedDependency[Caller]
+        self,
+        job_id: JobId,
+        ctx: NamedDependency[RequestContext],
     ) -> JobStatusResponse:
+        job_queue, caller = ctx.services.queue, ctx.caller
         await _check_queue(job_queue, caller, job_id)
         await job_queue.retry(job_id)
         return JobStatusResponse.of(await job_queue.get(job_id))

@@ -8,14 +8,14 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from queue_api.auth import Caller, requires
+from queue_api.context import RequestContext
 from queue_api.job_views import JobBulkAction, JobBulkResult
 from queue_api.json_body import strict_json_body
 from queue_api.routes.job_list import job_filter, source_of
 from queue_api.schemas import error_responses
 from queue_core.bulk import cancel_matching, retry_matching
 from queue_core.keys import Scope
-from queue_core.listing import JobFilter, JobListing
-from queue_core.queue import Queue
+from queue_core.listing import JobFilter
 
 
 def _filter(caller: Caller, data: JobBulkAction, action: str) -> JobFilter:
@@ -53,10 +53,9 @@ class JobAdminController(Controller):
     async def cancel_jobs(
         self,
         data: JSONBody[JobBulkAction],
-        job_queue: NamedDependency[Queue],
-        job_listing: NamedDependency[JobListing],
-        caller: NamedDependency[Caller],
+        ctx: NamedDependency[RequestContext],
     ) -> JobBulkResult:
+        job_queue, job_listing, caller = ctx.services.queue, ctx.services.listing, ctx.caller
         where = _filter(caller, data, "cancel")
         affected = await cancel_matching(job_queue, job_listing, where, limit=data.limit)
         return JobBulkResult(affected=affected)
@@ -79,10 +78,9 @@ class JobAdminController(Controller):
     async def retry_jobs(
         self,
         data: JSONBody[JobBulkAction],
-        job_queue: NamedDependency[Queue],
-        job_listing: NamedDependency[JobListing],
-        caller: NamedDependency[Caller],
+        ctx: NamedDependency[RequestContext],
     ) -> JobBulkResult:
+        job_queue, job_listing, caller = ctx.services.queue, ctx.services.listing, ctx.caller
         where = _filter(caller, data, "retry")
         affected = await retry_matching(job_queue, job_listing, where, limit=data.limit)
         return JobBulkResult(affected=affected)

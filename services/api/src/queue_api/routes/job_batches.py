@@ -1,24 +1,21 @@
 """Enqueueing many jobs in one request (``/v1``)."""
 
 from litestar import Controller, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from queue_api.auth import Caller, requires
-from queue_api.enqueueing import UNPROCESSABLE, idempotency, idempotency_ttl_s
+from queue_api.auth import requires
+from queue_api.context import RequestContext
+from queue_api.enqueueing import UNPROCESSABLE, idempotency
 from queue_api.json_body import strict_json_body
 from queue_api.metrics import count_enqueued
 from queue_api.openapi_document import NEW_BATCH_LINKS, linked_operation
-from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobBatchCreate, JobBatchCreated, error_responses
-from queue_api.served import WorkerDirectory
 from queue_core.jobs import EnqueueOutcome
 from queue_core.keys import Scope
-from queue_core.queue import Queue
 
 
 class JobBatchesController(Controller):
@@ -50,25 +47,19 @@ class JobBatchesController(Controller):
         operation_class=linked_operation(HTTP_201_CREATED, NEW_BATCH_LINKS),
         **requires(Scope.JOBS_WRITE),
     )
-    async def enqueue_batch(  # noqa: PLR0913 - Litestar injects each dependency by name
-        self,
-        *,
-        data: JSONBody[JobBatchCreate],
-        state: State,
-        job_queue: NamedDependency[Queue],
-        caller: NamedDependency[Caller],
-        rate_limiter: NamedDependency[RateLimiter],
-        worker_directory: NamedDependency[WorkerDirectory],
+    async def enqueue_batch(
+        self, *, data: JSONBody[JobBatchCreate], ctx: NamedDependency[RequestContext]
     ) -> Response[JobBatchCreated]:
+        caller, services = ctx.caller, ctx.services
         caller.check_queues(job.queue for job in data.jobs)  # all or nothing, like the insert
-        await worker_directory.check((job.type, job.queue) for job in data.jobs)
-        await rate_limiter.admit_jobs(caller.key, len(data.jobs))
-        ttl_s = idempotency_ttl_s(state)
+        await services.worker_directory.check((job.type, job.queue) for job in data.jobs)
+        await services.rate_limiter.admit_jobs(caller.key, len(data.jobs))
+        ttl_s = services.idempotency_ttl_s
         jobs = [
             job.to_new_job(idempotency(caller, job.idempotency_key, job, ttl_s))
             for job in data.jobs
         ]
-        enqueued = await job_queue.enqueue_batch(jobs)
+        enqueued = await services.queue.enqueue_batch(jobs)
         created = [e.outcome is EnqueueOutcome.CREATED for e in enqueued]
         count_enqueued(job for job, new in zip(data.jobs, created, strict=True) if new)
         return Response(

@@ -21,6 +21,7 @@ from litestar.params import Parameter, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from queue_api.auth import Caller, requires
+from queue_api.context import RequestContext
 from queue_api.job_views import JobPageView, JobSummaryView, JobView
 from queue_api.job_waiter import MAX_WAIT_S, JobWaiter
 from queue_api.schemas import error_responses
@@ -32,10 +33,8 @@ from queue_core.listing import (
     MAX_PAGE_SIZE,
     InvalidCursorError,
     JobFilter,
-    JobListing,
     decode_cursor,
 )
-from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
 MAX_FILTER_VALUES = 100  # types or queues named in one listing
@@ -150,8 +149,7 @@ class JobListController(Controller):
     async def list_jobs(  # noqa: PLR0913 - one argument per query parameter
         self,
         *,
-        caller: NamedDependency[Caller],
-        job_listing: NamedDependency[JobListing],
+        ctx: NamedDependency[RequestContext],
         status: Annotated[
             list[JobStatus] | None,
             Parameter(description="Only jobs in these statuses", max_items=len(JobStatus)),
@@ -184,6 +182,7 @@ class JobListController(Controller):
             int, Parameter(ge=1, le=MAX_PAGE_SIZE, description="Jobs per page")
         ] = DEFAULT_PAGE_SIZE,
     ) -> JobPageView:
+        caller, job_listing = ctx.caller, ctx.services.listing
         where = job_filter(
             caller,
             _QUERY,
@@ -217,14 +216,12 @@ class JobListController(Controller):
         responses=error_responses(400, 401, 403, 404, 503),
         **requires(Scope.JOBS_READ),
     )
-    async def get_job(  # noqa: PLR0913 - the dependencies and the query parameter
+    async def get_job(
         self,
         *,
         request: Request[Any, Any, Any],
         job_id: JobId,
-        job_queue: NamedDependency[Queue],
-        job_waiter: NamedDependency[JobWaiter],
-        caller: NamedDependency[Caller],
+        ctx: NamedDependency[RequestContext],
         wait: Annotated[
             float | None,
             Parameter(
@@ -235,6 +232,7 @@ class JobListController(Controller):
             ),
         ] = None,
     ) -> JobView:
+        job_queue, job_waiter, caller = ctx.services.queue, ctx.services.waiter, ctx.caller
         job = await job_queue.get(job_id)
         caller.check_queues([job.queue], what=_ITS_QUEUE)
         if wait is None or job.status.is_final:
@@ -255,8 +253,11 @@ class JobListController(Controller):
         **requires(Scope.JOBS_ADMIN),
     )
     async def delete_job(
-        self, job_id: JobId, job_queue: NamedDependency[Queue], caller: NamedDependency[Caller]
+        self,
+        job_id: JobId,
+        ctx: NamedDependency[RequestContext],
     ) -> None:
+        job_queue, caller = ctx.services.queue, ctx.caller
         if caller.queues is not None:
             caller.check_queues([(await job_queue.get(job_id)).queue], what="this job's queue")
         await job_queue.delete_finished(job_id)

@@ -4,7 +4,7 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, get, post
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -12,23 +12,20 @@ from litestar.params import JSONBody, Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from queue_api.auth import Caller, requires
+from queue_api.auth import requires
+from queue_api.context import RequestContext
 from queue_api.enqueueing import (
     OUTCOME_HEADERS,
     UNPROCESSABLE,
     IdempotencyKeyHeader,
     enqueue_one,
-    idempotency_ttl_s,
     outcome_headers,
 )
 from queue_api.json_body import strict_json_body
 from queue_api.openapi_document import NEW_JOB_LINKS, linked_operation
-from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobCreate, JobCreated, JobStatusResponse, error_responses
-from queue_api.served import WorkerDirectory
 from queue_core.jobs import EnqueueOutcome
 from queue_core.keys import Scope
-from queue_core.queue import Queue
 
 # A job's queue is not named to a key that may not use it. 403, not 404: the caller already
 # holds the job's id, which it cannot have guessed (UUIDv7, 74 random bits).
@@ -67,27 +64,14 @@ class JobsController(Controller):
         ],
         **requires(Scope.JOBS_WRITE),
     )
-    async def enqueue(  # noqa: PLR0913 - Litestar injects each dependency by name
+    async def enqueue(
         self,
         *,
         data: JSONBody[JobCreate],
-        state: State,
-        job_queue: NamedDependency[Queue],
-        caller: NamedDependency[Caller],
-        rate_limiter: NamedDependency[RateLimiter],
-        worker_directory: NamedDependency[WorkerDirectory],
+        ctx: NamedDependency[RequestContext],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[JobCreated]:
-        enqueued, _ = await enqueue_one(
-            data,
-            idempotency_key,
-            job_queue=job_queue,
-            caller=caller,
-            rate_limiter=rate_limiter,
-            worker_directory=worker_directory,
-            idempotency_ttl_s=idempotency_ttl_s(state),
-            read_back=False,
-        )
+        enqueued, _ = await enqueue_one(ctx, data, idempotency_key, read_back=False)
         created = enqueued.outcome is EnqueueOutcome.CREATED
         return Response(
             JobCreated.for_job(enqueued.id),
@@ -107,8 +91,7 @@ class JobsController(Controller):
     )
     async def status(
         self,
-        job_queue: NamedDependency[Queue],
-        caller: NamedDependency[Caller],
+        ctx: NamedDependency[RequestContext],
         id: Annotated[  # noqa: A002 - the seed's query parameter is called id
             UUID,
             Parameter(
@@ -117,6 +100,6 @@ class JobsController(Controller):
             ),
         ],
     ) -> JobStatusResponse:
-        job = await job_queue.get(id)
-        caller.check_queues([job.queue], what=_ITS_QUEUE)
+        job = await ctx.services.queue.get(id)
+        ctx.caller.check_queues([job.queue], what=_ITS_QUEUE)
         return JobStatusResponse.of(job)

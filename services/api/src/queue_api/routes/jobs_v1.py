@@ -5,7 +5,7 @@ the same path, and Litestar 2 cannot merge two Controllers on one path (each bri
 OPTIONS handler). Register it after that Controller, which the app does."""
 
 from litestar import post
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Link
@@ -13,24 +13,21 @@ from litestar.params import JSONBody
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from queue_api.auth import Caller, requires
+from queue_api.auth import requires
+from queue_api.context import RequestContext
 from queue_api.enqueueing import (
     OUTCOME_HEADERS,
     UNPROCESSABLE,
     IdempotencyKeyHeader,
     enqueue_one,
-    idempotency_ttl_s,
     outcome_headers,
 )
 from queue_api.job_views import JobView
 from queue_api.json_body import strict_json_body
 from queue_api.openapi_document import linked_operation
-from queue_api.rate_limit import RateLimiter
 from queue_api.schemas import JobCreate, error_responses
-from queue_api.served import WorkerDirectory
 from queue_core.jobs import EnqueueOutcome
 from queue_core.keys import Scope
-from queue_core.queue import Queue
 
 _NEW_JOB_ID = "$response.body#/id"
 NEW_V1_JOB_LINKS = {
@@ -74,26 +71,13 @@ NEW_V1_JOB_LINKS = {
     ],
     **requires(Scope.JOBS_WRITE),
 )
-async def create_job(  # noqa: PLR0913 - Litestar injects each dependency by name
+async def create_job(
     *,
     data: JSONBody[JobCreate],
-    state: State,
-    job_queue: NamedDependency[Queue],
-    caller: NamedDependency[Caller],
-    rate_limiter: NamedDependency[RateLimiter],
-    worker_directory: NamedDependency[WorkerDirectory],
+    ctx: NamedDependency[RequestContext],
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response[JobView]:
-    enqueued, record = await enqueue_one(
-        data,
-        idempotency_key,
-        job_queue=job_queue,
-        caller=caller,
-        rate_limiter=rate_limiter,
-        worker_directory=worker_directory,
-        idempotency_ttl_s=idempotency_ttl_s(state),
-        read_back=True,
-    )
+    enqueued, record = await enqueue_one(ctx, data, idempotency_key, read_back=True)
     assert record is not None  # noqa: S101 - read_back=True
     created = enqueued.outcome is EnqueueOutcome.CREATED
     return Response(

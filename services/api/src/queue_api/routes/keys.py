@@ -16,6 +16,7 @@ from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from queue_api.auth import Caller, requires
+from queue_api.context import RequestContext
 from queue_api.schemas import (
     KeyCreate,
     KeyCreated,
@@ -24,7 +25,7 @@ from queue_api.schemas import (
     KeyView,
     error_responses,
 )
-from queue_core.keys import KeyStore, RateLimits, Scope
+from queue_core.keys import RateLimits, Scope
 
 _NO_KEY = {404: "No key has this name or prefix"}
 _DUPLICATE = {409: "A key with this name exists"}
@@ -56,9 +57,9 @@ class KeysController(Controller):
     async def create(
         self,
         data: JSONBody[KeyCreate],
-        caller: NamedDependency[Caller],
-        key_store: NamedDependency[KeyStore],
+        ctx: NamedDependency[RequestContext],
     ) -> KeyCreated:
+        caller, key_store = ctx.caller, ctx.services.key_store
         beyond = sorted(set(data.scopes) - caller.scopes)
         if beyond:
             raise PermissionDeniedException(
@@ -94,7 +95,11 @@ class KeysController(Controller):
         responses=error_responses(401, 403, 503),
         **requires(Scope.KEYS_ADMIN),
     )
-    async def list_keys(self, key_store: NamedDependency[KeyStore]) -> KeyList:
+    async def list_keys(
+        self,
+        ctx: NamedDependency[RequestContext],
+    ) -> KeyList:
+        key_store = ctx.services.key_store
         return KeyList(keys=[KeyView.of(key) for key in await key_store.list_all()])
 
     @post(
@@ -110,8 +115,11 @@ class KeysController(Controller):
         **requires(Scope.KEYS_ADMIN),
     )
     async def revoke(
-        self, name_or_prefix: NameOrPrefix, key_store: NamedDependency[KeyStore]
+        self,
+        name_or_prefix: NameOrPrefix,
+        ctx: NamedDependency[RequestContext],
     ) -> KeyView:
+        key_store = ctx.services.key_store
         return KeyView.of(await key_store.revoke(name_or_prefix))
 
     @put(
@@ -130,9 +138,9 @@ class KeysController(Controller):
         self,
         name_or_prefix: NameOrPrefix,
         data: JSONBody[KeyLimits],
-        caller: NamedDependency[Caller],
-        key_store: NamedDependency[KeyStore],
+        ctx: NamedDependency[RequestContext],
     ) -> KeyView:
+        caller, key_store = ctx.caller, ctx.services.key_store
         limits = data.to_limits()
         _check_limits(caller, limits)
         return KeyView.of(await key_store.set_limits(name_or_prefix, limits))

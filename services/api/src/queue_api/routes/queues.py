@@ -15,11 +15,11 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK
 
-from queue_api.auth import Caller, requires
+from queue_api.auth import requires
+from queue_api.context import RequestContext
 from queue_api.schemas import error_responses
-from queue_core.fleet import Fleet, QueueState
+from queue_core.fleet import QueueState
 from queue_core.keys import Scope
-from queue_core.queue import Queue
 
 MAX_QUEUE_NAME_LENGTH = 255  # jobs.queue and queues.name are varchar(255)
 
@@ -91,10 +91,9 @@ class QueuesController(Controller):
     )
     async def list_queues(
         self,
-        job_queue: NamedDependency[Queue],
-        fleet: NamedDependency[Fleet],
-        caller: NamedDependency[Caller],
+        ctx: NamedDependency[RequestContext],
     ) -> QueueList:
+        job_queue, fleet, caller = ctx.services.queue, ctx.services.fleet, ctx.caller
         stats = {s.queue: s for s in await job_queue.stats()}
         states = {s.name: s for s in await fleet.queue_states()}
         serving: dict[str, int] = {}
@@ -136,8 +135,11 @@ class QueuesController(Controller):
         **requires(Scope.QUEUES_ADMIN),
     )
     async def pause(
-        self, name: QueueName, fleet: NamedDependency[Fleet], caller: NamedDependency[Caller]
+        self,
+        name: QueueName,
+        ctx: NamedDependency[RequestContext],
     ) -> QueuePauseState:
+        fleet, caller = ctx.services.fleet, ctx.caller
         caller.check_queues([_checked_name(name)])
         return QueuePauseState.of(await fleet.set_paused(name, paused=True))
 
@@ -152,7 +154,10 @@ class QueuesController(Controller):
         **requires(Scope.QUEUES_ADMIN),
     )
     async def resume(
-        self, name: QueueName, fleet: NamedDependency[Fleet], caller: NamedDependency[Caller]
+        self,
+        name: QueueName,
+        ctx: NamedDependency[RequestContext],
     ) -> QueuePauseState:
+        fleet, caller = ctx.services.fleet, ctx.caller
         caller.check_queues([_checked_name(name)])
         return QueuePauseState.of(await fleet.set_paused(name, paused=False))

@@ -20,6 +20,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK
 
 from queue_api.auth import Caller, requires
+from queue_api.context import RequestContext
 from queue_api.schemas import error_responses
 from queue_core.keys import Scope
 from queue_core.schedules import Schedules, ScheduleState
@@ -130,8 +131,10 @@ class SchedulesController(Controller):
         **requires(Scope.JOBS_READ),
     )
     async def list_schedules(
-        self, schedules: NamedDependency[Schedules], caller: NamedDependency[Caller]
+        self,
+        ctx: NamedDependency[RequestContext],
     ) -> ScheduleList:
+        schedules, caller = ctx.services.schedules, ctx.caller
         now, _ = await schedules.states([])
         return ScheduleList(
             schedules=[
@@ -157,9 +160,9 @@ class SchedulesController(Controller):
     async def pause(
         self,
         name: ScheduleName,
-        schedules: NamedDependency[Schedules],
-        caller: NamedDependency[Caller],
+        ctx: NamedDependency[RequestContext],
     ) -> ScheduleView:
+        schedules, caller = ctx.services.schedules, ctx.caller
         return await _set_paused(schedules, caller, name, paused=True)
 
     @post(
@@ -178,7 +181,7 @@ class SchedulesController(Controller):
     async def resume(
         self,
         name: ScheduleName,
-        schedules: NamedDependency[Schedules],
-        caller: NamedDependency[Caller],
+        ctx: NamedDependency[RequestContext],
     ) -> ScheduleView:
+        schedules, caller = ctx.services.schedules, ctx.caller
         return await _set_paused(schedules, caller, name, paused=False)

@@ -11,9 +11,10 @@ import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 
-from queue_api.auth import Caller, requires
+from queue_api.auth import requires
+from queue_api.context import RequestContext
 from queue_api.schemas import error_responses
-from queue_core.fleet import Fleet, LiveWorker
+from queue_core.fleet import LiveWorker
 from queue_core.keys import Scope
 
 
@@ -62,8 +63,10 @@ class WorkersController(Controller):
         **requires(Scope.JOBS_READ),
     )
     async def list_workers(
-        self, fleet: NamedDependency[Fleet], caller: NamedDependency[Caller]
+        self,
+        ctx: NamedDependency[RequestContext],
     ) -> WorkerList:
+        fleet, caller = ctx.services.fleet, ctx.caller
         views = []
         for worker in await fleet.live_workers():
             queues = [q for q in worker.queues if caller.allows_queue(q)]
