@@ -1,26 +1,60 @@
-"""How much the metrics' queue-state query costs on a big table.
+"""What the queue-state statements cost on a big table, and proof that none reads the history.
+
+Every statement that metrics and ``GET /v1/queues`` run on a timer or per request, whatever
+the size of the history:
+
+  queue_stats             the API's /metrics (every 5 s at most) and GET /v1/queues
+  oldest_transaction_age  the API's /metrics
+  jobs_table_stats        the API's /metrics: size on disk, dead rows, last vacuum
+  queue_states            GET /v1/queues (paused queues)
+  live_workers            GET /v1/queues (workers serving each queue)
+  oldest_finished         the worker's retention round (retention lag)
+  schedule_states         the worker's scheduler, each turn (schedule lag)
 
 Builds a throwaway PostgreSQL, migrates it, fills ``jobs`` with ROWS rows (by default 10
 million, of which the newest 30,000 are pending, scheduled or running across three queues and
-the rest finished), then
-times ``Queue.stats()`` and ``Queue.oldest_transaction_age_s()`` — what the API runs at most
-every 5 s for /metrics — and prints the figures, with the plan of the stats query.
+the rest finished), then times each statement ``--runs`` times and prints its EXPLAIN
+(ANALYZE, BUFFERS). A statement whose plan has a sequential scan of ``jobs``, or that touches
+more pages than there are pending and running rows (each may sit on a page of its own) plus
+0.1 % of the table, is flagged ``READS HISTORY``. ``--database-url`` measures an
+existing, filled database instead (say the one ``benchmarks/listing_bench.py`` fills, so 10
+million rows are loaded once for both). Figures are printed, never asserted. Not run in CI.
 
     uv run python benchmarks/queue_stats.py            # 10,000,000 rows
     uv run python benchmarks/queue_stats.py --rows 1000000
+    uv run python benchmarks/queue_stats.py --database-url postgresql://...
 """
 
 import argparse
 import asyncio
+import re
 import statistics
 import time
+from collections.abc import Sequence
 
 import asyncpg
 
 from queue_core.db import create_pool
+from queue_core.fleet import Q_LIVE_WORKERS, Q_QUEUE_STATES, WORKER_GONE_AFTER_S
 from queue_core.migrate import upgrade
-from queue_core.queue import Q_QUEUE_STATS, Queue
+from queue_core.queue import Q_JOBS_TABLE_STATS, Q_OLDEST_TRANSACTION_AGE, Q_QUEUE_STATS
+from queue_core.retention import Q_OLDEST_FINISHED
+from queue_core.schedules import Q_STATES as Q_SCHEDULE_STATES
 from queue_devtools.pgcluster import temporary_cluster
+
+# (name, statement, arguments): the arguments as the services bind them.
+STATEMENTS: Sequence[tuple[str, str, tuple[object, ...]]] = (
+    ("queue_stats", Q_QUEUE_STATS, ()),
+    ("oldest_transaction_age", Q_OLDEST_TRANSACTION_AGE, ()),
+    ("jobs_table_stats", Q_JOBS_TABLE_STATS, ()),
+    ("queue_states", Q_QUEUE_STATES, ()),
+    ("live_workers", Q_LIVE_WORKERS, (WORKER_GONE_AFTER_S,)),
+    ("oldest_finished", Q_OLDEST_FINISHED, ()),
+    ("schedule_states", Q_SCHEDULE_STATES, (["report", "cleanup"],)),
+)
+# Pages a statement may touch beyond one per pending or running row (index pages, catalogue)
+# before it counts as reading the history: this share of the table's pages.
+HISTORY_SHARE = 0.001
 
 # A realistic layout: the finished jobs are the old rows, the live backlog is the newest
 # ACTIVE rows (a third each due, scheduled, running) spread over three queues.
@@ -42,40 +76,65 @@ FROM generate_series($1::bigint, $2::bigint) AS i
 
 
 async def fill(pool: asyncpg.Pool, rows: int, active: int, batch: int = 1_000_000) -> None:
+    started = time.perf_counter()
     for start in range(1, rows + 1, batch):
         await pool.execute(FILL, start, min(start + batch - 1, rows), rows - active)
         print(f"  {min(start + batch - 1, rows):>11,} rows", flush=True)
     await pool.execute("VACUUM ANALYZE jobs")
+    print(f"filled in {time.perf_counter() - started:.0f} s")
 
 
-async def measure(url: str, rows: int, active: int, runs: int) -> None:
-    pool = await create_pool(url, max_size=2)
+def _pages_read(plan: str) -> int:
+    """Shared buffers hit and read by the whole statement (the top node's Buffers line; the
+    planner's own, after "Planning:", are not the statement's)."""
+    execution = plan.split("\nPlanning:", maxsplit=1)[0]
+    match = re.search(r"Buffers: shared((?: \w+=\d+)+)", execution)
+    if match is None:
+        return 0
+    counts = re.findall(r"(\w+)=(\d+)", match.group(1))
+    return sum(int(n) for key, n in counts if key in {"hit", "read"})
+
+
+async def measure(url: str, runs: int) -> None:
+    pool = await create_pool(url, max_size=1)
     try:
-        started = time.perf_counter()
-        await fill(pool, rows, active)
-        print(f"filled in {time.perf_counter() - started:.0f} s")
-        queue = Queue(pool)
-        timings: dict[str, list[float]] = {"stats": [], "oldest_transaction": []}
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            stats = await queue.stats()
-            t1 = time.perf_counter()
-            await queue.oldest_transaction_age_s()
-            t2 = time.perf_counter()
-            timings["stats"].append((t1 - t0) * 1000)
-            timings["oldest_transaction"].append((t2 - t1) * 1000)
-        plan = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + Q_QUEUE_STATS)
-        table_mb = await pool.fetchval("SELECT pg_total_relation_size('jobs') / 1048576")
+        table_pages: int = await pool.fetchval(
+            "SELECT greatest(relpages, 1) FROM pg_class WHERE oid = 'jobs'::regclass"
+        )
+        summary = await pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE status IN ('pending', 'running')) AS active,"
+            " pg_total_relation_size('jobs') / 1048576 AS mb, count(*) AS rows FROM jobs"
+        )
+        assert summary is not None  # noqa: S101 - an aggregate without GROUP BY: one row
+        print(
+            f"\njobs: {summary['rows']:,} rows, {summary['active']:,} pending or running, "
+            f"{summary['mb']:,} MB with indexes, {table_pages:,} heap pages"
+        )
+        figures = []
+        for name, sql, args in STATEMENTS:
+            await pool.fetch(sql, *args)  # warm: its plan cached, as in the services
+            timings = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                await pool.fetch(sql, *args)
+                timings.append((time.perf_counter() - t0) * 1000)
+            rows = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+            plan = "\n".join(r[0] for r in rows)
+            pages = _pages_read(plan)
+            allowed = summary["active"] + HISTORY_SHARE * table_pages
+            reads_history = "Seq Scan on jobs" in plan or pages > allowed
+            print(f"\n-- {name}\n{plan}")
+            figures.append((name, timings, pages, reads_history))
     finally:
         await pool.close()
-    print("\n".join(r[0] for r in plan))
-    print(f"\nrows={rows:,} table+indexes={table_mb} MB runs={runs}")
-    for s in stats:
-        print(f"  {s}")
-    print(f"{'query':<20}{'median ms':>12}{'p95 ms':>10}{'max ms':>10}")
-    for name, values in timings.items():
-        p95 = statistics.quantiles(values, n=20)[-1]
-        print(f"{name:<20}{statistics.median(values):>12.2f}{p95:>10.2f}{max(values):>10.2f}")
+    print(f"\nmilliseconds over {runs} runs; pages: shared buffers the statement touched")
+    print(f"{'statement':<24}{'median':>8}{'p95':>8}{'max':>8}{'pages':>8}  history")
+    for name, timings, pages, reads_history in figures:
+        p95 = statistics.quantiles(timings, n=20, method="inclusive")[-1]
+        print(
+            f"{name:<24}{statistics.median(timings):>8.2f}{p95:>8.2f}{max(timings):>8.2f}"
+            f"{pages:>8}  {'READS HISTORY' if reads_history else 'not read'}"
+        )
 
 
 def main() -> None:
@@ -83,10 +142,25 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--active", type=int, default=30_000, help="pending + running rows")
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument(
+        "--database-url", help="an existing, filled database to measure (skips the fill)"
+    )
     args = parser.parse_args()
+    if args.database_url:
+        asyncio.run(measure(args.database_url, args.runs))
+        return
     with temporary_cluster(durable=False) as cluster:
         upgrade(cluster.url())
-        asyncio.run(measure(cluster.url(), args.rows, args.active, args.runs))
+
+        async def fill_and_measure() -> None:
+            pool = await create_pool(cluster.url(), max_size=1)
+            try:
+                await fill(pool, args.rows, args.active)
+            finally:
+                await pool.close()
+            await measure(cluster.url(), args.runs)
+
+        asyncio.run(fill_and_measure())
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ test_schedules.py the ticks and the statements.)"""
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
+from prometheus_client import REGISTRY
 
 from helpers import eventually
 from queue_core.schedules import Schedule, Schedules
@@ -63,3 +64,40 @@ async def test_a_deleted_row_is_registered_again(pool: asyncpg.Pool) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _lag(name: str) -> float | None:
+    return REGISTRY.get_sample_value("queue_worker_schedule_lag_seconds", {"schedule": name})
+
+
+async def test_schedule_lag_is_the_oldest_overdue_tick_then_zero_once_dealt_with(
+    pool: asyncpg.Pool,
+) -> None:
+    hourly = Schedule(name="lag_hourly", every_s=3600)
+    schedules = Schedules(pool)
+    await schedules.register([hourly])
+    # As if no worker had run for three hours: the tick after the watermark is overdue.
+    await pool.execute(
+        "UPDATE schedules SET last_tick_at = now() - interval '3 hours' WHERE name = $1",
+        hourly.name,
+    )
+    watermark: datetime = await pool.fetchval(
+        "SELECT last_tick_at FROM schedules WHERE name = $1", hourly.name
+    )
+    scheduler = Scheduler(schedules, [hourly], refresh_s=60)
+    await scheduler.turn()
+    lag = _lag(hourly.name)
+    assert lag is not None
+    now: datetime = await pool.fetchval("SELECT now()")
+    assert lag >= (now - hourly.next_tick(watermark)).total_seconds() - 60
+    assert lag > 2 * 3600 - 60
+    # That turn dealt with the missed ticks: the next tick is in the future.
+    await scheduler.turn()
+    assert _lag(hourly.name) == 0
+    await schedules.set_paused(hourly.name, paused=True)
+    await pool.execute(
+        "UPDATE schedules SET last_tick_at = now() - interval '3 hours' WHERE name = $1",
+        hourly.name,
+    )
+    await scheduler.turn()
+    assert _lag(hourly.name) == 0, "a paused schedule is not late"

@@ -197,6 +197,19 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class JobsTableStats:
+    """The jobs table's size and dead rows, as metrics report them (from the catalogue)."""
+
+    heap_bytes: float
+    toast_bytes: float
+    index_bytes: float
+    live_tuples: float  # the statistics collector's estimates, not counts
+    dead_tuples: float
+    vacuum_age_s: float | None  # since the last vacuum, manual or auto; None: never
+    analyze_age_s: float | None  # since the last analyze, manual or auto; None: never
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """A job's status before and after a cancel or retry request."""
 

@@ -27,6 +27,7 @@ from queue_core.jobs import (
     EnqueueOutcome,
     Failure,
     JobRecord,
+    JobsTableStats,
     Lease,
     NewJob,
     Outcome,
@@ -54,6 +55,7 @@ Q_DELETE_FINISHED = QUERIES["delete_finished"]
 Q_PING = QUERIES["ping"]
 Q_QUEUE_STATS = QUERIES["queue_stats"]
 Q_OLDEST_TRANSACTION_AGE = QUERIES["oldest_transaction_age"]
+Q_JOBS_TABLE_STATS = QUERIES["jobs_table_stats"]
 
 PING_TIMEOUT_S = 2.0
 
@@ -287,6 +289,23 @@ class Queue:
         async with translate_connection_errors():
             age: float = await self._pool.fetchval(Q_OLDEST_TRANSACTION_AGE)
         return age
+
+    async def jobs_table_stats(self) -> JobsTableStats | None:
+        """The jobs table's size on disk and dead rows, from the catalogue alone (no row of
+        jobs is read); None if the table does not exist."""
+        async with translate_connection_errors():
+            row = await self._pool.fetchrow(Q_JOBS_TABLE_STATS)
+        if row is None:
+            return None
+        return JobsTableStats(
+            heap_bytes=row["heap_bytes"],
+            toast_bytes=row["toast_bytes"],
+            index_bytes=row["index_bytes"],
+            live_tuples=row["live_tuples"],
+            dead_tuples=row["dead_tuples"],
+            vacuum_age_s=row["vacuum_age_s"],
+            analyze_age_s=row["analyze_age_s"],
+        )
 
     async def cancel(self, job_id: uuid.UUID) -> Transition:
         """Cancel a pending job at once (``after`` is cancelled), or ask a running job's worker

@@ -5,7 +5,8 @@
 - ``queue_api_jobs_enqueued_total{type,queue}``.
 - Queue state read from PostgreSQL at scrape time, cached for ``STATS_TTL_S`` so that several
   Prometheus servers or a fast scrape interval cost one query: due, scheduled and running jobs
-  and the oldest due job's age per queue, and the oldest open transaction in the database.
+  and the oldest due job's age per queue, the oldest open transaction in the database, and the
+  jobs table's size on disk, dead rows and last vacuum (catalogue reads, never a row of jobs).
   Only the API exports these (one source of truth, not every worker replica).
 
 A job's type and queue are chosen by whoever enqueues it, so they become label values only when
@@ -29,8 +30,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from queue_api.auth import requires
+from queue_api.context import Services
 from queue_core.errors import TransientDatabaseError
-from queue_core.jobs import QueueStats
+from queue_core.jobs import JobsTableStats, QueueStats
 from queue_core.keys import Scope
 from queue_core.log import get_logger
 from queue_core.metric_labels import OTHER_LABEL
@@ -125,6 +127,7 @@ class QueueStatsCollector(Collector):
         self._queue_label: dict[str, str] = {}
         self._stats: dict[str, QueueStats] = {}
         self._oldest_transaction_age_s: float | None = None
+        self._table: JobsTableStats | None = None
         self._read_at = -math.inf
         self.up = False
 
@@ -134,6 +137,7 @@ class QueueStatsCollector(Collector):
         self._queue_label = {name: name for name in queues}
         self._stats = {}
         self._oldest_transaction_age_s = None
+        self._table = None
         self._read_at = -math.inf
         self.up = False
 
@@ -146,6 +150,7 @@ class QueueStatsCollector(Collector):
         try:
             by_label = self._by_label(await queue.stats())
             oldest_transaction = float(await queue.oldest_transaction_age_s())
+            table = await queue.jobs_table_stats()
         except TransientDatabaseError as exc:
             # Its message names the error's class only, never a value from a row.
             log.warning("queue_stats_unavailable", error=str(exc))
@@ -163,6 +168,7 @@ class QueueStatsCollector(Collector):
             return
         self._stats = by_label
         self._oldest_transaction_age_s = oldest_transaction
+        self._table = table
         self.up = True
 
     def _by_label(self, stats: Iterable[QueueStats]) -> dict[str, QueueStats]:
@@ -198,6 +204,8 @@ class QueueStatsCollector(Collector):
             )
             oldest.add_metric([], self._oldest_transaction_age_s)
             yield oldest
+        if self._table is not None:
+            yield from _table_metrics(self._table)
 
     def _queue_metrics(self) -> Iterator[Metric]:
         families = {
@@ -226,6 +234,42 @@ class QueueStatsCollector(Collector):
         yield from families.values()
 
 
+def _table_metrics(table: JobsTableStats) -> Iterator[Metric]:
+    size = GaugeMetricFamily(
+        "queue_jobs_table_bytes",
+        "The jobs table's size on disk, by part: heap (the rows), toast (large payloads and "
+        "results stored apart) and indexes.",
+        labels=["part"],
+    )
+    size.add_metric(["heap"], table.heap_bytes)
+    size.add_metric(["toast"], table.toast_bytes)
+    size.add_metric(["indexes"], table.index_bytes)
+    yield size
+    yield GaugeMetricFamily(
+        "queue_jobs_table_live_tuples",
+        "Live rows in the jobs table, as PostgreSQL's statistics estimate them.",
+        value=table.live_tuples,
+    )
+    yield GaugeMetricFamily(
+        "queue_jobs_table_dead_tuples",
+        "Dead rows in the jobs table that vacuum has not removed yet (pg_stat_user_tables).",
+        value=table.dead_tuples,
+    )
+    # Absent until the table's first vacuum (or analyze): no made-up age before there is one.
+    if table.vacuum_age_s is not None:
+        yield GaugeMetricFamily(
+            "queue_jobs_table_vacuum_age_seconds",
+            "Time since the jobs table was last vacuumed, by autovacuum or by hand.",
+            value=table.vacuum_age_s,
+        )
+    if table.analyze_age_s is not None:
+        yield GaugeMetricFamily(
+            "queue_jobs_table_analyze_age_seconds",
+            "Time since the jobs table's planner statistics were last gathered (analyze).",
+            value=table.analyze_age_s,
+        )
+
+
 QUEUE_STATS = QueueStatsCollector()
 REGISTRY.register(QUEUE_STATS)
 
@@ -241,6 +285,6 @@ class MetricsController(PrometheusController):
     """``/metrics``: refreshes the queue statistics (at most every few seconds), then renders."""
 
     @get(include_in_schema=False, **requires(Scope.METRICS_READ))
-    async def get(self, job_queue: NamedDependency[Queue]) -> Response:  # type: ignore[type-arg]
-        await QUEUE_STATS.refresh_if_stale(job_queue)
+    async def get(self, services: NamedDependency[Services]) -> Response:  # type: ignore[type-arg]
+        await QUEUE_STATS.refresh_if_stale(services.queue)
         return await super().get.fn(self)  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from queue_core.log import get_logger
 from queue_core.retry import jittered
@@ -35,6 +35,17 @@ TICKS = Counter(
     "Ticks of schedules this worker took: enqueued (made the job) or skipped (missed, policy "
     "skip); a tick another worker took first counts there",
     ["schedule", "outcome"],
+)
+
+# How far behind each schedule is, as every worker sees it at each read: the age of the oldest
+# tick not dealt with yet. Normally a few milliseconds (a worker wakes just after each tick);
+# it grows when no worker can take ticks (take_tick failing, every scheduler stuck). After an
+# outage it shows the missed ticks' age for one turn, then drops as they are dealt with.
+LAG = Gauge(
+    "queue_worker_schedule_lag_seconds",
+    "How late the oldest tick of each schedule not yet dealt with was when this worker last "
+    "read the schedules (the database's clock); 0 when none was due or the schedule is paused.",
+    ["schedule"],
 )
 
 # The longest sleep between two reads (±25 %): a resume reaches this worker within it.
@@ -85,7 +96,10 @@ class Scheduler:
                 self._registered = False
                 continue
             if state.paused_at is not None:
+                LAG.labels(name).set(0)
                 continue
+            oldest = schedule.next_tick(state.watermark)
+            LAG.labels(name).set(max(0.0, (now - oldest).total_seconds()))
             for tick, run in schedule.due(state.watermark, now):
                 taken = await self._schedules.take_tick(schedule, tick, run=run)
                 if taken is None:

@@ -352,6 +352,25 @@ WHERE datname = current_database()
   AND pid <> pg_backend_pid()
   AND xact_start IS NOT NULL;
 
+-- name: jobs_table_stats
+-- The jobs table's size on disk (heap, TOAST, indexes, in bytes) and what the statistics
+-- collector knows of its dead rows and last vacuum: what shows bloat, and whether retention
+-- and autovacuum keep the table flat. Catalogue reads only: the sizes are a stat() of each
+-- relation's files, the counts come from pg_stat_user_tables; no row of jobs is read, so the
+-- cost is the same at 1,000 rows and at 100 million.
+SELECT pg_relation_size(c.oid)::float8 AS heap_bytes,
+       coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)::float8 AS toast_bytes,
+       pg_indexes_size(c.oid)::float8 AS index_bytes,
+       coalesce(s.n_live_tup, 0)::float8 AS live_tuples,
+       coalesce(s.n_dead_tup, 0)::float8 AS dead_tuples,
+       extract(epoch FROM now() - greatest(s.last_autovacuum, s.last_vacuum))::float8
+           AS vacuum_age_s,
+       extract(epoch FROM now() - greatest(s.last_autoanalyze, s.last_analyze))::float8
+           AS analyze_age_s
+FROM pg_class AS c
+LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
+WHERE c.oid = to_regclass('jobs');
+
 -- name: ping
 -- Readiness: the database answers.
 SELECT 1;
