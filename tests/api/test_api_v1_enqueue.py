@@ -288,25 +288,54 @@ async def test_a_unique_period_is_honoured_after_the_job_finished(
     assert await _count(db) == 2
 
 
-async def test_a_duplicate_in_a_queue_the_key_may_not_use_is_403(
-    client: ApiClient, db_url: str, db: asyncpg.Connection
+@pytest.mark.parametrize(
+    ("scopes", "queues"),
+    [
+        ([Scope.JOBS_WRITE], None),  # may not read jobs at all
+        ([Scope.JOBS_WRITE, Scope.JOBS_READ], ["mine"]),  # may not use the holder's queue
+    ],
+    ids=["write-only", "other-queue"],
+)
+async def test_a_duplicate_the_key_may_not_read_is_409_with_the_holders_id_and_nothing_else(
+    client: ApiClient,
+    db_url: str,
+    db: asyncpg.Connection,
+    scopes: list[Scope],
+    queues: list[str] | None,
 ) -> None:
     pool = await create_pool(db_url, max_size=1)
     try:
-        limited = (
-            await KeyStore(pool).create(name="limited", scopes=[Scope.JOBS_WRITE], queues=["mine"])
-        ).secret
+        limited = (await KeyStore(pool).create(name="limited", scopes=scopes, queues=queues)).secret
     finally:
         await pool.close()
-    await client.post("/v1/jobs", json={**JOB, "queue": "secret", "unique_key": "u"})
-
-    response = await client.post(
-        "/v1/jobs", json={**JOB, "queue": "mine", "unique_key": "u"}, headers=bearer(limited)
+    secret_payload = {"recipient": "ceo@example.com", "subject": "merger"}
+    holder = await client.post(
+        "/v1/jobs",
+        json={**JOB, "queue": "secret", "payload": secret_payload, "unique_key": "u"},
     )
+    mine = {**JOB, "queue": "mine", "unique_key": "u"}
 
-    assert response.status_code == 403, response.text
-    assert "secret" not in response.text
+    v1 = await client.post("/v1/jobs", json=mine, headers=bearer(limited))
+    seed = await client.post("/jobs", json=mine, headers=bearer(limited))
+
+    holder_id = holder.json()["id"]
+    assert v1.status_code == 409, v1.text
+    assert v1.headers["x-job-duplicate"] == "true"
+    assert holder_id in error_body(v1)["detail"]
+    assert "merger" not in v1.text
+    assert "secret" not in v1.text
+    assert (seed.status_code, seed.headers["x-job-duplicate"]) == (200, "true")
+    assert seed.json()["id"] == f"Message of id: {holder_id}"
     assert await _count(db) == 1
+
+
+async def test_a_duplicate_the_key_may_read_is_answered_whole(client: ApiClient) -> None:
+    holder = await client.post("/v1/jobs", json={**JOB, "unique_key": "u"})
+
+    again = await client.post("/v1/jobs", json={**JOB, "unique_key": "u"})
+
+    assert (again.status_code, again.headers["x-job-duplicate"]) == (200, "true")
+    assert again.json() == holder.json()
 
 
 # -- batches ------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ not new.
   (``JobCreate.fingerprint``): the same key and job again answers with the first job (200,
   ``Idempotent-Replayed: true``); the same key with another job is a 422.
 - A ``unique_key`` held by another job answers with that job (200, ``X-Job-Duplicate: true``).
+  Unique keys are global, so the holder may be another client's job: every enqueue route
+  answers with its id (an id grants nothing: reading the job takes ``jobs:read`` and its
+  queue), but ``POST /v1/jobs`` shows the holder whole only to a key that may read it, and
+  answers any other with 409 and the id (:func:`check_holder_readable`).
 
 Keys are decided by the database (``queue_core.keyed``), so this holds across replicas.
 """
@@ -15,7 +19,9 @@ Keys are decided by the database (``queue_core.keyed``), so this holds across re
 from typing import Annotated, Final
 
 from litestar.datastructures import ResponseHeader
+from litestar.exceptions import ClientException
 from litestar.params import HeaderParameter
+from litestar.status_codes import HTTP_409_CONFLICT
 
 from queue_api.auth import Caller
 from queue_api.context import RequestContext
@@ -23,12 +29,12 @@ from queue_api.metrics import count_enqueued
 from queue_api.schemas import JobCreate
 from queue_core.jobs import Enqueued, EnqueueOutcome, Idempotency, JobRecord
 from queue_core.keyed import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, is_keyed
+from queue_core.keys import Scope
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 DUPLICATE_HEADER: Final = "X-Job-Duplicate"
 ANONYMOUS_NAMESPACE: Final = "*"  # API_AUTH=off; never a key's name (keys.NAME_PATTERN)
-HOLDER_QUEUE: Final = "the queue of the job holding this unique_key"
 
 # The 422 of the enqueue routes: both reasons they may have.
 UNPROCESSABLE: Final = {
@@ -96,8 +102,8 @@ def outcome_headers(outcome: EnqueueOutcome) -> dict[str, str]:
 async def enqueue_one(
     ctx: RequestContext, data: JobCreate, idempotency_key: str | None, *, read_back: bool
 ) -> tuple[Enqueued, JobRecord | None]:
-    """Check, then store one job, with its keys; the job as stored too if ``read_back``. A
-    duplicate of a job in a queue the caller may not use is a 403 (unique keys are global)."""
+    """Check, then store one job, with its keys; the job as stored too if ``read_back``, which
+    for a duplicate the caller may not read is a 409 instead (module docstring)."""
     caller, services = ctx.caller, ctx.services
     caller.check_queues([data.queue])
     await services.worker_directory.check([(data.type, data.queue)])
@@ -110,10 +116,24 @@ async def enqueue_one(
         enqueued = Enqueued(await job_queue.enqueue(job), EnqueueOutcome.CREATED)
     if enqueued.outcome is EnqueueOutcome.CREATED:
         count_enqueued([data])
-    record = None
-    duplicate = enqueued.outcome is EnqueueOutcome.DUPLICATE
-    if read_back or (duplicate and caller.queues is not None):
-        record = await job_queue.get(enqueued.id)
-        if duplicate:
-            caller.check_queues([record.queue], what=HOLDER_QUEUE)
+    if not read_back:
+        return enqueued, None
+    record = await job_queue.get(enqueued.id)
+    if enqueued.outcome is EnqueueOutcome.DUPLICATE:
+        check_holder_readable(caller, record)
     return enqueued, record
+
+
+def check_holder_readable(caller: Caller, holder: JobRecord) -> None:
+    """409 naming the holder's id, unless ``caller`` may read the job holding the unique key
+    (``jobs:read`` and its queue): its payload and result may be another client's."""
+    if Scope.JOBS_READ in caller.scopes and caller.allows_queue(holder.queue):
+        return
+    raise ClientException(
+        status_code=HTTP_409_CONFLICT,
+        detail=(
+            f"unique_key is held by job {holder.id}; nothing was enqueued. This API key may "
+            "not read that job (it takes the jobs:read scope and the job's queue)"
+        ),
+        headers={DUPLICATE_HEADER: "true"},
+    )

@@ -46,7 +46,8 @@ NEW_V1_JOB_LINKS = {
         "The body is POST /jobs's, with unique_key and unique_for_s. 201 with the new job "
         "(the shape of GET /v1/jobs/{id}). 200 with an existing job when this is a retry "
         "with the same Idempotency-Key and job (Idempotent-Replayed: true), or when another "
-        "job holds the unique_key (X-Job-Duplicate: true). The same Idempotency-Key with a "
+        "job holds the unique_key (X-Job-Duplicate: true), if this key may read that job "
+        "(jobs:read and its queue; else 409 naming its id). The same Idempotency-Key with a "
         "different job: 422."
     ),
     status_code=HTTP_201_CREATED,
@@ -60,7 +61,24 @@ NEW_V1_JOB_LINKS = {
             ),
             generate_examples=False,
         ),
-        **error_responses(400, 401, 403, 408, 413, 415, 422, 503, meanings=UNPROCESSABLE),
+        **error_responses(
+            400,
+            401,
+            403,
+            408,
+            409,
+            413,
+            415,
+            422,
+            503,
+            meanings={
+                **UNPROCESSABLE,
+                409: (
+                    "Another job holds this unique_key and this key may not read it (jobs:read "
+                    "and the job's queue): the detail names its id, nothing was enqueued"
+                ),
+            },
+        ),
     },
     operation_class=linked_operation(HTTP_201_CREATED, NEW_V1_JOB_LINKS),
     response_headers=[
