@@ -124,5 +124,12 @@ def test_the_build_context_keeps_what_the_dockerfile_copies(package: str) -> Non
     assert copied, "no COPY found"
     for path in copied:
         assert not _ignored(path, patterns), f"{path} is COPYed but .dockerignore drops it"
-    for path in (".git", ".venv", "tests", ".env", "libs/queue_devtools/src"):
+    for path in (
+        ".git",
+        ".venv",
+        "tests",
+        ".env",
+        "libs/queue_devtools/src",
+        "libs/queue_client/src",
+    ):
         assert _ignored(path, patterns), f"{path} should stay out of the build context"

@@ -1,0 +1,1 @@
+"""``queuectl``: the queue from a terminal, built on ``queue_client.Client``."""

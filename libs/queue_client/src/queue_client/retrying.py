@@ -1,0 +1,88 @@
+"""When the client sends a request again, and after how long: shared by both clients, which only
+do the sleeping.
+
+A request is sent again on 503 (the API cannot reach its database), 502/504 (a proxy without
+an API), 429 (the key's rate limit: after ``Retry-After``) and when no answer came. An answer
+that never came is ambiguous (the API may have acted on the request), so that case is retried
+only for requests that are safe to repeat: reads, pauses, and enqueues, which always carry an
+``Idempotency-Key`` so that a repeat answers with the job the first one made. A connection
+that was refused or never opened sent nothing, so any request is retried then.
+
+Backoff is capped exponential with "equal jitter" (half fixed, half random), so that many
+clients failing together do not come back together, and none comes back at once.
+"""
+
+import random
+from dataclasses import dataclass
+
+import httpx
+
+from queue_client.errors import retry_after_s
+
+RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+
+# Errors raised before the request left: nothing reached the API.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the client tries. ``attempts`` counts the first try: 1 turns retries off."""
+
+    attempts: int = 5
+    base_delay_s: float = 0.25
+    max_delay_s: float = 8.0
+    # A Retry-After longer than this is not waited for: the error is raised instead.
+    max_retry_after_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if not 0 <= self.base_delay_s <= self.max_delay_s:
+            raise ValueError("need 0 <= base_delay_s <= max_delay_s")
+
+    def backoff_s(self, retry: int) -> float:
+        """The pause before retry number ``retry`` (1 for the first)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not secrets
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+class Attempts:
+    """The retry decisions for one logical call: after each try, the pause before the next, or
+    None to stop (return the answer, or raise)."""
+
+    def __init__(self, policy: RetryPolicy, *, idempotent: bool, retry_statuses: bool) -> None:
+        self._policy = policy
+        self._idempotent = idempotent
+        self._retry_statuses = retry_statuses
+        self.tries = 0
+
+    def _next(self) -> float | None:
+        self.tries += 1
+        if self.tries >= self._policy.attempts:
+            return None
+        return self._policy.backoff_s(self.tries)
+
+    def after_answer(self, response: httpx.Response) -> float | None:
+        if not self._retry_statuses or response.status_code not in RETRIED_STATUSES:
+            self.tries += 1
+            return None
+        pause = self._next()
+        if pause is None:
+            return None
+        asked = retry_after_s(response)
+        if asked is None:
+            return pause
+        if asked > self._policy.max_retry_after_s:
+            return None
+        # At least what the server asked, plus a little jitter so waiters do not stampede.
+        return asked + random.uniform(0, self._policy.base_delay_s)  # noqa: S311
+
+    def after_error(self, error: httpx.TransportError) -> float | None:
+        if not self._idempotent and not isinstance(error, _NOT_SENT):
+            self.tries += 1
+            return None
+        return self._next()

@@ -1,0 +1,226 @@
+"""The blocking client. Each method is one endpoint of ``queue_client.calls``; this class only
+sends, retries (``queue_client.retrying``) and sleeps. ``AsyncClient`` mirrors it line by line.
+"""
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack
+from uuid import UUID
+
+import httpx
+
+from queue_client import calls
+from queue_client.calls import Call
+from queue_client.errors import ConnectionFailedError, WaitTimeoutError
+from queue_client.models import (
+    ApiKey,
+    BatchEnqueued,
+    CreatedApiKey,
+    Enqueued,
+    EnqueueOptions,
+    Job,
+    JobFilter,
+    JobPage,
+    JobStatusRecord,
+    JobSummary,
+    KeyLimits,
+    NewJob,
+    QueueInfo,
+    QueuePause,
+    Schedule,
+    WorkerInfo,
+)
+from queue_client.retrying import Attempts, RetryPolicy
+from queue_client.waiting import Waiting
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class Client:
+    """``Client("http://queue-api:8000", api_key)``; use it as a context manager, or ``close()``.
+
+    ``http`` is an ``httpx.Client`` of your own (proxies, TLS, a transport); its base URL, and
+    headers not set on it, come from the other arguments.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._http = http or httpx.Client(timeout=timeout_s)
+        self._http.base_url = httpx.URL(base_url)
+        for name, value in calls.client_headers(api_key).items():
+            self._http.headers.setdefault(name, value)
+        self._retry = retry or RetryPolicy()
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, call: Call[T]) -> T:
+        """Send ``call``, retrying as ``RetryPolicy`` says, and decode its answer."""
+        attempts = Attempts(
+            self._retry, idempotent=call.idempotent, retry_statuses=call.retry_statuses
+        )
+        while True:
+            try:
+                response = self._http.send(call.build(self._http))
+            except httpx.TransportError as exc:
+                pause = attempts.after_error(exc)
+                if pause is None:
+                    raise ConnectionFailedError.of(exc, self.base_url, attempts.tries) from exc
+            else:
+                pause = attempts.after_answer(response)
+                if pause is None:
+                    return call.decode(response)
+            time.sleep(pause)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def enqueue(
+        self, job_type: str, payload: Mapping[str, Any], **options: Unpack[EnqueueOptions]
+    ) -> Enqueued:
+        """Enqueue a job (``POST /v1/jobs``) and get it back whole. Retried safely: the call
+        carries an Idempotency-Key (a new UUID unless ``idempotency_key`` is given)."""
+        return self.call(calls.enqueue(job_type, payload, options))
+
+    def enqueue_batch(self, jobs: Iterable[NewJob]) -> BatchEnqueued:
+        """Up to 1,000 jobs, stored all or none; each item gets its own idempotency key."""
+        return self.call(calls.enqueue_batch(jobs))
+
+    def get_job(self, job_id: UUID | str) -> Job:
+        return self.call(calls.get_job(job_id))
+
+    def wait(self, job_id: UUID | str, *, timeout_s: float | None = None) -> Job:
+        """The job once finished (completed, failed or cancelled): long polls until then, or
+        ``WaitTimeoutError`` (with the job as last seen) after ``timeout_s``."""
+        waiting = Waiting(timeout_s)
+        while True:
+            job = self.call(calls.get_job(job_id, wait_s=waiting.poll_s()))
+            if job.status.is_final:
+                return job
+            if waiting.expired():
+                raise WaitTimeoutError(job, timeout_s or 0.0)
+            time.sleep(waiting.pause_s())
+
+    def list_jobs(
+        self, *, cursor: str | None = None, limit: int | None = None, **where: Unpack[JobFilter]
+    ) -> JobPage:
+        """One page of jobs, newest first; pass its ``next_cursor`` for the next."""
+        return self.call(calls.list_jobs(where, cursor=cursor, limit=limit))
+
+    def iter_jobs(
+        self, *, page_size: int | None = None, **where: Unpack[JobFilter]
+    ) -> Iterator[JobSummary]:
+        """Every job matching the filters, newest first, a page at a time."""
+        cursor = None
+        while True:
+            page = self.call(calls.list_jobs(where, cursor=cursor, limit=page_size))
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def cancel_job(self, job_id: UUID | str) -> JobStatusRecord:
+        return self.call(calls.cancel_job(job_id))
+
+    def retry_job(self, job_id: UUID | str) -> JobStatusRecord:
+        return self.call(calls.retry_job(job_id))
+
+    def delete_job(self, job_id: UUID | str) -> None:
+        self.call(calls.delete_job(job_id))
+
+    def cancel_jobs(self, *, limit: int, **where: Unpack[JobFilter]) -> int:
+        """Cancel up to ``limit`` pending or running jobs matching the filters: how many."""
+        return self.call(calls.cancel_jobs(where, limit))
+
+    def retry_jobs(self, *, limit: int, **where: Unpack[JobFilter]) -> int:
+        """Run again up to ``limit`` failed or cancelled jobs matching the filters: how many."""
+        return self.call(calls.retry_jobs(where, limit))
+
+    # -- the seed's endpoints -----------------------------------------------------------------
+
+    def health(self) -> str:
+        return self.call(calls.health())
+
+    def ready(self) -> bool:
+        return self.call(calls.ready())
+
+    def legacy_enqueue(
+        self, job_type: str, payload: Mapping[str, Any], **options: Unpack[EnqueueOptions]
+    ) -> UUID:
+        """``POST /jobs``: the new job's id only. Prefer ``enqueue``."""
+        return self.call(calls.legacy_enqueue(job_type, payload, options))
+
+    def legacy_status(self, job_id: UUID | str) -> JobStatusRecord:
+        """``GET /jobs/status``. Prefer ``get_job``."""
+        return self.call(calls.legacy_status(job_id))
+
+    # -- queues, workers, schedules -----------------------------------------------------------
+
+    def list_queues(self) -> list[QueueInfo]:
+        return self.call(calls.list_queues())
+
+    def pause_queue(self, name: str) -> QueuePause:
+        return self.call(calls.set_queue_paused(name, paused=True))
+
+    def resume_queue(self, name: str) -> QueuePause:
+        return self.call(calls.set_queue_paused(name, paused=False))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return self.call(calls.list_workers())
+
+    def list_schedules(self) -> list[Schedule]:
+        return self.call(calls.list_schedules())
+
+    def pause_schedule(self, name: str) -> Schedule:
+        return self.call(calls.set_schedule_paused(name, paused=True))
+
+    def resume_schedule(self, name: str) -> Schedule:
+        return self.call(calls.set_schedule_paused(name, paused=False))
+
+    # -- API keys -----------------------------------------------------------------------------
+
+    def create_key(
+        self,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        queues: Iterable[str] | None = None,
+        expires_in_days: int | None = None,
+        **limits: Unpack[KeyLimits],
+    ) -> CreatedApiKey:
+        """A new key; its secret (``.key``) is in this answer only."""
+        return self.call(calls.create_key(name, scopes, queues, expires_in_days, limits))
+
+    def list_keys(self) -> list[ApiKey]:
+        return self.call(calls.list_keys())
+
+    def revoke_key(self, name_or_prefix: str) -> ApiKey:
+        return self.call(calls.revoke_key(name_or_prefix))
+
+    def set_key_limits(self, name_or_prefix: str, **limits: Unpack[KeyLimits]) -> ApiKey:
+        """Replace the key's rate limits; one left out is removed."""
+        return self.call(calls.set_key_limits(name_or_prefix, limits))

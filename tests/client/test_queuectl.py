@@ -1,0 +1,281 @@
+"""``queuectl`` as a user runs it: the installed console script, as a child process, against the
+real API and worker; JSON output read back, exit codes and one-line errors checked."""
+
+import json
+import subprocess
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.conftest import System
+from helpers import BIN
+from queue_client import Client
+from queue_devtools.pgcluster import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(name="home")
+def fx_home(tmp_path: Path) -> Path:
+    """An empty XDG_CONFIG_HOME: no user's config file leaks into a test."""
+    return tmp_path
+
+
+def queuectl(
+    *args: str,
+    url: str | None,
+    key: str | None,
+    home: Path,
+    stdin: str = "",
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": "/usr/bin:/bin", "XDG_CONFIG_HOME": str(home), "COLUMNS": "200"}
+    if url is not None:
+        environment["QUEUE_URL"] = url
+    if key is not None:
+        environment["QUEUE_API_KEY"] = key
+    return subprocess.run(
+        [str(BIN / "queuectl"), *args],
+        env={**environment, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("queuectl: error: "), lines[0]
+    return lines[0]
+
+
+def test_enqueue_wait_status_and_list(system: System, home: Path, tmp_path: Path) -> None:
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return queuectl(*args, url=system.url, key=system.key, home=home, stdin=stdin)
+
+    done = ok_json(
+        run("enqueue", "answer", "--payload", '{"q": "cli"}', "--wait", "20", "-o", "json")
+    )
+    assert done["outcome"] == "created"
+    assert done["job"]["status"] == "completed"
+    assert done["job"]["result"] == {"answer": 42, "echo": "cli"}
+    job_id = done["job"]["id"]
+
+    status = ok_json(run("status", job_id, "--output", "json"))
+    assert (status["id"], status["type"], status["status"]) == (job_id, "answer", "completed")
+    listed = ok_json(
+        run("list", "--type", "answer", "--status", "completed", "--since", "1h", "-o", "json")
+    )
+    assert job_id in [job["id"] for job in listed]
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    payload_file = tmp_path / "payload.json"
+    payload_file.write_text('{"from": "file"}')
+    from_file = ok_json(run("enqueue", "noop", "-p", f"@{payload_file}", "-q", queue, "--at", "+1h",
+                            "--priority", "7", "--max-attempts", "2", "-o", "json"))  # fmt: skip
+    assert from_file["job"]["payload"] == {"from": "file"}
+    assert from_file["job"]["scheduled_at"] is not None
+    assert (from_file["job"]["priority"], from_file["job"]["max_attempts"]) == (7, 2)
+    from_stdin = ok_json(
+        run("enqueue", "noop", "-p", "@-", "-q", queue, "-o", "json", stdin='{"a": 1}')
+    )
+    assert from_stdin["job"]["payload"] == {"a": 1}
+    keyed = [
+        ok_json(
+            run(
+                "enqueue",
+                "noop",
+                "-p",
+                '{"k": 1}',
+                "-q",
+                queue,
+                "--idempotency-key",
+                "cli-1",
+                "-o",
+                "json",
+            )
+        )
+        for _ in range(2)
+    ]
+    assert [k["outcome"] for k in keyed] == ["created", "replayed"]
+    assert keyed[0]["job"]["id"] == keyed[1]["job"]["id"]
+    assert len(ok_json(run("list", "-q", queue, "-o", "json"))) == 3
+    assert len(ok_json(run("list", "-q", queue, "--limit", "2", "-o", "json"))) == 2
+
+    table = run("list", "-q", queue)
+    assert table.returncode == 0, table.stderr
+    assert "TYPE" in table.stdout
+    assert "3 job(s)" in table.stdout
+    assert from_stdin["job"]["id"] in table.stdout
+    detail = run("status", job_id)
+    assert "completed" in detail.stdout
+    assert '"answer": 42' in detail.stdout
+
+
+def test_cancel_and_retry_by_id_and_in_bulk(system: System, home: Path, client: Client) -> None:
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return queuectl(*args, url=system.url, key=system.key, home=home, stdin=stdin)
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    ids = [client.enqueue("noop", {"i": i}, queue=queue).job.id for i in range(3)]
+
+    one = ok_json(run("cancel", str(ids[0]), "-o", "json"))
+    assert (one["id"], one["status"]) == (str(ids[0]), "cancelled")
+    assert ok_json(run("retry", str(ids[0]), "-o", "json"))["status"] == "pending"
+    assert "cancelled" in run("cancel", str(ids[0])).stdout  # the table: the job as it is now
+    assert "pending" in run("retry", str(ids[0])).stdout
+
+    declined = run("cancel", "--queue", queue, stdin="n\n")
+    assert declined.returncode == 1
+    assert "Cancel 3 job(s)?" in declined.stderr
+    assert "aborted, nothing changed" in declined.stderr
+    no_terminal = run("cancel", "--queue", queue)  # no answer at all: declined too
+    assert no_terminal.returncode == 1
+    assert {job.status for job in client.iter_jobs(queue=queue)} == {"pending"}
+
+    confirmed = run("cancel", "--queue", queue, "--type", "noop", "-o", "json", stdin="y\n")
+    assert ok_json(confirmed) == {"affected": 3}
+    assert ok_json(run("retry", "-q", queue, "--limit", "2", "--yes", "-o", "json")) == {
+        "affected": 2
+    }
+    nothing = run("retry", "-q", queue, "--status", "failed", "-o", "json")
+    assert ok_json(nothing) == {"affected": 0}
+    assert "no job to retry matches" in nothing.stderr
+
+    assert run("cancel", str(ids[0]), "--queue", queue).returncode == 2
+    bare = run("cancel")
+    assert bare.returncode == 2
+    assert "give a job ID, or filters" in bare.stderr
+
+
+def test_queues_workers_schedules_and_keys(system: System, home: Path, client: Client) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return queuectl(*args, url=system.url, key=system.key, home=home)
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    client.enqueue("noop", {"a": 1}, queue=queue)
+    assert ok_json(run("pause", queue, "-o", "json"))["paused"] is True
+    listed = {q["name"]: q for q in ok_json(run("queues", "-o", "json"))}
+    assert listed[queue]["paused"] is True
+    assert listed[queue]["due"] == 1
+    table = run("queues")
+    assert queue in table.stdout
+    assert "paused" in table.stdout
+    assert ok_json(run("resume", queue, "-o", "json"))["paused"] is False
+
+    (worker,) = ok_json(run("workers", "-o", "json"))
+    assert worker["pid"] == system.worker.proc.pid
+    assert str(system.worker.proc.pid) in run("workers").stdout
+
+    (schedule,) = ok_json(run("schedules", "-o", "json"))
+    assert schedule["name"] == "hourly_report"
+    assert ok_json(run("schedules", "pause", "hourly_report", "-o", "json"))["paused"] is True
+    assert ok_json(run("schedules", "resume", "hourly_report", "-o", "json"))["paused"] is False
+    assert "hourly_report" in run("schedules").stdout
+
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    created = ok_json(
+        run("keys", "create", name, "--scope", "jobs:read", "--queue", queue, "-o", "json")
+    )
+    assert created["key"].startswith("tq_")
+    assert created["queues"] == [queue]
+    assert name in [k["name"] for k in ok_json(run("keys", "list", "-o", "json"))]
+    reader = queuectl("queues", "-o", "json", url=system.url, key=created["key"], home=home)
+    assert [q["name"] for q in ok_json(reader)] == [queue]  # a queue-bound key sees its own
+    assert ok_json(run("keys", "revoke", name, "-o", "json"))["revoked_at"] is not None
+    assert name in run("keys", "list").stdout
+
+
+def test_exit_codes_and_one_line_errors(system: System, home: Path) -> None:
+    missing = queuectl("status", str(uuid.uuid4()), url=system.url, key=system.key, home=home)
+    assert "404" in one_line_error(missing, 3)
+
+    wrong_key = queuectl("queues", url=system.url, key="tq_wrongkey_" + "x" * 32, home=home)
+    assert "API key" in one_line_error(wrong_key, 4)
+    no_key = queuectl("queues", url=system.url, key=None, home=home)
+    assert "401" in one_line_error(no_key, 4)
+
+    down_url = f"http://127.0.0.1:{free_port()}"
+    down = queuectl("queues", url=down_url, key=system.key, home=home)
+    line = one_line_error(down, 5)
+    assert down_url in line
+    assert "is the API running" in line
+
+    refused = queuectl("enqueue", "noop", "-p", "{}", url=system.url, key=system.key, home=home)
+    assert "payload" in one_line_error(refused, 1)  # the API's 400, with the field
+    not_json = queuectl("enqueue", "noop", "-p", "{nope", url=system.url, key=system.key, home=home)
+    assert not_json.returncode == 2
+    assert "not JSON" in not_json.stderr
+    bad_since = queuectl("list", "--since", "soon", url=system.url, key=system.key, home=home)
+    assert bad_since.returncode == 2
+    assert "Traceback" not in bad_since.stderr + not_json.stderr
+
+
+def test_settings_come_from_flags_then_env_then_the_config_file(
+    system: System, home: Path, tmp_path: Path
+) -> None:
+    down_url = f"http://127.0.0.1:{free_port()}"
+    default_file = home / "queuectl" / "config.toml"
+    default_file.parent.mkdir()
+    default_file.write_text(f'url = "{system.url}"\napi_key = "{system.key}"\noutput = "json"\n')
+    # The file alone: its URL, key and output.
+    assert ok_json(queuectl("workers", url=None, key=None, home=home))[0]["pid"] > 0
+    # The environment beats the file ...
+    env_wins = queuectl("workers", url=down_url, key=None, home=home)
+    assert env_wins.returncode == 5
+    # ... and a flag beats the environment.
+    flag_wins = queuectl("--url", system.url, "workers", url=down_url, key=None, home=home)
+    assert ok_json(flag_wins)[0]["pid"] > 0
+    bad_flag_key = queuectl(
+        "--api-key", "tq_wrongkey_" + "x" * 32, "workers", url=None, key=system.key, home=home
+    )
+    assert bad_flag_key.returncode == 4
+    # An output flag beats the file's output.
+    assert "PID" in queuectl("workers", "-o", "table", url=None, key=None, home=home).stdout
+
+    other = tmp_path / "other.toml"
+    other.write_text(f'url = "{down_url}"\n')
+    by_env = queuectl("workers", url=None, key=None, home=home, env={"QUEUECTL_CONFIG": str(other)})
+    assert by_env.returncode == 5
+    by_flag = queuectl("--config", str(other), "workers", url=None, key=None, home=home)
+    assert by_flag.returncode == 5
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text('apikey = "x"\n')
+    assert "unknown key(s) apikey" in one_line_error(
+        queuectl("--config", str(typo), "workers", url=None, key=None, home=home), 2
+    )
+    absent = queuectl(
+        "--config", str(tmp_path / "absent.toml"), "workers", url=None, key=None, home=home
+    )
+    assert "does not exist" in one_line_error(absent, 2)
+
+
+def test_shell_completion(home: Path) -> None:
+    script = queuectl("completion", "bash", url=None, key=None, home=home)
+    assert script.returncode == 0
+    assert "_QUEUECTL_COMPLETE=bash_complete" in script.stdout
+    completed = queuectl(
+        url=None, key=None, home=home,
+        env={"_QUEUECTL_COMPLETE": "bash_complete", "COMP_WORDS": "queuectl ke", "COMP_CWORD": "1"},
+    )  # fmt: skip
+    assert completed.returncode == 0
+    assert "keys" in completed.stdout
+    words = {"COMP_WORDS": "queuectl list --st", "COMP_CWORD": "2"}
+    options = queuectl(
+        url=None, key=None, home=home, env={"_QUEUECTL_COMPLETE": "bash_complete", **words}
+    )
+    assert "--status" in options.stdout

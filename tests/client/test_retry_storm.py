@@ -1,0 +1,169 @@
+"""The client's retries never make a duplicate job: answers lost after the API acted (reset
+connections, timeouts), a database outage (503) and a rate limit (429), each against the real
+API, counting the jobs it stored."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from client.conftest import System, start_system
+from client.lossy_proxy import LossyProxy
+from e2e.stack import Stack
+from helpers import TcpProxy, host_port
+from queue_client import (
+    AsyncClient,
+    Client,
+    ConnectionFailedError,
+    NewJob,
+    Outcome,
+    RateLimitedError,
+)
+from queue_client.retrying import NO_RETRY, RetryPolicy
+
+pytestmark = pytest.mark.e2e
+
+FAST = RetryPolicy(attempts=6, base_delay_s=0.01, max_delay_s=0.05)
+
+
+def _port(url: str) -> int:
+    return httpx.URL(url).port or 80
+
+
+def _jobs_in(client: Client, queue: str) -> list[uuid.UUID]:
+    return [job.id for job in client.iter_jobs(queue=queue)]
+
+
+@pytest.fixture(name="queue_name")
+def fx_queue_name() -> str:
+    return f"storm-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(name="dropping")
+def fx_dropping(system: System) -> Iterator[LossyProxy]:
+    proxy = LossyProxy(_port(system.url), lose_first=3, mode="drop")
+    yield proxy
+    proxy.close()
+
+
+def test_lost_answers_are_retried_into_the_same_job(
+    system: System, client: Client, dropping: LossyProxy, queue_name: str
+) -> None:
+    with Client(dropping.url, system.key, retry=FAST) as lossy:
+        enqueued = lossy.enqueue("noop", {"order": 1}, queue=queue_name)
+    assert dropping.lost == 3, "the API answered three times and the client heard none"
+    assert dropping.connections == 4
+    # The first request made the job; the client's retries each met its Idempotency-Key.
+    assert enqueued.outcome is Outcome.REPLAYED
+    assert _jobs_in(client, queue_name) == [enqueued.job.id]
+
+
+def test_a_batch_is_retried_whole_without_duplicates(
+    system: System, client: Client, dropping: LossyProxy, queue_name: str
+) -> None:
+    jobs = [NewJob(type="noop", payload={"i": i}, queue=queue_name) for i in range(5)]
+    with Client(dropping.url, system.key, retry=FAST) as lossy:
+        batch = lossy.enqueue_batch(jobs)
+    assert dropping.lost == 3
+    assert batch.outcomes == [Outcome.REPLAYED] * 5
+    assert sorted(_jobs_in(client, queue_name)) == sorted(batch.ids)
+
+
+async def test_a_storm_of_concurrent_enqueues_makes_one_job_each(
+    system: System, client: Client, queue_name: str
+) -> None:
+    proxy = LossyProxy(_port(system.url), lose_first=15, mode="drop")
+    try:
+        async with AsyncClient(proxy.url, system.key, retry=FAST) as lossy:
+            results = await asyncio.gather(
+                *(lossy.enqueue("noop", {"n": n}, queue=queue_name) for n in range(30))
+            )
+    finally:
+        proxy.close()
+    assert proxy.lost == 15
+    ids = [result.job.id for result in results]
+    assert len(set(ids)) == 30
+    assert sorted(_jobs_in(client, queue_name)) == sorted(ids)
+    assert sorted(job.payload["n"] for job in (r.job for r in results)) == list(range(30))
+
+
+def test_timeouts_are_retried_into_the_same_job(
+    system: System, client: Client, queue_name: str
+) -> None:
+    proxy = LossyProxy(_port(system.url), lose_first=2, mode="hold")
+    try:
+        with Client(proxy.url, system.key, timeout_s=0.5, retry=FAST) as slow:
+            enqueued = slow.enqueue("noop", {"slow": True}, queue=queue_name)
+    finally:
+        proxy.close()
+    assert proxy.lost == 2
+    assert enqueued.outcome is Outcome.REPLAYED
+    assert _jobs_in(client, queue_name) == [enqueued.job.id]
+
+
+def test_a_non_idempotent_action_is_not_resent_after_a_lost_answer(
+    system: System, client: Client, queue_name: str
+) -> None:
+    """A cancel whose answer was lost may have happened: the client says so rather than
+    cancelling blindly again."""
+    job = client.enqueue("noop", {"a": 1}, queue=queue_name).job
+    proxy = LossyProxy(_port(system.url), lose_first=1, mode="drop")
+    try:
+        with (
+            Client(proxy.url, system.key, retry=FAST) as lossy,
+            pytest.raises(ConnectionFailedError, match="after 1 try"),
+        ):
+            lossy.cancel_job(job.id)
+    finally:
+        proxy.close()
+    assert proxy.connections == 1
+    assert client.get_job(job.id).status == "cancelled"  # it did happen, once
+
+
+def test_a_database_outage_is_ridden_out(stack: Stack, db_url: str) -> None:
+    """The API answers 503 (Retry-After: 1) while its database is cut; the client waits as
+    told and retries. The database comes back on the client's second 503, whatever the
+    timing, so no sleep decides the outcome."""
+    db_proxy = TcpProxy(*host_port(db_url))
+    try:
+        system = start_system(stack, db_url, api_database_url=db_proxy.url(db_url))
+        seen_503 = 0
+
+        def on_response(response: httpx.Response) -> None:
+            nonlocal seen_503
+            if response.status_code == 503:
+                seen_503 += 1
+                if seen_503 == 2:
+                    db_proxy.up()
+
+        db_proxy.down()
+        http = httpx.Client(timeout=10, event_hooks={"response": [on_response]})
+        policy = RetryPolicy(attempts=30, base_delay_s=0.05, max_delay_s=0.2)
+        with Client(system.url, system.key, retry=policy, http=http) as client:
+            enqueued = client.enqueue("noop", {"outage": True}, queue="outage")
+            assert seen_503 >= 2
+            assert enqueued.outcome in {Outcome.CREATED, Outcome.REPLAYED}
+            assert _jobs_in(client, "outage") == [enqueued.job.id]
+    finally:
+        db_proxy.close()
+
+
+def test_a_rate_limit_is_waited_out_as_retry_after_says(
+    system: System, client: Client, queue_name: str
+) -> None:
+    name = f"slow-{uuid.uuid4().hex[:6]}"
+    limited = client.create_key(name, ["jobs:write", "jobs:read"], jobs_per_s=1, jobs_burst=1)
+    with Client(system.url, limited.key, retry=NO_RETRY) as impatient:
+        impatient.enqueue("noop", {"n": 0}, queue=queue_name)
+        with pytest.raises(RateLimitedError) as limited_error:
+            impatient.enqueue("noop", {"n": 1}, queue=queue_name)
+        assert limited_error.value.status == 429
+        assert limited_error.value.retry_after_s is not None
+        assert limited_error.value.retry_after_s >= 1
+    with Client(system.url, limited.key) as patient:
+        made = [patient.enqueue("noop", {"n": n}, queue=queue_name).job.id for n in range(2, 4)]
+    stored = _jobs_in(client, queue_name)
+    assert len(stored) == 3, "one job per enqueue: the first, and the two that waited"
+    assert set(made) <= set(stored)
