@@ -16,10 +16,10 @@ from queue_api.body_timeout import body_timeout_middleware
 from queue_api.context import SERVICES_STATE, Services, provide_context, provide_services
 from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.job_waiter import JobWaiter
-from queue_api.metrics import AUTH_ENABLED, PROMETHEUS, MetricsController, configure_labels
+from queue_api.metrics import AUTH_ENABLED, MetricsController, configure_labels
 from queue_api.openapi_document import StrictStructSchemaPlugin
 from queue_api.rate_limit import RateLimiter
-from queue_api.request_log import request_log_middleware
+from queue_api.request_telemetry import request_telemetry_middleware
 from queue_api.routes.health import HealthController
 from queue_api.routes.job_actions import JobActionsController
 from queue_api.routes.job_admin import JobAdminController
@@ -148,8 +148,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             MetricsController,
         ],
         middleware=[
-            request_log_middleware,
-            PROMETHEUS.middleware,
+            request_telemetry_middleware,
             body_timeout_middleware(settings.body_timeout_s),
         ],
         # One dependency per handler (queue_api.context says why).

@@ -1,7 +1,7 @@
 """The API's Prometheus metrics, served on ``/metrics``.
 
-- HTTP: Litestar's Prometheus middleware, labelled by route template (never the raw path, so
-  job ids never become label values), method and status.
+- HTTP: request counts, durations and errors from ``request_telemetry``, labelled by route
+  template (never the raw path, so job ids never become label values), method and status.
 - ``queue_api_jobs_enqueued_total{type,queue}``.
 - Queue state read from PostgreSQL at scrape time, cached for ``STATS_TTL_S`` so that several
   Prometheus servers or a fast scrape interval cost one query: due, scheduled and running jobs
@@ -23,7 +23,7 @@ from typing import Protocol
 
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from litestar.response import Response
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -52,14 +52,6 @@ AUTH_ENABLED = Gauge(
     "queue_api_auth_enabled",
     "1 when every request but the probes needs an API key; 0 when API_AUTH=off and anyone who "
     "can reach the API may do anything.",
-)
-
-PROMETHEUS = PrometheusConfig(
-    app_name="queue-api",
-    prefix="queue_api",
-    group_path=True,  # route templates as the path label: bounded cardinality
-    exclude=["/metrics"],
-    buckets=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
 )
 
 
