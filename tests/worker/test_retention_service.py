@@ -1,6 +1,7 @@
 """The worker's retention service (queue_worker.retention): its settings, its metrics, and what
 it does when the database role may not delete jobs."""
 
+import asyncio
 import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -167,3 +168,23 @@ async def test_a_role_that_may_not_delete_jobs_is_logged_not_crashed(
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK_KEY)
         await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_KEY)
+
+
+async def test_a_round_cut_short_by_shutdown_is_not_counted_as_failed(db_url: str) -> None:
+    """Stopping the worker cancels a round in progress: that is no failure to alert on."""
+    small_pool = await create_pool(db_url, max_size=1)
+    try:
+        events = _Recorded()
+        service = RetentionService(
+            Retention(small_pool, {JobStatus.COMPLETED: DAY_S}), 60.0, events
+        )
+        async with small_pool.acquire():  # the round waits for the pool's only connection
+            round_task = asyncio.create_task(service.run_once())
+            await asyncio.sleep(0.2)
+            assert not round_task.done()
+            round_task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await round_task
+        assert (events.failures, events.rounds) == (0, [])
+    finally:
+        await small_pool.close()

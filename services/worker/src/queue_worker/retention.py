@@ -64,6 +64,8 @@ class RetentionService:
             self._events.retention_failed()
             log.error("retention_not_permitted", error=exc.message)  # noqa: TRY400 - no trace needed
             return None
+        except asyncio.CancelledError:
+            raise  # the worker is stopping: the round was cut short, it did not fail
         except BaseException:
             self._events.retention_failed()
             raise
