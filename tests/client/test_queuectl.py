@@ -279,3 +279,28 @@ def test_shell_completion(home: Path) -> None:
         url=None, key=None, home=home, env={"_QUEUECTL_COMPLETE": "bash_complete", **words}
     )
     assert "--status" in options.stdout
+
+
+def test_enqueue_with_a_concurrency_key_and_dependencies(system: System, home: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return queuectl(*args, url=system.url, key=system.key, home=home)
+
+    key = f"tenant:{uuid.uuid4().hex[:8]}"
+    parent = ok_json(run("enqueue", "noop", "-p", '{"n": 1}', "--at", "+1h", "-o", "json"))["job"]
+    child = ok_json(run("enqueue", "noop", "-p", '{"n": 2}', "--concurrency-key", key,
+                        "--concurrency-limit", "2", "--rate-limit", "5", "--rate-burst", "2",
+                        "--depends-on", parent["id"], "-o", "json"))["job"]  # fmt: skip
+    assert child["concurrency_key"] == key
+    assert child["waiting_for"] == 1
+    assert child["depends_on"] == [{"id": parent["id"], "status": "pending", "completed": False}]
+    table = run("status", child["id"])
+    assert table.returncode == 0, table.stderr
+    assert key in table.stdout
+
+    no_key = run("enqueue", "noop", "-p", '{"n": 3}', "--concurrency-limit", "2")
+    assert no_key.returncode == 2
+    too_big = run("enqueue", "noop", "-p", '{"n": 3}', "--concurrency-key", key,
+                  "--concurrency-limit", "10001")  # fmt: skip
+    assert too_big.returncode == 2
+    unknown = run("enqueue", "noop", "-p", '{"n": 3}', "--depends-on", str(uuid.uuid4()))
+    assert "do not exist" in one_line_error(unknown, 1)

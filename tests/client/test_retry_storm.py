@@ -22,10 +22,13 @@ from queue_client import (
     RateLimitedError,
 )
 from queue_client.retrying import NO_RETRY, RetryPolicy
+from reliability_figures import Scenario, record
 
 pytestmark = pytest.mark.e2e
 
 FAST = RetryPolicy(attempts=6, base_delay_s=0.01, max_delay_s=0.05)
+STORM = 30  # concurrent enqueues
+STORM_LOST = 15  # of their answers lost after the API acted
 
 
 def _port(url: str) -> int:
@@ -74,19 +77,36 @@ def test_a_batch_is_retried_whole_without_duplicates(
 async def test_a_storm_of_concurrent_enqueues_makes_one_job_each(
     system: System, client: Client, queue_name: str
 ) -> None:
-    proxy = LossyProxy(_port(system.url), lose_first=15, mode="drop")
+    proxy = LossyProxy(_port(system.url), lose_first=STORM_LOST, mode="drop")
     try:
         async with AsyncClient(proxy.url, system.key, retry=FAST) as lossy:
             results = await asyncio.gather(
-                *(lossy.enqueue("noop", {"n": n}, queue=queue_name) for n in range(30))
+                *(lossy.enqueue("noop", {"n": n}, queue=queue_name) for n in range(STORM))
             )
     finally:
         proxy.close()
-    assert proxy.lost == 15
     ids = [result.job.id for result in results]
-    assert len(set(ids)) == 30
-    assert sorted(_jobs_in(client, queue_name)) == sorted(ids)
-    assert sorted(job.payload["n"] for job in (r.job for r in results)) == list(range(30))
+    stored = _jobs_in(client, queue_name)
+    record(
+        Scenario(
+            key="60-retry-storm",
+            title="A retry storm from the client",
+            what=(
+                f"{STORM} concurrent enqueues through a proxy that drops the API's first"
+                f" {STORM_LOST} answers after the API has acted; the client retries each with"
+                " the same Idempotency-Key."
+            ),
+            test="tests/client/test_retry_storm.py::"
+            "test_a_storm_of_concurrent_enqueues_makes_one_job_each",
+            acknowledged=len(results),
+            lost=len(set(ids) - set(stored)),
+            extra={"answers lost": proxy.lost, "duplicate jobs stored": len(stored) - len(ids)},
+        )
+    )
+    assert proxy.lost == STORM_LOST
+    assert len(set(ids)) == STORM
+    assert sorted(stored) == sorted(ids)
+    assert sorted(job.payload["n"] for job in (r.job for r in results)) == list(range(STORM))
 
 
 def test_timeouts_are_retried_into_the_same_job(

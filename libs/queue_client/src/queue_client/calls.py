@@ -154,7 +154,9 @@ def _job_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"type": job_type, "payload": dict(payload)}
     for name, value in options.items():
-        if name != "idempotency_key" and value is not None:
+        if name == "depends_on":
+            body[name] = [str(ref) for ref in value]
+        elif name != "idempotency_key" and value is not None:
             body[name] = _instant(value) if isinstance(value, datetime) else value
     return body
 

@@ -5,6 +5,7 @@ The shapes follow the API's own (``GET /schema/openapi.json``); the names of the
 not one-to-one (``Enqueued``, ``JobStatusRecord``) say what the client builds from the answer.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypedDict
@@ -51,6 +52,14 @@ class Model(msgspec.Struct, kw_only=True, frozen=True):
         return builtins
 
 
+class Dependency(Model, frozen=True):
+    """A job another waits for: its status (None: deleted since), and whether it completed."""
+
+    id: UUID
+    status: JobStatus | None
+    completed: bool
+
+
 class Job(Model, frozen=True):
     """``GET /v1/jobs/{id}``: every field of a job."""
 
@@ -76,6 +85,10 @@ class Job(Model, frozen=True):
     errors: list[Any]
     unique_key: str | None = None
     unique_until: datetime | None = None
+    # The key whose limits it obeys; how many of depends_on it still waits for; those jobs.
+    concurrency_key: str | None = None
+    waiting_for: int = 0
+    depends_on: list[Dependency] = msgspec.field(default_factory=list)
 
 
 class JobSummary(Model, frozen=True):
@@ -205,6 +218,14 @@ class CreatedApiKey(ApiKey, frozen=True):
 
 # -- what callers send ------------------------------------------------------------------------
 
+# The API's bounds on the limits per key and on depends_on (queue_core.limits), checked by
+# queuectl before it sends anything.
+MAX_CONCURRENCY_KEY_LENGTH = 255
+MAX_CONCURRENCY_LIMIT = 10_000
+MAX_KEY_RATE_PER_S = 10_000.0
+MAX_KEY_RATE_BURST = 10_000
+MAX_DEPENDENCIES = 100
+
 
 class EnqueueOptions(TypedDict, total=False):
     """A job's optional fields (``POST /v1/jobs``); left out, the API's defaults apply."""
@@ -217,6 +238,14 @@ class EnqueueOptions(TypedDict, total=False):
     unique_key: str
     unique_for_s: float
     idempotency_key: str  # default: a new UUID per call, the same across its retries
+    # Limits per key, held across every worker: at most concurrency_limit of the key's jobs
+    # run at once, at most rate_limit start a second (bursts of rate_burst).
+    concurrency_key: str
+    concurrency_limit: int
+    rate_limit: float
+    rate_burst: int
+    # Job ids this one waits for (in a batch, "$<index>" names an earlier item).
+    depends_on: Sequence[UUID | str]
 
 
 class NewJob(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -232,6 +261,12 @@ class NewJob(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     unique_key: str | None = None
     unique_for_s: float | None = None
     idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_limit: float | None = None
+    rate_burst: int | None = None
+    # Job ids, or "$<index>" of an earlier job of the same batch.
+    depends_on: list[UUID | str] | None = None
 
 
 Names = str | list[str] | tuple[str, ...]

@@ -74,3 +74,13 @@ class UniqueKeyHeldError(JobStateConflictError):
         )
         self.job_id = job_id
         self.status = "held"
+
+
+class UnknownDependencyError(InvalidJobError):
+    """A job was to depend on jobs that do not exist (never did, or deleted by retention)."""
+
+    def __init__(self, job_ids: list[UUID]) -> None:
+        shown = ", ".join(str(i) for i in job_ids[:10])
+        more = f" and {len(job_ids) - 10} more" if len(job_ids) > 10 else ""
+        super().__init__(f"depends_on names jobs that do not exist: {shown}{more}")
+        self.job_ids = job_ids

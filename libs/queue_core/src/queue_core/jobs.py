@@ -42,6 +42,16 @@ class NewJob:
     unique_for_s: float | None = None
     # A client's idempotency key: the same key with the same request gives the same job.
     idempotency: Idempotency | None = None
+    # Limits per key, across every worker (queue_core.gated): at most concurrency_limit jobs of
+    # the key run at once, and at most rate_limit start a second (bursts of rate_burst). The
+    # latest enqueue's values apply to the key; a limit left out (None) keeps the key's.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_limit: float | None = None
+    rate_burst: int | None = None
+    # Jobs this one waits for: ids of existing jobs, or (in a batch) the index of an earlier
+    # job of the same batch. It runs once all completed; fails or is cancelled with them.
+    depends_on: tuple[UUID | int, ...] = ()
 
 
 class EnqueueOutcome(StrEnum):
@@ -89,6 +99,18 @@ class JobRecord:
     # Its unique key, and until when it holds it (None: while pending or running).
     unique_key: str | None = None
     unique_until: datetime | None = None
+    # Its limit group, and how many of its dependencies have not completed yet.
+    concurrency_key: str | None = None
+    waiting_for: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A job another waits for: its status (None: deleted since) and whether it completed."""
+
+    id: UUID
+    status: JobStatus | None
+    satisfied: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

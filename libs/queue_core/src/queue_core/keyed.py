@@ -88,10 +88,12 @@ def enqueue_many_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
     )
 
 
-async def enqueue_keyed(db: Db, job: NewJob) -> Enqueued:
+async def enqueue_keyed(db: Db, job: NewJob, *, waiting_for: int = 0) -> Enqueued:
     """Enqueue one job that has a unique key, an idempotency key or both (module docstring).
     Raises :class:`IdempotencyKeyReusedError` for a key used with another request, and
-    :class:`DatabaseConflictError` for a key still fought over after ``MAX_KEYED_TRIES``."""
+    :class:`DatabaseConflictError` for a key still fought over after ``MAX_KEYED_TRIES``.
+    ``waiting_for``: how many dependencies it is inserted waiting for (``queue_core.gated``,
+    which also links them and its concurrency key's row)."""
     job_id = uuid7()
     idempotency = job.idempotency
     idempotency_key = None if idempotency is None else idempotency.key
@@ -109,6 +111,8 @@ async def enqueue_keyed(db: Db, job: NewJob) -> Enqueued:
         None if idempotency is None else float(idempotency.ttl_s),
         job.unique_key,
         None if job.unique_for_s is None else float(job.unique_for_s),
+        job.concurrency_key,
+        waiting_for,
     )
     for _ in range(MAX_KEYED_TRIES):
         if await db.fetch(Q_ENQUEUE_KEYED, *args):

@@ -35,3 +35,14 @@ MAX_ERROR_CHARS: Final = 2000
 # How far ahead a handler may Snooze its job: a week, like the longest attempt timeout, so that
 # now() + snooze always stays inside the range the table holds.
 MAX_SNOOZE_S: Final = 7 * 24 * 3600.0
+
+# Limits per key (concurrency_key): a key names a group of jobs across queues and workers. A
+# key is stored in a row of its own (concurrency_keys) and in every job of its group, so it is
+# bounded like a queue name; the limits are bounded so that the claim's arithmetic stays small.
+MAX_CONCURRENCY_KEY_LENGTH: Final = 255
+MAX_CONCURRENCY_LIMIT: Final = 10_000
+MAX_KEY_RATE_PER_S: Final = 10_000.0
+MAX_KEY_RATE_BURST: Final = 10_000
+
+# The most jobs one job may depend on (depends_on): each is an edge row and a lock at enqueue.
+MAX_DEPENDENCIES: Final = 100

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -30,7 +31,15 @@ from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from queue_core.keys import ALL_SCOPES, MAX_BURST, MAX_RATE
-from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
+from queue_core.limits import (
+    MAX_CONCURRENCY_KEY_LENGTH,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_KEY_RATE_BURST,
+    MAX_KEY_RATE_PER_S,
+    MAX_TIMEOUT_S,
+    SCHEDULED_AT_MAX,
+    SCHEDULED_AT_MIN,
+)
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE, JobStatus
 
 # Deterministic constraint names, so migrations can refer to them and autogenerate compares cleanly.
@@ -108,6 +117,13 @@ class Job(Base):
     # Unique among pending and running jobs (unique_until NULL), or until unique_until.
     unique_key: Mapped[str | None] = mapped_column(Text)
     unique_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The job's limit group (concurrency_keys); NULL: none. Keyed jobs are claimed through
+    # ix_jobs_claimable_keyed, so plain claims never walk past them.
+    concurrency_key: Mapped[str | None] = mapped_column(String(MAX_CONCURRENCY_KEY_LENGTH))
+    # Dependencies (job_dependencies) not completed yet; the job is claimable at 0 only.
+    waiting_for: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # It has dependants not yet told of its outcome (queue_core.dependencies).
+    dependants_unsettled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_valid"),
@@ -130,13 +146,57 @@ class Job(Base):
             name="running_has_lease",
         ),
         # The claim path: only pending rows are indexed, in the order workers take them, so
-        # finished jobs (the bulk of the table over time) never slow a claim.
+        # finished jobs (the bulk of the table over time) never slow a claim. Jobs with a
+        # concurrency key or waiting for dependencies are kept out (migration 0012).
         Index(
             "ix_jobs_claimable",
             "queue",
             text("priority DESC"),
             text("coalesce(scheduled_at, created_at)"),
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text(
+                "status = 'pending' AND concurrency_key IS NULL AND waiting_for = 0"
+            ),
+        ),
+        # The claim's keyed branch: pending keyed jobs whose dependencies are done.
+        Index(
+            "ix_jobs_claimable_keyed",
+            "queue",
+            text("priority DESC"),
+            text("coalesce(scheduled_at, created_at)"),
+            postgresql_where=text(
+                "status = 'pending' AND concurrency_key IS NOT NULL AND waiting_for = 0"
+            ),
+        ),
+        CheckConstraint("waiting_for >= 0", name="waiting_for_non_negative"),
+        # A key's due jobs, by priority: what claim_keyed takes of each key it holds.
+        Index(
+            "ix_jobs_claimable_by_key",
+            "concurrency_key",
+            text("priority DESC"),
+            text("coalesce(scheduled_at, created_at)"),
+            postgresql_where=text(
+                "status = 'pending' AND concurrency_key IS NOT NULL AND waiting_for = 0"
+            ),
+        ),
+        # A key's running jobs: what its concurrency limit is checked against.
+        Index(
+            "ix_jobs_running_keyed",
+            "concurrency_key",
+            postgresql_where=text("status = 'running' AND concurrency_key IS NOT NULL"),
+        ),
+        # Jobs waiting for dependencies, by queue: what queue_stats counts them from.
+        Index(
+            "ix_jobs_waiting",
+            "queue",
+            postgresql_where=text("status = 'pending' AND waiting_for > 0"),
+        ),
+        # The sweep of dependants whose parent's settle was lost (a worker died in between).
+        Index(
+            "ix_jobs_dependants_unsettled",
+            "id",
+            postgresql_where=text(
+                "dependants_unsettled AND status IN ('completed', 'failed', 'cancelled')"
+            ),
         ),
         # The rescuer's path: running jobs by lease expiry.
         Index(
@@ -174,6 +234,45 @@ class Job(Base):
             ),
         ),
     )
+
+
+class ConcurrencyKey(Base):
+    """One limit group's limits and state, shared by every worker (migration 0012)."""
+
+    __tablename__ = "concurrency_keys"
+
+    key: Mapped[str] = mapped_column(String(MAX_CONCURRENCY_KEY_LENGTH), primary_key=True)
+    # The latest enqueue's limits; NULL: no such limit.
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_per_s: Mapped[float | None] = mapped_column(Float)
+    rate_burst: Mapped[int | None] = mapped_column(Integer)
+    # The rate limit's GCRA theoretical arrival time. (Running jobs are counted, not kept
+    # here: claim_keyed.)
+    tat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(
+            f"(concurrency_limit IS NULL OR concurrency_limit BETWEEN 1 AND "
+            f"{MAX_CONCURRENCY_LIMIT}) AND (rate_per_s IS NULL OR rate_per_s > 0 AND "
+            f"rate_per_s <= {MAX_KEY_RATE_PER_S:g}) AND (rate_burst IS NULL OR rate_burst "
+            f"BETWEEN 1 AND {MAX_KEY_RATE_BURST})",
+            name="limits_bounded",
+        ),
+    )
+
+
+class JobDependency(Base):
+    """Job ``job_id`` runs only once ``depends_on`` completed (``satisfied``)."""
+
+    __tablename__ = "job_dependencies"
+
+    # No foreign keys on purpose: one referencing jobs puts its triggers on every update of
+    # every job (claim, finish), and a plain job would pay for them. An edge whose job was
+    # deleted (retention) reads as a dependency with no status.
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    depends_on: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, index=True)
+    satisfied: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class QueueState(Base):

@@ -8,21 +8,28 @@ caller decides (the API answers 503, the worker backs off).
 """
 
 import contextlib
+import math
+import time
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
+import structlog
 
 from queue_core.db import translate_connection_errors, translate_input_errors
+from queue_core.dependencies import Q_JOB_DEPENDENCIES, Q_UNSETTLED_PARENTS, settle
 from queue_core.errors import (
     InvalidJobError,
     JobNotFoundError,
     JobStateConflictError,
+    QueueError,
     UniqueKeyHeldError,
 )
+from queue_core.gated import enqueue_gated_all, is_gated
 from queue_core.group_commit import GroupCommitter
 from queue_core.jobs import (
     ClaimedJob,
+    Dependency,
     Enqueued,
     EnqueueOutcome,
     Failure,
@@ -45,6 +52,10 @@ from queue_core.states import STATUS_BY_VALUE, JobStatus
 Q_ENQUEUE_MANY = QUERIES["enqueue_many"]
 Q_GET_JOB = QUERIES["get_job"]
 Q_CLAIM = QUERIES["claim"]
+Q_LOCK_CLAIM_KEYS = QUERIES["lock_claim_keys"]
+Q_CLAIM_KEYED = QUERIES["claim_keyed"]
+Q_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+Q_KEYED_DUE = QUERIES["keyed_due"]
 Q_FINISH = QUERIES["finish"]
 Q_NOTIFY_QUEUES = QUERIES["notify_queues"]
 Q_HEARTBEAT = QUERIES["heartbeat"]
@@ -58,6 +69,12 @@ Q_OLDEST_TRANSACTION_AGE = QUERIES["oldest_transaction_age"]
 Q_JOBS_TABLE_STATS = QUERIES["jobs_table_stats"]
 
 PING_TIMEOUT_S = 2.0
+# How long a claimer trusts its last look for keyed jobs due (keyed_due). Plain claims cannot
+# see keyed jobs, so this is the longest a keyed job can wait for a worker that saw none,
+# bought with one probe per interval instead of a heavier statement on every claim.
+KEYED_PROBE_INTERVAL_S = 0.2
+
+log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("queue_core.queue")
 
 
 class Queue:
@@ -66,6 +83,8 @@ class Queue:
         self._enqueuer: GroupCommitter[NewJob, uuid.UUID] = GroupCommitter(
             self._enqueue_group, name="enqueue", retry_transient=False
         )
+        # The last keyed_due answer, for which queues, and when (monotonic seconds).
+        self._keyed_probe: tuple[tuple[str, ...], bool, float] = ((), False, -math.inf)
 
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
@@ -82,7 +101,10 @@ class Queue:
         :class:`TransientDatabaseError` when it is unreachable.
 
         A job with a unique or idempotency key goes through :meth:`enqueue_keyed` instead, and
-        the id returned may then be an existing job's."""
+        the id returned may then be an existing job's. A job with a concurrency key or
+        dependencies (``queue_core.gated``) is enqueued in a transaction of its own."""
+        if is_gated(job):
+            return (await self.enqueue_batch([job]))[0].id
         if job.unique_key is not None or job.idempotency is not None:
             return (await self.enqueue_keyed(job)).id
         return await self._enqueuer.submit(job)
@@ -91,20 +113,26 @@ class Queue:
         """Enqueue a job with a unique key, an idempotency key or both (``queue_core.keyed``):
         the new job, or the one holding a key. Raises :class:`IdempotencyKeyReusedError` for an
         idempotency key that came with another request. Not group-committed: it needs a
-        statement of its own to tell "inserted" from "already there"."""
+        statement of its own to tell "inserted" from "already there". A job with a concurrency
+        key or dependencies as well goes through :meth:`enqueue_batch`'s transaction."""
+        if is_gated(job):
+            return (await self.enqueue_batch([job]))[0]
         return await enqueue_keyed(AsyncpgDb(self._pool), job)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         """Store ``jobs``, all or none, with what each enqueue did (keyed jobs may answer with
         existing jobs). Without keys this is :meth:`enqueue_many`'s one statement; with keys,
-        one transaction."""
-        if not any(is_keyed(job) for job in jobs):
+        one transaction, as with limits per key or dependencies (``queue_core.gated``)."""
+        gated = any(is_gated(job) for job in jobs)
+        if not gated and not any(is_keyed(job) for job in jobs):
             return [Enqueued(i, EnqueueOutcome.CREATED) for i in await self.enqueue_many(jobs)]
         async with (
             translate_connection_errors(),
             self._pool.acquire() as conn,
             conn.transaction(),
         ):
+            if gated:
+                return await enqueue_gated_all(AsyncpgDb(conn), jobs)
             return await enqueue_all(AsyncpgDb(conn), jobs)
 
     async def _enqueue_group(self, jobs: Sequence[NewJob]) -> list[uuid.UUID | BaseException]:
@@ -127,7 +155,7 @@ class Queue:
         keyed jobs, see :meth:`enqueue_batch`, whose ids these are)."""
         if not jobs:
             return []
-        if any(j.unique_key is not None or j.idempotency is not None for j in jobs):
+        if any(is_keyed(j) or is_gated(j) for j in jobs):
             return [e.id for e in await self.enqueue_batch(jobs)]
         return await self._insert_many(jobs)
 
@@ -167,17 +195,72 @@ class Queue:
             errors=row["errors"],
             unique_key=row["unique_key"],
             unique_until=row["unique_until"],
+            concurrency_key=row["concurrency_key"],
+            waiting_for=row["waiting_for"],
         )
+
+    async def dependencies(self, job_id: uuid.UUID) -> list[Dependency]:
+        """The jobs ``job_id`` depends on (none for an unknown job), in id order."""
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_JOB_DEPENDENCIES, job_id)
+        return [
+            Dependency(
+                id=r["id"],
+                status=None if r["status"] is None else STATUS_BY_VALUE[r["status"]],
+                satisfied=r["satisfied"],
+            )
+            for r in rows
+        ]
+
+    async def settle_dependants(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """Tell the dependants of ``job_ids`` (jobs with an outcome) of it, in a transaction
+        of its own (``queue_core.dependencies``). Never raises: the outcome is recorded
+        already, and what fails here the sweep (:meth:`settle_stragglers`) settles later."""
+        if not job_ids:
+            return
+        try:
+            async with (
+                translate_connection_errors(),
+                self._pool.acquire() as conn,
+                conn.transaction(),
+            ):
+                await settle(AsyncpgDb(conn), job_ids)
+        except (QueueError, asyncpg.PostgresError) as exc:
+            log.warning("dependants_not_settled", jobs=len(job_ids), error=str(exc))
+
+    async def settle_stragglers(self, *, limit: int = 1000, min_age_s: float = 10.0) -> int:
+        """Settle the dependants of up to ``limit`` jobs whose outcome is older than
+        ``min_age_s`` and whose dependants were never settled (the process that recorded it
+        died first). Returns how many such jobs there were."""
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_UNSETTLED_PARENTS, limit, min_age_s)
+        await self.settle_dependants([r["id"] for r in rows])
+        return len(rows)
 
     async def claim(
         self, *, worker_id: str, queues: Sequence[str], limit: int, lease_s: float
     ) -> list[ClaimedJob]:
-        """Lease at most ``limit`` due jobs to ``worker_id``; never blocks on other claimers."""
+        """Lease at most ``limit`` due jobs to ``worker_id``; never blocks on other claimers.
+        Jobs with a concurrency key are claimed only while :meth:`_keyed_due` says some are
+        due, in a transaction that first locks the rows of the keys it may start jobs of
+        (``lock_claim_keys``), then claims plain and keyed jobs together within each key's
+        limits (``claim_keyed``); plain jobs alone pay nothing for that."""
         if limit <= 0:
             return []
-
+        args = (worker_id, list(queues), limit, lease_s)
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_CLAIM, worker_id, list(queues), limit, lease_s)
+            if not await self._keyed_due(queues):
+                rows = await self._pool.fetch(Q_CLAIM, *args)
+            else:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    # Planned once per connection: custom plans of these two statements,
+                    # replanned for each call's values, measured up to ten times slower (the
+                    # planner's row estimates for the per-key subqueries mislead it).
+                    await conn.execute(Q_GENERIC_PLANS)
+                    held = await conn.fetch(Q_LOCK_CLAIM_KEYS, list(queues), limit)
+                    rows = await conn.fetch(
+                        Q_CLAIM_KEYED, *args, [k["key"] for k in held], [k["wanted"] for k in held]
+                    )
         return [
             ClaimedJob(
                 id=r["id"],
@@ -192,6 +275,19 @@ class Queue:
             )
             for r in rows
         ]
+
+    async def _keyed_due(self, queues: Sequence[str]) -> bool:
+        """Whether ``queues`` have keyed jobs due, as last seen at most
+        ``KEYED_PROBE_INTERVAL_S`` ago (else asked again now)."""
+        names = tuple(queues)
+        seen_for, due, at = self._keyed_probe
+        now = time.monotonic()
+        if seen_for == names and now - at < KEYED_PROBE_INTERVAL_S:
+            return due
+        async with translate_connection_errors():
+            due = bool(await self._pool.fetchval(Q_KEYED_DUE, list(names)))
+        self._keyed_probe = (names, due, now)
+        return due
 
     async def finish(self, *, worker_id: str, outcomes: Sequence[Outcome]) -> list[Recorded]:
         """Record how attempts ended, all in one statement. Returns the jobs whose outcome was
@@ -218,6 +314,9 @@ class Queue:
             }
             if wake:
                 await self._pool.execute(Q_NOTIFY_QUEUES, sorted(wake))
+        unsettled = [r["id"] for r in rows if r["dependants_unsettled"]]
+        if unsettled:
+            await self.settle_dependants(unsettled)
         return [
             Recorded(
                 job_id=r["id"],
@@ -259,6 +358,7 @@ class Queue:
         """Take back up to ``limit`` jobs whose lease ran out (their worker is gone)."""
         async with translate_connection_errors():
             rows = await self._pool.fetch(Q_RESCUE_EXPIRED, limit, MAX_ERRORS_KEPT)
+        await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
         return [
             Rescued(
                 job_id=r["id"],
@@ -332,6 +432,8 @@ class Queue:
             raise JobNotFoundError(job_id)
         if row["after"] is None:
             raise JobStateConflictError(job_id, row["before"], action, allowed)
+        if query is Q_CANCEL and row["dependants_unsettled"]:
+            await self.settle_dependants([job_id])
         return Transition(before=JobStatus(row["before"]), after=JobStatus(row["after"]))
 
     async def cancel_many(self, job_ids: Sequence[uuid.UUID]) -> int:
@@ -358,6 +460,8 @@ class Queue:
             return 0
         async with translate_connection_errors():
             rows = await self._pool.fetch(query, list(job_ids))
+        if query is Q_CANCEL:
+            await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
         return sum(1 for r in rows if r["after"] is not None)
 
     async def delete_finished(self, job_id: uuid.UUID) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from queue_core.gated import enqueue_gated_all, is_gated
 from queue_core.jobs import Enqueued, NewJob
 from queue_core.keyed import AsyncpgDb, Db, Row, enqueue_all
 
@@ -75,4 +76,6 @@ async def enqueue_many_in(conn: Connection, jobs: Sequence[NewJob]) -> list[Enqu
     statement, keyed ones one by one. One result per job, in order."""
     if not jobs:
         return []
+    if any(is_gated(job) for job in jobs):  # limits per key, dependencies: queue_core.gated
+        return await enqueue_gated_all(await _db(conn), jobs)
     return await enqueue_all(await _db(conn), jobs)

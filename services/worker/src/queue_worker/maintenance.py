@@ -1,8 +1,10 @@
-"""Maintenance that every worker replica runs: rescuing jobs whose worker was lost.
+"""Maintenance that every worker replica runs: rescuing jobs whose worker was lost, and settling
+the dependants of jobs whose outcome was recorded by a process that died before settling them
+(``queue_core.dependencies``).
 
 Safe on any number of replicas at once: the rescue statement takes rows with SKIP LOCKED and
 re-checks each lease on the locked row, so two rescuers never take the same job and a lease
-renewed at the last moment is left alone.
+renewed at the last moment is left alone; settling is idempotent.
 """
 
 import asyncio
@@ -47,7 +49,9 @@ class Rescuer:
             self._events.jobs_rescued(rescued)
             total += len(rescued)
             if len(rescued) < self._batch:
-                return total
+                break
+        await self._queue.settle_stragglers(limit=self._batch)
+        return total
 
     async def run(self) -> None:
         """Rescue on a jittered interval until cancelled. Errors end the call: it runs as a

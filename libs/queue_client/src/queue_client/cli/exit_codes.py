@@ -1,4 +1,5 @@
-"""queuectl's exit codes, one per thing a script may want to tell apart (README: queuectl)."""
+"""queuectl's exit codes, one per thing a script may want to tell apart
+(docs/how-to/queuectl.md)."""
 
 from typing import Final
 

@@ -5,6 +5,7 @@ traceback."""
 import itertools
 import json
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -28,7 +29,17 @@ from queue_client.errors import (
     UnauthorizedError,
     WaitTimeoutError,
 )
-from queue_client.models import EnqueueOptions, JobFilter, JobStatus, Scope
+from queue_client.models import (
+    MAX_CONCURRENCY_KEY_LENGTH,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_DEPENDENCIES,
+    MAX_KEY_RATE_BURST,
+    MAX_KEY_RATE_PER_S,
+    EnqueueOptions,
+    JobFilter,
+    JobStatus,
+    Scope,
+)
 from queue_client.retrying import RetryPolicy
 from queue_client.sync_client import Client
 
@@ -212,6 +223,38 @@ def _instant(text: str | None) -> datetime | None:
         raise click.BadParameter(str(exc)) from None
 
 
+def _limits(
+    concurrency_key: str | None,
+    concurrency_limit: int | None,
+    rate_limit: float | None,
+    rate_burst: int | None,
+    depends_on: tuple[uuid.UUID, ...],
+) -> EnqueueOptions:
+    """The limit and dependency options, checked as the API checks them."""
+    options: EnqueueOptions = {}
+    if concurrency_key is not None:
+        if not 1 <= len(concurrency_key) <= MAX_CONCURRENCY_KEY_LENGTH:
+            raise click.BadParameter(
+                f"1 to {MAX_CONCURRENCY_KEY_LENGTH} characters", param_hint="--concurrency-key"
+            )
+        options["concurrency_key"] = concurrency_key
+    elif concurrency_limit is not None or rate_limit is not None:
+        raise click.UsageError("--concurrency-limit and --rate-limit need --concurrency-key")
+    if rate_burst is not None and rate_limit is None:
+        raise click.UsageError("--rate-burst needs --rate-limit")
+    if len(depends_on) > MAX_DEPENDENCIES:
+        raise click.BadParameter(f"at most {MAX_DEPENDENCIES}", param_hint="--depends-on")
+    if concurrency_limit is not None:
+        options["concurrency_limit"] = concurrency_limit
+    if rate_limit is not None:
+        options["rate_limit"] = rate_limit
+    if rate_burst is not None:
+        options["rate_burst"] = rate_burst
+    if depends_on:
+        options["depends_on"] = list(depends_on)
+    return options
+
+
 @cli.command()
 @click.argument("job_type", metavar="TYPE")
 @click.option("--payload", "-p", default="{}", help="A JSON object, @FILE or @- (stdin).")
@@ -221,6 +264,36 @@ def _instant(text: str | None) -> datetime | None:
 @click.option("--max-attempts", type=click.IntRange(1, 1000), default=None)
 @click.option("--unique-key", default=None, help="At most one pending/running job with this key.")
 @click.option("--idempotency-key", default=None, help="Default: a new UUID per command.")
+@click.option(
+    "--concurrency-key",
+    type=click.STRING,
+    default=None,
+    help="Limit group: the limits below hold for all its jobs across every worker.",
+)
+@click.option(
+    "--concurrency-limit",
+    type=click.IntRange(1, MAX_CONCURRENCY_LIMIT),
+    default=None,
+    help="With --concurrency-key: at most this many of its jobs run at once.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(0, MAX_KEY_RATE_PER_S, min_open=True),
+    default=None,
+    help="With --concurrency-key: at most this many of its jobs start a second.",
+)
+@click.option(
+    "--rate-burst",
+    type=click.IntRange(1, MAX_KEY_RATE_BURST),
+    default=None,
+    help="With --rate-limit: starts allowed at once [default: 1 s worth].",
+)
+@click.option(
+    "--depends-on",
+    type=click.UUID,
+    multiple=True,
+    help="Run only once this job completed (repeat for several).",
+)
 @click.option(
     "--wait",
     "wait_s",
@@ -241,12 +314,19 @@ def enqueue(  # noqa: PLR0913 - one parameter per option
     max_attempts: int | None,
     unique_key: str | None,
     idempotency_key: str | None,
+    concurrency_key: str | None,
+    concurrency_limit: int | None,
+    rate_limit: float | None,
+    rate_burst: int | None,
+    depends_on: tuple[uuid.UUID, ...],
     wait_s: float | None,
     output: str | None,
 ) -> None:
     """Enqueue a job of TYPE; prints it (with --wait: once finished)."""
     state = _state(ctx)
-    options: EnqueueOptions = {}
+    options: EnqueueOptions = _limits(
+        concurrency_key, concurrency_limit, rate_limit, rate_burst, depends_on
+    )
     if queue is not None:
         options["queue"] = queue
     if priority is not None:

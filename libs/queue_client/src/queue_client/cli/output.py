@@ -113,6 +113,14 @@ def job_details(job: Job) -> Table:
     ]
     if job.unique_key is not None:
         rows.append(("unique key", job.unique_key))
+    if job.concurrency_key is not None:
+        rows.append(("concurrency key", job.concurrency_key))
+    if job.depends_on:
+        waits = ", ".join(
+            f"{d.id} ({d.status.value if d.status is not None else 'deleted'})"
+            for d in job.depends_on
+        )
+        rows.append(("depends on", f"{waits}; waiting for {job.waiting_for}"))
     return details(rows)
 
 

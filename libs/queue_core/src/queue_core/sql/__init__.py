@@ -1,5 +1,5 @@
 """The named SQL statements of ``queries.sql`` (jobs), ``listing.sql`` (reading many jobs),
-``retention.sql`` (deleting old finished jobs) and
+``retention.sql`` (deleting old finished jobs), ``gated.sql`` (limits per key, dependencies) and
 ``keys.sql`` (API keys), loaded once at import."""
 
 import re
@@ -37,3 +37,5 @@ RETENTION_QUERIES: Final[dict[str, str]] = _parse(
 SCHEDULE_QUERIES: Final[dict[str, str]] = _parse(
     files(__package__).joinpath("schedules.sql").read_text()
 )
+# Jobs with limits per key or dependencies (queue_core.gated, queue_core.dependencies).
+GATED_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("gated.sql").read_text())

@@ -15,21 +15,23 @@
 --  * The key's lifetimes are counted by the database's clock from now: $11 seconds for the
 --    idempotency key, $13 for the unique key (NULL: held while pending or running).
 --  * The queue is woken in the same transaction when the job is due, as enqueue_many does.
+--  * $14 and $15: its concurrency key and how many dependencies it waits for (queue_core.gated;
+--    NULL and 0 for a job with neither). One waiting is not due: nobody is woken.
 WITH inserted AS (
     INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
                       idempotency_key, idempotency_fingerprint, idempotency_expires_at,
-                      unique_key, unique_until)
+                      unique_key, unique_until, concurrency_key, waiting_for)
     VALUES ($1, $2, CAST($3::text AS jsonb), $4, $5, $6, $7, $8,
             $9, $10, now() + make_interval(secs => $11::float8),
-            $12, now() + make_interval(secs => $13::float8))
+            $12, now() + make_interval(secs => $13::float8), $14, $15)
     ON CONFLICT DO NOTHING
-    RETURNING id, queue, scheduled_at
+    RETURNING id, queue, scheduled_at, waiting_for
 )
 SELECT i.id, w.woken
 FROM inserted AS i
 LEFT JOIN LATERAL (
     SELECT CAST(pg_notify('queue_jobs', i.queue) AS text) AS woken
-    WHERE i.scheduled_at IS NULL OR i.scheduled_at <= now()
+    WHERE (i.scheduled_at IS NULL OR i.scheduled_at <= now()) AND i.waiting_for = 0
 ) AS w ON true;
 
 -- name: keyed_holders

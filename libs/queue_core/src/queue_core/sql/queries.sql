@@ -31,7 +31,7 @@ FROM (
 SELECT id, type, payload, status, attempts, max_attempts, error_message, scheduled_at,
        created_at, updated_at, queue, priority, started_at, finished_at, timeout_s,
        cancel_requested_at, lease_owner, lease_expires_at, result, errors, unique_key,
-       unique_until
+       unique_until, concurrency_key, waiting_for
 FROM jobs
 WHERE id = $1;
 
@@ -54,6 +54,10 @@ WHERE id = $1;
 --    "now() - '-infinity'" raises, and one such row failed every claim of its queue.)
 --  * attempts + 1 cannot overflow: a pending job always has attempts left
 --    (ck_jobs_pending_has_attempts_left), so the result is at most max_attempts.
+-- Plain jobs only: ix_jobs_claimable holds no job with a concurrency key or waiting for
+-- dependencies (migration 0012), so this never walks past them. When the worker's queues have
+-- keyed jobs due (keyed_due), Queue.claim runs lock_claim_keys and claim_keyed instead, which
+-- take both kinds.
 WITH due AS MATERIALIZED (
     SELECT c.id
     FROM unnest($2::text[]) AS q(name)
@@ -61,6 +65,8 @@ WITH due AS MATERIALIZED (
         SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
         FROM jobs AS j
         WHERE j.status = 'pending'
+          AND j.concurrency_key IS NULL
+          AND j.waiting_for = 0
           AND j.queue = q.name
           AND coalesce(j.scheduled_at, j.created_at) <= now()
         ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
@@ -84,6 +90,164 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
           j.timeout_s,
           extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
 
+-- name: lock_claim_keys
+-- Limits per key, step 1 of a claim in a transaction (Queue.claim, while keyed jobs are due):
+-- lock the rows of the keys whose jobs this claim may start, each with how many of its jobs are
+-- among the candidates. Candidates are the first $2 keyed jobs due on the queues $1
+-- (ix_jobs_claimable_keyed, highest priority and oldest first) whose key the snapshot does not
+-- show full (running at its limit, counted from ix_jobs_running_keyed, or no rate token left):
+-- the scan walks past a full key's jobs, which cost no lock and no attempt, to other keys'.
+-- The check is a scalar subquery on purpose: evaluated per candidate (a key lookup and a count
+-- of a few index entries), where a join would let the planner count every key there is.
+-- SKIP LOCKED: a key another claimer holds is left to it, and claimers never wait for each
+-- other. Keys are locked in key order. Holding a key's row lock is what entitles a claimer to
+-- start that key's jobs: claim_keyed then counts, in a snapshot taken after the lock was
+-- granted, every job another claimer of the key started before, and none can start one
+-- meanwhile.
+WITH candidates AS MATERIALIZED (
+    SELECT c.concurrency_key AS key, count(*)::int AS wanted
+    FROM unnest($1::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT j.concurrency_key
+        FROM jobs AS j
+        WHERE j.status = 'pending'
+          AND j.concurrency_key IS NOT NULL
+          AND j.waiting_for = 0
+          AND j.queue = q.name
+          AND coalesce(j.scheduled_at, j.created_at) <= now()
+          AND coalesce((
+              SELECT (f.concurrency_limit IS NULL OR f.concurrency_limit > (
+                          SELECT count(*) FROM jobs AS r
+                          WHERE r.status = 'running' AND r.concurrency_key = f.key))
+                     AND (f.rate_per_s IS NULL OR f.tat IS NULL
+                          OR f.rate_per_s * extract(epoch FROM f.tat - now())
+                             <= f.rate_burst - 1)
+              FROM concurrency_keys AS f
+              WHERE f.key = j.concurrency_key), false)
+        ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
+        LIMIT $2
+        -- Jobs another claimer has taken (its transaction still open) are passed over, so
+        -- concurrent claimers find different keys instead of the same, held ones.
+        FOR UPDATE OF j SKIP LOCKED
+    ) AS c
+    GROUP BY c.concurrency_key
+)
+SELECT k.key, c.wanted
+FROM concurrency_keys AS k
+JOIN candidates AS c ON c.key = k.key
+ORDER BY k.key
+FOR UPDATE OF k SKIP LOCKED;
+
+-- name: claim_keyed
+-- Limits per key, step 2, in the transaction that holds the rows of the keys $5
+-- (lock_claim_keys, with $6: how many of each key's jobs it found among its candidates):
+-- claim as claim does, plain jobs and the keyed jobs of those keys together, highest priority
+-- and oldest first.
+--  * keys: each key's starts, from this statement's snapshot, taken after the locks were
+--    granted: no more than the candidates found (each job taken is locked: no more locks than
+--    the claim can use), nor limit - running (counted from ix_jobs_running_keyed), nor the rate
+--    tokens of the generic cell rate algorithm as in keys.sql (tat moves on 1/rate a start;
+--    the bucket holds rate_burst).
+--  * keyed: at most that many of each key's due jobs (ix_jobs_claimable_by_key, by priority),
+--    SKIP LOCKED as in claim.
+--  * rated: the started jobs of rate-limited keys move their tat on, in this statement (the
+--    rows are ours already). Jobs cut by the final LIMIT are not counted anywhere: nothing
+--    is counted but the running jobs themselves, so the statements that move a job out of
+--    running (finish, rescue_expired) change no key row at all.
+WITH plain AS MATERIALIZED (
+    SELECT c.id, NULL::text AS concurrency_key, c.priority, c.due_at
+    FROM unnest($2::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
+        FROM jobs AS j
+        WHERE j.status = 'pending'
+          AND j.concurrency_key IS NULL
+          AND j.waiting_for = 0
+          AND j.queue = q.name
+          AND coalesce(j.scheduled_at, j.created_at) <= now()
+        ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+),
+keys AS MATERIALIZED (
+    SELECT k.key,
+           least(
+               held.wanted,
+               coalesce(k.concurrency_limit - (
+                   SELECT count(*)::int FROM jobs AS r
+                   WHERE r.status = 'running' AND r.concurrency_key = k.key), $3),
+               coalesce(floor(k.rate_burst - k.rate_per_s
+                   * greatest(extract(epoch FROM k.tat - now()), 0))::int, $3),
+               $3) AS free
+    FROM unnest($5::text[], $6::int[]) AS held(key, wanted)
+    JOIN concurrency_keys AS k ON k.key = held.key
+),
+keyed AS MATERIALIZED (
+    SELECT c.id, k.key AS concurrency_key, c.priority, c.due_at
+    FROM keys AS k
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
+        FROM jobs AS j
+        WHERE j.status = 'pending'
+          AND j.concurrency_key IS NOT NULL
+          AND j.waiting_for = 0
+          AND j.concurrency_key = k.key
+          AND j.queue = ANY($2::text[])
+          AND coalesce(j.scheduled_at, j.created_at) <= now()
+        ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
+        LIMIT greatest(k.free, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+),
+due AS MATERIALIZED (
+    SELECT id, concurrency_key FROM (
+        SELECT id, concurrency_key, priority, due_at FROM plain
+        UNION ALL
+        SELECT id, concurrency_key, priority, due_at FROM keyed
+    ) AS both_kinds
+    ORDER BY priority DESC, due_at
+    LIMIT $3
+),
+rated AS (
+    UPDATE concurrency_keys AS k
+    SET tat = greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s),
+        updated_at = now()
+    FROM (
+        SELECT concurrency_key AS key, count(*)::int AS n
+        FROM due
+        WHERE concurrency_key IS NOT NULL
+        GROUP BY concurrency_key
+    ) AS s
+    WHERE k.key = s.key AND k.rate_per_s IS NOT NULL
+)
+UPDATE jobs AS j
+SET status = 'running',
+    attempts = j.attempts + 1,
+    lease_owner = $1,
+    lease_expires_at = now() + make_interval(secs => $4),
+    started_at = now(),
+    finished_at = NULL,
+    updated_at = now()
+FROM due
+WHERE j.id = due.id
+RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attempts,
+          j.timeout_s,
+          extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
+
+-- name: keyed_due
+-- Whether any of the queues $1 has a keyed job due now: Queue.claim asks at most a few times
+-- a second and claims with lock_claim_keys and claim_keyed while the answer is yes. One probe of ix_jobs_claimable_keyed
+-- per queue (its leading column); a table without keyed jobs answers from an empty index.
+SELECT EXISTS (
+    SELECT FROM jobs
+    WHERE status = 'pending'
+      AND concurrency_key IS NOT NULL
+      AND waiting_for = 0
+      AND queue = ANY($1::text[])
+      AND coalesce(scheduled_at, created_at) <= now()
+);
+
 -- name: finish
 -- Record the outcomes of attempts, for many jobs in one statement, by primary key. Each input
 -- row is (id, outcome, error, retry_in_s, attempt, result) with outcome one of:
@@ -100,6 +264,10 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 -- when there are fewer). The result is already checked by the worker (valid JSON that jsonb
 -- can hold, bounded in size), so one job's value cannot fail the batch's statement.
 -- A job whose cancellation was requested ends cancelled unless it completed.
+-- dependants_unsettled tells the caller to settle the job's dependants (queue_core.dependencies)
+-- in a statement of its own: one that sees dependants enqueued while this one waited for the
+-- row. A keyed job leaves running here and that is all its key needs: a key's running jobs are
+-- counted, never kept in a counter (claim_keyed).
 -- Guarded by "still running, still leased to $2, and still this attempt": a job that was
 -- rescued and claimed again (by another worker or by this one) is never overwritten by the
 -- old run's outcome; such ids are simply absent from the result.
@@ -164,7 +332,7 @@ WHERE j.id = i.id
   AND j.status = 'running'
   AND j.lease_owner = $2
   AND (i.attempt IS NULL OR j.attempts = i.attempt)
-RETURNING j.id, j.status, j.attempts, j.scheduled_at, j.queue;
+RETURNING j.id, j.status, j.attempts, j.scheduled_at, j.queue, j.dependants_unsettled;
 
 -- name: notify_queues
 -- Wake the workers of these queues (after jobs were put back to pending outside enqueue).
@@ -249,13 +417,17 @@ FROM expired AS e
 WHERE j.id = e.id
   AND j.status = 'running'
   AND j.lease_expires_at < now()
-RETURNING j.id, j.status, j.type, j.queue, e.lease_owner AS lost_worker;
+RETURNING j.id, j.status, j.type, j.queue, e.lease_owner AS lost_worker,
+          j.dependants_unsettled;
 
 -- name: cancel
 -- Cancel the jobs $1 (one, or a batch of a bulk cancel): pending becomes cancelled at once;
 -- running gets a cancel request that its worker acts on at its next heartbeat; a finished job
 -- is left as it is. Returns each job's status before and after (after NULL: left alone); an
--- unknown id has no row. Rows are locked in id order, so two batches never deadlock.
+-- unknown id has no row. Rows are locked in id order, so two batches never deadlock. A pending
+-- job holds no slot of its key (only running ones do), so no key row changes here; a job
+-- cancelled with dependants_unsettled has its dependants cancelled by the caller
+-- (queue_core.dependencies).
 WITH target AS (
     SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 ),
@@ -267,9 +439,10 @@ changed AS (
         updated_at = now()
     FROM target AS t
     WHERE j.id = t.id AND t.status IN ('pending', 'running')
-    RETURNING j.id, j.status
+    RETURNING j.id, j.status, j.dependants_unsettled
 )
-SELECT t.id, t.status AS before, c.status AS after
+SELECT t.id, t.status AS before, c.status AS after,
+       coalesce(c.dependants_unsettled, false) AS dependants_unsettled
 FROM target AS t
 LEFT JOIN changed AS c ON c.id = t.id;
 
@@ -278,12 +451,25 @@ LEFT JOIN changed AS c ON c.id = t.id;
 -- now, with a fresh attempt budget (attempts back to 0; the last error_message is kept until
 -- the next outcome), and wake the workers of their queues. Other statuses are left alone. Returns each job's status before and
 -- after (after NULL: left alone); an unknown id has no row. Rows are locked in id order.
+-- A job with dependencies waits again for those not completed: counted from its edges locked
+-- FOR SHARE (their latest versions: an edge satisfied meanwhile by a parent's completion is
+-- seen, and one being satisfied waits for us, then decrements what we wrote). A job with
+-- dependants marks them to be settled again at its next outcome.
 WITH target AS (
     SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+),
+edges AS MATERIALIZED (
+    SELECT e.job_id, e.satisfied
+    FROM job_dependencies AS e
+    WHERE e.job_id IN (SELECT id FROM target WHERE status IN ('failed', 'cancelled'))
+    FOR SHARE
 ),
 changed AS (
     UPDATE jobs AS j
     SET status = 'pending',
+        waiting_for = (SELECT count(*) FROM edges AS e WHERE e.job_id = j.id AND NOT e.satisfied),
+        dependants_unsettled = EXISTS (
+            SELECT FROM job_dependencies AS d WHERE d.depends_on = j.id),
         attempts = 0,
         scheduled_at = NULL,
         cancel_requested_at = NULL,
@@ -317,15 +503,29 @@ FROM target AS t;
 -- name: queue_stats
 -- Per-queue depth for metrics: due and scheduled pending jobs, running jobs, and the age of the
 -- oldest due job. Both halves read only rows that a partial index covers (pending, running),
--- so the cost follows the backlog, never the millions of finished rows beside it.
+-- so the cost follows the backlog, never the millions of finished rows beside it. Pending
+-- jobs are in one of three partial indexes (plain, keyed, waiting for dependencies: each arm
+-- below matches one's predicate); those waiting for dependencies count as scheduled (not due:
+-- no worker can take them yet, and their wait is not a backlog's).
 WITH pending AS (
     SELECT queue,
-           count(*) FILTER (WHERE coalesce(scheduled_at, created_at) <= now()) AS due,
-           count(*) FILTER (WHERE coalesce(scheduled_at, created_at) > now()) AS scheduled,
+           count(*) FILTER (WHERE waiting_for = 0
+                            AND coalesce(scheduled_at, created_at) <= now()) AS due,
+           count(*) FILTER (WHERE waiting_for > 0
+                            OR coalesce(scheduled_at, created_at) > now()) AS scheduled,
            min(coalesce(scheduled_at, created_at))
-               FILTER (WHERE coalesce(scheduled_at, created_at) <= now()) AS oldest_due
-    FROM jobs
-    WHERE status = 'pending'
+               FILTER (WHERE waiting_for = 0
+                       AND coalesce(scheduled_at, created_at) <= now()) AS oldest_due
+    FROM (
+        SELECT queue, scheduled_at, created_at, waiting_for FROM jobs
+        WHERE status = 'pending' AND concurrency_key IS NULL AND waiting_for = 0
+        UNION ALL
+        SELECT queue, scheduled_at, created_at, waiting_for FROM jobs
+        WHERE status = 'pending' AND concurrency_key IS NOT NULL AND waiting_for = 0
+        UNION ALL
+        SELECT queue, scheduled_at, created_at, waiting_for FROM jobs
+        WHERE status = 'pending' AND waiting_for > 0
+    ) AS p
     GROUP BY queue
 ),
 running AS (

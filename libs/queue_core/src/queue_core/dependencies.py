@@ -1,0 +1,61 @@
+"""Settling dependants: telling the jobs that wait for others (``depends_on``) of an outcome.
+
+A job waits while ``waiting_for`` (its dependencies not completed yet) is above 0; the claim
+only sees jobs at 0. When a job with dependants (``dependants_unsettled``) gets an outcome, the
+caller that recorded it settles its dependants, in a transaction of its own after that
+outcome committed (``sql/gated.sql``, steps in order):
+
+1. lock the parents that have an outcome and dependants to settle (id order);
+2. lock their dependants that may change (id order): no dependant can be added meanwhile, since
+   enqueueing one locks its parents first;
+3. completed parents: satisfy each edge once, and count the dependant's ``waiting_for`` down;
+   one at 0 is due, and its queue is woken;
+4. failed or cancelled parents: their pending dependants fail (or are cancelled) with a reason
+   naming the parent; those dependants' own dependants are settled next, one level a round;
+5. mark the parents settled.
+
+Why a later transaction, not the outcome's own statement: a dependant enqueued while that
+statement waited for the parent's row is invisible to it (its snapshot is older), but the
+parent's row, re-read after the wait, says ``dependants_unsettled``. A process that dies between
+the outcome and the settling leaves the flag set, and the sweep (``Queue.settle_stragglers``,
+run by the workers' rescuer) settles those. Every step is idempotent (the edges' ``satisfied``
+guards the counts), so settling twice, or concurrently, changes nothing more.
+"""
+
+from collections.abc import Sequence
+from typing import Final
+from uuid import UUID
+
+from queue_core.keyed import Db
+from queue_core.sql import GATED_QUERIES
+
+Q_LOCK_SETTLED_PARENTS: Final = GATED_QUERIES["lock_settled_parents"]
+Q_LOCK_DEPENDANTS: Final = GATED_QUERIES["lock_dependants"]
+Q_SATISFY_DEPENDENCIES: Final = GATED_QUERIES["satisfy_dependencies"]
+Q_FAIL_DEPENDANTS: Final = GATED_QUERIES["fail_dependants"]
+Q_MARK_SETTLED: Final = GATED_QUERIES["mark_settled"]
+Q_UNSETTLED_PARENTS: Final = GATED_QUERIES["unsettled_parents"]
+Q_JOB_DEPENDENCIES: Final = GATED_QUERIES["job_dependencies"]
+
+
+async def settle(db: Db, parent_ids: Sequence[UUID]) -> int:
+    """Settle the dependants of ``parent_ids`` that have an outcome, transitively; ``db`` must
+    be one connection inside a transaction. Returns how many dependants failed or were
+    cancelled with a parent."""
+    ended_total = 0
+    parents = sorted(set(parent_ids))
+    while parents:
+        locked = await db.fetch(Q_LOCK_SETTLED_PARENTS, parents)
+        if not locked:
+            break
+        ids = [row["id"] for row in locked]
+        await db.fetch(Q_LOCK_DEPENDANTS, ids)
+        completed = [row["id"] for row in locked if row["status"] == "completed"]
+        ended_parents = [row["id"] for row in locked if row["status"] != "completed"]
+        if completed:
+            await db.fetch(Q_SATISFY_DEPENDENCIES, completed)
+        ended = await db.fetch(Q_FAIL_DEPENDANTS, ended_parents) if ended_parents else []
+        await db.execute(Q_MARK_SETTLED, ids)
+        ended_total += len(ended)
+        parents = sorted(row["id"] for row in ended if row["dependants_unsettled"])
+    return ended_total

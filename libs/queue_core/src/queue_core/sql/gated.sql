@@ -1,0 +1,167 @@
+-- Jobs with limits per key (concurrency_key) or dependencies (depends_on): their enqueue and
+-- the settling of dependants once a job they wait for has an outcome (queue_core.gated,
+-- queue_core.dependencies). The claim statements that enforce the limits (lock_claim_keys,
+-- claim_keyed) are in queries.sql. A block starts with "-- name: <name>" and ends at the next
+-- one.
+
+-- name: enqueue_gated
+-- enqueue_many for jobs with a concurrency key ($9) or dependencies ($10: how many it waits
+-- for), without unique or idempotency keys. Those waiting are not due: nobody is woken.
+WITH inserted AS (
+    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
+                      concurrency_key, waiting_for)
+    SELECT id, type, CAST(payload AS jsonb), queue, priority, max_attempts, scheduled_at,
+           timeout_s, concurrency_key, waiting_for
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::int[],
+                $7::timestamptz[], $8::float8[], $9::text[], $10::int[])
+        AS j(id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
+             concurrency_key, waiting_for)
+    RETURNING queue, scheduled_at, waiting_for
+)
+SELECT pg_notify('queue_jobs', due.queue)
+FROM (
+    SELECT DISTINCT queue FROM inserted
+    WHERE waiting_for = 0 AND (scheduled_at IS NULL OR scheduled_at <= now())
+) AS due;
+
+-- name: upsert_concurrency_keys
+-- The keys $1 with their limits, one row each (the caller merges a batch's values per key, in
+-- key order: rows are locked in that order, as the claim locks them). A limit given replaces
+-- the key's; one left out (NULL) keeps it.
+INSERT INTO concurrency_keys AS k (key, concurrency_limit, rate_per_s, rate_burst)
+SELECT key, concurrency_limit, rate_per_s, rate_burst
+FROM unnest($1::text[], $2::int[], $3::float8[], $4::int[])
+    AS u(key, concurrency_limit, rate_per_s, rate_burst)
+ORDER BY key
+ON CONFLICT (key) DO UPDATE
+SET concurrency_limit = coalesce(excluded.concurrency_limit, k.concurrency_limit),
+    rate_per_s = coalesce(excluded.rate_per_s, k.rate_per_s),
+    rate_burst = CASE WHEN excluded.rate_per_s IS NULL THEN k.rate_burst
+                      ELSE excluded.rate_burst END,
+    updated_at = now();
+
+-- name: lock_parents
+-- The jobs $1 that new jobs are to depend on, locked in id order and marked as having
+-- dependants to settle. Returns those that exist, with their status as of the lock (the
+-- latest). The lock is what makes enqueueing a dependant race-free against its parent's
+-- outcome: a finish waits for this transaction, then sees dependants_unsettled and has the
+-- dependants settled in a later statement, which sees the edges inserted here.
+WITH target AS (
+    SELECT id FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+)
+UPDATE jobs AS j
+SET dependants_unsettled = true
+FROM target AS t
+WHERE j.id = t.id
+RETURNING j.id, j.status;
+
+-- name: insert_dependencies
+-- The edges "job $1[i] depends on job $2[i]", none satisfied yet (settling satisfies those
+-- whose parent already completed).
+INSERT INTO job_dependencies (job_id, depends_on)
+SELECT job_id, depends_on FROM unnest($1::uuid[], $2::uuid[]) AS e(job_id, depends_on)
+ON CONFLICT DO NOTHING;
+
+-- name: lock_settled_parents
+-- Settling, step 1: of the jobs $1, lock (in id order) those that have an outcome and
+-- dependants to settle. Returns them with their status.
+SELECT id, status
+FROM jobs
+WHERE id = ANY($1::uuid[])
+  AND dependants_unsettled
+  AND status IN ('completed', 'failed', 'cancelled')
+ORDER BY id
+FOR UPDATE;
+
+-- name: lock_dependants
+-- Settling, step 2: lock (in id order) the dependants of the parents $1 that may change: those
+-- with an edge not yet satisfied. The parents are locked already, so no dependant can be added
+-- meanwhile; every later step reads a fresh snapshot with all of them locked.
+SELECT d.id
+FROM jobs AS d
+WHERE d.id IN (
+    SELECT e.job_id FROM job_dependencies AS e
+    WHERE e.depends_on = ANY($1::uuid[]) AND NOT e.satisfied
+)
+ORDER BY d.id
+FOR UPDATE;
+
+-- name: satisfy_dependencies
+-- Settling, step 3: the parents $1 completed. Each edge is satisfied once (the edge's own
+-- update is the guard: settling twice decrements nothing twice), and each dependant's
+-- waiting_for goes down by its newly satisfied edges. Whatever the dependant's status (a
+-- failed one is recounted from its edges when retried). A pending dependant that waits for
+-- nothing more is due now: scheduled_at moves up to now if its time had passed (so waited_s
+-- counts from when it became due) and its queue is woken.
+WITH marked AS (
+    UPDATE job_dependencies AS e
+    SET satisfied = true
+    WHERE e.depends_on = ANY($1::uuid[]) AND NOT e.satisfied
+    RETURNING e.job_id
+),
+released AS (
+    UPDATE jobs AS d
+    SET waiting_for = greatest(d.waiting_for - m.n, 0),
+        scheduled_at = CASE
+            WHEN d.waiting_for - m.n <= 0 AND coalesce(d.scheduled_at, d.created_at) < now()
+                THEN now()
+            ELSE d.scheduled_at
+        END,
+        updated_at = now()
+    FROM (SELECT job_id, count(*)::int AS n FROM marked GROUP BY job_id) AS m
+    WHERE d.id = m.job_id
+    RETURNING d.queue, d.status, d.waiting_for
+)
+SELECT pg_notify('queue_jobs', r.queue)
+FROM (
+    SELECT DISTINCT queue FROM released WHERE status = 'pending' AND waiting_for = 0
+) AS r;
+
+-- name: fail_dependants
+-- Settling, step 4: the parents $1 failed for good or were cancelled. Their pending dependants
+-- end the same way (cancelled if the parent was, else failed), with a reason naming it; one
+-- that waits for several such parents names the first by id. Returns the dependants ended,
+-- whose own dependants the caller settles next (transitively, one level a statement).
+WITH hit AS (
+    SELECT DISTINCT ON (e.job_id) e.job_id, p.id AS parent, p.status AS parent_status
+    FROM jobs AS p
+    JOIN job_dependencies AS e ON e.depends_on = p.id
+    WHERE p.id = ANY($1::uuid[]) AND p.status IN ('failed', 'cancelled') AND NOT e.satisfied
+    ORDER BY e.job_id, p.id
+)
+UPDATE jobs AS d
+SET status = CASE WHEN h.parent_status = 'cancelled' THEN 'cancelled' ELSE 'failed' END,
+    error_message = CASE
+        WHEN h.parent_status = 'cancelled' THEN format('dependency %s was cancelled', h.parent)
+        ELSE format('dependency %s failed', h.parent)
+    END,
+    finished_at = now(),
+    updated_at = now()
+FROM hit AS h
+WHERE d.id = h.job_id AND d.status = 'pending'
+RETURNING d.id, d.dependants_unsettled;
+
+-- name: mark_settled
+-- Settling, last step: the parents $1 have no dependants left to tell.
+UPDATE jobs SET dependants_unsettled = false WHERE id = ANY($1::uuid[]);
+
+-- name: unsettled_parents
+-- The sweep: up to $1 jobs with an outcome whose dependants were never settled (the process
+-- that recorded the outcome died before settling them), older than $2 seconds so as not to
+-- race the settling under way (which would be harmless, only wasted). Served by
+-- ix_jobs_dependants_unsettled, which holds only such jobs.
+SELECT id
+FROM jobs
+WHERE dependants_unsettled
+  AND status IN ('completed', 'failed', 'cancelled')
+  AND updated_at < now() - make_interval(secs => $2::float8)
+LIMIT $1;
+
+-- name: job_dependencies
+-- What job $1 depends on: each parent's id, its status (NULL: deleted since) and whether it
+-- completed for this job, in id order.
+SELECT e.depends_on AS id, p.status, e.satisfied
+FROM job_dependencies AS e
+LEFT JOIN jobs AS p ON p.id = e.depends_on
+WHERE e.job_id = $1
+ORDER BY e.depends_on;

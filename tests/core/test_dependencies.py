@@ -1,0 +1,203 @@
+"""depends_on: a job runs once every job it depends on completed; a failed or cancelled one ends
+its dependants too, transitively, with a reason naming it; and the races with a parent's outcome."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from queue_core.errors import InvalidJobError, UnknownDependencyError
+from queue_core.gated import enqueue_gated_all
+from queue_core.jobs import EnqueueOutcome, Failure, Idempotency, NewJob
+from queue_core.keyed import AsyncpgDb
+from queue_core.queue import Queue
+from queue_core.states import JobStatus
+
+DEFAULT = ("default",)
+
+
+def _job(*depends_on: uuid.UUID | int, max_attempts: int = 1) -> NewJob:
+    return NewJob(type="noop", payload={}, depends_on=depends_on, max_attempts=max_attempts)
+
+
+async def _claim(queue: Queue) -> list[uuid.UUID]:
+    jobs = await queue.claim(worker_id="w1", queues=DEFAULT, limit=100, lease_s=30)
+    return [j.id for j in jobs]
+
+
+async def _status(queue: Queue, job_id: uuid.UUID) -> JobStatus:
+    return (await queue.get(job_id)).status
+
+
+async def test_a_chain_runs_one_link_at_a_time(queue: Queue) -> None:
+    a, b, c = await queue.enqueue_many([_job(), _job(0), _job(1)])
+
+    assert await _claim(queue) == [a]
+    assert (await queue.get(b)).waiting_for == 1
+    [dep] = await queue.dependencies(b)
+    assert (dep.id, dep.status, dep.satisfied) == (a, JobStatus.RUNNING, False)
+
+    await queue.complete(worker_id="w1", job_ids=[a])
+    assert (await queue.get(b)).waiting_for == 0
+    assert await _claim(queue) == [b]
+    await queue.complete(worker_id="w1", job_ids=[b])
+    assert await _claim(queue) == [c]
+
+
+async def test_a_job_waits_for_all_of_its_dependencies(queue: Queue) -> None:
+    a, b = await queue.enqueue_many([_job(), _job()])
+    c = await queue.enqueue(_job(a, b))
+    assert set(await _claim(queue)) == {a, b}
+
+    await queue.complete(worker_id="w1", job_ids=[a])
+    assert await _claim(queue) == []
+    await queue.complete(worker_id="w1", job_ids=[b])
+    assert await _claim(queue) == [c]
+
+
+async def test_a_parent_failing_for_good_fails_its_dependants_transitively(queue: Queue) -> None:
+    a, b, c = await queue.enqueue_many([_job(), _job(0), _job(1)])
+    [claimed] = await _claim(queue)
+    await queue.fail(worker_id="w1", failures=[Failure(claimed, "boom", 0, final=True)])
+
+    b_job, c_job = await queue.get(b), await queue.get(c)
+    assert (b_job.status, b_job.error_message) == (JobStatus.FAILED, f"dependency {a} failed")
+    assert (c_job.status, c_job.error_message) == (JobStatus.FAILED, f"dependency {b} failed")
+    assert b_job.attempts == c_job.attempts == 0
+
+
+async def test_a_retried_parent_does_not_fail_its_dependants_until_its_last_attempt(
+    queue: Queue,
+) -> None:
+    a, b = await queue.enqueue_many([_job(max_attempts=2), _job(0)])
+    [claimed] = await _claim(queue)
+    await queue.fail(worker_id="w1", failures=[Failure(claimed, "boom", 0)])
+    assert await _status(queue, b) == JobStatus.PENDING
+    assert await _claim(queue) == [a]
+    await queue.complete(worker_id="w1", job_ids=[a])
+    assert await _claim(queue) == [b]
+
+
+async def test_cancelling_a_parent_cancels_its_dependants_transitively(queue: Queue) -> None:
+    a, b, c = await queue.enqueue_many([_job(), _job(0), _job(1)])
+    await queue.cancel(a)
+
+    b_job, c_job = await queue.get(b), await queue.get(c)
+    assert b_job.status == c_job.status == JobStatus.CANCELLED
+    assert b_job.error_message == f"dependency {a} was cancelled"
+    assert c_job.error_message == f"dependency {b} was cancelled"
+
+
+async def test_depending_on_finished_jobs(queue: Queue) -> None:
+    done, failed = await queue.enqueue_many([_job(), _job()])
+    await _claim(queue)
+    await queue.complete(worker_id="w1", job_ids=[done])
+    await queue.fail(worker_id="w1", failures=[Failure(failed, "boom", 0, final=True)])
+
+    runs = await queue.enqueue(_job(done))
+    doomed = await queue.enqueue(_job(done, failed))
+
+    assert await _claim(queue) == [runs]
+    doomed_job = await queue.get(doomed)
+    assert doomed_job.status == JobStatus.FAILED
+    assert doomed_job.error_message == f"dependency {failed} failed"
+
+
+async def test_unknown_dependencies_refuse_the_whole_batch(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    ghost = uuid.uuid4()
+    with pytest.raises(UnknownDependencyError, match=str(ghost)):
+        await queue.enqueue_batch([_job(), _job(ghost)])
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+@pytest.mark.parametrize("ref", [1, 2, -1])  # itself, a later job, not an index
+async def test_a_batch_index_must_name_an_earlier_job(queue: Queue, ref: int) -> None:
+    with pytest.raises(InvalidJobError, match="earlier job"):
+        await queue.enqueue_batch([_job(), _job(ref), _job()])
+
+
+async def test_a_dependant_enqueued_while_its_parent_finishes_is_released(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """The race: the dependant's transaction locks the parent; the parent's finish waits for
+    it, then must see the new dependant (through dependants_unsettled) and release it."""
+    parent = await queue.enqueue(_job())
+    assert await _claim(queue) == [parent]
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        [enqueued] = await enqueue_gated_all(AsyncpgDb(conn), [_job(parent)])
+        finishing = asyncio.create_task(queue.complete(worker_id="w1", job_ids=[parent]))
+        await asyncio.sleep(0.2)  # let the finish reach the parent's row lock and wait there
+        assert not finishing.done()
+        await tx.commit()
+    assert await finishing == {parent}
+    assert await _claim(queue) == [enqueued.id]
+
+
+async def test_the_sweep_settles_dependants_a_lost_process_left(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    parent, child = await queue.enqueue_many([_job(), _job(0)])
+    # The parent completed by a process that died before settling its dependants.
+    await pool.execute(
+        "UPDATE jobs SET status = 'completed', finished_at = now(), "
+        "updated_at = now() - interval '1 minute' WHERE id = $1",
+        parent,
+    )
+    assert await _claim(queue) == []
+    assert await queue.settle_stragglers() == 1
+    assert await _claim(queue) == [child]
+    assert await queue.settle_stragglers() == 0
+
+
+async def test_a_retried_dependant_waits_again_for_its_parent(queue: Queue) -> None:
+    parent, child = await queue.enqueue_many([_job(max_attempts=1), _job(0)])
+    await _claim(queue)
+    await queue.fail(worker_id="w1", failures=[Failure(parent, "boom", 0, final=True)])
+    assert await _status(queue, child) == JobStatus.FAILED
+
+    await queue.retry(child)  # its parent still failed: it waits
+    assert (await queue.get(child)).waiting_for == 1
+    await queue.retry(parent)
+    assert await _claim(queue) == [parent]
+    await queue.complete(worker_id="w1", job_ids=[parent])
+    assert await _claim(queue) == [child]
+
+
+async def test_dependencies_and_a_concurrency_key_together(queue: Queue) -> None:
+    a = await queue.enqueue(_job())
+    keyed = NewJob(
+        type="noop", payload={}, depends_on=(a,), concurrency_key="k", concurrency_limit=1
+    )
+    b, c = await queue.enqueue_many([keyed, keyed])
+    assert await _claim(queue) == [a]
+    await queue.complete(worker_id="w1", job_ids=[a])
+    queue._keyed_probe = ((), False, 0.0)  # noqa: SLF001 - look again now, not in 0.2 s
+    claimed = await _claim(queue)
+    assert len(claimed) == 1
+    assert set(claimed) < {b, c}
+
+
+async def test_a_job_with_an_idempotency_key_keeps_its_dependencies_and_key(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    parent = await queue.enqueue(_job())
+    job = NewJob(
+        type="noop",
+        payload={},
+        depends_on=(parent,),
+        concurrency_key="k",
+        concurrency_limit=1,
+        idempotency=Idempotency(key="ns/once", fingerprint=b"f", ttl_s=60),
+    )
+    first = await queue.enqueue_keyed(job)
+    again = await queue.enqueue_keyed(job)
+
+    assert (again.id, again.outcome) == (first.id, EnqueueOutcome.REPLAYED)
+    assert (await queue.get(first.id)).waiting_for == 1
+    assert [d.id for d in await queue.dependencies(first.id)] == [parent]
+    assert await pool.fetchval("SELECT concurrency_limit FROM concurrency_keys") == 1

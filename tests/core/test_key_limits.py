@@ -1,0 +1,142 @@
+"""Limits per key in the claim: concurrency and rate across claimers, and every path that moves
+a keyed job out of running giving its slot back (finish, release, rescue)."""
+
+import asyncio
+import uuid
+
+import asyncpg
+
+from queue_core.jobs import NewJob, Outcome, OutcomeKind
+from queue_core.queue import Queue
+
+DEFAULT = ("default",)
+
+
+def _job(key: str | None = None, **limits: float) -> NewJob:
+    return NewJob(type="noop", payload={}, concurrency_key=key, **limits)  # type: ignore[arg-type]
+
+
+async def _claim(queue: Queue, limit: int = 100, worker: str = "w1") -> list[uuid.UUID]:
+    jobs = await queue.claim(worker_id=worker, queues=DEFAULT, limit=limit, lease_s=30)
+    return [j.id for j in jobs]
+
+
+async def _running(pool: asyncpg.Pool, key: str) -> int:
+    sql = "SELECT count(*) FROM jobs WHERE status = 'running' AND concurrency_key = $1"
+    count: int = await pool.fetchval(sql, key)
+    return count
+
+
+async def test_a_key_runs_at_most_its_limit_and_waiting_jobs_keep_their_attempts(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    ids = await queue.enqueue_many([_job("k", concurrency_limit=2) for _ in range(5)])
+
+    first = await _claim(queue)
+    assert len(first) == 2
+    assert await _claim(queue) == []
+    assert await _running(pool, "k") == 2
+    waiting = set(ids) - set(first)
+    for job_id in waiting:
+        assert (await queue.get(job_id)).attempts == 0
+
+    await queue.complete(worker_id="w1", job_ids=first[:1])
+    assert await _running(pool, "k") == 1
+    assert len(await _claim(queue)) == 1
+    assert await _claim(queue) == []
+
+
+async def test_a_full_key_does_not_hold_back_other_keys_or_plain_jobs(queue: Queue) -> None:
+    full = await queue.enqueue_many([_job("busy", concurrency_limit=1) for _ in range(20)])
+    others = await queue.enqueue_many([_job(f"other-{i}", concurrency_limit=1) for i in range(5)])
+    plain = await queue.enqueue_many([_job() for _ in range(5)])
+
+    claimed = set(await _claim(queue, limit=50))
+
+    assert len(claimed & set(full)) == 1
+    assert set(others) <= claimed
+    assert set(plain) <= claimed
+
+
+async def test_the_latest_enqueue_sets_the_limit_and_leaving_it_out_keeps_it(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    await queue.enqueue_many([_job("k", concurrency_limit=1) for _ in range(4)])
+    await queue.enqueue(_job("k", concurrency_limit=3))
+    await queue.enqueue(_job("k"))  # no limit given: the key keeps 3
+
+    assert await pool.fetchval("SELECT concurrency_limit FROM concurrency_keys") == 3
+    assert len(await _claim(queue)) == 3
+
+
+async def test_concurrent_claimers_never_exceed_the_limit(queue: Queue, pool: asyncpg.Pool) -> None:
+    await queue.enqueue_many([_job("k", concurrency_limit=3) for _ in range(60)])
+
+    for _ in range(5):
+        claims = await asyncio.gather(*(_claim(queue, 5, f"w{i}") for i in range(8)))
+        claimed = [job_id for ids in claims for job_id in ids]
+        running = await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'running'")
+        assert running == len(claimed) <= 3
+        assert await _running(pool, "k") == running
+        for worker, ids in enumerate(claims):
+            await queue.complete(worker_id=f"w{worker}", job_ids=ids)
+        assert await _running(pool, "k") == 0
+
+
+async def test_release_and_rescue_give_the_slot_back(queue: Queue, pool: asyncpg.Pool) -> None:
+    await queue.enqueue_many([_job("k", concurrency_limit=1) for _ in range(3)])
+
+    [first] = await _claim(queue)
+    await queue.finish(worker_id="w1", outcomes=[Outcome(first, OutcomeKind.RELEASED)])
+    assert await _running(pool, "k") == 0
+
+    [second] = await _claim(queue)
+    expire = "UPDATE jobs SET lease_expires_at = now() - interval '1 s' WHERE id = $1"
+    await pool.execute(expire, second)
+    rescued = await queue.rescue_expired()
+    assert [r.job_id for r in rescued] == [second]
+    assert await _running(pool, "k") == 0
+    assert len(await _claim(queue)) == 1
+
+
+async def test_a_failed_attempt_gives_the_slot_back_and_the_retry_waits_its_turn(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    await queue.enqueue_many([_job("k", concurrency_limit=1) for _ in range(2)])
+    [first] = await _claim(queue)
+    await queue.finish(
+        worker_id="w1", outcomes=[Outcome(first, OutcomeKind.FAILED, "boom", retry_in_s=0)]
+    )
+    assert await _running(pool, "k") == 0
+    assert len(await _claim(queue)) == 1
+    assert await _claim(queue) == []
+
+
+async def test_rate_limit_admits_a_burst_then_one_per_interval(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    await queue.enqueue_many([_job("r", rate_limit=2.0, rate_burst=3) for _ in range(10)])
+
+    assert len(await _claim(queue)) == 3  # the burst
+    assert await _claim(queue) == []  # no token left
+    # Half a second later (moved back instead of waited for): one token, at 2 a second.
+    await pool.execute("UPDATE concurrency_keys SET tat = tat - interval '0.5 s'")
+    assert len(await _claim(queue)) == 1
+    assert await _claim(queue) == []
+
+
+async def test_rate_and_concurrency_limits_hold_together(queue: Queue) -> None:
+    await queue.enqueue_many(
+        [_job("both", concurrency_limit=1, rate_limit=100.0) for _ in range(5)]
+    )
+    assert len(await _claim(queue)) == 1
+
+
+async def test_a_full_keys_backlog_ahead_does_not_starve_the_keys_behind_it(
+    queue: Queue,
+) -> None:
+    await queue.enqueue_many([_job("busy", concurrency_limit=1) for _ in range(30)])
+    assert len(await _claim(queue, limit=5)) == 1  # busy is full now
+    behind = await queue.enqueue_many([_job(f"free-{i}", concurrency_limit=1) for i in range(3)])
+
+    assert set(await _claim(queue, limit=5)) == set(behind)
