@@ -51,6 +51,8 @@ def build_app(database_url: str, *, max_body_bytes: int | None = None, **setting
     """The app on ``database_url``; ``settings`` are other ApiSettings fields (``auth="off"``)."""
     if max_body_bytes is not None:
         settings["max_body_bytes"] = max_body_bytes
+    # A set secret: without one the app logs a warning at start, which tests of logs would see.
+    settings.setdefault("ui_secret", "test-ui-secret-" + "x" * 32)
     return create_app(ApiSettings(DATABASE_URL=database_url, **settings))
 
 

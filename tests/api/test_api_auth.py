@@ -18,7 +18,7 @@ from structlog.typing import EventDict
 from api.support import ApiClient, ClientFactory, bearer, build_app, error_body
 from helpers import eventually
 from pg_provider import run_sync
-from queue_api.auth import PUBLIC_OPT, SCOPES_OPT
+from queue_api.auth import PUBLIC_OPT, SCOPES_OPT, SESSION_OPT
 from queue_core.db import create_pool
 from queue_core.jobs import NewJob
 from queue_core.keys import ALL_SCOPES, KeyStore, Scope, generate_key
@@ -296,6 +296,10 @@ def test_every_route_is_public_or_names_its_scopes_and_the_document_agrees(
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
             if handler.http_methods == {"OPTIONS"} or handler.opt.get(PUBLIC_OPT):
+                continue
+            if handler.opt.get(SESSION_OPT):  # the web console: a session, maybe no scope
+                assert SCOPES_OPT in handler.opt, f"{route.path} declares no scope"
+                assert not handler.include_in_schema, route.path
                 continue
             scopes = handler.opt.get(SCOPES_OPT)
             assert scopes, f"{route.path} {handler.http_methods} declares no scope"

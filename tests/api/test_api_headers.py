@@ -8,6 +8,7 @@ from litestar.testing import AsyncTestClient
 from api.support import ApiClient
 from e2e.stack import Api
 from queue_api.app import create_app
+from queue_api.security_headers import CSP_FOR_CONSOLE, CSP_FOR_DOCS
 from queue_api.settings import ApiSettings
 
 SECURITY_HEADERS = {
@@ -52,7 +53,20 @@ async def test_html_pages_may_load_their_scripts_but_not_be_framed(
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    _assert_secured(response, "frame-ancestors 'none'")
+    _assert_secured(response, CSP_FOR_DOCS.decode())
+    # Their scripts and styles are the API's own copies, no CDN's.
+    assert "/ui/static/vendor/swagger-ui-" in response.text
+    assert "https://" not in response.text.split("<body", 1)[0]
+
+
+async def test_the_console_pages_may_run_only_their_own_scripts(
+    shared_client: ApiClient,
+) -> None:
+    response = await shared_client.get("/ui/login")
+
+    assert response.status_code == 200
+    _assert_secured(response, CSP_FOR_CONSOLE.decode())
+    assert "script-src 'self';" in response.headers["content-security-policy"]
 
 
 async def test_no_cors_unless_origins_are_configured(shared_client: ApiClient) -> None:

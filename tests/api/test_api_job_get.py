@@ -46,6 +46,9 @@ ALL_FIELDS = {
     "errors",
     "unique_key",
     "unique_until",
+    "concurrency_key",
+    "waiting_for",
+    "depends_on",
 }
 
 

@@ -33,7 +33,7 @@ JOB_VIEW_FIELDS = {
     "id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts",
     "scheduled_at", "created_at", "updated_at", "started_at", "finished_at", "worker",
     "lease_expires_at", "timeout_s", "cancel_requested_at", "error_message", "result",
-    "errors", "unique_key", "unique_until",
+    "errors", "unique_key", "unique_until", "concurrency_key", "waiting_for", "depends_on",
 }  # fmt: skip
 
 

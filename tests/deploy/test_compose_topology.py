@@ -44,6 +44,7 @@ SUBSTITUTED = {
     "DATABASE_URL_FILE": "compose's secret, pointed at this test's database",
     "API_DATABASE_URL_FILE": "as DATABASE_URL_FILE",
     "WORKER_DATABASE_URL_FILE": "as DATABASE_URL_FILE",
+    "API_UI_SECRET_FILE": "compose's secret, as it is, from a file here",
     "API_PORT": "a free port",
     "WORKER_METRICS_PORT": "a free port per replica",
     "SMTP_HOST": "mailpit is a name only Docker's DNS resolves",
@@ -147,7 +148,9 @@ def _on_this_machine(
     for variable in sorted(set(env) & secret_file_env_names()):
         secret = run.secret_path(variable)
         path = here.secrets_dir / f"{run.name}-{secret}"
-        path.write_text(here.url(secret_value(compose, secret)) + "\n")
+        value = secret_value(compose, secret)
+        # Database URLs point at this test's database; other secrets (the console's key) as is.
+        path.write_text((here.url(value) if "://" in value else value) + "\n")
         changes[variable] = str(path)
     mailpit = here.mailpit
     if "API_PORT" in env:

@@ -31,6 +31,7 @@ from queue_core.states import STATUS_BY_VALUE, JobStatus
 Q_LIST_JOBS = LISTING_QUERIES["list_jobs"]
 Q_LIST_JOBS_SCAN_END = LISTING_QUERIES["list_jobs_scan_end"]
 Q_FINISHED_AMONG = LISTING_QUERIES["finished_among"]
+Q_RECENT_BY_QUEUE = LISTING_QUERIES["recent_by_queue"]
 
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000
@@ -38,6 +39,8 @@ MAX_PAGE_SIZE: Final = 1000
 # 30 ms on the primary key (rows read from the table), 6 ms on ix_jobs_failed_cancelled
 # (index-only). benchmarks/listing_bench.py measures it.
 SCAN_BUDGET: Final = 20_000
+# Jobs recent_by_queue reads at most: a window's counts past it are lower bounds.
+RECENT_MAX_ROWS: Final = 50_000
 
 # How far a job's created_at may be from the instant in its UUIDv7 id: the id is made by the
 # API's clock just before the insert, created_at is the database's now() at the insert. Covers
@@ -132,6 +135,16 @@ class JobFilter:
             None if not ends else uuid7_floor(min(min(ends) + ID_TIME_MARGIN, FILTER_TIME_MAX))
         )
         return floor, ceiling
+
+
+@dataclass(frozen=True, slots=True)
+class RecentJobs:
+    """One queue's jobs created within a window, and how many of them completed or failed."""
+
+    queue: str
+    created: int
+    completed: int
+    failed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,3 +243,19 @@ class JobListing:
         async with translate_connection_errors():
             rows = await self._pool.fetch(Q_FINISHED_AMONG, list(job_ids))
         return {r["id"] for r in rows}
+
+    async def recent_by_queue(
+        self, since: datetime, *, max_rows: int = RECENT_MAX_ROWS
+    ) -> tuple[list[RecentJobs], bool]:
+        """Per queue, the jobs created since ``since`` (by their UUIDv7 ids) and how many of
+        them completed or failed; and whether ``max_rows`` cut the read short (the counts are
+        then lower bounds)."""
+        async with translate_connection_errors():
+            rows = await self._pool.fetch(Q_RECENT_BY_QUEUE, uuid7_floor(since), max_rows)
+        recent = [
+            RecentJobs(
+                queue=r["queue"], created=r["created"], completed=r["completed"], failed=r["failed"]
+            )
+            for r in rows
+        ]
+        return recent, sum(r.created for r in recent) >= max_rows

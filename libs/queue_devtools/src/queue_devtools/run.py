@@ -76,6 +76,7 @@ def main() -> None:
         port = env["API_PORT"]
         print(  # noqa: T201 - a CLI
             f"\nAPI:     http://127.0.0.1:{port}  (OpenAPI: http://127.0.0.1:{port}/schema)\n"
+            f"Console: http://127.0.0.1:{port}/ui  (sign in with the API key below)\n"
             f"Worker:  http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics\n"
             f"API key: {admin_key}  (every scope; curl -H 'Authorization: Bearer {admin_key}')\n"
             "Ctrl-C stops everything.\n",

@@ -18,6 +18,7 @@ from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.job_waiter import JobWaiter
 from queue_api.metrics import AUTH_ENABLED, MetricsController, configure_labels
 from queue_api.openapi_document import StrictStructSchemaPlugin
+from queue_api.openapi_pages import render_plugins
 from queue_api.rate_limit import RateLimiter
 from queue_api.request_telemetry import request_telemetry_middleware
 from queue_api.routes.health import HealthController
@@ -34,6 +35,9 @@ from queue_api.routes.workers import WorkersController
 from queue_api.security_headers import add_security_headers
 from queue_api.served import WorkerDirectory
 from queue_api.settings import ApiSettings
+from queue_api.ui import console_router, static_router
+from queue_api.ui.rendering import SESSIONS_STATE, template_config
+from queue_api.ui.sessions import Sessions, SessionSigner
 from queue_core.db import create_pool
 from queue_core.fleet import Fleet
 from queue_core.keys import KeyStore
@@ -88,6 +92,12 @@ def create_app(settings: ApiSettings) -> Litestar:
     AUTH_ENABLED.set(1 if auth_enabled else 0)
     key_checker = KeyChecker(cache_s=settings.auth_cache_s)
     rate_limiter = RateLimiter()
+    sessions = Sessions(
+        SessionSigner(settings.ui_secret),
+        key_checker,
+        auth_enabled=auth_enabled,
+        session_s=settings.ui_session_s,
+    )
     worker_directory = WorkerDirectory(
         reject_unknown=settings.reject_unknown_types,
         named_types=settings.metrics_job_types,
@@ -115,6 +125,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state[SERVICES_STATE] = services
         worker_directory.attach(services.fleet)
         app.state.key_checker = key_checker
+        app.state[SESSIONS_STATE] = sessions
         key_checker.attach(key_store)
         rate_limiter.attach(key_store)
         if not auth_enabled:
@@ -146,6 +157,8 @@ def create_app(settings: ApiSettings) -> Litestar:
             SchedulesController,
             WorkersController,
             MetricsController,
+            console_router(),
+            static_router(),
         ],
         middleware=[
             request_telemetry_middleware,
@@ -156,11 +169,12 @@ def create_app(settings: ApiSettings) -> Litestar:
             "ctx": Provide(provide_context, sync_to_thread=False),
             "services": Provide(provide_services, sync_to_thread=False),
         },
-        guards=[guard(key_checker, rate_limiter, enabled=auth_enabled)],
+        guards=[guard(key_checker, rate_limiter, enabled=auth_enabled, session=sessions.caller)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         cors_config=_cors(settings),
         lifespan=[lifespan],
+        template_config=template_config(),
         plugins=[StrictStructSchemaPlugin()],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # queue_core.log.configure owns logging
@@ -169,6 +183,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             version="0.1.0",
             description="Enqueue jobs for the workers and read their status.",
             components=Components(security_schemes=SECURITY_SCHEMES),
+            render_plugins=render_plugins(),
             # The documentation pages and the document itself are open, like the probes.
             openapi_router=Router(
                 "/schema", route_handlers=[], include_in_schema=False, opt=PUBLIC

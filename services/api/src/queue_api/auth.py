@@ -4,6 +4,11 @@ Each route names the scopes it needs with :func:`requires` (its ``opt`` for the 
 OpenAPI ``security``, so the document and Swagger UI's Authorize agree with what is enforced).
 One app-wide guard, :func:`authorize`, reads them: a route that declares neither scopes nor
 :data:`PUBLIC` is refused to everyone (fail closed: a new route cannot be open by mistake).
+The web console's routes (``/ui``) declare their scopes with :func:`requires_session`: the
+caller then comes from a signed session cookie (``queue_api.ui.sessions``), never from an
+``Authorization`` header, and the same scope check applies. A route declaring
+:func:`requires` never accepts a session: the JSON API takes keys only, so a cookie cannot act
+on it (no CSRF there).
 
 - No key, or not a Bearer one: 401 with ``WWW-Authenticate: Bearer realm="task-queue"``.
 - A malformed, unknown, revoked or expired key: 401, ``error="invalid_token"`` (RFC 6750).
@@ -21,8 +26,10 @@ replica, in one statement for all keys, never on a request's path.
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -41,6 +48,7 @@ log = get_logger("queue_api.auth")
 
 SCOPES_OPT: Final = "scopes"
 PUBLIC_OPT: Final = "public"
+SESSION_OPT: Final = "session"  # a web console route: the caller comes from its session
 CALLER_STATE: Final = "caller"
 BEARER_SCHEME: Final = "BearerKey"  # the OpenAPI security scheme's name
 REALM: Final = 'Bearer realm="task-queue"'
@@ -61,6 +69,22 @@ def requires(*scopes: Scope) -> dict[str, Any]:
         "opt": {SCOPES_OPT: frozenset(scopes)},
         "security": [{BEARER_SCHEME: sorted(scopes)}],
     }
+
+
+def requires_session(*scopes: Scope) -> dict[str, Any]:
+    """A web console route's ``opt``: signed in by a session (any key when ``scopes`` is
+    empty), the key holding ``scopes``. Out of the OpenAPI document."""
+    return {
+        "opt": {SCOPES_OPT: frozenset(scopes), SESSION_OPT: True},
+        "include_in_schema": False,
+    }
+
+
+def session_fingerprint(stored: StoredKey) -> str:
+    """What a console session keeps of the key it was signed in with: a digest of the key's
+    stored hash, so that a session names exactly one key (not just its prefix) and reveals
+    nothing that could stand in for the key."""
+    return hashlib.sha256(b"queue-ui-session:" + stored.key_hash).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -132,6 +156,29 @@ class KeyChecker:
         stored = await self._stored(prefix)
         if stored is None or not stored.matches(token):
             raise _unauthorized("unknown API key", token_sent=True)
+        return self._admitted(prefix, stored)
+
+    async def signed_in(self, key: str) -> tuple[Caller, str]:
+        """The web console's sign-in: the key checked as a Bearer one would be, and its
+        :func:`session_fingerprint` for the session."""
+        caller = await self.caller(f"Bearer {key}")
+        prefix = prefix_of(key.strip())
+        stored = None if prefix is None else await self._stored(prefix)
+        if stored is None:  # pragma: no cover - caller() has just found it
+            raise _unauthorized("unknown API key", token_sent=True)
+        return caller, session_fingerprint(stored)
+
+    async def session_caller(self, prefix: str, fingerprint: str) -> Caller:
+        """The key a console session was signed in with, checked again as on every request
+        (revoked, expired, scopes changed: with the same cache as Bearer keys)."""
+        stored = await self._stored(prefix)
+        if stored is None or not hmac.compare_digest(
+            session_fingerprint(stored).encode(), fingerprint.encode()
+        ):
+            raise _unauthorized("the key this session was signed in with is gone", token_sent=True)
+        return self._admitted(prefix, stored)
+
+    def _admitted(self, prefix: str, stored: StoredKey) -> Caller:
         key = stored.info
         now = datetime.now(UTC)
         if key.revoked_at is not None:
@@ -200,9 +247,19 @@ class KeyChecker:
             log.error("api_key_last_used_failed", error_type=type(exc).__name__)  # noqa: TRY400
 
 
-def guard(checker: KeyChecker, limiter: RateLimiter, *, enabled: bool) -> Guard:
+SessionCaller = Callable[[ASGIConnection[Any, Any, Any, Any]], Awaitable[Caller]]
+
+
+def guard(
+    checker: KeyChecker,
+    limiter: RateLimiter,
+    *,
+    enabled: bool,
+    session: SessionCaller | None = None,
+) -> Guard:
     """The app-wide guard: see the module's docstring. A key let in then spends one request
-    of its rate limit (``queue_api.rate_limit``)."""
+    of its rate limit (``queue_api.rate_limit``). ``session`` finds a console route's caller
+    (and checks its CSRF token); without it console routes are refused."""
 
     async def authorize(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
@@ -212,9 +269,14 @@ def guard(checker: KeyChecker, limiter: RateLimiter, *, enabled: bool) -> Guard:
         needed: frozenset[Scope] | None = handler.opt.get(SCOPES_OPT)
         if needed is None:
             raise PermissionDeniedException(detail="this route declares no scope")
-        caller = (
-            await checker.caller(connection.headers.get("authorization")) if enabled else ANYONE
-        )
+        if handler.opt.get(SESSION_OPT):
+            if session is None:
+                raise PermissionDeniedException(detail="the web console is not configured")
+            caller = await session(connection)
+        elif enabled:
+            caller = await checker.caller(connection.headers.get("authorization"))
+        else:
+            caller = ANYONE
         missing = sorted(needed - caller.scopes)
         if missing:
             scope = " ".join(missing)

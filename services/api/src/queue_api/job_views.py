@@ -1,5 +1,6 @@
 """Response bodies of the v1 job reads: a page of job summaries and one whole job."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -8,7 +9,8 @@ import msgspec
 
 from queue_api.schemas import ErrorDetail
 from queue_core.db import UndecodableJson
-from queue_core.jobs import JobRecord, JobSummary
+from queue_core.jobs import Dependency, JobRecord, JobSummary
+from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
 
@@ -66,6 +68,22 @@ class JobPageView(msgspec.Struct, kw_only=True):
     ]
 
 
+class DependencyView(msgspec.Struct, kw_only=True):
+    """A job this one depends on."""
+
+    id: UUID
+    status: Annotated[
+        JobStatus | None, msgspec.Meta(description="Its status now; null: deleted since")
+    ]
+    completed: Annotated[
+        bool, msgspec.Meta(description="It completed: this job no longer waits for it")
+    ]
+
+    @classmethod
+    def of(cls, dependency: Dependency) -> "DependencyView":
+        return cls(id=dependency.id, status=dependency.status, completed=dependency.satisfied)
+
+
 class JobView(msgspec.Struct, kw_only=True):
     """``GET /v1/jobs/{id}``: every field of a job."""
 
@@ -116,8 +134,23 @@ class JobView(msgspec.Struct, kw_only=True):
         ),
     ] = None
 
+    concurrency_key: Annotated[
+        str | None,
+        msgspec.Meta(description="The key whose concurrency and rate limits the job obeys"),
+    ] = None
+    waiting_for: Annotated[
+        int,
+        msgspec.Meta(
+            description=("How many of depends_on have not completed yet: the job runs at 0 only")
+        ),
+    ] = 0
+    depends_on: Annotated[
+        list[DependencyView],
+        msgspec.Meta(description="The jobs this one waits for, with their status, by id"),
+    ] = msgspec.field(default_factory=list)
+
     @classmethod
-    def of(cls, job: JobRecord) -> "JobView":
+    def of(cls, job: JobRecord, dependencies: Sequence[Dependency] = ()) -> "JobView":
         running = job.status is JobStatus.RUNNING
         errors = _json(job.errors)
         return cls(
@@ -143,7 +176,15 @@ class JobView(msgspec.Struct, kw_only=True):
             errors=errors if isinstance(errors, list) else [],
             unique_key=job.unique_key,
             unique_until=job.unique_until,
+            concurrency_key=job.concurrency_key,
+            waiting_for=job.waiting_for,
+            depends_on=[DependencyView.of(d) for d in dependencies],
         )
+
+
+async def job_view(queue: Queue, job: JobRecord) -> JobView:
+    """``job`` as GET /v1/jobs/{id} shows it, with what it depends on."""
+    return JobView.of(job, await queue.dependencies(job.id))
 
 
 # -- bulk actions (POST /v1/jobs/cancel, /v1/jobs/retry) -------------------------------------

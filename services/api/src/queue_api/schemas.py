@@ -26,7 +26,16 @@ from queue_core.keys import (
     RateLimits,
     Scope,
 )
-from queue_core.limits import MAX_TIMEOUT_S, SCHEDULED_AT_MAX, SCHEDULED_AT_MIN
+from queue_core.limits import (
+    MAX_CONCURRENCY_KEY_LENGTH,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_DEPENDENCIES,
+    MAX_KEY_RATE_BURST,
+    MAX_KEY_RATE_PER_S,
+    MAX_TIMEOUT_S,
+    SCHEDULED_AT_MAX,
+    SCHEDULED_AT_MIN,
+)
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 
@@ -50,6 +59,24 @@ NonBlank = Annotated[
     str,
     msgspec.Meta(min_length=1, max_length=255, pattern=r"\S", description="A non-blank name"),
 ]
+
+
+# A job another depends on: a job's id, or in a batch "$<index>" of an earlier item.
+DependencyRef = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=(
+            r"^(\$[0-9]{1,4}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
+            r"-[0-9a-fA-F]{12})$"
+        ),
+        description='A job\'s id, or (in a batch) "$<index>" of an earlier job of the batch',
+        examples=["$0", "01939d3e-2f4a-7c1e-9b2d-5e6f7a8b9c0d"],
+    ),
+]
+
+
+def _dependency(ref: str) -> UUID | int:
+    return int(ref[1:]) if ref.startswith("$") else UUID(ref)
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True):
@@ -127,12 +154,82 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    concurrency_key: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_CONCURRENCY_KEY_LENGTH,
+                pattern=r"\S",
+                description=(
+                    "Groups jobs (across queues) under the limits below, held across every "
+                    "worker; the latest enqueue's limits apply to the key"
+                ),
+                examples=["customer:42"],
+            ),
+        ]
+        | None
+    ) = None
+    concurrency_limit: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=MAX_CONCURRENCY_LIMIT,
+                description=(
+                    "With concurrency_key: at most this many of the key's jobs run at once "
+                    "(left out: the key keeps its limit, if any)"
+                ),
+            ),
+        ]
+        | None
+    ) = None
+    rate_limit: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                le=MAX_KEY_RATE_PER_S,
+                description=(
+                    "With concurrency_key: at most this many of the key's jobs start a second "
+                    "(left out: the key keeps its rate, if any)"
+                ),
+                extra_json_schema=_openapi(exclusiveMinimum=0),
+            ),
+        ]
+        | None
+    ) = None
+    rate_burst: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=MAX_KEY_RATE_BURST,
+                description="With rate_limit: starts allowed at once (default: 1 s worth)",
+            ),
+        ]
+        | None
+    ) = None
+    depends_on: (
+        Annotated[
+            list[DependencyRef],
+            msgspec.Meta(
+                max_length=MAX_DEPENDENCIES,
+                description=(
+                    "Jobs this one waits for: it runs once all completed, and fails (or is "
+                    "cancelled) if one fails for good (or is cancelled). Unknown ids: 400"
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
-    def problems(self, at: str = "") -> list[ErrorDetail]:
+    def problems(self, at: str = "", index: int | None = None) -> list[ErrorDetail]:
         """What msgspec's constraints cannot express, each naming its field (prefixed by ``at``
-        in a batch). Checked here rather than in ``__post_init__``, whose errors msgspec
-        attributes to the whole object instead of the field."""
-        found = []
+        in a batch, where ``index`` is the item's). Checked here rather than in
+        ``__post_init__``, whose errors msgspec attributes to the whole object instead of the
+        field."""
+        found = self._limit_problems(at, index)
         if self.unique_for_s is not None and self.unique_key is None:
             message = "needs a unique_key: it says how long that key is held"
             found.append(ErrorDetail(message=message, key=f"{at}unique_for_s", source="body"))
@@ -147,6 +244,27 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             return found
         return [*found, ErrorDetail(message=message, key=f"{at}scheduled_at", source="body")]
 
+    def _limit_problems(self, at: str, index: int | None) -> list[ErrorDetail]:
+        found = []
+        for name in ("concurrency_limit", "rate_limit"):
+            if getattr(self, name) is not None and self.concurrency_key is None:
+                message = "needs a concurrency_key: the limit is the key's"
+                found.append(ErrorDetail(message=message, key=f"{at}{name}", source="body"))
+        if self.rate_burst is not None and self.rate_limit is None:
+            message = "needs a rate_limit"
+            found.append(ErrorDetail(message=message, key=f"{at}rate_burst", source="body"))
+        for ref in self.depends_on or ():
+            if not ref.startswith("$"):
+                continue
+            if index is None:
+                message = f'"{ref}": "$<index>" names an earlier job of a batch, and this is none'
+            elif int(ref[1:]) >= index:
+                message = f'"{ref}": "$<index>" must name an earlier job of the batch'
+            else:
+                continue
+            found.append(ErrorDetail(message=message, key=f"{at}depends_on", source="body"))
+        return found
+
     def to_new_job(self, idempotency: Idempotency | None = None) -> NewJob:
         return NewJob(
             type=self.type,
@@ -159,6 +277,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             unique_key=self.unique_key,
             unique_for_s=self.unique_for_s,
             idempotency=idempotency,
+            concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
+            rate_limit=self.rate_limit,
+            rate_burst=self.rate_burst,
+            depends_on=tuple(_dependency(ref) for ref in self.depends_on or ()),
         )
 
     def fingerprint(self) -> bytes:
@@ -205,7 +328,7 @@ class JobBatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return [
             problem
             for index, job in enumerate(self.jobs)
-            for problem in job.problems(f"jobs[{index}].")
+            for problem in job.problems(f"jobs[{index}].", index)
         ]
 
 

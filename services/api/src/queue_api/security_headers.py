@@ -3,9 +3,12 @@ and us: the API speaks JSON to programs, but a browser may be pointed at it (the
 today, a web console later), and a shared cache may sit in front of it.
 
 - ``X-Content-Type-Options: nosniff``: a JSON body is never guessed into HTML or script.
-- ``Content-Security-Policy``: a JSON answer may load nothing and be framed by nobody. An HTML
-  page (Swagger UI, which loads its scripts from a CDN) only gets ``frame-ancestors 'none'``: a
-  page that needs a policy of its own sets it, and this one is then left alone.
+- ``Content-Security-Policy``: a JSON answer may load nothing and be framed by nobody. The web
+  console (``/ui``) may load only its own scripts, styles and images, with no inline script or
+  style, and post forms only to us. The OpenAPI pages (``/schema``) may load only from this
+  origin too (their vendored bundles), but keep the inline script and styles their renderers
+  write. Any other HTML page gets ``frame-ancestors 'none'``; a page that sets a policy of its
+  own is left alone.
 - ``X-Frame-Options: DENY`` for browsers that predate ``frame-ancestors``.
 - ``Referrer-Policy: no-referrer``: job ids in our URLs go nowhere else.
 - ``Cache-Control: no-store`` unless a route says otherwise: job payloads and statuses must not
@@ -30,9 +33,26 @@ _ALWAYS: Final[list[tuple[bytes, bytes]]] = [
 ]
 CSP_FOR_DATA: Final = b"default-src 'none'; frame-ancestors 'none'"
 CSP_FOR_PAGES: Final = b"frame-ancestors 'none'"
+CSP_FOR_CONSOLE: Final = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+CSP_FOR_DOCS: Final = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    b"form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
-async def add_security_headers(message: Message, _scope: Scope) -> None:
+def _page_policy(path: str) -> bytes:
+    if path == "/ui" or path.startswith("/ui/"):
+        return CSP_FOR_CONSOLE
+    if path == "/schema" or path.startswith("/schema/"):
+        return CSP_FOR_DOCS
+    return CSP_FOR_PAGES
+
+
+async def add_security_headers(message: Message, scope: Scope) -> None:
     """Litestar ``before_send`` hook: app-wide, so that every answer gets the headers, those
     no route handles (404, 405) and those of the exception handlers included."""
     if message["type"] != "http.response.start":
@@ -50,7 +70,8 @@ async def add_security_headers(message: Message, _scope: Scope) -> None:
             is_page = value.startswith(b"text/html")
     headers.extend(_ALWAYS)
     if not csp:
-        headers.append((b"content-security-policy", CSP_FOR_PAGES if is_page else CSP_FOR_DATA))
+        policy = _page_policy(scope.get("path", "")) if is_page else CSP_FOR_DATA
+        headers.append((b"content-security-policy", policy))
     if not cache_control:
         headers.append((b"cache-control", b"no-store"))
     message["headers"] = headers

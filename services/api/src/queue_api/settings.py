@@ -1,11 +1,12 @@
-"""The API process's configuration, from environment variables (see the README's table)."""
+"""The API process's configuration, from environment variables. Every variable, with its
+default and bounds: docs/reference/settings.md, generated from this class by `make docs`."""
 
 from typing import Literal
 
 from pydantic import Field, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
-from queue_core.settings import CommaList, CommonSettings
+from queue_core.settings import CommaList, CommonSettings, Secret
 from queue_core.states import DEFAULT_QUEUE
 
 DEFAULT_AUTH_CACHE_S = 5.0
@@ -47,3 +48,9 @@ class ApiSettings(CommonSettings):
     # Refuse (422) a job whose type no live worker has a handler for on its queue, instead of
     # accepting it with a warning and queue_api_jobs_unserved_total (queue_api.served).
     reject_unknown_types: bool = False
+    # The web console (/ui): the secret its session cookies are signed with, at least 32
+    # characters (or API_UI_SECRET_FILE). Unset: a random one per process, so sessions end at a
+    # restart and hold on one replica only (a warning at start says so).
+    ui_secret: Secret[str | None] = Field(default=None, min_length=32, max_length=4096)
+    # How long a console session lasts from sign-in; the key is still checked on every request.
+    ui_session_s: float = Field(default=8 * 3600.0, ge=60, le=30 * 24 * 3600, allow_inf_nan=False)

@@ -77,3 +77,21 @@ SELECT id
 FROM jobs
 WHERE id = ANY($1::uuid[])
   AND status IN ('completed', 'failed', 'cancelled');
+
+-- name: recent_by_queue
+-- Per queue, the jobs created since $1 (a UUIDv7 floor: ids carry their creation time, so this
+-- is a range of the primary key, read backwards from the newest) and how many of them have
+-- completed or failed: the web console's rates. At most $2 jobs are read, so a flood costs a
+-- bounded read; the caller says "at least" when the cap was reached.
+SELECT queue,
+       count(*) AS created,
+       count(*) FILTER (WHERE status = 'completed') AS completed,
+       count(*) FILTER (WHERE status = 'failed') AS failed
+FROM (
+    SELECT queue, status
+    FROM jobs
+    WHERE id >= $1::uuid
+    ORDER BY id DESC
+    LIMIT $2
+) AS recent
+GROUP BY queue;

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from queue_api.auth import Caller, requires
 from queue_api.context import RequestContext
 from queue_api.schemas import JobStatusResponse, error_responses
+from queue_core.jobs import JobRecord, Transition
 from queue_core.keys import Scope
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
@@ -25,6 +26,22 @@ async def _check_queue(job_queue: Queue, caller: Caller, job_id: UUID) -> None:
     so reading it first leaves no window for the action to reach another queue's job."""
     if caller.queues is not None:
         caller.check_queues([(await job_queue.get(job_id)).queue], what="this job's queue")
+
+
+async def cancel_job(ctx: RequestContext, job_id: UUID) -> tuple[JobRecord, Transition]:
+    """Cancel a job (this route's and the web console's): the job after, and what changed."""
+    job_queue = ctx.services.queue
+    await _check_queue(job_queue, ctx.caller, job_id)
+    transition = await job_queue.cancel(job_id)
+    return await job_queue.get(job_id), transition
+
+
+async def retry_job(ctx: RequestContext, job_id: UUID) -> JobRecord:
+    """Run a failed or cancelled job again (this route's and the web console's)."""
+    job_queue = ctx.services.queue
+    await _check_queue(job_queue, ctx.caller, job_id)
+    await job_queue.retry(job_id)
+    return await job_queue.get(job_id)
 
 
 class JobActionsController(Controller):
@@ -56,10 +73,7 @@ class JobActionsController(Controller):
         job_id: JobId,
         ctx: NamedDependency[RequestContext],
     ) -> Response[JobStatusResponse]:
-        job_queue, caller = ctx.services.queue, ctx.caller
-        await _check_queue(job_queue, caller, job_id)
-        transition = await job_queue.cancel(job_id)
-        job = await job_queue.get(job_id)
+        job, transition = await cancel_job(ctx, job_id)
         status = HTTP_202_ACCEPTED if transition.after is JobStatus.RUNNING else HTTP_200_OK
         return Response(JobStatusResponse.of(job), status_code=status)
 
@@ -81,7 +95,4 @@ class JobActionsController(Controller):
         job_id: JobId,
         ctx: NamedDependency[RequestContext],
     ) -> JobStatusResponse:
-        job_queue, caller = ctx.services.queue, ctx.caller
-        await _check_queue(job_queue, caller, job_id)
-        await job_queue.retry(job_id)
-        return JobStatusResponse.of(await job_queue.get(job_id))
+        return JobStatusResponse.of(await retry_job(ctx, job_id))

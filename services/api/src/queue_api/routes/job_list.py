@@ -22,9 +22,10 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from queue_api.auth import Caller, requires
 from queue_api.context import RequestContext
-from queue_api.job_views import JobPageView, JobSummaryView, JobView
+from queue_api.job_views import JobPageView, JobSummaryView, JobView, job_view
 from queue_api.job_waiter import MAX_WAIT_S, JobWaiter
 from queue_api.schemas import error_responses
+from queue_core.jobs import JobRecord
 from queue_core.keys import Scope
 from queue_core.listing import (
     DEFAULT_PAGE_SIZE,
@@ -33,6 +34,7 @@ from queue_core.listing import (
     MAX_PAGE_SIZE,
     InvalidCursorError,
     JobFilter,
+    JobPage,
     decode_cursor,
 )
 from queue_core.states import JobStatus
@@ -182,9 +184,8 @@ class JobListController(Controller):
             int, Parameter(ge=1, le=MAX_PAGE_SIZE, description="Jobs per page")
         ] = DEFAULT_PAGE_SIZE,
     ) -> JobPageView:
-        caller, job_listing = ctx.caller, ctx.services.listing
         where = job_filter(
-            caller,
+            ctx.caller,
             _QUERY,
             status=status,
             types=type_,
@@ -194,11 +195,7 @@ class JobListController(Controller):
             finished_after=finished_after,
             finished_before=finished_before,
         )
-        try:
-            after = None if cursor is None else decode_cursor(cursor)
-        except InvalidCursorError as exc:
-            raise _QUERY.bad("cursor", str(exc)) from None
-        page = await job_listing.page(where, after=after, limit=limit)
+        page = await job_page(ctx, where, cursor=cursor, limit=limit)
         return JobPageView(
             jobs=[JobSummaryView.of(job) for job in page.jobs], next_cursor=page.next_cursor
         )
@@ -232,14 +229,13 @@ class JobListController(Controller):
             ),
         ] = None,
     ) -> JobView:
-        job_queue, job_waiter, caller = ctx.services.queue, ctx.services.waiter, ctx.caller
-        job = await job_queue.get(job_id)
-        caller.check_queues([job.queue], what=_ITS_QUEUE)
+        job_queue, job_waiter = ctx.services.queue, ctx.services.waiter
+        job = await read_job(ctx, job_id)
         if wait is None or job.status.is_final:
-            return JobView.of(job)
+            return await job_view(job_queue, job)
         if await _wait_unless_gone(request, job_waiter, job_id, wait) is None:
-            return JobView.of(job)
-        return JobView.of(await job_queue.get(job_id))
+            return await job_view(job_queue, job)
+        return await job_view(job_queue, await job_queue.get(job_id))
 
     @delete(
         "/{job_id:str}",
@@ -257,10 +253,33 @@ class JobListController(Controller):
         job_id: JobId,
         ctx: NamedDependency[RequestContext],
     ) -> None:
-        job_queue, caller = ctx.services.queue, ctx.caller
-        if caller.queues is not None:
-            caller.check_queues([(await job_queue.get(job_id)).queue], what="this job's queue")
-        await job_queue.delete_finished(job_id)
+        await delete_job(ctx, job_id)
+
+
+async def job_page(
+    ctx: RequestContext, where: JobFilter, *, cursor: str | None, limit: int
+) -> JobPage:
+    """One page of a listing (this route's and the web console's); a 400 for a bad cursor."""
+    try:
+        after = None if cursor is None else decode_cursor(cursor)
+    except InvalidCursorError as exc:
+        raise _QUERY.bad("cursor", str(exc)) from None
+    return await ctx.services.listing.page(where, after=after, limit=limit)
+
+
+async def read_job(ctx: RequestContext, job_id: UUID) -> JobRecord:
+    """A job whole, if the key may use its queue (404 for none, 403 for another queue)."""
+    job = await ctx.services.queue.get(job_id)
+    ctx.caller.check_queues([job.queue], what=_ITS_QUEUE)
+    return job
+
+
+async def delete_job(ctx: RequestContext, job_id: UUID) -> None:
+    """Delete a finished job (this route's and the web console's); 409 unless finished."""
+    job_queue, caller = ctx.services.queue, ctx.caller
+    if caller.queues is not None:
+        caller.check_queues([(await job_queue.get(job_id)).queue], what=_ITS_QUEUE)
+    await job_queue.delete_finished(job_id)
 
 
 async def _wait_unless_gone(

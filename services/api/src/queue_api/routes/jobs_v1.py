@@ -22,7 +22,7 @@ from queue_api.enqueueing import (
     enqueue_one,
     outcome_headers,
 )
-from queue_api.job_views import JobView
+from queue_api.job_views import JobView, job_view
 from queue_api.json_body import strict_json_body
 from queue_api.openapi_document import linked_operation
 from queue_api.schemas import JobCreate, error_responses
@@ -99,7 +99,7 @@ async def create_job(
     assert record is not None  # noqa: S101 - read_back=True
     created = enqueued.outcome is EnqueueOutcome.CREATED
     return Response(
-        JobView.of(record),
+        await job_view(ctx.services.queue, record),
         status_code=HTTP_201_CREATED if created else HTTP_200_OK,
         headers={"Location": f"/v1/jobs/{record.id}", **outcome_headers(enqueued.outcome)},
     )

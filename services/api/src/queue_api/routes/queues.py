@@ -73,6 +73,43 @@ def _checked_name(name: str) -> str:
     return name
 
 
+async def queue_views(ctx: RequestContext) -> list[QueueView]:
+    """The queues the key may see, by name (this route's and the web console's)."""
+    job_queue, fleet, caller = ctx.services.queue, ctx.services.fleet, ctx.caller
+    stats = {s.queue: s for s in await job_queue.stats()}
+    states = {s.name: s for s in await fleet.queue_states()}
+    serving: dict[str, int] = {}
+    for worker in await fleet.live_workers():
+        for name in worker.queues:
+            serving[name] = serving.get(name, 0) + 1
+    views = []
+    for name in sorted({*stats, *states, *serving}):
+        if not caller.allows_queue(name):
+            continue
+        s = stats.get(name)
+        state = states.get(name)
+        paused_at = None if state is None else state.paused_at
+        views.append(
+            QueueView(
+                name=name,
+                due=0 if s is None else s.due,
+                scheduled=0 if s is None else s.scheduled,
+                running=0 if s is None else s.running,
+                oldest_due_age_s=0.0 if s is None else s.oldest_due_age_s,
+                paused=paused_at is not None,
+                paused_at=paused_at,
+                workers=serving.get(name, 0),
+            )
+        )
+    return views
+
+
+async def set_queue_paused(ctx: RequestContext, name: str, *, paused: bool) -> QueuePauseState:
+    """Pause or resume a queue the key may use (this route's and the web console's)."""
+    ctx.caller.check_queues([_checked_name(name)])
+    return QueuePauseState.of(await ctx.services.fleet.set_paused(name, paused=paused))
+
+
 class QueuesController(Controller):
     path = "/v1/queues"
     tags = ["queues"]  # noqa: RUF012 - Litestar reads class attributes
@@ -93,33 +130,7 @@ class QueuesController(Controller):
         self,
         ctx: NamedDependency[RequestContext],
     ) -> QueueList:
-        job_queue, fleet, caller = ctx.services.queue, ctx.services.fleet, ctx.caller
-        stats = {s.queue: s for s in await job_queue.stats()}
-        states = {s.name: s for s in await fleet.queue_states()}
-        serving: dict[str, int] = {}
-        for worker in await fleet.live_workers():
-            for name in worker.queues:
-                serving[name] = serving.get(name, 0) + 1
-        views = []
-        for name in sorted({*stats, *states, *serving}):
-            if not caller.allows_queue(name):
-                continue
-            s = stats.get(name)
-            state = states.get(name)
-            paused_at = None if state is None else state.paused_at
-            views.append(
-                QueueView(
-                    name=name,
-                    due=0 if s is None else s.due,
-                    scheduled=0 if s is None else s.scheduled,
-                    running=0 if s is None else s.running,
-                    oldest_due_age_s=0.0 if s is None else s.oldest_due_age_s,
-                    paused=paused_at is not None,
-                    paused_at=paused_at,
-                    workers=serving.get(name, 0),
-                )
-            )
-        return QueueList(queues=views)
+        return QueueList(queues=await queue_views(ctx))
 
     @post(
         "/{name:str}/pause",
@@ -139,9 +150,7 @@ class QueuesController(Controller):
         name: QueueName,
         ctx: NamedDependency[RequestContext],
     ) -> QueuePauseState:
-        fleet, caller = ctx.services.fleet, ctx.caller
-        caller.check_queues([_checked_name(name)])
-        return QueuePauseState.of(await fleet.set_paused(name, paused=True))
+        return await set_queue_paused(ctx, name, paused=True)
 
     @post(
         "/{name:str}/resume",
@@ -158,6 +167,4 @@ class QueuesController(Controller):
         name: QueueName,
         ctx: NamedDependency[RequestContext],
     ) -> QueuePauseState:
-        fleet, caller = ctx.services.fleet, ctx.caller
-        caller.check_queues([_checked_name(name)])
-        return QueuePauseState.of(await fleet.set_paused(name, paused=False))
+        return await set_queue_paused(ctx, name, paused=False)

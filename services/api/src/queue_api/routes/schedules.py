@@ -115,6 +115,17 @@ async def _set_paused(
     return ScheduleView.of(changed, now)
 
 
+async def schedule_views(ctx: RequestContext) -> list[ScheduleView]:
+    """The schedules of the queues the key may see, by name (this route's and the console's)."""
+    schedules, caller = ctx.services.schedules, ctx.caller
+    now, _ = await schedules.states([])
+    return [
+        ScheduleView.of(s, now)
+        for s in await schedules.list()
+        if caller.allows_queue(s.definition.queue)
+    ]
+
+
 class SchedulesController(Controller):
     path = "/v1/schedules"
     tags = ["schedules"]  # noqa: RUF012 - Litestar reads class attributes
@@ -134,15 +145,7 @@ class SchedulesController(Controller):
         self,
         ctx: NamedDependency[RequestContext],
     ) -> ScheduleList:
-        schedules, caller = ctx.services.schedules, ctx.caller
-        now, _ = await schedules.states([])
-        return ScheduleList(
-            schedules=[
-                ScheduleView.of(s, now)
-                for s in await schedules.list()
-                if caller.allows_queue(s.definition.queue)
-            ]
-        )
+        return ScheduleList(schedules=await schedule_views(ctx))
 
     @post(
         "/{name:str}/pause",

@@ -66,10 +66,15 @@ class WorkersController(Controller):
         self,
         ctx: NamedDependency[RequestContext],
     ) -> WorkerList:
-        fleet, caller = ctx.services.fleet, ctx.caller
-        views = []
-        for worker in await fleet.live_workers():
-            queues = [q for q in worker.queues if caller.allows_queue(q)]
-            if queues:
-                views.append(WorkerView.of(worker, queues))
-        return WorkerList(workers=views)
+        return WorkerList(workers=await worker_views(ctx))
+
+
+async def worker_views(ctx: RequestContext) -> list[WorkerView]:
+    """The live workers serving a queue the key may see, with those queues only (this route's
+    and the web console's)."""
+    views = []
+    for worker in await ctx.services.fleet.live_workers():
+        queues = [q for q in worker.queues if ctx.caller.allows_queue(q)]
+        if queues:
+            views.append(WorkerView.of(worker, queues))
+    return views

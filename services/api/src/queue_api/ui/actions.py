@@ -1,0 +1,107 @@
+"""The console's actions: plain HTML forms (they work without JavaScript), each checked for its
+CSRF token by the session guard (``queue_api.ui.sessions``) and for its scope like the JSON
+route it mirrors, then done by the same function that route calls. Each answers 303 to the page
+that shows the outcome (post/redirect/get: reloading it repeats nothing)."""
+
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode
+from uuid import UUID
+
+from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.params import Parameter
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_303_SEE_OTHER
+
+from queue_api.auth import requires_session
+from queue_api.context import RequestContext
+from queue_api.routes.job_actions import cancel_job, retry_job
+from queue_api.routes.job_list import delete_job
+from queue_api.routes.queues import MAX_QUEUE_NAME_LENGTH, set_queue_paused
+from queue_api.ui.filters import FilterForm
+from queue_api.ui.pages import BULK_MAX_LIMIT
+from queue_core.bulk import cancel_matching, retry_matching
+from queue_core.keys import Scope
+
+JobId = Annotated[UUID, Parameter(description="The job's id")]
+_FILTER_FIELDS: Final = ("status", "type", "queue", "created_after", "created_before")
+
+
+def _see(path: str, **query: str) -> Redirect:
+    target = f"/ui{path}"
+    if query:
+        target += "?" + urlencode(query)
+    return Redirect(target, status_code=HTTP_303_SEE_OTHER)
+
+
+async def _field(request: Request[Any, Any, Any], name: str, *, max_chars: int) -> str:
+    value = (await request.form()).get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationException(detail=f"the form field {name!r} is required")
+    if len(value) > max_chars:
+        raise ValidationException(detail=f"the form field {name!r} is too long")
+    return value
+
+
+class ConsoleActions(Controller):
+    path = "/"
+
+    @post("/jobs/{job_id:uuid}/retry", **requires_session(Scope.JOBS_ADMIN))
+    async def retry(self, job_id: JobId, ctx: NamedDependency[RequestContext]) -> Redirect:
+        await retry_job(ctx, job_id)
+        return _see(f"/jobs/{job_id}", done="retried")
+
+    @post("/jobs/{job_id:uuid}/cancel", **requires_session(Scope.JOBS_ADMIN))
+    async def cancel(self, job_id: JobId, ctx: NamedDependency[RequestContext]) -> Redirect:
+        await cancel_job(ctx, job_id)
+        return _see(f"/jobs/{job_id}", done="cancelled")
+
+    @post("/jobs/{job_id:uuid}/delete", **requires_session(Scope.JOBS_ADMIN))
+    async def delete(self, job_id: JobId, ctx: NamedDependency[RequestContext]) -> Redirect:
+        await delete_job(ctx, job_id)
+        return _see("/jobs", done="deleted")
+
+    @post("/bulk", **requires_session(Scope.JOBS_ADMIN))
+    async def bulk(
+        self, request: Request[Any, Any, Any], ctx: NamedDependency[RequestContext]
+    ) -> Redirect:
+        form_data = await request.form()
+        form = FilterForm.read(
+            {name: form_data.getall(name) for name in _FILTER_FIELDS if name in form_data}
+        )
+        where = form.job_filter(ctx.caller)
+        action = await _field(request, "action", max_chars=10)
+        limit_text = await _field(request, "limit", max_chars=6)
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= BULK_MAX_LIMIT:
+            raise ValidationException(detail=f"the limit must be 1 to {BULK_MAX_LIMIT}")
+        limit = int(limit_text)
+        services = ctx.services
+        if action == "retry":
+            affected = await retry_matching(services.queue, services.listing, where, limit=limit)
+        elif action == "cancel":
+            affected = await cancel_matching(services.queue, services.listing, where, limit=limit)
+        else:
+            raise ValidationException(detail="the action must be retry or cancel")
+        target = "/jobs?" + form.query() if form.query() else "/jobs"
+        separator = "&" if "?" in target else "?"
+        return Redirect(
+            f"/ui{target}{separator}{urlencode({'done': f'{action}:{affected}'})}",
+            status_code=HTTP_303_SEE_OTHER,
+        )
+
+    @post("/queues/pause", **requires_session(Scope.QUEUES_ADMIN))
+    async def pause(
+        self, request: Request[Any, Any, Any], ctx: NamedDependency[RequestContext]
+    ) -> Redirect:
+        name = await _field(request, "name", max_chars=MAX_QUEUE_NAME_LENGTH)
+        await set_queue_paused(ctx, name, paused=True)
+        return _see("/", done=f"paused:{name}")
+
+    @post("/queues/resume", **requires_session(Scope.QUEUES_ADMIN))
+    async def resume(
+        self, request: Request[Any, Any, Any], ctx: NamedDependency[RequestContext]
+    ) -> Redirect:
+        name = await _field(request, "name", max_chars=MAX_QUEUE_NAME_LENGTH)
+        await set_queue_paused(ctx, name, paused=False)
+        return _see("/", done=f"resumed:{name}")

@@ -1,0 +1,229 @@
+"""The web console's sessions and CSRF tokens: who is signed in, and that a form came from us.
+
+Signing in posts an API key once. The API checks it like a Bearer key and answers with a
+session cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it),
+Secure when the request came over https, scoped to ``/ui``. The cookie is signed (HMAC-SHA256
+with ``API_UI_SECRET``), not encrypted, and holds no secret: the key's prefix, a digest of its
+stored hash (:func:`queue_api.auth.session_fingerprint`), an expiry and a random nonce. Every
+request checks the signature and the expiry, then the key itself through the same
+:class:`~queue_api.auth.KeyChecker` as Bearer keys: a revoked or expired key, or changed scopes,
+reach open sessions within ``API_AUTH_CACHE_S``. No server-side store, so any replica that
+shares the secret serves any session.
+
+CSRF: every form and htmx request that changes something carries a token derived from the
+session's nonce (HMAC, so it cannot be made without the secret); the sign-in form, before any
+session, uses a nonce of its own in a short-lived cookie (double submit, signed). A missing or
+wrong token is a 403. The JSON API is untouched: it takes Bearer keys only and never reads
+these cookies (``queue_api.auth``).
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+
+from queue_api.auth import ANYONE, Caller, KeyChecker
+from queue_core.log import get_logger
+
+log = get_logger("queue_api.ui.sessions")
+
+SESSION_COOKIE: Final = "tq_ui_session"
+LOGIN_COOKIE: Final = "tq_ui_login"
+CSRF_FIELD: Final = "csrf_token"
+CSRF_HEADER: Final = "x-csrf-token"
+COOKIE_PATH: Final = "/ui"
+LOGIN_COOKIE_S: Final = 3600  # a sign-in form older than this must be loaded again
+MAX_COOKIE_CHARS: Final = 1024  # ours are about 200; anything longer is not ours
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_NONCE_BYTES: Final = 16
+_MIN_SECRET_CHARS: Final = 32
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.encode("ascii") + b"=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in session: ``prefix`` and ``fingerprint`` are None when API_AUTH=off."""
+
+    prefix: str | None
+    fingerprint: str | None
+    expires_at: float  # Unix time
+    nonce: str
+
+
+class SessionSigner:
+    """Signs and checks the console's cookies and tokens with one secret."""
+
+    def __init__(self, secret: str | None) -> None:
+        if secret is None:
+            log.warning(
+                "ui_secret_generated",
+                detail=(
+                    "API_UI_SECRET is not set: web console sessions are signed with a random "
+                    "secret of this process, so they end when it restarts and are not valid on "
+                    "other replicas; set API_UI_SECRET or API_UI_SECRET_FILE to share one"
+                ),
+            )
+            secret = secrets.token_urlsafe(32)
+        if len(secret) < _MIN_SECRET_CHARS:  # pragma: no cover - the settings refuse it first
+            raise ValueError(f"the UI secret must be at least {_MIN_SECRET_CHARS} characters")
+        self._key = hashlib.sha256(b"queue-ui:" + secret.encode()).digest()
+
+    def _mac(self, purpose: str, data: bytes) -> str:
+        return _b64(hmac.new(self._key, purpose.encode() + b"|" + data, hashlib.sha256).digest())
+
+    def seal(self, session: Session) -> str:
+        body = _b64(
+            json.dumps(
+                {
+                    "p": session.prefix,
+                    "f": session.fingerprint,
+                    "e": session.expires_at,
+                    "n": session.nonce,
+                },
+                separators=(",", ":"),
+            ).encode()
+        )
+        return f"{body}.{self._mac('session', body.encode())}"
+
+    def open(self, cookie: str | None, *, now: float) -> Session | None:
+        """The session a cookie holds, or None: absent, not signed by us, or expired."""
+        if not cookie or len(cookie) > MAX_COOKIE_CHARS:
+            return None
+        body, _, mac = cookie.partition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac("session", body.encode()).encode()):
+            return None
+        try:
+            data: Any = json.loads(_unb64(body))
+            session = Session(
+                prefix=data["p"],
+                fingerprint=data["f"],
+                expires_at=float(data["e"]),
+                nonce=data["n"],
+            )
+        except (ValueError, KeyError, TypeError):  # pragma: no cover - we signed it
+            return None
+        return session if session.expires_at > now else None
+
+    def csrf_token(self, nonce: str) -> str:
+        return self._mac("csrf", nonce.encode())
+
+    def login_token(self, login_nonce: str) -> str:
+        return self._mac("login", login_nonce.encode())
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(_NONCE_BYTES)
+
+
+def session_cookie(value: str, *, secure: bool, max_age: int | None) -> Cookie:
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=value,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        max_age=max_age,
+    )
+
+
+def login_cookie(value: str, *, secure: bool, max_age: int = LOGIN_COOKIE_S) -> Cookie:
+    return Cookie(
+        key=LOGIN_COOKIE,
+        value=value,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        max_age=max_age,
+    )
+
+
+def is_https(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    return connection.url.scheme == "https"
+
+
+async def sent_csrf_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The CSRF token a request carries: the header (htmx) or the form field (plain forms)."""
+    header = connection.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    content_type = connection.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await connection.form()  # type: ignore[attr-defined]  # a Request: guards run on HTTP
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def _refuse_csrf() -> PermissionDeniedException:
+    return PermissionDeniedException(
+        detail="the form's CSRF token is missing or wrong: reload the page and try again"
+    )
+
+
+class Sessions:
+    """Finds the caller of a console request from its session (the app-wide guard's
+    ``session``, see ``queue_api.auth``) and checks the CSRF token of one that changes
+    something."""
+
+    def __init__(
+        self, signer: SessionSigner, checker: KeyChecker, *, auth_enabled: bool, session_s: float
+    ) -> None:
+        self.signer = signer
+        self.checker = checker
+        self.auth_enabled = auth_enabled
+        self.session_s = session_s
+
+    def current(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Session | None:
+        return self.signer.open(connection.cookies.get(SESSION_COOKIE), now=time.time())
+
+    async def caller(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+        session = self.current(connection)
+        if session is None:
+            raise NotAuthorizedException(detail="sign in to the web console first")
+        if connection.scope.get("method", "GET") not in _SAFE_METHODS:
+            sent = await sent_csrf_token(connection)
+            if not hmac.compare_digest(
+                sent.encode(), self.signer.csrf_token(session.nonce).encode()
+            ):
+                raise _refuse_csrf()
+        connection.state["ui_session"] = session
+        if session.prefix is None or session.fingerprint is None:
+            if self.auth_enabled:  # signed in while API_AUTH was off: not valid now
+                raise NotAuthorizedException(detail="sign in to the web console again")
+            return ANYONE
+        return await self.checker.session_caller(session.prefix, session.fingerprint)
+
+    def new_session(self, prefix: str | None, fingerprint: str | None) -> Session:
+        return Session(
+            prefix=prefix,
+            fingerprint=fingerprint,
+            expires_at=time.time() + self.session_s,
+            nonce=new_nonce(),
+        )
+
+    async def check_login_token(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        """The sign-in form's own CSRF check (there is no session yet): its token must match
+        the nonce in the sign-in cookie set with the form."""
+        nonce = connection.cookies.get(LOGIN_COOKIE) or ""
+        sent = await sent_csrf_token(connection)
+        if not nonce or not hmac.compare_digest(
+            sent.encode(), self.signer.login_token(nonce).encode()
+        ):
+            raise _refuse_csrf()

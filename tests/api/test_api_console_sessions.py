@@ -1,0 +1,103 @@
+"""The web console's sessions, in-process (tests/ui drives the pages in a real browser): a
+session only from the sign-in form, its cookie's attributes, the key checked on every request,
+no session from a Bearer key, and nothing of /ui in the OpenAPI document."""
+
+import re
+
+from api.support import ApiClient, ClientFactory, bearer
+from queue_api.ui.sessions import SESSION_COOKIE
+
+DOMAIN = "testserver.local"  # AsyncTestClient's host
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def sign_in(client: ApiClient, key: str | None) -> None:
+    form = await client.get("/ui/login")
+    assert form.status_code == 200
+    match = _TOKEN.search(form.text)
+    assert match, form.text
+    fields = {"csrf_token": match.group(1)} | ({} if key is None else {"key": key})
+    answer = await client.post("/ui/login", data=fields, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/ui/"
+
+
+async def test_the_console_wants_a_session_and_a_bearer_key_is_not_one(
+    make_client: ClientFactory, db_url: str
+) -> None:
+    async with make_client(db_url) as client:  # sends the admin key as a Bearer header
+        page = await client.get("/ui/", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/ui/login"
+        fragment = await client.get("/ui/fragments/jobs", headers={"HX-Request": "true"})
+        assert fragment.status_code == 401
+        assert fragment.headers["hx-redirect"] == "/ui/login"
+
+
+async def test_a_session_cookie_is_httponly_strict_and_for_ui_only(
+    make_client: ClientFactory, db_url: str, admin_key: str
+) -> None:
+    async with make_client(db_url, key=None) as client:
+        form = await client.get("/ui/login")
+        match = _TOKEN.search(form.text)
+        assert match
+        answer = await client.post(
+            "/ui/login",
+            data={"csrf_token": match.group(1), "key": admin_key},
+            follow_redirects=False,
+        )
+        cookie = next(
+            value
+            for name, value in answer.headers.multi_items()
+            if name == "set-cookie" and value.startswith(SESSION_COOKIE + "=")
+        )
+        attributes = {part.strip().lower() for part in cookie.split(";")}
+        assert {"httponly", "samesite=strict", "path=/ui"} <= attributes
+        assert "secure" not in attributes  # plain http here; https requests get Secure
+        assert admin_key not in cookie
+        assert (await client.get("/ui/")).status_code == 200
+        # The JSON API takes no cookie: still 401 without a Bearer key.
+        assert (await client.get("/v1/jobs")).status_code == 401
+
+
+async def test_a_session_ends_when_its_key_is_revoked_or_its_cookie_is_touched(
+    make_client: ClientFactory, db_url: str, admin_key: str
+) -> None:
+    async with make_client(db_url, key=None, auth_cache_s=0) as client:
+        made = await client.post(
+            "/v1/keys", json={"name": "console", "scopes": ["jobs:read"]}, headers=bearer(admin_key)
+        )
+        assert made.status_code == 201, made.text
+        await sign_in(client, made.json()["key"])
+        assert (await client.get("/ui/jobs")).status_code == 200
+
+        value = client.cookies[SESSION_COOKIE]
+        body, _, mac = value.partition(".")
+        for forged in (f"{body}.{mac[::-1]}", f"{body[:-1]}A.{mac}", "garbage"):
+            client.cookies.set(SESSION_COOKIE, forged, domain=DOMAIN, path="/ui")
+            assert (await client.get("/ui/jobs", follow_redirects=False)).status_code == 303
+        client.cookies.set(SESSION_COOKIE, value, domain=DOMAIN, path="/ui")
+        assert (await client.get("/ui/jobs")).status_code == 200
+
+        revoked = await client.post("/v1/keys/console/revoke", headers=bearer(admin_key))
+        assert revoked.status_code == 200
+        page = await client.get("/ui/jobs", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/ui/login"
+
+
+async def test_with_auth_off_the_console_signs_in_without_a_key(
+    make_client: ClientFactory, db_url: str
+) -> None:
+    async with make_client(db_url, key=None, auth="off") as client:
+        form = await client.get("/ui/login")
+        assert 'name="key"' not in form.text
+        await sign_in(client, None)
+        overview = await client.get("/ui/")
+        assert overview.status_code == 200
+        assert "Authentication off" in overview.text
+
+
+async def test_the_console_stays_out_of_the_openapi_document(shared_client: ApiClient) -> None:
+    document = (await shared_client.get("/schema/openapi.json")).json()
+    assert not [path for path in document["paths"] if path.startswith("/ui")]
