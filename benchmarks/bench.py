@@ -3,23 +3,40 @@
 Starts its own durable PostgreSQL (fsync on, as in production) with the same tooling as the
 tests, a fresh database per workload, and real ``queue-api`` / ``queue-worker`` processes:
 
-  http_single     POST /jobs from 64 connections for 30 s (wrk when installed, else loadgen.py
-                  in its own process), jobs/s and p50/p99 latency
+  http_single     POST /jobs with an API key from 64 connections for 30 s (wrk when installed,
+                  else loadgen.py in its own process), jobs/s, p50/p99 latency, and the API
+                  process's CPU per request
   http_batch      POST /v1/jobs/batch, 1,000 jobs a request from 4 clients, jobs/s
   python_bulk     Queue.enqueue_many, 1,000 jobs a call, jobs/s
   process         100,000 pre-enqueued no-op jobs, 1 and 2 worker processes, jobs/s (from
                   the first completion to the last) and PostgreSQL CPU per job
+  process_keys    `process` with every job under a concurrency key, 1,000 distinct keys (limit
+                  10 each, so the limits never bind: what the keyed claim costs), and the ratio
+                  to `process` when both ran
   latency         enqueue-to-start of 200 jobs spaced 20 ms apart, one idle worker
   history         `process` and the claim statement's latency with 1,000,000 finished jobs in
                   the table, against an empty table
+  mixed           producers and workers at once, as users run it: wrk's 64 connections posting
+                  single jobs and one client posting a batch of 100 every 50 ms, an API key
+                  and an Idempotency-Key on every job, 2 worker processes, for 30 s; jobs/s
+                  completed within that window, enqueue p50/p99 (wrk's), and enqueue-to-start
+                  and enqueue-to-completed p50/p99 from the jobs table (PostgreSQL's clock)
+  lone_caller     one caller enqueueing 2,000 jobs one after another: Queue.enqueue, and POST
+                  /jobs from one keep-alive httpx client (with and without an Idempotency-Key);
+                  p50/p99 ms a call
   peers           the same workloads on PgQueuer and Procrastinate (benchmarks/peers/), best
-                  configuration of a small sweep, and the ratio ours/peer
+                  configuration of a small sweep, and the ratio ours/peer (mixed and
+                  lone_caller: PgQueuer's Python API, since it has no HTTP)
+  gate            (--gate, or named in --only) the regression gate of bench_gate.py: processing
+                  with 1 and 2 worker processes, ours and PgQueuer's, 20,000 jobs each; exits 1
+                  when a ratio ours/PgQueuer falls below its documented fraction
 
 Figures are printed as a table and written as JSON to benchmarks/results/. They are reported,
-never asserted. ``--smoke`` runs every workload of ours tiny and fast (CI runs it).
+never asserted, but for the gate's ratios. ``--smoke`` runs every workload of ours tiny and
+fast (``make test`` runs it); ``make bench-smoke`` adds the gate, and CI runs the gate.
 
-    make bench            # everything, about 10 minutes
-    make bench-smoke      # seconds
+    make bench            # everything, about 20 minutes
+    make bench-smoke      # every workload of ours, tiny, and the gate: about 2 minutes
 """
 
 import argparse
@@ -42,11 +59,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import bench_gate
 import bench_report
 import httpx
 
 from queue_core.db import create_pool
 from queue_core.jobs import NewJob
+from queue_core.keys import KeyStore, Scope
 from queue_core.migrate import upgrade
 from queue_core.queue import Queue
 from queue_devtools.pgcluster import PgCluster, free_port, temporary_cluster
@@ -68,6 +87,14 @@ class Sizes:
     # Empty and history-laden runs alternate this many times; their medians are compared. One
     # pair of 2-second runs differs by more than the 10 % being looked for.
     history_repeats: int = 3
+    # mixed: wrk's connections posting single jobs in a closed loop, and one client posting
+    # a batch of mixed_batch jobs every mixed_batch_interval_s (up to 2,000 jobs/s), while
+    # 2 worker processes run, for mixed_seconds.
+    mixed_seconds: float = 30.0
+    mixed_batch: int = 100
+    mixed_batch_interval_s: float = 0.05
+    # lone_caller: calls one after another, each timed.
+    lone_calls: int = 2000
 
 
 SMOKE = Sizes(
@@ -78,6 +105,8 @@ SMOKE = Sizes(
     latency_jobs=20,
     history_rows=20_000,
     history_repeats=1,
+    mixed_seconds=3.0,
+    lone_calls=300,
 )
 
 
@@ -184,17 +213,27 @@ def worker_env(url: str, concurrency: int) -> dict[str, str]:
     }
 
 
-def api_env(url: str, port: int) -> dict[str, str]:
+def api_env(url: str, port: int, *, auth: bool = False) -> dict[str, str]:
     return {
         "DATABASE_URL": url,
         "API_PORT": str(port),
         "API_HOST": "127.0.0.1",
-        # Throughput of the queue behind the API, as before API keys; a checked key costs one
-        # SHA-256 and a dict lookup per request (cached, README "Authentication").
-        "API_AUTH": "off",
+        # Off: throughput of the queue behind the API, as before API keys. On (as users run
+        # it): requests carry a key made by bench_key().
+        "API_AUTH": "on" if auth else "off",
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
     }
+
+
+async def bench_key(url: str) -> str:
+    """A real API key that may enqueue (made as `queue-keys create` makes one)."""
+    pool = await create_pool(url, max_size=1)
+    try:
+        new = await KeyStore(pool).create(name="bench", scopes=[Scope.JOBS_WRITE])
+    finally:
+        await pool.close()
+    return new.secret
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -206,23 +245,65 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def http_single(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    """POST /jobs with an API key (API_AUTH on, as users run it), no Idempotency-Key."""
     url = bench.fresh_database()
+    key = asyncio.run(bench_key(url))
     port = free_port()
-    with processes([("queue-api", api_env(url, port))]):
+    with processes([("queue-api", api_env(url, port, auth=True))]) as (api,):
         wait_http(f"http://127.0.0.1:{port}/health")
         target = f"http://127.0.0.1:{port}/jobs"
-        if wrk := shutil.which("wrk"):
-            return _run_wrk(wrk, target, sizes)
-        return _run_loadgen(target, sizes)
+        load = LoadSpec(target, sizes.http_connections, sizes.http_seconds, key)
+        api_cpu = process_cpu_s(api.pid)
+        out = subprocess.run(
+            load.argv(), env=load.env(), capture_output=True, text=True, check=True,
+            timeout=sizes.http_seconds + 60,
+        ).stdout  # fmt: skip
+        api_cpu = process_cpu_s(api.pid) - api_cpu
+    figures = load.figures(out)
+    return {
+        **figures,
+        "api_cpu_us_per_request": api_cpu / max(1, figures["requests"]) * 1e6,
+        "auth": "API key (Bearer)",
+    }
 
 
-def _run_wrk(wrk: str, target: str, sizes: Sizes) -> dict[str, Any]:
-    out = subprocess.run(
-        [wrk, "-t2", f"-c{sizes.http_connections}", f"-d{sizes.http_seconds:g}s", "--latency",
-         "-s", str(HERE / "post_job.lua"), target],
-        capture_output=True, text=True, check=True, timeout=sizes.http_seconds + 30,
-    ).stdout  # fmt: skip
+@dataclass(frozen=True)
+class LoadSpec:
+    """Single POST /jobs from ``connections`` connections for ``seconds``: wrk (2 threads,
+    post_job.lua) when installed, else loadgen.py in a process of its own. ``key``: the API
+    key every request carries; ``idempotency``: a fresh Idempotency-Key on every request."""
 
+    target: str
+    connections: int
+    seconds: float
+    key: str | None = None
+    idempotency: bool = False
+    wrk: str | None = field(default_factory=lambda: shutil.which("wrk"))
+
+    def argv(self) -> list[str]:
+        if self.wrk:
+            return [
+                self.wrk, "-t2", f"-c{self.connections}", f"-d{self.seconds:g}s", "--latency",
+                "-s", str(HERE / "post_job.lua"), self.target,
+            ]  # fmt: skip
+        return [
+            sys.executable, str(HERE / "loadgen.py"), self.target,
+            "--connections", str(self.connections), "--seconds", str(self.seconds),
+            *(["--idempotency"] if self.idempotency else []),
+        ]  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BENCH_API_KEY": self.key or "",
+            "BENCH_IDEMPOTENCY": "1" if self.idempotency else "0",
+        }
+
+    def figures(self, out: str) -> dict[str, Any]:
+        return _wrk_figures(out, self) if self.wrk else _loadgen_figures(out, self)
+
+
+def _wrk_figures(out: str, load: LoadSpec) -> dict[str, Any]:
     def latency(label: str) -> float:
         match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
         if not match:
@@ -231,10 +312,12 @@ def _run_wrk(wrk: str, target: str, sizes: Sizes) -> dict[str, Any]:
         return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    requests = re.search(r"^\s*(\d+) requests in", out, re.MULTILINE)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {
         "generator": "wrk (2 threads)",
-        "connections": sizes.http_connections,
+        "connections": load.connections,
+        "requests": int(requests.group(1)) if requests else 0,
         "jobs_per_s": float(rate.group(1)) if rate else float("nan"),
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
@@ -242,17 +325,13 @@ def _run_wrk(wrk: str, target: str, sizes: Sizes) -> dict[str, Any]:
     }
 
 
-def _run_loadgen(target: str, sizes: Sizes) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "loadgen.py"), target,
-         "--connections", str(sizes.http_connections), "--seconds", str(sizes.http_seconds)],
-        capture_output=True, text=True, check=True, timeout=sizes.http_seconds + 60,
-    ).stdout  # fmt: skip
+def _loadgen_figures(out: str, load: LoadSpec) -> dict[str, Any]:
     data = json.loads(out)
     latencies = data["latencies_ms"]
     return {
         "generator": "loadgen.py (httpx, 1 process; install wrk for a compiled one)",
-        "connections": sizes.http_connections,
+        "connections": load.connections,
+        "requests": data["requests"],
         "jobs_per_s": (data["requests"] - data["errors"]) / data["seconds"],
         "p50_ms": percentile(latencies, 0.50),
         "p99_ms": percentile(latencies, 0.99),
@@ -305,10 +384,26 @@ def python_bulk(bench: Bench, sizes: Sizes) -> dict[str, Any]:
 # -- processing ----------------------------------------------------------------------------
 
 
-async def _fill(url: str, jobs: int) -> None:
+# process_keys: distinct concurrency keys in use, and each key's limit (never reached: 1,000
+# keys x 10 slots is far above the workers' slots).
+PROCESS_KEYS = 1000
+PROCESS_KEY_LIMIT = 10
+
+
+async def _fill(url: str, jobs: int, keys: int = 0) -> None:
     pool = await create_pool(url, max_size=2)
     queue = Queue(pool)
     batch = [NewJob(type="noop", payload={"i": 1})] * 5000
+    if keys:
+        batch = [
+            NewJob(
+                type="noop",
+                payload={"i": 1},
+                concurrency_key=f"key:{n % keys}",
+                concurrency_limit=PROCESS_KEY_LIMIT,
+            )
+            for n in range(5000)
+        ]
     for start in range(0, jobs, 5000):
         await queue.enqueue_many(batch[: min(5000, jobs - start)])
     # As the peers' scripts do: the planner sees the backlog, not the empty table it last saw.
@@ -376,11 +471,17 @@ async def _server_now(url: str) -> datetime:
         await conn.close()
 
 
-def process(
-    bench: Bench, jobs: int, procs: int, concurrency: int, url: str | None = None
+def process(  # noqa: PLR0913 - the workload's knobs
+    bench: Bench,
+    jobs: int,
+    procs: int,
+    concurrency: int,
+    url: str | None = None,
+    *,
+    keys: int = 0,
 ) -> dict[str, Any]:
     url = url or bench.fresh_database()
-    asyncio.run(_fill(url, jobs))
+    asyncio.run(_fill(url, jobs, keys))
     asyncio.run(_checkpoint(url))
     since = asyncio.run(_server_now(url))
     cpu_before = bench.postgres_cpu_s()
@@ -400,9 +501,33 @@ def process(
     }
 
 
-def best_process(bench: Bench, sizes: Sizes, procs: int, url_factory: Any = None) -> dict[str, Any]:  # noqa: ANN401
+def process_keys(bench: Bench, sizes: Sizes, report: Report) -> None:
+    """``process`` with PROCESS_KEYS concurrency keys in use, and its ratio to ``process``."""
+    for procs, label in ((1, "1_proc"), (2, "2_procs")):
+        keyed = best_process(bench, sizes, procs=procs, keys=PROCESS_KEYS)
+        plain = report.results.get(f"process_{label}")
+        if plain:
+            keyed["ratio_to_process"] = keyed["jobs_per_s"] / plain["jobs_per_s"]
+        report.add(f"process_keys_{label}", keyed)
+
+
+def best_process(
+    bench: Bench,
+    sizes: Sizes,
+    procs: int,
+    url_factory: Any = None,  # noqa: ANN401
+    *,
+    keys: int = 0,
+) -> dict[str, Any]:
     runs = [
-        process(bench, sizes.process_jobs, procs, c, url_factory() if url_factory else None)
+        process(
+            bench,
+            sizes.process_jobs,
+            procs,
+            c,
+            url_factory() if url_factory else None,
+            keys=keys,
+        )
         for c in sizes.concurrencies
     ]
     best = max(runs, key=lambda r: r["jobs_per_s"])
@@ -447,6 +572,265 @@ def latency(bench: Bench, sizes: Sizes, interval_s: float = 0.02) -> dict[str, A
         "p95_ms": percentile(values, 0.95),
         "p99_ms": percentile(values, 0.99),
         "measured": "claim (jobs.started_at) minus the client's clock before the enqueue call",
+    }
+
+
+# -- the whole path: producers and workers at once, and a lone caller ----------------------
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and its live children (from /proc)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(stat.parent.name) == pid or int(fields[1]) == pid:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def _until_idle(url: str, timeout_s: float) -> None:
+    """Wait until no job is pending or running."""
+    conn = await asyncpg.connect(url)
+    await conn.execute("SET enable_seqscan = off")  # as _wait_done: only the partial indexes
+    deadline = time.monotonic() + timeout_s
+    try:
+        while await conn.fetchval(LIVE_SQL):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jobs still pending or running after {timeout_s:.0f} s")
+            await asyncio.sleep(POLL_S)
+    finally:
+        await conn.close()
+
+
+# Every job created in the run (from $1 on, the end of the producing window $2), by
+# PostgreSQL's clock: created_at is the enqueue's transaction time, started_at the claim's.
+MIXED_FIGURES_SQL = """
+WITH run AS (
+    SELECT payload->>'source' AS source, status, finished_at,
+           extract(epoch FROM started_at - created_at) * 1000 AS to_start,
+           extract(epoch FROM finished_at - created_at) * 1000 AS to_done
+    FROM jobs WHERE created_at >= $1
+)
+SELECT count(*) AS enqueued,
+       count(*) FILTER (WHERE source = 'wrk' OR source = 'loadgen') AS single_enqueued,
+       count(*) FILTER (WHERE source = 'batch') AS batch_enqueued,
+       count(*) FILTER (WHERE status = 'completed') AS completed,
+       count(*) FILTER (WHERE finished_at <= $2) AS completed_in_window,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY to_start) AS start_p50_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY to_start) AS start_p99_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY to_done) AS done_p50_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY to_done) AS done_p99_ms
+FROM run
+"""
+
+
+async def _batch_producer(
+    http: httpx.AsyncClient, sizes: Sizes, *, idempotency: bool
+) -> dict[str, Any]:
+    """POST /v1/jobs/batch of ``sizes.mixed_batch`` jobs, each with an idempotency_key of its
+    own, one every ``sizes.mixed_batch_interval_s`` until ``sizes.mixed_seconds`` are over
+    (when a call takes longer than the interval, the next starts at once: no catching up)."""
+    until = time.perf_counter() + sizes.mixed_seconds
+    next_at = time.perf_counter()
+    latencies: list[float] = []
+    while next_at < until:
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        n = len(latencies)
+        jobs = [{"type": "noop", "payload": {"source": "batch"}}] * sizes.mixed_batch
+        if idempotency:
+            jobs = [{**job, "idempotency_key": f"b{n}-{i}"} for i, job in enumerate(jobs)]
+        body = json.dumps({"jobs": jobs})
+        started = time.perf_counter()
+        response = await http.post("/v1/jobs/batch", content=body)
+        response.raise_for_status()
+        latencies.append((time.perf_counter() - started) * 1000)
+        next_at = max(next_at + sizes.mixed_batch_interval_s, time.perf_counter())
+    return {
+        "requests": len(latencies),
+        "jobs": len(latencies) * sizes.mixed_batch,
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+    }
+
+
+@dataclass(frozen=True)
+class MixedTarget:
+    url: str  # the database
+    base: str  # the API
+    key: str  # an API key
+    api_pid: int
+    idempotency: bool
+
+
+async def _mixed_producers(target: MixedTarget, sizes: Sizes) -> dict[str, Any]:
+    url, base, key = target.url, target.base, target.key
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
+        # Warm-up, not counted: the API's first requests and the workers' first jobs.
+        for i in range(20):
+            warm = await http.post(
+                "/jobs",
+                content=b'{"type":"noop","payload":{"source":"warm-up"}}',
+                headers={"idempotency-key": f"warm-{i}"},
+            )
+            warm.raise_for_status()
+        await _until_idle(url, 60)
+        await _checkpoint(url)
+        since = await _server_now(url)
+        api_cpu = process_cpu_s(target.api_pid)
+        load = LoadSpec(
+            f"{base}/jobs",
+            sizes.http_connections,
+            sizes.mixed_seconds,
+            key,
+            idempotency=target.idempotency,
+        )
+        wrk = await asyncio.create_subprocess_exec(
+            *load.argv(), env=load.env(), stdout=asyncio.subprocess.PIPE
+        )
+        batch = await _batch_producer(http, sizes, idempotency=target.idempotency)
+        out, _ = await asyncio.wait_for(wrk.communicate(), sizes.mixed_seconds + 60)
+        if wrk.returncode:
+            raise RuntimeError(f"{load.argv()[0]} exited with {wrk.returncode}")
+        until = await _server_now(url)
+    return {
+        "since": since,
+        "until": until,
+        "api_cpu_s": process_cpu_s(target.api_pid) - api_cpu,
+        "single": load.figures(out.decode()),
+        "batch": batch,
+    }
+
+
+def mixed(
+    bench: Bench, sizes: Sizes, procs: int = 2, *, idempotency: bool = True
+) -> dict[str, Any]:
+    """HTTP producers (wrk's single POST /jobs and a paced batch client) and ``procs`` worker
+    processes at once, with an API key and (unless told not to) an Idempotency-Key on every
+    job, for ``sizes.mixed_seconds``; then, once every job is done, the figures from the jobs
+    table."""
+    url = bench.fresh_database()
+    key = asyncio.run(bench_key(url))
+    port = free_port()
+    concurrency = sizes.concurrencies[0]
+    workers = [worker_env(url, concurrency) for _ in range(procs)]
+    commands = [("queue-api", api_env(url, port, auth=True))]
+    commands += [("queue-worker", env) for env in workers]
+    with processes(commands) as running:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        for env in workers:
+            wait_http(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/healthz")
+        target = MixedTarget(url, f"http://127.0.0.1:{port}", key, running[0].pid, idempotency)
+        produced = asyncio.run(_mixed_producers(target, sizes))
+        asyncio.run(_until_idle(url, 300))
+    row = asyncio.run(_fetch_row(url, MIXED_FIGURES_SQL, produced["since"], produced["until"]))
+    window_s = (produced["until"] - produced["since"]).total_seconds()
+    single, batch = produced["single"], produced["batch"]
+    return {
+        "seconds": window_s,
+        "procs": procs,
+        "concurrency": concurrency,
+        "enqueued": row["enqueued"],
+        "completed": row["completed"],
+        "completed_jobs_per_s": row["completed_in_window"] / window_s,
+        "single": {**single, "jobs": row["single_enqueued"]},
+        "batch": {
+            **batch,
+            "batch": sizes.mixed_batch,
+            "interval_ms": sizes.mixed_batch_interval_s * 1000,
+        },
+        "api_cpu_us_per_job": produced["api_cpu_s"] / max(1, row["enqueued"]) * 1e6,
+        **{
+            name: float(row[name])
+            for name in ("start_p50_ms", "start_p99_ms", "done_p50_ms", "done_p99_ms")
+        },
+        "auth": "API key (Bearer)"
+        + (", an Idempotency-Key on every job" if idempotency else ", no Idempotency-Key"),
+        "measured": "jobs/s: finished within the producing window; latencies: started_at and "
+        "finished_at minus created_at (PostgreSQL's clock), every job of the window",
+    }
+
+
+async def _fetch_row(url: str, sql: str, *args: Any) -> asyncpg.Record:  # noqa: ANN401
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(sql, *args)
+    finally:
+        await conn.close()
+    if row is None:
+        raise RuntimeError("no row read back")
+    return row
+
+
+async def _timed_async(calls: int, call: Any, warm_up: int = 20) -> dict[str, float]:  # noqa: ANN401
+    for _ in range(warm_up):
+        await call()
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        await call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99)}
+
+
+def _timed_sync(calls: int, call: Any, warm_up: int = 20) -> dict[str, float]:  # noqa: ANN401
+    for _ in range(warm_up):
+        call()
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99)}
+
+
+async def _lone_python(url: str, calls: int) -> dict[str, Any]:
+    pool = await create_pool(url)
+    queue = Queue(pool)
+    job = NewJob(type="noop", payload={"i": 1})
+    try:
+        return {
+            "enqueue": await _timed_async(calls, lambda: queue.enqueue(job)),
+            # The same statement without the group commit around it: what it costs alone.
+            "enqueue_many_of_1": await _timed_async(calls, lambda: queue.enqueue_many([job])),
+        }
+    finally:
+        await pool.close()
+
+
+def _lone_http(base: str, key: str, calls: int, *, idempotency: bool) -> dict[str, float]:
+    body = b'{"type":"noop","payload":{"i":1}}'
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    sent = iter(range(10**9))
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+
+        def call() -> None:
+            extra = {"idempotency-key": f"lone-{next(sent)}"} if idempotency else {}
+            http.post("/jobs", content=body, headers=extra).raise_for_status()
+
+        return _timed_sync(calls, call)
+
+
+def lone_caller(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    """One caller enqueueing ``sizes.lone_calls`` jobs one after another, never two at once:
+    through Queue.enqueue, and over HTTP (one keep-alive httpx client, an API key), each call
+    timed. No worker runs."""
+    url = bench.fresh_database()
+    key = asyncio.run(bench_key(url))
+    python = asyncio.run(_lone_python(url, sizes.lone_calls))
+    port = free_port()
+    with processes([("queue-api", api_env(url, port, auth=True))]):
+        wait_http(f"http://127.0.0.1:{port}/health")
+        base = f"http://127.0.0.1:{port}"
+        http = _lone_http(base, key, sizes.lone_calls, idempotency=False)
+        keyed = _lone_http(base, key, sizes.lone_calls, idempotency=True)
+    return {
+        "calls": sizes.lone_calls,
+        "python_enqueue": python["enqueue"],
+        "python_enqueue_many_of_1": python["enqueue_many_of_1"],
+        "http": http,
+        "http_idempotency_key": keyed,
     }
 
 
@@ -598,22 +982,64 @@ def peers(bench: Bench, sizes: Sizes) -> dict[str, Any]:
             "enqueue_bulk": bulk,
             "latency": latency,
         }
+        if peer == "pgqueuer":  # the whole-path workloads exist for PgQueuer only
+            results[peer] |= whole_path_peer(bench, sizes, script, sweep["best_by_procs"])
     return results
 
 
+def whole_path_peer(
+    bench: Bench, sizes: Sizes, script: Path, best_by_procs: dict[str, Any]
+) -> dict[str, Any]:
+    """``mixed`` and ``lone_caller`` on a peer: its Python API (it has no HTTP), its workers
+    at the batch size that processed best with 2 processes."""
+    batch = best_by_procs.get("2", {}).get("batch", 100)
+    mixed = _peer(
+        script, "mixed", "--dsn", _peer_database(bench, script),
+        "--seconds", str(sizes.mixed_seconds), "--concurrency", str(sizes.http_connections),
+        "--procs", "2", "--batch", str(batch), "--batch-jobs", str(sizes.mixed_batch),
+        "--batch-interval-ms", str(sizes.mixed_batch_interval_s * 1000),
+    )  # fmt: skip
+    lone = _peer(
+        script, "enqueue-sequential", "--dsn", _peer_database(bench, script),
+        "--jobs", str(sizes.lone_calls),
+    )  # fmt: skip
+    return {"mixed": mixed, "lone_caller": lone}
+
+
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """ours / peer for each comparable figure (above 1: ours is faster; for latency, below 1
-    is better)."""
+    """ours / peer for each comparable figure this run measured on both sides (above 1: ours
+    is faster; for latencies, below 1 is better)."""
+
+    def figure(data: dict[str, Any], *path: str) -> float | None:
+        for key in path:
+            if not isinstance(data, dict) or key not in data:
+                return None
+            data = data[key]
+        return float(data) if isinstance(data, int | float) else None
+
+    pairs = {
+        "process_1_proc": (("process_1_proc", "jobs_per_s"), ("process", "1", "jobs_per_s")),
+        "process_2_procs": (("process_2_procs", "jobs_per_s"), ("process", "2", "jobs_per_s")),
+        "bulk_enqueue": (("python_bulk", "jobs_per_s"), ("enqueue_bulk", "jobs_per_s")),
+        "latency_p50": (("latency", "p50_ms"), ("latency", "p50_ms")),
+        "mixed_completed": (
+            ("mixed", "completed_jobs_per_s"),
+            ("mixed", "completed_jobs_per_s"),
+        ),
+        "mixed_start_p99": (("mixed", "start_p99_ms"), ("mixed", "start_p99_ms")),
+        "lone_caller_python_p50": (
+            ("lone_caller", "python_enqueue", "p50_ms"),
+            ("lone_caller", "p50_ms"),
+        ),
+        "lone_caller_http_p50": (("lone_caller", "http", "p50_ms"), ("lone_caller", "p50_ms")),
+    }
     out: dict[str, Any] = {}
     for peer, figures in results.get("peers", {}).items():
-        best = figures["process"]
-        out[peer] = {
-            "process_1_proc": results["process_1_proc"]["jobs_per_s"] / best["1"]["jobs_per_s"],
-            "process_2_procs": results["process_2_procs"]["jobs_per_s"] / best["2"]["jobs_per_s"],
-            "bulk_enqueue": results["python_bulk"]["jobs_per_s"]
-            / figures["enqueue_bulk"]["jobs_per_s"],
-            "latency_p50": results["latency"]["p50_ms"] / figures["latency"]["p50_ms"],
-        }
+        out[peer] = {}
+        for name, (ours_path, theirs_path) in pairs.items():
+            ours, theirs = figure(results, *ours_path), figure(figures, *theirs_path)
+            if ours is not None and theirs:
+                out[peer][name] = ours / theirs
     return out
 
 
@@ -636,42 +1062,96 @@ def machine() -> dict[str, Any]:
     }
 
 
+OURS = (
+    "http_single", "http_batch", "python_bulk", "process", "process_keys", "latency", "history",
+    "mixed", "lone_caller",
+)  # fmt: skip
+
+
+def run_ours(bench: Bench, sizes: Sizes, wanted: set[str], report: Report) -> None:
+    if "http_single" in wanted:
+        report.add("http_single", http_single(bench, sizes))
+    if "http_batch" in wanted:
+        report.add("http_batch", http_batch(bench, sizes))
+    if "python_bulk" in wanted:
+        report.add("python_bulk", python_bulk(bench, sizes))
+    if "process" in wanted:
+        report.add("process_1_proc", best_process(bench, sizes, procs=1))
+        report.add("process_2_procs", best_process(bench, sizes, procs=2))
+    if "process_keys" in wanted:
+        process_keys(bench, sizes, report)
+    if "latency" in wanted:
+        report.add("latency", latency(bench, sizes))
+    if "history" in wanted:
+        best = report.results.get("process_2_procs", {}).get("concurrency", sizes.concurrencies[0])
+        report.add("history", history(bench, sizes, best))
+    if "mixed" in wanted:
+        report.add("mixed", mixed(bench, sizes))
+    if "lone_caller" in wanted:
+        report.add("lone_caller", lone_caller(bench, sizes))
+
+
+def gate(bench: Bench) -> dict[str, Any]:
+    """The regression gate (bench_gate.py): processing with 1 and 2 worker processes, ours
+    and PgQueuer's, at bench_gate.GATE_JOBS jobs, bench_gate.RUNS runs on each side, the best
+    of each compared. Ours and PgQueuer's runs alternate, so that other work on the machine
+    slows both sides alike: measured one side after the other, a busy minute fell on one."""
+    script = PEERS["pgqueuer"][0]
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        side: {"1": [], "2": []} for side in ("ours", "pgqueuer")
+    }
+    for n in range(bench_gate.RUNS):
+        batch = bench_gate.PGQUEUER_BATCHES[n % len(bench_gate.PGQUEUER_BATCHES)]
+        for procs in (1, 2):
+            ours = process(bench, bench_gate.GATE_JOBS, procs, bench_gate.OUR_CONCURRENCY)
+            runs["ours"][str(procs)].append(ours)
+            dsn = _peer_database(bench, script)
+            theirs = _peer(
+                script, "process", "--dsn", dsn, "--jobs", str(bench_gate.GATE_JOBS),
+                "--procs", str(procs), "--batch", str(batch),
+            )  # fmt: skip
+            asyncio.run(_execute(bench.cluster.url(), f'DROP DATABASE "{dsn.rsplit("/", 1)[1]}"'))
+            runs["pgqueuer"][str(procs)].append(theirs)
+    best = {
+        side: {procs: max(rs, key=lambda r: r["jobs_per_s"]) for procs, rs in by_procs.items()}
+        for side, by_procs in runs.items()
+    }
+    return {
+        "jobs": bench_gate.GATE_JOBS,
+        **{
+            side: {procs: [round(r["jobs_per_s"]) for r in rs] for procs, rs in by_procs.items()}
+            for side, by_procs in runs.items()
+        },
+        **bench_gate.verdict(best["ours"], best["pgqueuer"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
     parser.add_argument("--only", nargs="*", help="run only these workloads")
     parser.add_argument("--no-peers", action="store_true", help="skip PgQueuer and Procrastinate")
+    parser.add_argument(
+        "--gate",
+        action="store_true",
+        help="also the regression gate (bench_gate.py; or name it in --only); exit 1 if it fails",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else Sizes()
-    wanted = set(
-        args.only or ["http_single", "http_batch", "python_bulk", "process", "latency", "history"]
-    )
+    wanted = set(OURS if args.only is None else args.only)
     report = Report(machine=machine())
     with temporary_cluster(durable=True) as cluster:
         version = asyncio.run(_server_version(cluster.url()))
         report.machine["postgresql"] = version
         print(f"PostgreSQL {version}, durable commits; {report.machine['cpus']} CPUs", flush=True)
         bench = Bench(cluster)
-        if "http_single" in wanted:
-            report.add("http_single", http_single(bench, sizes))
-        if "http_batch" in wanted:
-            report.add("http_batch", http_batch(bench, sizes))
-        if "python_bulk" in wanted:
-            report.add("python_bulk", python_bulk(bench, sizes))
-        if "process" in wanted:
-            report.add("process_1_proc", best_process(bench, sizes, procs=1))
-            report.add("process_2_procs", best_process(bench, sizes, procs=2))
-        if "latency" in wanted:
-            report.add("latency", latency(bench, sizes))
-        if "history" in wanted:
-            best = report.results.get("process_2_procs", {}).get(
-                "concurrency", sizes.concurrencies[0]
-            )
-            report.add("history", history(bench, sizes, best))
+        run_ours(bench, sizes, wanted, report)
         if not args.smoke and not args.no_peers and (args.only is None or "peers" in args.only):
             report.add("peers", peers(bench, sizes))
             report.add("ratios", ratios(report.results))
+        if args.gate or "gate" in wanted:
+            report.add("gate", gate(bench))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"machine": report.machine, "results": report.results}, indent=2)
@@ -684,6 +1164,17 @@ def main() -> None:
         print("\nTargets (this run):")
         print(bench_report.targets(report.results))
     print(f"\nwritten to {args.out}")
+    if "gate" in report.results:
+        sys.exit(print_gate(report.results["gate"]))
+
+
+def print_gate(gate: dict[str, Any]) -> int:
+    """Print the gate's ratios against its fractions; return the exit status (1: failed)."""
+    print(f"\nRegression gate ({gate['jobs']:,} jobs; ours/PgQueuer, at least):")
+    for name, ratio in gate["ratios"].items():
+        print(f"- {name}: {ratio:.2f} (at least {gate['fractions'][name]})")
+    print("Gate " + (f"FAILED: {'; '.join(gate['failed'])}" if gate["failed"] else "passed"))
+    return 1 if gate["failed"] else 0
 
 
 def describe_machine(machine: dict[str, Any]) -> str:

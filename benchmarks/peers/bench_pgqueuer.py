@@ -10,6 +10,8 @@ database of its own, freshly set up.
   bench_pgqueuer.py process        --dsn DSN --jobs 100000 --procs 2 --batch 1000
   bench_pgqueuer.py latency        --dsn DSN --jobs 200 --interval-ms 20
   bench_pgqueuer.py sweep          --dsn ADMIN_DSN --procs 1,2 --batch 10,100,300,1000
+  bench_pgqueuer.py enqueue-sequential --dsn DSN --jobs 2000
+  bench_pgqueuer.py mixed          --dsn DSN --seconds 30 --concurrency 64 --procs 2
 
 What each measures, and how:
 
@@ -42,6 +44,18 @@ latency
     ``--jobs`` jobs are enqueued one at a time, ``--interval-ms`` apart, each carrying the
     time.time() at which its enqueue was issued; the handler subtracts it from its own
     time.time() on entry. Reports p50/p95/p99 in ms. Wake-up is PgQueuer's LISTEN/NOTIFY.
+enqueue-sequential
+    A lone caller: ``Queries.enqueue("noop", payload)`` ``--jobs`` times one after another on
+    one asyncpg connection (after 20 untimed calls); p50/p99 of the call in ms.
+mixed
+    Producers and workers at once, for ``--seconds``: ``--procs`` ``pgq run`` workers
+    (``--batch`` their batch size), ``--concurrency`` coroutines each enqueueing one job a call
+    on its own connection in a closed loop, and one caller enqueueing ``--batch-jobs`` jobs in
+    one call every ``--batch-interval-ms``. The workers are warmed up first (a few jobs, not
+    counted). Then, once every job is done: jobs/s completed within the producing window, and
+    enqueue-to-start and enqueue-to-completed p50/p99 from ``pgqueuer_log`` (its ``queued``,
+    ``picked`` and ``successful`` records of each job: PostgreSQL's clock), with
+    ``percentile_cont``, as benchmarks/bench.py reads our jobs table.
 sweep
     ``process`` at every combination of ``--procs``, ``--batch``, ``--concurrency`` and
     ``--driver`` (``--repeat`` times each), each in a fresh database created next to
@@ -289,6 +303,124 @@ async def latency(dsn: str, jobs: int, interval_ms: float, batch: int) -> dict[s
     return {**describe(), "workload": "latency", "batch": batch, **result}
 
 
+async def enqueue_sequential(dsn: str, calls: int) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        queries = Queries(AsyncpgDriver(conn))
+        result = await common.sequential_enqueues(
+            calls, lambda: queries.enqueue("noop", common.PAYLOAD_BYTES)
+        )
+    finally:
+        await conn.close()
+    return {
+        **describe(),
+        "workload": "enqueue-sequential",
+        **result,
+        "api": "Queries.enqueue(entrypoint, payload), one call at a time, one connection",
+    }
+
+
+# Every job created since $1, by its log records: queued (the enqueue's transaction time),
+# first picked, successful; all PostgreSQL's clock. $2: the end of the producing window.
+MIXED_FIGURES = """
+WITH queued AS (
+    SELECT job_id, created FROM pgqueuer_log WHERE status = 'queued' AND created >= $1
+), picked AS (
+    SELECT job_id, min(created) AS at FROM pgqueuer_log WHERE status = 'picked' GROUP BY job_id
+), done AS (
+    SELECT job_id, created AS at FROM pgqueuer_log WHERE status = 'successful'
+), timed AS (
+    SELECT extract(epoch FROM p.at - q.created) * 1000 AS to_start,
+           extract(epoch FROM d.at - q.created) * 1000 AS to_done,
+           d.at AS done_at
+    FROM queued AS q JOIN picked AS p USING (job_id) JOIN done AS d USING (job_id)
+)
+SELECT (SELECT count(*) FROM queued) AS enqueued,
+       count(*) AS completed,
+       count(*) FILTER (WHERE done_at <= $2) AS completed_in_window,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY to_start) AS start_p50_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY to_start) AS start_p99_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY to_done) AS done_p50_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY to_done) AS done_p99_ms
+FROM timed
+"""
+
+
+@dataclass(frozen=True)
+class MixedRun:
+    dsn: str
+    seconds: float
+    concurrency: int
+    procs: int
+    batch_jobs: int
+    batch_interval_s: float
+    worker: WorkerConfig
+
+
+async def _drained(conn: asyncpg.Connection, workers: common.Workers, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await conn.fetchval(LIVE):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"jobs still queued {timeout_s:.0f} s after the producers")
+        workers.check_alive()
+        await asyncio.sleep(common.POLL_S)
+
+
+async def mixed(run: MixedRun) -> dict[str, Any]:
+    await common.ensure_empty(run.dsn, COUNT_ANY)
+    conns = [await asyncpg.connect(run.dsn) for _ in range(run.concurrency + 2)]
+    admin, batch_conn, singles = conns[0], conns[1], conns[2:]
+    try:
+        clients = [Queries(AsyncpgDriver(c)) for c in singles]
+        batcher = Queries(AsyncpgDriver(batch_conn))
+        n = run.batch_jobs
+        entrypoints, payloads, priorities = ["noop"] * n, [common.PAYLOAD_BYTES] * n, [0] * n
+        lifetime = run.seconds + 300
+        with common.worker_processes(run.worker.argv(run.dsn), run.procs, {}, lifetime) as workers:
+            # Warm-up, not counted: every client's first call, and the workers' first jobs.
+            await asyncio.gather(*(q.enqueue("noop", common.PAYLOAD_BYTES) for q in clients))
+            await _drained(admin, workers, 60)
+            await admin.execute("CHECKPOINT")
+            since = await admin.fetchval("SELECT now()")
+            spec = common.MixedSpec(
+                seconds=run.seconds,
+                clients=run.concurrency,
+                single=lambda c: clients[c].enqueue("noop", common.PAYLOAD_BYTES),
+                batch_jobs=n,
+                interval_s=run.batch_interval_s,
+                batch=lambda: batcher.enqueue(entrypoints, payloads, priorities),
+            )
+            produced = await common.mixed_producers(spec)
+            until = await admin.fetchval("SELECT now()")
+            # A job leaves the pgqueuer table in the statement that logs its success.
+            await _drained(admin, workers, 300)
+        row = await admin.fetchrow(MIXED_FIGURES, since, until)
+    finally:
+        await asyncio.gather(*(c.close() for c in conns))
+    if row is None:  # an aggregate always returns its row
+        raise RuntimeError("no figures read back")
+    window_s = (until - since).total_seconds()
+    return {
+        **describe(),
+        "workload": "mixed",
+        "seconds": common.rounded(window_s),
+        "procs": run.procs,
+        "batch": run.worker.batch,
+        "concurrency": run.concurrency,
+        "batch_jobs": n,
+        "batch_interval_ms": run.batch_interval_s * 1000,
+        **produced,
+        "enqueued": row["enqueued"],
+        "completed": row["completed"],
+        "completed_jobs_per_s": common.rounded(row["completed_in_window"] / window_s, 1),
+        **{
+            key: common.rounded(float(row[key]))
+            for key in ("start_p50_ms", "start_p99_ms", "done_p50_ms", "done_p99_ms")
+        },
+        "api": "Queries.enqueue, single and arrays; workers: pgq run",
+    }
+
+
 async def sweep(args: argparse.Namespace) -> dict[str, Any]:
     grid: list[dict[str, int | str]] = [
         {"procs": p, "batch": b, "concurrency": c, "driver": d}
@@ -306,7 +438,21 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser, cmds = common.build_parser(__doc__ or "")
+    parser, cmds = common.build_parser(
+        __doc__ or "",
+        {
+            "enqueue-sequential": ("a lone caller's enqueues, one after another", 300),
+            "mixed": ("producers and workers at once", 900),
+        },
+    )
+    cmds["enqueue-sequential"].add_argument("--jobs", type=int, default=2000)
+    p = cmds["mixed"]
+    p.add_argument("--seconds", type=float, default=30.0, help="how long the producers run")
+    p.add_argument("--concurrency", type=int, default=64, help="single-enqueue coroutines")
+    p.add_argument("--procs", type=int, default=2, help="worker processes")
+    p.add_argument("--batch", type=int, default=100, help="pgq run --batch-size")
+    p.add_argument("--batch-jobs", type=int, default=100, help="jobs per batch enqueue")
+    p.add_argument("--batch-interval-ms", type=float, default=50.0, help="between batches")
     cmds["setup"].add_argument(
         "--no-autovac",
         dest="autovac",
@@ -340,6 +486,20 @@ def main() -> None:
         work = process(common.ProcessRun.from_args(args), worker)
     elif args.command == "latency":
         work = latency(args.dsn, args.jobs, args.interval_ms, args.batch)
+    elif args.command == "enqueue-sequential":
+        work = enqueue_sequential(args.dsn, args.jobs)
+    elif args.command == "mixed":
+        work = mixed(
+            MixedRun(
+                args.dsn,
+                args.seconds,
+                args.concurrency,
+                args.procs,
+                args.batch_jobs,
+                args.batch_interval_ms / 1000,
+                WorkerConfig(batch=args.batch),
+            )
+        )
     else:
         work = sweep(args)
     result = common.run(work, timeout_s=args.timeout, loop=args.loop)

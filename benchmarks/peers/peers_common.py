@@ -492,6 +492,78 @@ async def bulk_enqueues(
     return {"jobs_per_s": rounded(jobs / wall, 1), "seconds": rounded(wall)}
 
 
+async def sequential_enqueues(
+    calls: int, enqueue: Callable[[], Awaitable[object]], warm_up: int = 20
+) -> dict[str, Any]:
+    """A lone caller: ``calls`` calls of ``enqueue()`` one after another, never two at once,
+    each timed (after ``warm_up`` untimed ones). What a script or a request handler that
+    enqueues one job and waits sees."""
+    for _ in range(warm_up):
+        await enqueue()
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for _ in range(calls):
+        call_started = time.perf_counter()
+        await enqueue()
+        latencies.append((time.perf_counter() - call_started) * 1000)
+    wall = time.perf_counter() - started
+    return {
+        "calls": calls,
+        "p50_ms": rounded(percentile(latencies, 0.50)),
+        "p99_ms": rounded(percentile(latencies, 0.99)),
+        "mean_ms": rounded(wall / calls * 1000),
+    }
+
+
+@dataclass(frozen=True)
+class MixedSpec:
+    """The producers of a ``mixed`` run: ``clients`` callers of ``single(client)`` in a
+    closed loop, and one caller of ``batch()`` (``batch_jobs`` jobs) every ``interval_s``,
+    all for ``seconds``. The workers run meanwhile (started by the caller)."""
+
+    seconds: float
+    clients: int
+    single: Callable[[int], Awaitable[object]]
+    batch_jobs: int
+    interval_s: float
+    batch: Callable[[], Awaitable[object]]
+
+
+async def mixed_producers(spec: MixedSpec) -> dict[str, Any]:
+    """Run the producers of ``spec``; return what they enqueued and their call latencies.
+    The batch caller keeps its pace until the time is over; when a call takes longer than
+    the interval, the next starts at once (no catching up)."""
+    until = time.perf_counter() + spec.seconds
+    singles: list[float] = []
+    batches: list[float] = []
+
+    async def single_client(c: int) -> None:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            await spec.single(c)
+            singles.append((time.perf_counter() - started) * 1000)
+
+    async def batch_client() -> None:
+        next_at = time.perf_counter()
+        while next_at < until:
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            started = time.perf_counter()
+            await spec.batch()
+            batches.append((time.perf_counter() - started) * 1000)
+            next_at = max(next_at + spec.interval_s, time.perf_counter())
+
+    await asyncio.gather(*(single_client(c) for c in range(spec.clients)), batch_client())
+    return {
+        "single_enqueued": len(singles),
+        "single_p50_ms": rounded(percentile(singles, 0.50)),
+        "single_p99_ms": rounded(percentile(singles, 0.99)),
+        "batch_enqueued": len(batches) * spec.batch_jobs,
+        "batch_calls": len(batches),
+        "batch_p50_ms": rounded(percentile(batches, 0.50)),
+        "batch_p99_ms": rounded(percentile(batches, 0.99)),
+    }
+
+
 @dataclass(frozen=True)
 class LatencySpec:
     """A ``latency`` run: the idle worker, and how to enqueue one job carrying its number
@@ -567,10 +639,13 @@ def _add_common(p: argparse.ArgumentParser, timeout_s: float) -> None:
     )
 
 
-def build_parser(description: str) -> tuple[argparse.ArgumentParser, dict[str, Any]]:
+def build_parser(
+    description: str, extra: dict[str, tuple[str, float]] | None = None
+) -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     """The command line every peer script shares: setup, enqueue-single, enqueue-bulk,
-    process, latency and sweep, with their common options. Returns the parser and the
-    subcommands' parsers by name, for each peer to add its own options."""
+    process, latency and sweep, with their common options, plus ``extra`` commands of the
+    peer's own (name: help, timeout in seconds). Returns the parser and the subcommands'
+    parsers by name, for each peer to add its own options."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -623,6 +698,10 @@ def build_parser(description: str) -> tuple[argparse.ArgumentParser, dict[str, A
     p.add_argument("--procs", type=int_list, default=[1, 2], help="e.g. 1,2")
     p.add_argument("--run-timeout", type=float, default=900, help="bound of each run, seconds")
     p.add_argument("--repeat", type=int, default=1, help="runs of each setting; the best counts")
+
+    for name, (summary, timeout_s) in (extra or {}).items():
+        p = cmds[name] = sub.add_parser(name, help=summary)
+        _add_common(p, timeout_s)
     return parser, cmds
 
 

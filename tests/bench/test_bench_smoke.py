@@ -29,10 +29,20 @@ def test_bench_smoke_runs_every_workload_and_writes_its_figures(tmp_path: Path) 
         "python_bulk",
         "process_1_proc",
         "process_2_procs",
+        "process_keys_1_proc",
+        "process_keys_2_procs",
         "latency",
         "history",
+        "mixed",
+        "lone_caller",
     }
     # Figures are reported, not judged; they must only be real measurements.
     assert report["results"]["process_2_procs"]["jobs_per_s"] > 0
     assert report["results"]["latency"]["jobs"] == 20
     assert report["results"]["http_single"]["errors"] == 0
+    mixed = report["results"]["mixed"]
+    assert mixed["completed"] == mixed["enqueued"] > 0
+    assert mixed["single"]["errors"] == 0
+    assert mixed["single"]["jobs"] > 0
+    assert mixed["batch"]["jobs"] > 0
+    assert report["results"]["lone_caller"]["calls"] == 300
