@@ -189,7 +189,7 @@ async def test_a_stats_query_that_fails_on_a_row_leaves_metrics_answering(
         f"""
         ALTER TABLE jobs RENAME TO jobs_stored;
         CREATE VIEW jobs AS
-            SELECT id, queue, status, created_at,
+            SELECT id, queue, status, created_at, concurrency_key, waiting_for,
                    CASE WHEN type = '{MARKER}' THEN type::timestamptz ELSE scheduled_at END
                        AS scheduled_at
             FROM jobs_stored;

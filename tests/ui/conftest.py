@@ -46,7 +46,9 @@ def chromium_path() -> str:
     )
 
 
-@pytest.fixture(name="browser", scope="session")
+# Per module, not per session: Playwright's sync API runs an event loop in this thread while it
+# is open, and every asyncio test after it would fail to start its own.
+@pytest.fixture(name="browser", scope="module")
 def fx_browser() -> Iterator[Browser]:
     executable = chromium_path()
     with sync_playwright() as playwright:
