@@ -282,3 +282,38 @@ async def test_retrying_a_failed_job_whose_unique_key_was_taken_is_a_conflict(
     with pytest.raises(JobStateConflictError, match="unique key"):
         await queue.retry(first.id)
     assert (await queue.get(first.id)).status is JobStatus.CANCELLED
+
+
+# -- group commit -----------------------------------------------------------------------------
+
+
+async def test_concurrent_keyed_enqueues_share_statements_and_keep_every_rule(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """Keyed enqueues made at once are group-committed (one INSERT for many) and each still
+    gets what the rule says: new jobs, the replayed job for a retried key, the holder for a
+    taken unique key, and a refusal for a key reused with another request, in one group."""
+    jobs = [
+        *(_job(idempotency=_idempotent(f"own-{i}")) for i in range(20)),
+        *(_job(idempotency=_idempotent("shared")) for _ in range(10)),
+        *(_job(unique_key="one-per-key") for _ in range(10)),
+        _job(idempotency=_idempotent("shared", body="another request")),
+    ]
+    batches_before = queue._keyed_enqueuer.batches_written  # noqa: SLF001 - the mechanism
+
+    results = await asyncio.gather(
+        *(queue.enqueue_keyed(job) for job in jobs), return_exceptions=True
+    )
+
+    own, shared, unique, reused = results[:20], results[20:30], results[30:40], results[40]
+    assert all(r.outcome is EnqueueOutcome.CREATED for r in own)  # type: ignore[union-attr]
+    assert len({r.id for r in own}) == 20  # type: ignore[union-attr]
+    outcomes: Counter[EnqueueOutcome] = Counter(r.outcome for r in shared)  # type: ignore[union-attr]
+    assert outcomes == {EnqueueOutcome.CREATED: 1, EnqueueOutcome.REPLAYED: 9}
+    assert len({r.id for r in shared}) == 1  # type: ignore[union-attr]
+    outcomes = Counter(r.outcome for r in unique)  # type: ignore[union-attr]
+    assert outcomes == {EnqueueOutcome.CREATED: 1, EnqueueOutcome.DUPLICATE: 9}
+    assert isinstance(reused, IdempotencyKeyReusedError)
+    assert await _count(pool) == 22
+    # Written together: fewer INSERTs than jobs, not one statement each.
+    assert queue._keyed_enqueuer.batches_written - batches_before < len(jobs)  # noqa: SLF001

@@ -29,12 +29,18 @@ import asyncpg.pool
 from uuid_utils.compat import uuid7
 
 from queue_core.db import translate_connection_errors, translate_input_errors
-from queue_core.errors import DatabaseConflictError, IdempotencyKeyReusedError
+from queue_core.errors import (
+    DatabaseConflictError,
+    IdempotencyKeyReusedError,
+    InvalidJobError,
+    TransientDatabaseError,
+)
 from queue_core.jobs import Enqueued, EnqueueOutcome, NewJob
 from queue_core.sql import KEYED_QUERIES, QUERIES
 
 Q_ENQUEUE_MANY: Final = QUERIES["enqueue_many"]
 Q_ENQUEUE_KEYED: Final = KEYED_QUERIES["enqueue_keyed"]
+Q_ENQUEUE_KEYED_MANY: Final = KEYED_QUERIES["enqueue_keyed_many"]
 Q_KEYED_HOLDERS: Final = KEYED_QUERIES["keyed_holders"]
 Q_RELEASE_IDEMPOTENCY_KEY: Final = KEYED_QUERIES["release_idempotency_key"]
 Q_RELEASE_UNIQUE_KEY: Final = KEYED_QUERIES["release_unique_key"]
@@ -136,10 +142,58 @@ async def enqueue_keyed(db: Db, job: NewJob, *, waiting_for: int = 0) -> Enqueue
     raise DatabaseConflictError(RuntimeError("a job key changed hands too often; try again"))
 
 
+async def enqueue_keyed_group(
+    db: Db, jobs: Sequence[NewJob], *, in_transaction: bool = False
+) -> list[Enqueued | BaseException]:
+    """:func:`enqueue_keyed` for many jobs, as ``Queue`` group-commits concurrent keyed
+    enqueues: step 1 of the rule for all of them in one statement (one commit, one NOTIFY per
+    queue), then steps 2 and on for each job it did not insert. One result per job, in order:
+    an exception in place of an :class:`Enqueued` fails that job alone. For jobs without a
+    concurrency key or dependencies (``queue_core.gated``).
+
+    ``in_transaction``: ``db`` is a connection in its caller's transaction, which a job the
+    database refuses has aborted: that raises, instead of trying the jobs one by one."""
+    ids = [uuid7() for _ in jobs]
+    try:
+        rows = await db.fetch(
+            Q_ENQUEUE_KEYED_MANY,
+            ids,
+            [j.type for j in jobs],
+            [json.dumps(j.payload) for j in jobs],
+            [j.queue for j in jobs],
+            [j.priority for j in jobs],
+            [j.max_attempts for j in jobs],
+            [j.scheduled_at for j in jobs],
+            [j.timeout_s for j in jobs],
+            [None if j.idempotency is None else j.idempotency.key for j in jobs],
+            [None if j.idempotency is None else j.idempotency.fingerprint for j in jobs],
+            [None if j.idempotency is None else float(j.idempotency.ttl_s) for j in jobs],
+            [j.unique_key for j in jobs],
+            [None if j.unique_for_s is None else float(j.unique_for_s) for j in jobs],
+        )
+    except InvalidJobError:
+        if len(jobs) == 1 or in_transaction:
+            raise
+        rows = []  # one job the database refuses: each on its own, below
+    inserted = {row["id"] for row in rows}
+    results: list[Enqueued | BaseException] = []
+    for job_id, job in zip(ids, jobs, strict=True):
+        if job_id in inserted:
+            results.append(Enqueued(job_id, EnqueueOutcome.CREATED))
+            continue
+        try:
+            results.append(await enqueue_keyed(db, job))
+        # An outage here fails the jobs still to look at, never the ones already inserted.
+        except (IdempotencyKeyReusedError, InvalidJobError, TransientDatabaseError) as exc:
+            results.append(exc)
+    return results
+
+
 async def enqueue_all(db: Db, jobs: Sequence[NewJob]) -> list[Enqueued]:
     """Enqueue ``jobs`` on ``db``, which must be one connection inside a transaction when
     all-or-nothing matters: the jobs without keys in one ``enqueue_many`` statement, the keyed
-    ones one by one. Returns one :class:`Enqueued` per job, in order. Two jobs of ``jobs`` with
+    ones in one more (:func:`enqueue_keyed_group`), then a look at the holders of those it did
+    not insert. Returns one :class:`Enqueued` per job, in order. Two jobs of ``jobs`` with
     one unique key give the first job twice, the second time as a duplicate."""
     plain = [j for j in jobs if not is_keyed(j)]
     results: list[Enqueued | None] = [None] * len(jobs)
@@ -150,9 +204,13 @@ async def enqueue_all(db: Db, jobs: Sequence[NewJob]) -> list[Enqueued]:
         for index, job in enumerate(jobs):
             if not is_keyed(job):
                 results[index] = Enqueued(next(created), EnqueueOutcome.CREATED)
-    for index, job in enumerate(jobs):
-        if is_keyed(job):
-            results[index] = await enqueue_keyed(db, job)
+    keyed = [(index, job) for index, job in enumerate(jobs) if is_keyed(job)]
+    if keyed:
+        outcomes = await enqueue_keyed_group(db, [job for _, job in keyed], in_transaction=True)
+        for (index, _), outcome in zip(keyed, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome  # all or nothing: the caller's transaction rolls back
+            results[index] = outcome
     return [r for r in results if r is not None]
 
 

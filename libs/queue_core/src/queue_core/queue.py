@@ -44,7 +44,13 @@ from queue_core.jobs import (
     Rescued,
     Transition,
 )
-from queue_core.keyed import AsyncpgDb, enqueue_all, enqueue_keyed, enqueue_many_args, is_keyed
+from queue_core.keyed import (
+    AsyncpgDb,
+    enqueue_all,
+    enqueue_keyed_group,
+    enqueue_many_args,
+    is_keyed,
+)
 from queue_core.limits import MAX_ERRORS_KEPT
 from queue_core.sql import QUERIES
 from queue_core.states import STATUS_BY_VALUE, JobStatus
@@ -83,6 +89,9 @@ class Queue:
         self._enqueuer: GroupCommitter[NewJob, uuid.UUID] = GroupCommitter(
             self._enqueue_group, name="enqueue", retry_transient=False
         )
+        self._keyed_enqueuer: GroupCommitter[NewJob, Enqueued] = GroupCommitter(
+            self._enqueue_keyed_group, name="enqueue_keyed", retry_transient=False
+        )
         # The last keyed_due answer, for which queues, and when (monotonic seconds).
         self._keyed_probe: tuple[tuple[str, ...], bool, float] = ((), False, -math.inf)
 
@@ -112,12 +121,16 @@ class Queue:
     async def enqueue_keyed(self, job: NewJob) -> Enqueued:
         """Enqueue a job with a unique key, an idempotency key or both (``queue_core.keyed``):
         the new job, or the one holding a key. Raises :class:`IdempotencyKeyReusedError` for an
-        idempotency key that came with another request. Not group-committed: it needs a
-        statement of its own to tell "inserted" from "already there". A job with a concurrency
+        idempotency key that came with another request. Concurrent calls are group-committed
+        like :meth:`enqueue`'s: one INSERT for all, then a look at the holders of the keys of
+        the jobs it did not insert (``keyed.enqueue_keyed_group``). A job with a concurrency
         key or dependencies as well goes through :meth:`enqueue_batch`'s transaction."""
         if is_gated(job):
             return (await self.enqueue_batch([job]))[0]
-        return await enqueue_keyed(AsyncpgDb(self._pool), job)
+        return await self._keyed_enqueuer.submit(job)
+
+    async def _enqueue_keyed_group(self, jobs: Sequence[NewJob]) -> list[Enqueued | BaseException]:
+        return await enqueue_keyed_group(AsyncpgDb(self._pool), jobs)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         """Store ``jobs``, all or none, with what each enqueue did (keyed jobs may answer with

@@ -34,6 +34,36 @@ LEFT JOIN LATERAL (
     WHERE (i.scheduled_at IS NULL OR i.scheduled_at <= now()) AND i.waiting_for = 0
 ) AS w ON true;
 
+-- name: enqueue_keyed_many
+-- enqueue_keyed for many jobs in one statement (queue_core.keyed.enqueue_keyed_group): the ones
+-- no holder refuses are inserted, each woken queue notified, and their ids returned; the others
+-- go through enqueue_keyed one by one to find out who holds their keys. Two jobs of the same
+-- statement with one key: the first is inserted, the second meets it as a holder. For jobs with
+-- neither a concurrency key nor dependencies (queue_core.gated inserts those).
+WITH inserted AS (
+    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
+                      idempotency_key, idempotency_fingerprint, idempotency_expires_at,
+                      unique_key, unique_until)
+    SELECT id, type, CAST(payload AS jsonb), queue, priority, max_attempts, scheduled_at,
+           timeout_s, idempotency_key, idempotency_fingerprint,
+           now() + make_interval(secs => idempotency_ttl_s), unique_key,
+           now() + make_interval(secs => unique_for_s)
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::int[],
+                $7::timestamptz[], $8::float8[], $9::text[], $10::bytea[], $11::float8[],
+                $12::text[], $13::float8[])
+        AS j(id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
+             idempotency_key, idempotency_fingerprint, idempotency_ttl_s, unique_key,
+             unique_for_s)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, scheduled_at
+)
+SELECT i.id, w.woken
+FROM inserted AS i
+LEFT JOIN LATERAL (
+    SELECT CAST(pg_notify('queue_jobs', i.queue) AS text) AS woken
+    WHERE i.scheduled_at IS NULL OR i.scheduled_at <= now()
+) AS w ON true;
+
 -- name: keyed_holders
 -- The jobs holding idempotency key $1 and unique key $2, each through its own partial index
 -- (the unique key's predicate is ix_jobs_unique_key's, so that index serves it). "expired"
