@@ -140,6 +140,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, after asyncpg has rolled back any open
+    transaction and dropped its listeners: nothing more. asyncpg's default also sends
+    ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` every time, a round
+    trip each caller waits for: 0.13 ms of a 0.45 ms single enqueue. queue_core leaves no
+    session state on a pooled connection: LISTEN has a connection of its own
+    (queue_worker.listener), settings are ``SET LOCAL``, cursors live in transactions, and the
+    one session-level lock (retention's) is released by its holder, who closes the connection
+    if it cannot."""
+
+
 async def create_pool(
     database_url: str,
     *,
@@ -149,13 +160,15 @@ async def create_pool(
     application_name: str = "queue",
 ) -> asyncpg.Pool:
     """A pool that opens connections lazily (``min_size=0`` by default), so a process can start
-    while the database is down and recovers by itself when it returns."""
+    while the database is down and recovers by itself when it returns. A connection given back
+    keeps its session (:func:`_keep_session`): leave no session state on it."""
     pool = await asyncpg.create_pool(
         normalize_database_url(database_url),
         min_size=min_size,
         max_size=max_size,
         timeout=connect_timeout_s,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"application_name": application_name},
         # A dropped connection is detected and replaced on its next use; idle ones are recycled.
         max_inactive_connection_lifetime=60.0,

@@ -134,7 +134,13 @@ class Retention:
                 return result
             finally:
                 if not conn.is_closed():
-                    await conn.execute(Q_UNLOCK, RETENTION_LOCK_KEY)
+                    try:
+                        await conn.execute(Q_UNLOCK, RETENTION_LOCK_KEY)
+                    except BaseException:
+                        # The pool keeps sessions as they are (db.create_pool): a session still
+                        # holding the lock must end, or no replica could take it again.
+                        conn.terminate()
+                        raise
 
     async def _delete_status(
         self,
