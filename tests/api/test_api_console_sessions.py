@@ -101,3 +101,27 @@ async def test_with_auth_off_the_console_signs_in_without_a_key(
 async def test_the_console_stays_out_of_the_openapi_document(shared_client: ApiClient) -> None:
     document = (await shared_client.get("/schema/openapi.json")).json()
     assert not [path for path in document["paths"] if path.startswith("/ui")]
+
+
+async def test_a_job_page_shows_its_concurrency_key_and_what_it_waits_for(
+    make_client: ClientFactory, db_url: str, admin_key: str
+) -> None:
+    async with make_client(db_url, key=None) as client:
+        job = {"type": "noop", "payload": {"n": 1}}
+        parent = await client.post("/v1/jobs", json=job, headers=bearer(admin_key))
+        assert parent.status_code == 201, parent.text
+        parent_id = parent.json()["id"]
+        child = await client.post(
+            "/v1/jobs",
+            json={**job, "depends_on": [parent_id], "concurrency_key": "customer:42"},
+            headers=bearer(admin_key),
+        )
+        assert child.status_code == 201, child.text
+        await sign_in(client, admin_key)
+
+        page = await client.get(f"/ui/jobs/{child.json()['id']}")
+
+        assert page.status_code == 200
+        assert "<code>customer:42</code>" in page.text
+        assert "waiting for 1 of 1" in page.text
+        assert f'href="/ui/jobs/{parent_id}"' in page.text
