@@ -4,6 +4,7 @@ worker. Every wait polls with a deadline; the deadlines follow from the workers'
 
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from e2e.stack import Stack, Worker, enqueue, job_status, json_lines, wait_for_status
 from helpers import TcpProxy, http_ok
 from pg_provider import run_sync
+from reliability_figures import Scenario, record
 
 pytestmark = pytest.mark.e2e
 
@@ -134,6 +136,7 @@ def test_a_job_whose_worker_is_killed_is_rescued_and_completed_by_the_other_work
         (victim,) = [w for w in workers if w.proc.pid == owner_pid(first_owner)]
         (survivor,) = [w for w in workers if w is not victim]
 
+        killed_at = time.monotonic()
         victim.proc.signal(signal.SIGKILL)
         assert exit_code(victim, EXIT_TIMEOUT_S) == -signal.SIGKILL
 
@@ -153,8 +156,28 @@ def test_a_job_whose_worker_is_killed_is_rescued_and_completed_by_the_other_work
             timeout_s=JITTER * (LEASE_S + RESCUE_INTERVAL_S) + CRASH_SLEEP_S + SLACK_S,
             detail=lambda: f"lease owners seen: {owners}",
         )
+        recovered_s = time.monotonic() - killed_at
         final = job_status(client, job_id)
 
+    record(
+        Scenario(
+            key="20-worker-killed-mid-job",
+            title="A worker SIGKILLed mid-job",
+            what=(
+                f"Two workers (lease {LEASE_S:g} s, heartbeat {HEARTBEAT_S:g} s, rescue every"
+                f" {RESCUE_INTERVAL_S:g} s); the one running a {CRASH_SLEEP_S:g} s job is"
+                " SIGKILLed."
+            ),
+            test="tests/e2e/test_e2e_crash_recovery.py::"
+            "test_a_job_whose_worker_is_killed_is_rescued_and_completed_by_the_other_worker",
+            acknowledged=1,
+            completed=int(final["Status"] == "completed"),
+            lost=int(final["Status"] != "completed"),
+            run_twice=1,
+            recover_s=recovered_s,
+            recover_what="from the SIGKILL to the job completed by the other worker",
+        )
+    )
     logs = stack.logs()
     assert final["Status"] == "completed", f"{final}\n{logs}"
     assert final["Attempts"] == 2, f"{final}\n{logs}"
@@ -330,6 +353,7 @@ def test_api_and_worker_ride_out_a_database_outage_and_recover_by_themselves(
             )
         finally:
             proxy.up()
+            back_at = time.monotonic()
 
         stack.wait(
             lambda: ready_status(client) == 200,
@@ -337,9 +361,36 @@ def test_api_and_worker_ride_out_a_database_outage_and_recover_by_themselves(
             alive=alive,
             timeout_s=10,
         )
+        ready_s = time.monotonic() - back_at
         after = enqueue(client, dict(NOOP))
         after_final = wait_for_status(stack, client, after)
         in_flight_final = wait_for_status(stack, client, in_flight)
+        recovered_s = time.monotonic() - back_at
+
+    completed = [f["Status"] for f in (after_final, in_flight_final)].count("completed")
+    record(
+        Scenario(
+            key="40-database-outage",
+            title="The database unreachable under the API and a worker",
+            what=(
+                "The network to PostgreSQL cut (a proxy that refuses and resets connections)"
+                " while a job runs, until the worker has failed to claim and to record the"
+                " job's outcome; then restored. Two POSTs during the outage get 503."
+            ),
+            test="tests/e2e/test_e2e_crash_recovery.py::"
+            "test_api_and_worker_ride_out_a_database_outage_and_recover_by_themselves",
+            acknowledged=2,  # the job running through the outage, and one enqueued after
+            completed=completed,
+            lost=2 - completed,
+            run_twice=int(in_flight_final["Attempts"] != 1),
+            recover_s=recovered_s,
+            recover_what=(
+                "from the network's return to a new job enqueued and completed, and the"
+                " interrupted job's outcome recorded"
+            ),
+            extra={"from the network's return to /ready 200 (s)": round(ready_s, 2)},
+        )
+    )
 
     logs = stack.logs()
     for response in refused:

@@ -1,4 +1,5 @@
-"""The worker process's configuration, from environment variables (see the README's table)."""
+"""The worker process's configuration, from environment variables. Every variable, with its
+default and bounds: docs/reference/settings.md, generated from this class by `make docs`."""
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
