@@ -113,6 +113,16 @@ async def test_post_v1_jobs_defaults_like_post_jobs(client: ApiClient) -> None:
         ({**JOB, "unique_key": "a\u0000b"}, "unique_key"),
         ({**JOB, "idempotency_key": "k"}, "idempotency_key"),  # a header here, not a field
         ({"type": "noop"}, "payload"),
+        # Limits per key and dependencies (issue 19): every value bounded.
+        ({**JOB, "concurrency_key": "c" * 256}, "concurrency_key"),
+        ({**JOB, "concurrency_key": "a\u0000b"}, "concurrency_key"),
+        ({**JOB, "concurrency_key": "c", "concurrency_limit": 0}, "concurrency_limit"),
+        ({**JOB, "concurrency_key": "c", "concurrency_limit": -1}, "concurrency_limit"),
+        ({**JOB, "concurrency_key": "c", "concurrency_limit": 10**12}, "concurrency_limit"),
+        ({**JOB, "concurrency_key": "c", "rate_limit": -1}, "rate_limit"),
+        ({**JOB, "concurrency_key": "c", "rate_limit": 1e300}, "rate_limit"),
+        ({**JOB, "depends_on": ["not-a-job-id"]}, "depends_on"),
+        ({**JOB, "depends_on": [str(uuid.uuid4())] * 101}, "depends_on"),
     ],
 )
 async def test_post_v1_jobs_refuses_bad_input_naming_the_field(
