@@ -11,7 +11,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 
-from queue_api.auth import BEARER_SCHEME, PUBLIC, KeyChecker, guard
+from queue_api.auth import BEARER_SCHEME, PUBLIC, Authorizer, KeyChecker
 from queue_api.body_timeout import body_timeout_middleware
 from queue_api.context import SERVICES_STATE, Services, provide_context, provide_services
 from queue_api.errors import EXCEPTION_HANDLERS
@@ -163,13 +163,15 @@ def create_app(settings: ApiSettings) -> Litestar:
         middleware=[
             request_telemetry_middleware,
             body_timeout_middleware(settings.body_timeout_s),
+            Authorizer(
+                key_checker, rate_limiter, enabled=auth_enabled, session=sessions.caller
+            ).middleware,
         ],
         # One dependency per handler (queue_api.context says why).
         dependencies={
             "ctx": Provide(provide_context, sync_to_thread=False),
             "services": Provide(provide_services, sync_to_thread=False),
         },
-        guards=[guard(key_checker, rate_limiter, enabled=auth_enabled, session=sessions.caller)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         cors_config=_cors(settings),
