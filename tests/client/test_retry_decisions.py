@@ -7,9 +7,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from queue_client import calls
 from queue_client.cli.durations import parse_duration, parse_instant
-from queue_client.errors import RateLimitedError, error_for, retry_after_s
-from queue_client.retrying import Attempts, RetryPolicy
+from queue_client.errors import (
+    ConnectionFailedError,
+    NotFoundError,
+    RateLimitedError,
+    error_for,
+    retry_after_s,
+)
+from queue_client.retrying import Attempts, Pause, Retrying, RetryPolicy
 
 POLICY = RetryPolicy(attempts=4, base_delay_s=0.5, max_delay_s=2.0, max_retry_after_s=30)
 REQUEST = httpx.Request("POST", "http://api/v1/jobs")
@@ -71,6 +78,20 @@ def test_an_answer_that_never_came_is_resent_only_when_that_is_safe() -> None:
     assert Attempts(POLICY, idempotent=True, retry_statuses=True).after_error(lost) is not None
     assert Attempts(POLICY, idempotent=False, retry_statuses=True).after_error(lost) is None
     assert Attempts(POLICY, idempotent=False, retry_statuses=True).after_error(never_sent)
+
+
+def test_a_call_settles_to_its_decoded_answer_its_error_or_a_pause() -> None:
+    probe = Retrying(calls.health(), POLICY, "http://api")
+    assert isinstance(probe.settle(answer(503)), Pause)
+    ok = httpx.Response(200, json={"message": "ok"}, request=REQUEST)
+    assert probe.settle(ok) == "ok"
+    with pytest.raises(NotFoundError):
+        Retrying(calls.get_job("x"), POLICY, "http://api").settle(answer(404))
+    # A cancel that may have reached the API is not sent again: the first lost answer ends it.
+    cancel = Retrying(calls.cancel_job("x"), POLICY, "http://api")
+    lost = httpx.ReadTimeout("timed out", request=REQUEST)
+    with pytest.raises(ConnectionFailedError, match="no answer from http://api after 1 try"):
+        cancel.settle(lost)
 
 
 def test_a_policy_must_try_at_least_once() -> None:

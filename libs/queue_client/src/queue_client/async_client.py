@@ -10,8 +10,8 @@ from uuid import UUID
 import httpx
 
 from queue_client import calls
-from queue_client.calls import Call
-from queue_client.errors import ConnectionFailedError, WaitTimeoutError
+from queue_client.calls import DEFAULT_TIMEOUT_S, Call
+from queue_client.errors import WaitTimeoutError
 from queue_client.models import (
     ApiKey,
     BatchEnqueued,
@@ -30,12 +30,10 @@ from queue_client.models import (
     Schedule,
     WorkerInfo,
 )
-from queue_client.retrying import Attempts, RetryPolicy
+from queue_client.retrying import Pause, Retrying, RetryPolicy
 from queue_client.waiting import Waiting
 
 T = TypeVar("T")
-
-DEFAULT_TIMEOUT_S = 10.0
 
 
 class AsyncClient:
@@ -54,10 +52,7 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self._http = http or httpx.AsyncClient(timeout=timeout_s)
-        self._http.base_url = httpx.URL(base_url)
-        for name, value in calls.client_headers(api_key).items():
-            self._http.headers.setdefault(name, value)
+        self._http = calls.set_up(http or httpx.AsyncClient(timeout=timeout_s), base_url, api_key)
         self._retry = retry or RetryPolicy()
 
     @property
@@ -80,21 +75,17 @@ class AsyncClient:
 
     async def call(self, call: Call[T]) -> T:
         """Send ``call``, retrying as ``RetryPolicy`` says, and decode its answer."""
-        attempts = Attempts(
-            self._retry, idempotent=call.idempotent, retry_statuses=call.retry_statuses
-        )
+        retrying = Retrying(call, self._retry, self.base_url)
         while True:
             try:
                 response = await self._http.send(call.build(self._http))
             except httpx.TransportError as exc:
-                pause = attempts.after_error(exc)
-                if pause is None:
-                    raise ConnectionFailedError.of(exc, self.base_url, attempts.tries) from exc
+                settled = retrying.settle(exc)
             else:
-                pause = attempts.after_answer(response)
-                if pause is None:
-                    return call.decode(response)
-            await asyncio.sleep(pause)
+                settled = retrying.settle(response)
+            if not isinstance(settled, Pause):
+                return settled
+            await asyncio.sleep(settled.seconds)
 
     # -- jobs ---------------------------------------------------------------------------------
 

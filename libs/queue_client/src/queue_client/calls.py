@@ -36,8 +36,10 @@ from queue_client.models import (
 )
 
 T = TypeVar("T")
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+DEFAULT_TIMEOUT_S: Final = 10.0  # per request, for a client not given an httpx client
 _VERSION: Final = "0.1.0"
 MAX_WAIT_S: Final = 60.0  # the longest ?wait= the API takes
 # Beyond a long poll's own wait: time for the API to answer once the job finishes.
@@ -86,11 +88,16 @@ class Call(Generic[T]):
         )
 
 
-def client_headers(api_key: str | None) -> dict[str, str]:
+def set_up(http: HttpT, base_url: str, api_key: str | None) -> HttpT:
+    """``http``, given to a client: pointed at ``base_url``, with the headers every request
+    carries, except any the caller set on it already."""
+    http.base_url = httpx.URL(base_url)
     headers = {"User-Agent": f"queue-client/{_VERSION}", "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    return headers
+    for name, value in headers.items():
+        http.headers.setdefault(name, value)
+    return http
 
 
 def _decoder(kind: type[T], *, field_name: str | None = None) -> Callable[[httpx.Response], T]:

@@ -1,5 +1,5 @@
-"""When the client sends a request again, and after how long: shared by both clients, which only
-do the sleeping.
+"""When the client sends a request again, and after how long, and what a call's last try gives
+(its decoded answer, or an error): shared by both clients, which only send and sleep.
 
 A request is sent again on 503 (the API cannot reach its database), 502/504 (a proxy without
 an API), 429 (the key's rate limit: after ``Retry-After``) and when no answer came. An answer
@@ -14,10 +14,14 @@ clients failing together do not come back together, and none comes back at once.
 
 import random
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import httpx
 
-from queue_client.errors import retry_after_s
+from queue_client.calls import Call
+from queue_client.errors import ConnectionFailedError, retry_after_s
+
+T = TypeVar("T")
 
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -86,3 +90,37 @@ class Attempts:
             self.tries += 1
             return None
         return self._next()
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Sleep this long, then send the call again."""
+
+    seconds: float
+
+
+class Retrying(Generic[T]):
+    """One call, from its first try to its result, without I/O. A client sends ``call``, hands
+    what came back (an answer, or the transport's error) to :meth:`settle`, and sleeps the
+    ``Pause`` it gets before sending again; anything else is the call's result."""
+
+    def __init__(self, call: Call[T], policy: RetryPolicy, base_url: str) -> None:
+        self._call = call
+        self._base_url = base_url  # named in the error when no answer came
+        self._attempts = Attempts(
+            policy, idempotent=call.idempotent, retry_statuses=call.retry_statuses
+        )
+
+    def settle(self, outcome: httpx.Response | httpx.TransportError) -> T | Pause:
+        """The decoded answer (or the API's error, raised), or the pause before the next try;
+        ``ConnectionFailedError`` when no answer came and the call may not be sent again."""
+        if isinstance(outcome, httpx.TransportError):
+            pause = self._attempts.after_error(outcome)
+            if pause is None:
+                tries = self._attempts.tries
+                raise ConnectionFailedError.of(outcome, self._base_url, tries) from outcome
+        else:
+            pause = self._attempts.after_answer(outcome)
+            if pause is None:
+                return self._call.decode(outcome)
+        return Pause(pause)

@@ -2,6 +2,7 @@
 rendering; errors become one line on stderr and an exit code (``exit_codes``), never a
 traceback."""
 
+import functools
 import itertools
 import json
 import sys
@@ -383,7 +384,21 @@ def status(ctx: click.Context, job_id: str, wait_s: float | None, output: str | 
     render.emit(state.output(output), job, lambda: render.job_details(job))
 
 
-def filter_options(func: F) -> F:
+def filter_options(func: Callable[..., None]) -> Callable[..., None]:
+    """The job filter options (--status, --type, --queue, --since) of every command that picks
+    jobs by them, handed to the command as one ``where: JobFilter``."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,  # noqa: ANN401 - passed on as click gives them
+        statuses: tuple[str, ...],
+        types: tuple[str, ...],
+        queues: tuple[str, ...],
+        since: str | None,
+        **kwargs: Any,  # noqa: ANN401 - passed on as click gives them
+    ) -> None:
+        func(*args, where=_filter(statuses, types, queues, since), **kwargs)
+
     for option in reversed(
         [
             click.option(
@@ -396,8 +411,8 @@ def filter_options(func: F) -> F:
             ),
         ]
     ):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
 
 
 def _filter(
@@ -425,19 +440,9 @@ def _filter(
 )
 @output_option
 @click.pass_context
-def list_jobs(  # noqa: PLR0913 - one parameter per option
-    ctx: click.Context,
-    *,
-    statuses: tuple[str, ...],
-    types: tuple[str, ...],
-    queues: tuple[str, ...],
-    since: str | None,
-    limit: int,
-    output: str | None,
-) -> None:
+def list_jobs(ctx: click.Context, *, where: JobFilter, limit: int, output: str | None) -> None:
     """List jobs, newest first."""
     state = _state(ctx)
-    where = _filter(statuses, types, queues, since)
     jobs_iter = state.client().iter_jobs(page_size=min(limit + 1, 1000), **where)
     jobs = list(itertools.islice(jobs_iter, limit + 1))
     more = len(jobs) > limit
@@ -510,15 +515,11 @@ def _bulk_command(action: str, summary: str) -> click.Command:
         ctx: click.Context,
         *,
         job_id: str | None,
-        statuses: tuple[str, ...],
-        types: tuple[str, ...],
-        queues: tuple[str, ...],
-        since: str | None,
+        where: JobFilter,
         limit: int,
         yes: bool,
         output: str | None,
     ) -> None:
-        where = _filter(statuses, types, queues, since)
         _bulk(ctx, action=action, job_id=job_id, where=where, limit=limit, yes=yes, out=output)
 
     command.__doc__ = summary
