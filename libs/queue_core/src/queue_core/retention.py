@@ -59,12 +59,14 @@ from queue_core.states import JobStatus
 Q_TRY_LOCK: Final = RETENTION_QUERIES["retention_try_lock"]
 Q_UNLOCK: Final = RETENTION_QUERIES["retention_unlock"]
 Q_OLDEST_FINISHED: Final = RETENTION_QUERIES["oldest_finished"]
-Q_DELETE_BATCH: Final = {
-    JobStatus.COMPLETED: RETENTION_QUERIES["delete_completed_batch"],
-    JobStatus.FAILED: RETENTION_QUERIES["delete_failed_batch"],
-    JobStatus.CANCELLED: RETENTION_QUERIES["delete_cancelled_batch"],
-}
 RETAINED_STATUSES: Final = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+# One delete statement per status, the status a literal so that the planner may use the partial
+# index of failed and cancelled jobs (see sql/retention.sql). The values are the enum's own
+# lowercase words, so quoting them needs no escaping.
+Q_DELETE_BATCH: Final = {
+    status: RETENTION_QUERIES["delete_finished_batch"].replace(":status", f"'{status.value}'")
+    for status in RETAINED_STATUSES
+}
 
 # The advisory lock key of retention: an arbitrary constant no other part of the code uses
 # ("retain" in ASCII); the migrations' lock is another.

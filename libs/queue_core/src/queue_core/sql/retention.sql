@@ -17,7 +17,9 @@
 -- deletes plus the ones kept in that range, never the rest of the table. The status is a
 -- literal in each statement, not a parameter: a partial index (ix_jobs_failed_cancelled) is
 -- usable only when the planner can prove the predicate, which a generic plan for a parameter
--- never lets it.
+-- never lets it. So delete_finished_batch is written once with the placeholder :status, and
+-- queue_core.retention makes one statement of it per final status, the status's quoted
+-- literal in place of the placeholder (left in, it is a syntax error, not a wrong delete).
 
 -- name: retention_try_lock
 -- The session-level advisory lock that makes one replica at a time do retention; false when
@@ -28,48 +30,13 @@ SELECT pg_try_advisory_lock($1);
 -- name: retention_unlock
 SELECT pg_advisory_unlock($1);
 
--- name: delete_completed_batch
--- Up to $2 completed jobs finished more than $1 seconds ago, from id $3 up (primary key walk).
--- Returns the ids deleted; the largest is where the next batch starts.
+-- name: delete_finished_batch
+-- Up to $2 jobs of status :status finished more than $1 seconds ago, from id $3 up, walking the
+-- primary key (completed) or ix_jobs_failed_cancelled (failed, cancelled). Returns the ids
+-- deleted; the largest is where the next batch starts.
 WITH doomed AS (
     SELECT id FROM jobs
-    WHERE status = 'completed'
-      AND id >= $3::uuid
-      AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => $1::float8 - $4::float8))
-                             * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
-      AND finished_at < now() - make_interval(secs => $1)
-      AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
-      AND (unique_until IS NULL OR unique_until <= now())
-    ORDER BY id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
-RETURNING j.id;
-
--- name: delete_failed_batch
--- The same for failed jobs, walking ix_jobs_failed_cancelled (failed and cancelled only).
-WITH doomed AS (
-    SELECT id FROM jobs
-    WHERE status = 'failed'
-      AND id >= $3::uuid
-      AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => $1::float8 - $4::float8))
-                             * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
-      AND finished_at < now() - make_interval(secs => $1)
-      AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
-      AND (unique_until IS NULL OR unique_until <= now())
-    ORDER BY id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
-RETURNING j.id;
-
--- name: delete_cancelled_batch
--- The same for cancelled jobs, walking ix_jobs_failed_cancelled.
-WITH doomed AS (
-    SELECT id FROM jobs
-    WHERE status = 'cancelled'
+    WHERE status = :status
       AND id >= $3::uuid
       AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => $1::float8 - $4::float8))
                              * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
