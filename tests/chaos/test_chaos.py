@@ -12,8 +12,11 @@ import os
 import random
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -34,6 +37,7 @@ WORKERS = 3
 KILL_EVERY_S = 1.0
 DEADLINE_S = 110.0
 HERE = Path(__file__).parent
+OBSERVER = "chaos-observer"  # this test's own connections, spared by the terminations
 
 
 @dataclass
@@ -90,6 +94,8 @@ class Chaos:
         self.figures = Figures()
         self._spawned = 0
         self.workers = [self._spawn() for _ in range(WORKERS)]
+        self.started = time.monotonic()
+        self.deadline = self.started + DEADLINE_S
 
     def _spawn(self) -> Proc:
         self._spawned += 1
@@ -203,42 +209,106 @@ async def _prepare(pool: asyncpg.Pool, dbname: str, jobs: int) -> None:
     )
 
 
-async def test_no_job_is_lost_when_workers_are_killed_and_postgres_restarts(
-    db_url: str, pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    await _prepare_database(db_url)
-    pool = await create_pool(db_url, max_size=4)
-    chaos = Chaos(db_url, pool, tmp_path, seed=20261128)
-    started = time.monotonic()
-    restart_at = started + 3.0 if pg_server.owns_cluster else None
+@asynccontextmanager
+async def _observed_database(
+    db_url: str, jobs: int, max_size: int = 1
+) -> AsyncIterator[asyncpg.Pool]:
+    """The scenario's database, prepared with ``jobs`` jobs, and this test's own pool on it."""
+    await _prepare_database(db_url, jobs)
+    pool = await create_pool(db_url, max_size=max_size, application_name=OBSERVER)
     try:
-        while (counts := await _status_counts(pool)).get("completed", 0) < JOBS:
-            elapsed = time.monotonic() - started
-            assert elapsed < DEADLINE_S, f"not done in {DEADLINE_S} s: {counts}"
-            if restart_at is not None and time.monotonic() >= restart_at:
-                chaos.figures.running_at_restart = counts.get("running", 0)
-                restart_began = time.monotonic()
-                await asyncio.to_thread(pg_server.restart)
-                chaos.figures.pg_restarts += 1
-                restart_at = None
-                chaos.figures.restart_recover_s = await _until_a_job_completes(
-                    pool, restart_began, started + DEADLINE_S
-                )
-                continue
-            await chaos.kill_one()
-            await asyncio.sleep(chaos.rng.uniform(0.5 * KILL_EVERY_S, 1.5 * KILL_EVERY_S))
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def _workers(
+    db_url: str, pool: asyncpg.Pool, log_dir: Path, seed: int
+) -> AsyncIterator[Chaos]:
+    """The workers (:class:`Chaos`) for the length of the block, stopped after it; the tails of
+    their logs printed when the block fails, since they explain the failure."""
+    chaos = Chaos(db_url, pool, log_dir, seed)
+    try:
+        yield chaos
     except BaseException:
         print(chaos.tail_logs())  # noqa: T201 - the logs explain a failure
         raise
     finally:
         chaos.stop_all()
-    seconds = time.monotonic() - started
 
+
+async def _until_all_completed(pool: asyncpg.Pool, jobs: int, deadline: float) -> None:
+    while (counts := await _status_counts(pool)).get("completed", 0) < jobs:
+        assert time.monotonic() < deadline, f"not done in {DEADLINE_S} s: {counts}"
+        await asyncio.sleep(0.2)
+
+
+class Counted(TypedDict):
+    """The figures every scenario reports alike (fields of :class:`Scenario`)."""
+
+    acknowledged: int
+    completed: int
+    lost: int
+    run_twice: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The jobs and their executions once the workers stopped."""
+
+    jobs: int
+    counts: dict[str, int]
+    ran: Executions
+
+    def counted(self) -> Counted:
+        completed = self.counts.get("completed", 0)
+        return Counted(
+            acknowledged=self.jobs,
+            completed=completed,
+            lost=self.jobs - completed + self.ran.never_ran,
+            run_twice=self.ran.run_twice,
+        )
+
+    def assert_every_job_completed(self) -> None:
+        assert self.counts == {"completed": self.jobs}
+        assert self.ran.never_ran == 0
+
+
+async def _tally(pool: asyncpg.Pool, jobs: int) -> Tally:
     ran = await _executions(pool)
-    executions, never_ran = ran.total, ran.never_ran
-    counts = await _status_counts(pool)
-    await pool.close()
-    duplicates = executions - JOBS
+    return Tally(jobs, await _status_counts(pool), ran)
+
+
+def _report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    with capsys.disabled():
+        print(f"\n{line}")  # noqa: T201 - the figures are the test's report
+
+
+async def test_no_job_is_lost_when_workers_are_killed_and_postgres_restarts(
+    db_url: str, pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with _observed_database(db_url, JOBS, max_size=4) as pool:
+        async with _workers(db_url, pool, tmp_path, seed=20261128) as chaos:
+            restart_at = chaos.started + 3.0 if pg_server.owns_cluster else None
+            while (counts := await _status_counts(pool)).get("completed", 0) < JOBS:
+                elapsed = time.monotonic() - chaos.started
+                assert elapsed < DEADLINE_S, f"not done in {DEADLINE_S} s: {counts}"
+                if restart_at is not None and time.monotonic() >= restart_at:
+                    chaos.figures.running_at_restart = counts.get("running", 0)
+                    restart_began = time.monotonic()
+                    await asyncio.to_thread(pg_server.restart)
+                    chaos.figures.pg_restarts += 1
+                    restart_at = None
+                    chaos.figures.restart_recover_s = await _until_a_job_completes(
+                        pool, restart_began, chaos.deadline
+                    )
+                    continue
+                await chaos.kill_one()
+                await asyncio.sleep(chaos.rng.uniform(0.5 * KILL_EVERY_S, 1.5 * KILL_EVERY_S))
+        seconds = time.monotonic() - chaos.started
+        tally = await _tally(pool, JOBS)
+    duplicates = tally.ran.total - JOBS
     figures = chaos.figures
     record(
         Scenario(
@@ -252,14 +322,11 @@ async def test_no_job_is_lost_when_workers_are_killed_and_postgres_restarts(
             ),
             test="tests/chaos/test_chaos.py::"
             "test_no_job_is_lost_when_workers_are_killed_and_postgres_restarts",
-            acknowledged=JOBS,
-            completed=counts.get("completed", 0),
-            lost=JOBS - counts.get("completed", 0) + never_ran,
-            run_twice=ran.run_twice,
+            **tally.counted(),
             recover_s=figures.restart_recover_s,
             recover_what="from PostgreSQL's restart to the next completed job",
             extra={
-                **_rerun_gaps(ran),
+                **_rerun_gaps(tally.ran),
                 "kills": figures.kills,
                 "jobs running at the kills": figures.running_at_kills,
                 "jobs running at the restart": figures.running_at_restart,
@@ -268,16 +335,15 @@ async def test_no_job_is_lost_when_workers_are_killed_and_postgres_restarts(
             },
         )
     )
-    with capsys.disabled():
-        print(  # noqa: T201 - the figures are this test's report
-            f"\nchaos: jobs={JOBS} workers={WORKERS} kills={figures.kills} "
-            f"pg_restarts={figures.pg_restarts} executions={executions} "
-            f"duplicates={duplicates} running_at_kills={figures.running_at_kills} "
-            f"running_at_restart={figures.running_at_restart} "
-            f"seconds={seconds:.1f}"
-        )
-    assert counts == {"completed": JOBS}
-    assert never_ran == 0
+    _report(
+        capsys,
+        f"chaos: jobs={JOBS} workers={WORKERS} kills={figures.kills} "
+        f"pg_restarts={figures.pg_restarts} executions={tally.ran.total} "
+        f"duplicates={duplicates} running_at_kills={figures.running_at_kills} "
+        f"running_at_restart={figures.running_at_restart} "
+        f"seconds={seconds:.1f}",
+    )
+    tally.assert_every_job_completed()
     assert figures.kills >= 3, "the run was too short to be chaos"
     assert 0 <= duplicates <= figures.running_at_kills + figures.running_at_restart
 
@@ -285,7 +351,6 @@ async def test_no_job_is_lost_when_workers_are_killed_and_postgres_restarts(
 # -- pg_terminate_backend of the queue's connections ---------------------------------------
 
 TERMINATIONS = 5
-OBSERVER = "chaos-observer"  # this test's own connection, spared by the terminations
 
 
 async def _terminate_queue_backends(pool: asyncpg.Pool) -> int:
@@ -303,33 +368,23 @@ async def _terminate_queue_backends(pool: asyncpg.Pool) -> int:
 async def test_no_job_is_lost_when_the_queues_connections_are_terminated(
     db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _prepare_database(db_url)
-    pool = await create_pool(db_url, max_size=1, application_name=OBSERVER)
-    chaos = Chaos(db_url, pool, tmp_path, seed=20261205)
-    started = time.monotonic()
-    deadline = started + DEADLINE_S
     terminated: list[int] = []
     recover_s: list[float] = []
-    try:
-        await _until_a_job_completes(pool, started, deadline)  # the workers are up
-        while (counts := await _status_counts(pool)).get("completed", 0) < JOBS:
-            assert time.monotonic() < deadline, f"not done in {DEADLINE_S} s: {counts}"
-            if len(terminated) < TERMINATIONS:
-                began = time.monotonic()
-                terminated.append(await _terminate_queue_backends(pool))
-                recover_s.append(await _until_a_job_completes(pool, began, deadline))
-                await asyncio.sleep(chaos.rng.uniform(0.5, 1.5))
-            else:
-                await asyncio.sleep(0.2)
-    except BaseException:
-        print(chaos.tail_logs())  # noqa: T201 - the logs explain a failure
-        raise
-    finally:
-        chaos.stop_all()
-    seconds = time.monotonic() - started
-    ran = await _executions(pool)
-    counts = await _status_counts(pool)
-    await pool.close()
+    async with _observed_database(db_url, JOBS) as pool:
+        async with _workers(db_url, pool, tmp_path, seed=20261205) as chaos:
+            deadline = chaos.deadline
+            await _until_a_job_completes(pool, chaos.started, deadline)  # the workers are up
+            while (counts := await _status_counts(pool)).get("completed", 0) < JOBS:
+                assert time.monotonic() < deadline, f"not done in {DEADLINE_S} s: {counts}"
+                if len(terminated) < TERMINATIONS:
+                    began = time.monotonic()
+                    terminated.append(await _terminate_queue_backends(pool))
+                    recover_s.append(await _until_a_job_completes(pool, began, deadline))
+                    await asyncio.sleep(chaos.rng.uniform(0.5, 1.5))
+                else:
+                    await asyncio.sleep(0.2)
+        seconds = time.monotonic() - chaos.started
+        tally = await _tally(pool, JOBS)
     record(
         Scenario(
             key="30-terminate-backends",
@@ -341,29 +396,25 @@ async def test_no_job_is_lost_when_the_queues_connections_are_terminated(
             ),
             test="tests/chaos/test_chaos.py::"
             "test_no_job_is_lost_when_the_queues_connections_are_terminated",
-            acknowledged=JOBS,
-            completed=counts.get("completed", 0),
-            lost=JOBS - counts.get("completed", 0) + ran.never_ran,
-            run_twice=ran.run_twice,
+            **tally.counted(),
             recover_s=max(recover_s) if recover_s else None,
             recover_what="longest time from a termination to the next completed job",
             extra={
-                **_rerun_gaps(ran),
+                **_rerun_gaps(tally.ran),
                 "connections terminated": sum(terminated),
-                "extra executions": ran.total - JOBS,
+                "extra executions": tally.ran.total - JOBS,
                 "wall time (s)": round(seconds, 1),
             },
         )
     )
-    with capsys.disabled():
-        print(  # noqa: T201 - the figures are this test's report
-            f"\nterminate: jobs={JOBS} terminations={len(terminated)}"
-            f" connections={sum(terminated)} executions={ran.total}"
-            f" run_twice={ran.run_twice} recover_s={[round(r, 2) for r in recover_s]}"
-            f" seconds={seconds:.1f}"
-        )
-    assert counts == {"completed": JOBS}
-    assert ran.never_ran == 0
+    _report(
+        capsys,
+        f"terminate: jobs={JOBS} terminations={len(terminated)}"
+        f" connections={sum(terminated)} executions={tally.ran.total}"
+        f" run_twice={tally.ran.run_twice} recover_s={[round(r, 2) for r in recover_s]}"
+        f" seconds={seconds:.1f}",
+    )
+    tally.assert_every_job_completed()
     assert len(terminated) == TERMINATIONS
     assert all(n > 0 for n in terminated), f"nothing to terminate: {terminated}"
 
@@ -417,41 +468,32 @@ async def _queue_backends(pool: asyncpg.Pool) -> int:
 async def test_no_job_is_lost_when_postgres_is_out_of_connections(
     db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _prepare_database(db_url, SHORT_JOBS)
-    pool = await create_pool(db_url, max_size=1, application_name=OBSERVER)
-    await pool.fetchval("SELECT 1")  # our one connection, opened before the slots run out
-    chaos = Chaos(db_url, pool, tmp_path, seed=20261206)
-    started = time.monotonic()
-    deadline = started + DEADLINE_S
     held: list[asyncpg.Connection] = []
-    try:
-        await _until_a_job_completes(pool, started, deadline)  # the workers are up
-        # Every slot taken, then the workers' connections cut: they must reconnect, and can't.
-        await _take_every_free_connection(db_url, held)
-        keeping = asyncio.create_task(_keep_every_slot(db_url, held, HOLD_S))
-        await asyncio.sleep(0.05)  # the grabbers are waiting for a slot to free up
-        terminated = await _terminate_queue_backends(pool)
-        await keeping
-        taken = len(held)
-        reopened = await _queue_backends(pool)
-        completed_while_held = await _completed(pool)
-        released_at = time.monotonic()
-        await asyncio.gather(*(conn.close() for conn in held))
-        held = []
-        recover_s = await _until_a_job_completes(pool, released_at, deadline)
-        while (counts := await _status_counts(pool)).get("completed", 0) < SHORT_JOBS:
-            assert time.monotonic() < deadline, f"not done in {DEADLINE_S} s: {counts}"
-            await asyncio.sleep(0.2)
-    except BaseException:
-        print(chaos.tail_logs())  # noqa: T201 - the logs explain a failure
-        raise
-    finally:
-        await asyncio.gather(*(conn.close() for conn in held))
-        chaos.stop_all()
-    seconds = time.monotonic() - started
-    ran = await _executions(pool)
-    counts = await _status_counts(pool)
-    await pool.close()
+    async with _observed_database(db_url, SHORT_JOBS) as pool:
+        await pool.fetchval("SELECT 1")  # our one connection, opened before the slots run out
+        async with _workers(db_url, pool, tmp_path, seed=20261206) as chaos:
+            deadline = chaos.deadline
+            try:
+                await _until_a_job_completes(pool, chaos.started, deadline)  # the workers are up
+                # Every slot taken, then the workers' connections cut: they must reconnect, and
+                # can't.
+                await _take_every_free_connection(db_url, held)
+                keeping = asyncio.create_task(_keep_every_slot(db_url, held, HOLD_S))
+                await asyncio.sleep(0.05)  # the grabbers are waiting for a slot to free up
+                terminated = await _terminate_queue_backends(pool)
+                await keeping
+                taken = len(held)
+                reopened = await _queue_backends(pool)
+                completed_while_held = await _completed(pool)
+                released_at = time.monotonic()
+                await asyncio.gather(*(conn.close() for conn in held))
+                held = []
+                recover_s = await _until_a_job_completes(pool, released_at, deadline)
+                await _until_all_completed(pool, SHORT_JOBS, deadline)
+            finally:
+                await asyncio.gather(*(conn.close() for conn in held))
+        seconds = time.monotonic() - chaos.started
+        tally = await _tally(pool, SHORT_JOBS)
     record(
         Scenario(
             key="50-out-of-connections",
@@ -465,14 +507,11 @@ async def test_no_job_is_lost_when_postgres_is_out_of_connections(
             ),
             test="tests/chaos/test_chaos.py::"
             "test_no_job_is_lost_when_postgres_is_out_of_connections",
-            acknowledged=SHORT_JOBS,
-            completed=counts.get("completed", 0),
-            lost=SHORT_JOBS - counts.get("completed", 0) + ran.never_ran,
-            run_twice=ran.run_twice,
+            **tally.counted(),
             recover_s=recover_s,
             recover_what="from the slots given back to the next completed job",
             extra={
-                **_rerun_gaps(ran),
+                **_rerun_gaps(tally.ran),
                 "connection slots taken": taken,
                 "queue connections open at the end of the hold": reopened,
                 "connections terminated": terminated,
@@ -481,14 +520,13 @@ async def test_no_job_is_lost_when_postgres_is_out_of_connections(
             },
         )
     )
-    with capsys.disabled():
-        print(  # noqa: T201 - the figures are this test's report
-            f"\nout of connections: terminated={terminated} reopened={reopened}"
-            f" recover_s={recover_s:.2f}"
-            f" executions={ran.total} run_twice={ran.run_twice} seconds={seconds:.1f}"
-        )
-    assert counts == {"completed": SHORT_JOBS}
-    assert ran.never_ran == 0
+    _report(
+        capsys,
+        f"out of connections: terminated={terminated} reopened={reopened}"
+        f" recover_s={recover_s:.2f}"
+        f" executions={tally.ran.total} run_twice={tally.ran.run_twice} seconds={seconds:.1f}",
+    )
+    tally.assert_every_job_completed()
     assert terminated > 0
 
 
@@ -509,35 +547,24 @@ async def _dead_rows(pool: asyncpg.Pool) -> int:
 async def test_the_queue_runs_on_under_a_long_idle_in_transaction_reader(
     db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _prepare_database(db_url, SHORT_JOBS)
-    pool = await create_pool(db_url, max_size=1, application_name=OBSERVER)
-    # A reporting client that reads the jobs and forgets its transaction open: its snapshot
-    # keeps every row version the queue's updates leave behind from being vacuumed.
-    reader = await asyncpg.connect(db_url)
-    await reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-    await reader.fetchval("SELECT count(*) FROM jobs")
-    chaos = Chaos(db_url, pool, tmp_path, seed=20261207)
-    started = time.monotonic()
-    deadline = started + DEADLINE_S
-    try:
-        while (counts := await _status_counts(pool)).get("completed", 0) < SHORT_JOBS:
-            assert time.monotonic() < deadline, f"not done in {DEADLINE_S} s: {counts}"
-            await asyncio.sleep(0.2)
-        drained_s = time.monotonic() - started
-        dead_while_held = await _dead_rows(pool)
-        held_s = time.monotonic() - started
-    except BaseException:
-        print(chaos.tail_logs())  # noqa: T201 - the logs explain a failure
-        raise
-    finally:
-        chaos.stop_all()
-        await reader.close()  # the transaction ends with its connection
-    closed_at = time.monotonic()
-    dead_after = await _dead_rows(pool)
-    recover_s = time.monotonic() - closed_at
-    ran = await _executions(pool)
-    counts = await _status_counts(pool)
-    await pool.close()
+    async with _observed_database(db_url, SHORT_JOBS) as pool:
+        # A reporting client that reads the jobs and forgets its transaction open: its snapshot
+        # keeps every row version the queue's updates leave behind from being vacuumed.
+        reader = await asyncpg.connect(db_url)
+        try:
+            await reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            await reader.fetchval("SELECT count(*) FROM jobs")
+            async with _workers(db_url, pool, tmp_path, seed=20261207) as chaos:
+                await _until_all_completed(pool, SHORT_JOBS, chaos.deadline)
+                drained_s = time.monotonic() - chaos.started
+                dead_while_held = await _dead_rows(pool)
+                held_s = time.monotonic() - chaos.started
+        finally:
+            await reader.close()  # the transaction ends with its connection
+        closed_at = time.monotonic()
+        dead_after = await _dead_rows(pool)
+        recover_s = time.monotonic() - closed_at
+        tally = await _tally(pool, SHORT_JOBS)
     record(
         Scenario(
             key="70-idle-in-transaction",
@@ -550,10 +577,7 @@ async def test_the_queue_runs_on_under_a_long_idle_in_transaction_reader(
             ),
             test="tests/chaos/test_chaos.py::"
             "test_the_queue_runs_on_under_a_long_idle_in_transaction_reader",
-            acknowledged=SHORT_JOBS,
-            completed=counts.get("completed", 0),
-            lost=SHORT_JOBS - counts.get("completed", 0) + ran.never_ran,
-            run_twice=ran.run_twice,
+            **tally.counted(),
             recover_s=recover_s,
             recover_what="from the reader's end to a VACUUM that removed the dead rows",
             extra={
@@ -564,11 +588,10 @@ async def test_the_queue_runs_on_under_a_long_idle_in_transaction_reader(
             },
         )
     )
-    with capsys.disabled():
-        print(  # noqa: T201 - the figures are this test's report
-            f"\nidle reader: drained_s={drained_s:.1f} dead_held={dead_while_held}"
-            f" dead_after={dead_after} run_twice={ran.run_twice}"
-        )
-    assert counts == {"completed": SHORT_JOBS}
-    assert ran.never_ran == 0
-    assert ran.run_twice == 0, "nothing was killed: every job ran once"
+    _report(
+        capsys,
+        f"idle reader: drained_s={drained_s:.1f} dead_held={dead_while_held}"
+        f" dead_after={dead_after} run_twice={tally.ran.run_twice}",
+    )
+    tally.assert_every_job_completed()
+    assert tally.ran.run_twice == 0, "nothing was killed: every job ran once"
