@@ -3,6 +3,7 @@ expired, wrong scope, queue not allowed} gets the right status, the open ones st
 secret reaches a log line or the database in clear. In-process; tests/e2e/test_e2e_api_keys.py
 does the same black-box with keys made by the real ``queue-keys``."""
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -13,15 +14,16 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from litestar.exceptions import NotAuthorizedException
 from structlog.typing import EventDict
 
 from api.support import ApiClient, ClientFactory, bearer, build_app, error_body
 from helpers import eventually
 from pg_provider import run_sync
-from queue_api.auth import PUBLIC_OPT, SCOPES_OPT, SESSION_OPT
+from queue_api.auth import PUBLIC_OPT, SCOPES_OPT, SESSION_OPT, KeyChecker
 from queue_core.db import create_pool
 from queue_core.jobs import NewJob
-from queue_core.keys import ALL_SCOPES, KeyStore, Scope, generate_key
+from queue_core.keys import ALL_SCOPES, KeyStore, Scope, StoredKey, generate_key
 from queue_core.queue import Queue
 from queue_core.schedules import Schedule, Schedules
 
@@ -434,3 +436,33 @@ async def test_last_used_is_written_behind_and_at_shutdown(
 
     assert before is None
     assert used is not None
+
+
+class _CountingStore(KeyStore):
+    """The real store, counting the lookups that reach the database."""
+
+    finds = 0
+
+    async def find(self, prefix: str) -> StoredKey | None:
+        self.finds += 1
+        return await super().find(prefix)
+
+
+async def test_requests_arriving_while_a_key_is_looked_up_share_that_lookup(db_url: str) -> None:
+    secret = await _create(db_url, "busy", scopes=[Scope.JOBS_READ])
+    pool = await create_pool(db_url, max_size=4)
+    try:
+        store = _CountingStore(pool)
+        checker = KeyChecker(cache_s=0)  # every request checks: nothing served from a cache
+        checker.attach(store)
+        callers = await asyncio.gather(*(checker.caller(f"Bearer {secret}") for _ in range(50)))
+        assert {c.key.name for c in callers if c.key} == {"busy"}
+        assert len(callers) == 50
+        assert store.finds == 1  # not one per request
+
+        # Once it has ended, the next request looks again: a revocation is seen at once.
+        await KeyStore(pool).revoke("busy")
+        with pytest.raises(NotAuthorizedException, match="revoked"):
+            await checker.caller(f"Bearer {secret}")
+    finally:
+        await pool.close()

@@ -140,6 +140,7 @@ class KeyChecker:
         self._checked: dict[str, _Checked] = {}  # by prefix: only keys that exist
         self._used: dict[str, datetime] = {}  # prefix → last use, waiting for the next flush
         self._marked_at: dict[str, float] = {}  # prefix → monotonic time last queued for flush
+        self._lookups: dict[str, asyncio.Future[StoredKey | None]] = {}  # by prefix, in flight
 
     def attach(self, store: KeyStore) -> None:
         self._store = store
@@ -191,11 +192,26 @@ class KeyChecker:
 
     async def _stored(self, prefix: str) -> StoredKey | None:
         checked = self._checked.get(prefix)
-        now = time.monotonic()
-        if checked is not None and now - checked.checked_at < self._cache_s:
+        if checked is not None and time.monotonic() - checked.checked_at < self._cache_s:
             return checked.stored
+        # One lookup per key at a time: when a cached entry falls due under load, the requests
+        # arriving meanwhile wait for that lookup instead of each sending the same query.
+        lookup = self._lookups.get(prefix)
+        if lookup is None:
+            lookup = self._lookups[prefix] = asyncio.ensure_future(self._look_up(prefix))
+            lookup.add_done_callback(lambda done: self._looked_up(prefix, done))
+        return await asyncio.shield(lookup)  # a request that gives up leaves it to the others
+
+    def _looked_up(self, prefix: str, done: "asyncio.Future[StoredKey | None]") -> None:
+        self._lookups.pop(prefix, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have given up before it ended
+
+    async def _look_up(self, prefix: str) -> StoredKey | None:
         if self._store is None:  # pragma: no cover - the lifespan attaches it before requests
             raise RuntimeError("KeyChecker used before attach()")
+        checked = self._checked.get(prefix)
+        now = time.monotonic()
         try:
             stored = await self._store.find(prefix)
         except TransientDatabaseError:

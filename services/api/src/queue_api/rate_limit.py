@@ -57,22 +57,37 @@ UNCHECKED = Counter(
 )
 
 
+class _KeyCounters:
+    """A key's children of the two counters, looked up once per name (``labels()`` takes a
+    lock and builds a tuple on every call): the first ``MAX_KEY_LABELS`` names have their own,
+    later ones share ``other``'s."""
+
+    __slots__ = ("jobs", "label", "requests")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.requests = KEY_REQUESTS.labels(label)
+        self.jobs = KEY_JOBS.labels(label)
+
+
 class _KeyLabels:
-    """Key names as label values: the first ``MAX_KEY_LABELS`` seen, then ``other``."""
-
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._named: dict[str, _KeyCounters] = {}
+        self._other: _KeyCounters | None = None
 
-    def __call__(self, name: str) -> str:
-        if name in self._seen:
-            return name
-        if len(self._seen) >= MAX_KEY_LABELS:
-            return OTHER_LABEL
-        self._seen.add(name)
-        return name
+    def __call__(self, name: str) -> _KeyCounters:
+        counters = self._named.get(name)
+        if counters is not None:
+            return counters
+        if len(self._named) < MAX_KEY_LABELS:
+            counters = self._named[name] = _KeyCounters(name)
+            return counters
+        if self._other is None:
+            self._other = _KeyCounters(OTHER_LABEL)
+        return self._other
 
 
-_key_label = _KeyLabels()
+_key_counters = _KeyLabels()
 
 
 def chunk_of(limit: RateLimit) -> int:
@@ -102,18 +117,18 @@ class RateLimiter:
 
     async def admit_request(self, key: KeyInfo) -> None:
         """Count one request of ``key``; 429 past its requests limit."""
-        label = _key_label(key.name)
-        await self._spend(key, RateKind.REQUESTS, 1, label)
-        KEY_REQUESTS.labels(label).inc()
+        counters = _key_counters(key.name)
+        await self._spend(key, RateKind.REQUESTS, 1, counters.label)
+        counters.requests.inc()
 
     async def admit_jobs(self, key: KeyInfo | None, count: int) -> None:
         """Count ``count`` jobs to enqueue for ``key`` (None: auth is off); 429 past its jobs
         limit, 400 for a batch larger than its burst."""
         if key is None:
             return
-        label = _key_label(key.name)
-        await self._spend(key, RateKind.JOBS, count, label)
-        KEY_JOBS.labels(label).inc(count)
+        counters = _key_counters(key.name)
+        await self._spend(key, RateKind.JOBS, count, counters.label)
+        counters.jobs.inc(count)
 
     async def _spend(self, key: KeyInfo, kind: RateKind, count: int, label: str) -> None:
         limit = key.limits[kind]
@@ -127,7 +142,9 @@ class RateLimiter:
                     f"burst): send at most {limit.burst} jobs a request"
                 ),
             )
-        lease = self._leases.setdefault((key.prefix, kind), _Lease())
+        lease = self._leases.get((key.prefix, kind))
+        if lease is None:
+            lease = self._leases[key.prefix, kind] = _Lease()
         if self._spend_leased(lease, count):
             return
         async with lease.lock:  # one trip to the database per key and limit at a time

@@ -23,7 +23,6 @@ import time
 from typing import Final
 
 import structlog
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
@@ -39,6 +38,7 @@ _SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS: Final = frozenset({"/health", "/ready"})  # probes: debug only
 _UNCOUNTED_PATHS: Final = frozenset({"/metrics"})  # scrapes: debug only, and not counted
 _FIRST_SERVER_ERROR: Final = 500
+_REQUEST_ID: Final = b"x-request-id"
 
 REQUESTS: Final = Counter("queue_api_requests_total", "Total requests", _LABELS)
 DURATION: Final = Histogram(
@@ -109,36 +109,40 @@ def request_telemetry_middleware(app: ASGIApp) -> ASGIApp:
         if not _SANE_ID.match(request_id):
             # A UUIDv7: ordered by time, and a tenth of uuid4's cost (no system call).
             request_id = uuid7().hex
+        encoded_id = request_id.encode("latin-1")
         status = 500
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+                # Appended, not set: no other part of the app writes this header.
+                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID, encoded_id)]
             await send(message)
 
         counted = path not in _UNCOUNTED_PATHS
         in_progress = _in_progress_of(method, route) if counted else None
         if in_progress is not None:
             in_progress.inc()
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await app(scope, receive, send_with_id)
-            finally:
-                duration_s = time.perf_counter() - started
-                if in_progress is not None:
-                    in_progress.dec()
-                    _observe(method, route, status, duration_s)
-                quiet = (path in _QUIET_PATHS or not counted) and status < _FIRST_SERVER_ERROR
-                log.log(
-                    logging.DEBUG if quiet else logging.INFO,
-                    "request",
-                    method=method,
-                    path=path,
-                    route=route,
-                    status=status,
-                    duration_ms=round(duration_s * 1000, 3),
-                )
+        # bind/reset rather than structlog's bound_contextvars(): no generator context manager
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            duration_s = time.perf_counter() - started
+            if in_progress is not None:
+                in_progress.dec()
+                _observe(method, route, status, duration_s)
+            quiet = (path in _QUIET_PATHS or not counted) and status < _FIRST_SERVER_ERROR
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "request",
+                method=method,
+                path=path,
+                route=route,
+                status=status,
+                duration_ms=round(duration_s * 1000, 3),
+            )
+            structlog.contextvars.reset_contextvars(**bound)
 
     return middleware
