@@ -92,4 +92,4 @@ soak: sync ## Steady load with retention on, sizes and latency each minute (SOAK
 	@$(UV) run --frozen python benchmarks/soak.py $(SOAK_ARGS)
 
 .PHONY: check
-check: lint test ## Everything CI runs
+check: lint docs test ## Lint, docs and tests: what CI runs but the benchmark gate and the containers

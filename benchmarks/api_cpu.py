@@ -9,23 +9,22 @@ are the wrk script's (post_job.lua): API key on, optionally an Idempotency-Key e
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import pstats
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvloop
-
-import contextlib
-from collections.abc import AsyncIterator
 
 from queue_api.app import create_app
 from queue_api.settings import ApiSettings
 from queue_core import migrate
 from queue_core.db import create_pool
 from queue_core.gc_tuning import tune_gc
-from queue_core.log import configure
 from queue_core.keys import KeyStore, Scope
+from queue_core.log import configure
 
 BODY = b'{"type":"noop","payload":{"source":"wrk"}}'
 
@@ -33,7 +32,11 @@ BODY = b'{"type":"noop","payload":{"source":"wrk"}}'
 async def _key(url: str) -> str:
     pool = await create_pool(url, max_size=1)
     try:
-        return (await KeyStore(pool).create(name=f"cpu-bench-{time.time_ns()}", scopes=[Scope.JOBS_WRITE])).secret
+        return (
+            await KeyStore(pool).create(
+                name=f"cpu-bench-{time.time_ns()}", scopes=[Scope.JOBS_WRITE]
+            )
+        ).secret
     finally:
         await pool.close()
 
@@ -101,7 +104,7 @@ async def _request(app: Any, scope: dict[str, Any], statuses: list[int]) -> None
 
 async def _run(args: argparse.Namespace) -> None:
     key = await _key(args.url)
-    app = create_app(ApiSettings(database_url=args.url, auth="on"))  # type: ignore[call-arg]
+    app = create_app(ApiSettings(database_url=args.url, auth="on"))
     async with _lifespan(app):  # the lifespan makes the pool and the services
         statuses: list[int] = []
         counter = 0

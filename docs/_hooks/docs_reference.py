@@ -40,6 +40,7 @@ FILE_SUFFIX = "_FILE"
 
 def _settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     from queue_api.settings import ApiSettings  # noqa: PLC0415 - imported at build time
+    from queue_core.login_roles import LoginRolesSettings  # noqa: PLC0415
     from queue_core.settings import CommonSettings  # noqa: PLC0415
     from queue_worker.settings import SmtpSettings, WorkerSettings  # noqa: PLC0415
 
@@ -48,6 +49,7 @@ def _settings_classes() -> list[tuple[str, type[BaseSettings]]]:
         ("queue-api", ApiSettings),
         ("queue-worker", WorkerSettings),
         ("queue-worker (the built-in `send_email`)", SmtpSettings),
+        ("queue-login-roles", LoginRolesSettings),
     ]
 
 

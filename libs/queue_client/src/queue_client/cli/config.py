@@ -1,5 +1,5 @@
 """queuectl's settings: flags, then environment variables, then a TOML config file, then the
-defaults. The file is ``$QUEUECTL_CONFIG``, or ``--config``, or else
+defaults. The file is ``--config``, or ``$QUEUECTL_CONFIG``, or else
 ``$XDG_CONFIG_HOME/queuectl/config.toml`` (``~/.config/queuectl/config.toml``), which may be
 absent::
 
