@@ -56,6 +56,7 @@ from queue_core.sql import QUERIES
 from queue_core.states import STATUS_BY_VALUE, JobStatus
 
 Q_ENQUEUE_MANY = QUERIES["enqueue_many"]
+Q_ENQUEUE_ONE = QUERIES["enqueue_one"]
 Q_GET_JOB = QUERIES["get_job"]
 Q_CLAIM = QUERIES["claim"]
 Q_LOCK_CLAIM_KEYS = QUERIES["lock_claim_keys"]
@@ -176,7 +177,10 @@ class Queue:
         """enqueue_many's statement, for jobs without keys."""
         args = enqueue_many_args(jobs)
         async with translate_connection_errors(), translate_input_errors():
-            await self._pool.execute(Q_ENQUEUE_MANY, *args)
+            if len(jobs) == 1:  # a lone caller's: the same row, without the arrays
+                await self._pool.execute(Q_ENQUEUE_ONE, *(column[0] for column in args))
+            else:
+                await self._pool.execute(Q_ENQUEUE_MANY, *args)
         ids: list[uuid.UUID] = args[0]
         return ids
 

@@ -26,6 +26,20 @@ FROM (
     SELECT DISTINCT queue FROM inserted WHERE scheduled_at IS NULL OR scheduled_at <= now()
 ) AS due;
 
+-- name: enqueue_one
+-- enqueue_many for a single job, with plain parameters instead of arrays: what a lone caller's
+-- group commit sends (a batch of one). Measured on a lone caller, unnesting eight one-element
+-- arrays cost about a tenth of the call; the rows and the NOTIFY are the same.
+WITH inserted AS (
+    INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
+    VALUES ($1::uuid, $2::text, CAST($3::text AS jsonb), $4::text, $5::smallint, $6::int,
+            $7::timestamptz, $8::float8)
+    RETURNING queue, scheduled_at
+)
+SELECT pg_notify('queue_jobs', queue)
+FROM inserted
+WHERE scheduled_at IS NULL OR scheduled_at <= now();
+
 -- name: get_job
 -- A whole job, by primary key: the status endpoints' row (GET /jobs/status, GET /v1/jobs/{id}).
 SELECT id, type, payload, status, attempts, max_attempts, error_message, scheduled_at,
