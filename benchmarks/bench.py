@@ -95,6 +95,7 @@ class Sizes:
     mixed_batch_interval_s: float = 0.05
     # lone_caller: calls one after another, each timed.
     lone_calls: int = 2000
+    lone_seconds: float = 10.0  # the lone caller over one wrk connection
 
 
 SMOKE = Sizes(
@@ -107,6 +108,7 @@ SMOKE = Sizes(
     history_repeats=1,
     mixed_seconds=3.0,
     lone_calls=300,
+    lone_seconds=1.0,
 )
 
 
@@ -254,12 +256,8 @@ def http_single(bench: Bench, sizes: Sizes) -> dict[str, Any]:
         target = f"http://127.0.0.1:{port}/jobs"
         load = LoadSpec(target, sizes.http_connections, sizes.http_seconds, key)
         api_cpu = process_cpu_s(api.pid)
-        out = subprocess.run(
-            load.argv(), env=load.env(), capture_output=True, text=True, check=True,
-            timeout=sizes.http_seconds + 60,
-        ).stdout  # fmt: skip
+        figures = load.run()
         api_cpu = process_cpu_s(api.pid) - api_cpu
-    figures = load.figures(out)
     return {
         **figures,
         "api_cpu_us_per_request": api_cpu / max(1, figures["requests"]) * 1e6,
@@ -282,9 +280,10 @@ class LoadSpec:
 
     def argv(self) -> list[str]:
         if self.wrk:
+            threads = min(2, self.connections)  # wrk wants a connection per thread at least
             return [
-                self.wrk, "-t2", f"-c{self.connections}", f"-d{self.seconds:g}s", "--latency",
-                "-s", str(HERE / "post_job.lua"), self.target,
+                self.wrk, f"-t{threads}", f"-c{self.connections}", f"-d{self.seconds:g}s",
+                "--latency", "-s", str(HERE / "post_job.lua"), self.target,
             ]  # fmt: skip
         return [
             sys.executable, str(HERE / "loadgen.py"), self.target,
@@ -298,6 +297,14 @@ class LoadSpec:
             "BENCH_API_KEY": self.key or "",
             "BENCH_IDEMPOTENCY": "1" if self.idempotency else "0",
         }
+
+    def run(self) -> dict[str, Any]:
+        """Run the load to its end; its figures."""
+        out = subprocess.run(
+            self.argv(), env=self.env(), capture_output=True, text=True, check=True,
+            timeout=self.seconds + 60,
+        ).stdout  # fmt: skip
+        return self.figures(out)
 
     def figures(self, out: str) -> dict[str, Any]:
         return _wrk_figures(out, self) if self.wrk else _loadgen_figures(out, self)
@@ -315,7 +322,7 @@ def _wrk_figures(out: str, load: LoadSpec) -> dict[str, Any]:
     requests = re.search(r"^\s*(\d+) requests in", out, re.MULTILINE)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {
-        "generator": "wrk (2 threads)",
+        "generator": f"wrk ({min(2, load.connections)} threads)",
         "connections": load.connections,
         "requests": int(requests.group(1)) if requests else 0,
         "jobs_per_s": float(rate.group(1)) if rate else float("nan"),
@@ -825,12 +832,17 @@ def lone_caller(bench: Bench, sizes: Sizes) -> dict[str, Any]:
         base = f"http://127.0.0.1:{port}"
         http = _lone_http(base, key, sizes.lone_calls, idempotency=False)
         keyed = _lone_http(base, key, sizes.lone_calls, idempotency=True)
+        # The same over one wrk connection: the API's own latency, without httpx's CPU (about
+        # a third of a call above) in the client.
+        load = LoadSpec(f"{base}/jobs", 1, sizes.lone_seconds, key)
+        one_connection = load.run() if load.wrk else None
     return {
         "calls": sizes.lone_calls,
         "python_enqueue": python["enqueue"],
         "python_enqueue_many_of_1": python["enqueue_many_of_1"],
         "http": http,
         "http_idempotency_key": keyed,
+        "http_wrk_one_connection": one_connection,
     }
 
 

@@ -213,8 +213,12 @@ def _whole_path_rows(results: dict[str, Any]) -> list[list[str]]:
             ("lone sequential caller, ms a call p50 / p99 (Python API)", "python_enqueue"),
             ("lone sequential caller over HTTP, one keep-alive client, API key", "http"),
             ("the same with an Idempotency-Key on every call", "http_idempotency_key"),
+            (
+                "lone caller over HTTP, one wrk connection (no Python client), API key",
+                "http_wrk_one_connection",
+            ),
         ):
-            mine = lone and lone[key]
+            mine = lone and lone.get(key)
             rows.append(
                 [
                     label,
@@ -276,7 +280,11 @@ def targets(results: dict[str, Any]) -> str:
         theirs = r["peers"]["pgqueuer"]["lone_caller"]["p50_ms"]
         python = r["lone_caller"]["python_enqueue"]["p50_ms"]
         http = r["lone_caller"]["http"]["p50_ms"]
-        text = f"Python API {python:.2f} ms, HTTP {http:.2f} ms, PgQueuer {theirs:.2f} ms (p50)"
+        wrk = (r["lone_caller"].get("http_wrk_one_connection") or {}).get("p50_ms", float("nan"))
+        text = (
+            f"Python API {python:.2f} ms, HTTP {http:.2f} ms (httpx), {wrk:.2f} ms (one wrk "
+            f"connection), PgQueuer {theirs:.2f} ms (p50)"
+        )
         return text, max(python, http) <= theirs
 
     def batch() -> tuple[str, bool]:
