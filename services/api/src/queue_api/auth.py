@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from litestar.connection import ASGIConnection
+from litestar.connection import ASGIConnection, Request
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.types import ASGIApp, Receive, Send
@@ -337,7 +337,9 @@ class Authorizer:
         if session:
             if self._session is None:
                 raise PermissionDeniedException(detail="the web console is not configured")
-            return await self._session(ASGIConnection(scope, receive))
+            # A Request, not a bare connection: the CSRF token may be in a form body, which a
+            # Request reads once and keeps in the scope for the handler.
+            return await self._session(Request(scope, receive))
         if self._enabled:
             return await self._checker.caller(_authorization(scope))
         return ANYONE

@@ -48,7 +48,7 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """A guarded request's: who the guard let in, and the app's services."""
+    """A checked request's: who auth.Authorizer let in, and the app's services."""
 
     caller: Caller
     services: Services
@@ -60,6 +60,6 @@ def provide_services(request: Request[Any, Any, Any]) -> Services:
 
 
 def provide_context(request: Request[Any, Any, Any]) -> RequestContext:
-    """The ``ctx`` dependency: the caller the app-wide guard stored, and the services."""
+    """The ``ctx`` dependency: the caller auth.Authorizer stored, and the services."""
     caller: Caller = request.scope["state"][CALLER_STATE]
     return RequestContext(caller=caller, services=Services.of(request.app))

@@ -1,6 +1,6 @@
 """Rate limits per API key, shared by every API replica: 429 with ``Retry-After`` past them.
 
-A key may limit its requests a second (every authenticated request, checked by the guard) and
+A key may limit its requests a second (every authenticated request, checked by auth.Authorizer) and
 the jobs it enqueues a second (a batch of N counts N), each with a burst. The tokens live in one
 bucket per key and limit in PostgreSQL (:meth:`queue_core.keys.KeyStore.take_tokens`), so the
 limit holds for the whole fleet. Asking the database on every request would cost a statement a

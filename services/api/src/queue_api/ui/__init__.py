@@ -65,7 +65,7 @@ def _as_page(json_handler: Callable[..., Response[Any]]) -> Callable[..., Respon
 
 def console_router() -> Router:
     """``/ui``: the pages, the actions and sign-in; each route declares its scopes with
-    ``requires_session`` (or is PUBLIC: the sign-in page), so the app-wide guard checks
+    ``requires_session`` (or is PUBLIC: the sign-in page), so auth.Authorizer checks
     them against the session (fail closed, as for every route)."""
     return Router(
         UI_PATH,

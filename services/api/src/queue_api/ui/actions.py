@@ -1,5 +1,5 @@
 """The console's actions: plain HTML forms (they work without JavaScript), each checked for its
-CSRF token by the session guard (``queue_api.ui.sessions``) and for its scope like the JSON
+CSRF token by the session check (``queue_api.ui.sessions``) and for its scope like the JSON
 route it mirrors, then done by the same function that route calls. Each answers 303 to the page
 that shows the outcome (post/redirect/get: reloading it repeats nothing)."""
 

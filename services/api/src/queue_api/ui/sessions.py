@@ -165,7 +165,7 @@ async def sent_csrf_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str
         return header
     content_type = connection.headers.get("content-type", "")
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        form = await connection.form()  # type: ignore[attr-defined]  # a Request: guards run on HTTP
+        form = await connection.form()  # type: ignore[attr-defined]  # a Request: see auth.Authorizer
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else ""
     return ""
@@ -178,7 +178,7 @@ def _refuse_csrf() -> PermissionDeniedException:
 
 
 class Sessions:
-    """Finds the caller of a console request from its session (the app-wide guard's
+    """Finds the caller of a console request from its session (the app-wide check's
     ``session``, see ``queue_api.auth``) and checks the CSRF token of one that changes
     something."""
 
