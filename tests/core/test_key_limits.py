@@ -140,3 +140,34 @@ async def test_a_full_keys_backlog_ahead_does_not_starve_the_keys_behind_it(
     behind = await queue.enqueue_many([_job(f"free-{i}", concurrency_limit=1) for i in range(3)])
 
     assert set(await _claim(queue, limit=5)) == set(behind)
+
+
+async def test_a_key_whose_row_another_claimer_holds_is_skipped_not_waited_for(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    held = await queue.enqueue_many([_job("held", concurrency_limit=5) for _ in range(3)])
+    free = await queue.enqueue_many([_job("free", concurrency_limit=5) for _ in range(3)])
+
+    async with pool.acquire() as other, other.transaction():
+        # What a concurrent claim of "held" does to its row: rewrites it, uncommitted yet.
+        await other.execute("UPDATE concurrency_keys SET updated_at = now() WHERE key = 'held'")
+        claimed = set(await asyncio.wait_for(_claim(queue), timeout=5))
+    assert claimed == set(free)
+    assert set(await _claim(queue)) == set(held)
+
+
+async def test_enqueueing_more_of_a_key_leaves_its_row_unless_a_limit_changes(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    # A claim starts none of a key's jobs if the key's row changed after its snapshot read
+    # it, so an enqueue that changes nothing must leave the row (the same version) alone.
+    version = "SELECT ctid::text FROM concurrency_keys WHERE key = 'k'"
+    await queue.enqueue(_job("k", concurrency_limit=2))
+    before = await pool.fetchval(version)
+
+    await queue.enqueue_many([_job("k", concurrency_limit=2), _job("k")])
+    assert await pool.fetchval(version) == before
+
+    await queue.enqueue(_job("k", concurrency_limit=3))
+    assert await pool.fetchval(version) != before
+    assert len(await _claim(queue)) == 3

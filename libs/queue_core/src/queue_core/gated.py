@@ -2,10 +2,10 @@
 (``depends_on``): the jobs, their dependency edges and their keys' rows, in the caller's
 transaction.
 
-Limits per key are enforced by the claim (``sql/queries.sql``: ``lock_claim_keys`` and
-``claim_keyed``): a claimer holds a key's row in ``concurrency_keys`` while it counts the key's
-running jobs and starts at most what the limits leave. Here the key's row is made, or its limits
-replaced by the latest enqueue's (a limit left out keeps the key's).
+Limits per key are enforced by the claim (``sql/queries.sql``: ``claim``): a claimer holds a
+key's row in ``concurrency_keys`` (and rewrites it when it starts the key's jobs) while it
+starts at most what the limits leave of the key's running jobs. Here the key's row is made, or
+its limits replaced by the latest enqueue's (a limit left out keeps the key's).
 
 A job with dependencies is inserted waiting for all of them (``waiting_for``); its parents are
 locked and flagged (``lock_parents``), which is what serialises it with their outcomes; then the
@@ -14,8 +14,9 @@ parent counts down, a failed one fails the new job too. Cycles cannot be made: a
 depend on jobs that exist, or on earlier jobs of its own batch.
 
 Statement order is lock order: new rows first (nothing else can hold them), then the parents
-(id order) and the settling of those that have an outcome, and the key rows last (key order,
-as the claim takes them): nothing waits for a job's row while holding a key's.
+(id order) and the settling of those that have an outcome, and the key rows last (key order;
+the claim takes them SKIP LOCKED, never waiting): nothing waits for a job's row while holding
+a key's.
 """
 
 import json

@@ -168,21 +168,12 @@ class Job(Base):
             ),
         ),
         CheckConstraint("waiting_for >= 0", name="waiting_for_non_negative"),
-        # A key's due jobs, by priority: what claim_keyed takes of each key it holds.
-        Index(
-            "ix_jobs_claimable_by_key",
-            "concurrency_key",
-            text("priority DESC"),
-            text("coalesce(scheduled_at, created_at)"),
-            postgresql_where=text(
-                "status = 'pending' AND concurrency_key IS NOT NULL AND waiting_for = 0"
-            ),
-        ),
-        # A key's running jobs: what its concurrency limit is checked against.
+        # A key's running (leased) jobs: what its concurrency limit is checked against. By
+        # lease, not status, so that no other index can serve the count (migration 0013).
         Index(
             "ix_jobs_running_keyed",
             "concurrency_key",
-            postgresql_where=text("status = 'running' AND concurrency_key IS NOT NULL"),
+            postgresql_where=text("lease_owner IS NOT NULL AND concurrency_key IS NOT NULL"),
         ),
         # Jobs waiting for dependencies, by queue: what queue_stats counts them from.
         Index(

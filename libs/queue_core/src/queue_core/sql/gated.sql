@@ -1,8 +1,7 @@
 -- Jobs with limits per key (concurrency_key) or dependencies (depends_on): their enqueue and
 -- the settling of dependants once a job they wait for has an outcome (queue_core.gated,
--- queue_core.dependencies). The claim statements that enforce the limits (lock_claim_keys,
--- claim_keyed) are in queries.sql. A block starts with "-- name: <name>" and ends at the next
--- one.
+-- queue_core.dependencies). The claim statement that enforces the limits (claim) is in
+-- queries.sql. A block starts with "-- name: <name>" and ends at the next one.
 
 -- name: enqueue_gated
 -- enqueue_many for jobs with a concurrency key ($9) or dependencies ($10: how many it waits
@@ -26,8 +25,10 @@ FROM (
 
 -- name: upsert_concurrency_keys
 -- The keys $1 with their limits, one row each (the caller merges a batch's values per key, in
--- key order: rows are locked in that order, as the claim locks them). A limit given replaces
--- the key's; one left out (NULL) keeps it.
+-- key order: rows are locked in that order). A limit given replaces the key's; one left out
+-- (NULL) keeps it. A row whose limits stay as they were is not rewritten: a claim whose
+-- snapshot read a key's row starts none of its jobs if the row changed since (claim_keyed),
+-- and enqueueing more jobs of a key must not keep its claims from starting them.
 INSERT INTO concurrency_keys AS k (key, concurrency_limit, rate_per_s, rate_burst)
 SELECT key, concurrency_limit, rate_per_s, rate_burst
 FROM unnest($1::text[], $2::int[], $3::float8[], $4::int[])
@@ -38,7 +39,11 @@ SET concurrency_limit = coalesce(excluded.concurrency_limit, k.concurrency_limit
     rate_per_s = coalesce(excluded.rate_per_s, k.rate_per_s),
     rate_burst = CASE WHEN excluded.rate_per_s IS NULL THEN k.rate_burst
                       ELSE excluded.rate_burst END,
-    updated_at = now();
+    updated_at = now()
+WHERE (k.concurrency_limit, k.rate_per_s, k.rate_burst) IS DISTINCT FROM (
+    coalesce(excluded.concurrency_limit, k.concurrency_limit),
+    coalesce(excluded.rate_per_s, k.rate_per_s),
+    CASE WHEN excluded.rate_per_s IS NULL THEN k.rate_burst ELSE excluded.rate_burst END);
 
 -- name: lock_parents
 -- The jobs $1 that new jobs are to depend on, locked in id order and marked as having

@@ -70,8 +70,7 @@ WHERE id = $1;
 --    (ck_jobs_pending_has_attempts_left), so the result is at most max_attempts.
 -- Plain jobs only: ix_jobs_claimable holds no job with a concurrency key or waiting for
 -- dependencies (migration 0012), so this never walks past them. When the worker's queues have
--- keyed jobs due (keyed_due), Queue.claim runs lock_claim_keys and claim_keyed instead, which
--- take both kinds.
+-- keyed jobs due (keyed_due), Queue.claim runs claim_keyed instead, which takes both kinds.
 WITH due AS MATERIALIZED (
     SELECT c.id
     FROM unnest($2::text[]) AS q(name)
@@ -104,70 +103,31 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
           j.timeout_s,
           extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
 
--- name: lock_claim_keys
--- Limits per key, step 1 of a claim in a transaction (Queue.claim, while keyed jobs are due):
--- lock the rows of the keys whose jobs this claim may start, each with how many of its jobs are
--- among the candidates. Candidates are the first $2 keyed jobs due on the queues $1
--- (ix_jobs_claimable_keyed, highest priority and oldest first) whose key the snapshot does not
--- show full (running at its limit, counted from ix_jobs_running_keyed, or no rate token left):
--- the scan walks past a full key's jobs, which cost no lock and no attempt, to other keys'.
--- The check is a scalar subquery on purpose: evaluated per candidate (a key lookup and a count
--- of a few index entries), where a join would let the planner count every key there is.
--- SKIP LOCKED: a key another claimer holds is left to it, and claimers never wait for each
--- other. Keys are locked in key order. Holding a key's row lock is what entitles a claimer to
--- start that key's jobs: claim_keyed then counts, in a snapshot taken after the lock was
--- granted, every job another claimer of the key started before, and none can start one
--- meanwhile.
-WITH candidates AS MATERIALIZED (
-    SELECT c.concurrency_key AS key, count(*)::int AS wanted
-    FROM unnest($1::text[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT j.concurrency_key
-        FROM jobs AS j
-        WHERE j.status = 'pending'
-          AND j.concurrency_key IS NOT NULL
-          AND j.waiting_for = 0
-          AND j.queue = q.name
-          AND coalesce(j.scheduled_at, j.created_at) <= now()
-          AND coalesce((
-              SELECT (f.concurrency_limit IS NULL OR f.concurrency_limit > (
-                          SELECT count(*) FROM jobs AS r
-                          WHERE r.status = 'running' AND r.concurrency_key = f.key))
-                     AND (f.rate_per_s IS NULL OR f.tat IS NULL
-                          OR f.rate_per_s * extract(epoch FROM f.tat - now())
-                             <= f.rate_burst - 1)
-              FROM concurrency_keys AS f
-              WHERE f.key = j.concurrency_key), false)
-        ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
-        LIMIT $2
-        -- Jobs another claimer has taken (its transaction still open) are passed over, so
-        -- concurrent claimers find different keys instead of the same, held ones.
-        FOR UPDATE OF j SKIP LOCKED
-    ) AS c
-    GROUP BY c.concurrency_key
-)
-SELECT k.key, c.wanted
-FROM concurrency_keys AS k
-JOIN candidates AS c ON c.key = k.key
-ORDER BY k.key
-FOR UPDATE OF k SKIP LOCKED;
-
 -- name: claim_keyed
--- Limits per key, step 2, in the transaction that holds the rows of the keys $5
--- (lock_claim_keys, with $6: how many of each key's jobs it found among its candidates):
--- claim as claim does, plain jobs and the keyed jobs of those keys together, highest priority
--- and oldest first.
---  * keys: each key's starts, from this statement's snapshot, taken after the locks were
---    granted: no more than the candidates found (each job taken is locked: no more locks than
---    the claim can use), nor limit - running (counted from ix_jobs_running_keyed), nor the rate
---    tokens of the generic cell rate algorithm as in keys.sql (tat moves on 1/rate a start;
---    the bucket holds rate_burst).
---  * keyed: at most that many of each key's due jobs (ix_jobs_claimable_by_key, by priority),
---    SKIP LOCKED as in claim.
---  * rated: the started jobs of rate-limited keys move their tat on, in this statement (the
---    rows are ours already). Jobs cut by the final LIMIT are not counted anywhere: nothing
---    is counted but the running jobs themselves, so the statements that move a job out of
---    running (finish, rescue_expired) change no key row at all.
+-- claim, while keyed_due says the queues $2 have jobs with a concurrency key due: plain and
+-- keyed jobs together, highest priority and oldest first, each key's within its limits, in
+-- one statement. What claim says of its scan, locks, attempts and waited_s holds here too;
+-- plain is claim's scan, and keyed the same over ix_jobs_claimable_keyed with the key's
+-- conditions (two partial indexes, so that claim never walks past keyed jobs).
+-- A key's running jobs are counted, never kept in a counter, so the statements that move a
+-- job out of running (finish, rescue_expired) change no key row. What makes the count
+-- race-free is the key's row in concurrency_keys:
+--  * keyed: each candidate's key as this statement's snapshot has it: its row's version
+--    (ctid) and how many jobs it may start, limit - running (ix_jobs_running_keyed, by lease:
+--    see migration 0013) and the rate tokens of the generic cell rate algorithm as in keys.sql
+--    (tat moves on 1/rate a start; the bucket holds rate_burst). The scan walks past the jobs
+--    of keys with none to start, which cost no lock and no attempt. A lateral lookup per
+--    candidate on purpose (a key lookup and a count of a few index entries), where a join
+--    would let the planner count every key there is.
+--  * held: the candidates' key rows, locked SKIP LOCKED (a key another claimer holds is left
+--    to it: claimers never wait for each other). A locked row comes in its latest version.
+--  * due: each key's candidates up to its starts, by priority, with the plain ones; only of
+--    keys whose locked row is the very version the snapshot read. A claim that starts jobs of
+--    a key rewrites its row (started), so an unchanged row means that every start of the key
+--    is in the snapshot's count (finishes since only make it high); a key changed since is
+--    left to the next claim. Rows locked but cut here stay pending, as in claim.
+--  * started: the row of every key with jobs started here is rewritten (and a rate-limited
+--    key's tat moved on), by the version this statement holds.
 WITH plain AS MATERIALIZED (
     SELECT c.id, NULL::text AS concurrency_key, c.priority, c.due_at
     FROM unnest($2::text[]) AS q(name)
@@ -184,56 +144,78 @@ WITH plain AS MATERIALIZED (
         FOR UPDATE SKIP LOCKED
     ) AS c
 ),
-keys AS MATERIALIZED (
-    SELECT k.key,
-           least(
-               held.wanted,
-               coalesce(k.concurrency_limit - (
-                   SELECT count(*)::int FROM jobs AS r
-                   WHERE r.status = 'running' AND r.concurrency_key = k.key), $3),
-               coalesce(floor(k.rate_burst - k.rate_per_s
-                   * greatest(extract(epoch FROM k.tat - now()), 0))::int, $3),
-               $3) AS free
-    FROM unnest($5::text[], $6::int[]) AS held(key, wanted)
-    JOIN concurrency_keys AS k ON k.key = held.key
-),
 keyed AS MATERIALIZED (
-    SELECT c.id, k.key AS concurrency_key, c.priority, c.due_at
-    FROM keys AS k
+    SELECT c.id, c.concurrency_key, c.priority, c.due_at, c.version, c.starts
+    FROM unnest($2::text[]) AS q(name)
     CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
+        SELECT j.id, j.concurrency_key, j.priority,
+               coalesce(j.scheduled_at, j.created_at) AS due_at, k.version, k.starts
         FROM jobs AS j
+        CROSS JOIN LATERAL (
+            SELECT f.ctid AS version,
+                   least(
+                       -- By lease, not by status: see migration 0013.
+                       coalesce(f.concurrency_limit - (
+                           SELECT count(*)::int FROM jobs AS r
+                           WHERE r.lease_owner IS NOT NULL AND r.concurrency_key = f.key), $3),
+                       coalesce(floor(f.rate_burst - f.rate_per_s
+                           * greatest(extract(epoch FROM f.tat - now()), 0))::int, $3)) AS starts
+            FROM concurrency_keys AS f
+            WHERE f.key = j.concurrency_key
+            -- Not pulled up into the scan's query, where each mention of starts would
+            -- count the key's running jobs again.
+            OFFSET 0
+        ) AS k
         WHERE j.status = 'pending'
           AND j.concurrency_key IS NOT NULL
           AND j.waiting_for = 0
-          AND j.concurrency_key = k.key
-          AND j.queue = ANY($2::text[])
+          AND j.queue = q.name
           AND coalesce(j.scheduled_at, j.created_at) <= now()
+          AND k.starts > 0
         ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
-        LIMIT greatest(k.free, 0)
-        FOR UPDATE SKIP LOCKED
+        LIMIT $3
+        FOR UPDATE OF j SKIP LOCKED
     ) AS c
 ),
+held AS MATERIALIZED (
+    -- A join, not "key = ANY (ARRAY(...))": that array is no constant, so a sequential scan
+    -- of the keys compared each key with every element (5 ms for 500 of 1,000 keys).
+    SELECT k.key, k.ctid AS version
+    FROM (SELECT DISTINCT concurrency_key FROM keyed) AS c
+    JOIN concurrency_keys AS k ON k.key = c.concurrency_key
+    FOR UPDATE OF k SKIP LOCKED
+),
 due AS MATERIALIZED (
-    SELECT id, concurrency_key FROM (
-        SELECT id, concurrency_key, priority, due_at FROM plain
+    SELECT id, concurrency_key, version FROM (
+        SELECT id, concurrency_key, NULL::tid AS version, priority, due_at FROM plain
         UNION ALL
-        SELECT id, concurrency_key, priority, due_at FROM keyed
+        SELECT c.id, c.concurrency_key, c.version, c.priority, c.due_at
+        FROM (
+            SELECT id, concurrency_key, version, starts, priority, due_at,
+                   row_number() OVER (PARTITION BY concurrency_key
+                                      ORDER BY priority DESC, due_at) AS nth
+            FROM keyed
+        ) AS c
+        JOIN held AS h ON h.key = c.concurrency_key AND h.version = c.version
+        WHERE c.nth <= c.starts
     ) AS both_kinds
     ORDER BY priority DESC, due_at
     LIMIT $3
 ),
-rated AS (
+started AS (
     UPDATE concurrency_keys AS k
-    SET tat = greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s),
+    SET tat = CASE
+            WHEN k.rate_per_s IS NULL THEN k.tat
+            ELSE greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s)
+        END,
         updated_at = now()
     FROM (
-        SELECT concurrency_key AS key, count(*)::int AS n
+        SELECT concurrency_key AS key, version, count(*)::int AS n
         FROM due
         WHERE concurrency_key IS NOT NULL
-        GROUP BY concurrency_key
+        GROUP BY concurrency_key, version
     ) AS s
-    WHERE k.key = s.key AND k.rate_per_s IS NOT NULL
+    WHERE k.ctid = s.version AND k.key = s.key
 )
 UPDATE jobs AS j
 SET status = 'running',
@@ -251,8 +233,9 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 
 -- name: keyed_due
 -- Whether any of the queues $1 has a keyed job due now: Queue.claim asks at most a few times
--- a second and claims with lock_claim_keys and claim_keyed while the answer is yes. One probe of ix_jobs_claimable_keyed
--- per queue (its leading column); a table without keyed jobs answers from an empty index.
+-- a second, and claim takes keyed jobs too while the answer is yes. One probe of
+-- ix_jobs_claimable_keyed per queue (its leading column); a table without keyed jobs answers
+-- from an empty index.
 SELECT EXISTS (
     SELECT FROM jobs
     WHERE status = 'pending'
@@ -281,7 +264,7 @@ SELECT EXISTS (
 -- dependants_unsettled tells the caller to settle the job's dependants (queue_core.dependencies)
 -- in a statement of its own: one that sees dependants enqueued while this one waited for the
 -- row. A keyed job leaves running here and that is all its key needs: a key's running jobs are
--- counted, never kept in a counter (claim_keyed).
+-- counted, never kept in a counter (claim).
 -- Guarded by "still running, still leased to $2, and still this attempt": a job that was
 -- rescued and claimed again (by another worker or by this one) is never overwritten by the
 -- old run's outcome; such ids are simply absent from the result.
