@@ -195,7 +195,7 @@ async def _privileges(url: str) -> set[tuple[str, str, str]]:
             "SELECT grantee, table_name, privilege_type FROM information_schema.table_privileges"
             " WHERE grantee IN ($1, $2, 'PUBLIC')"
             " AND table_name IN ('jobs', 'api_keys', 'api_key_rate_buckets', 'queues', 'workers',"
-            " 'schedules')",
+            " 'schedules', 'concurrency_keys', 'job_dependencies')",
             API_ROLE,
             WORKER_ROLE,
         )
@@ -235,6 +235,16 @@ GRANTED = {
     (WORKER_ROLE, "jobs", "INSERT"),
     # 0011: retention, a worker service, deletes finished jobs.
     (WORKER_ROLE, "jobs", "DELETE"),
+    # 0012: limits per key and dependencies, written by enqueues (API, schedules) and claims.
+    *(
+        (role, table, privilege)
+        for role in (API_ROLE, WORKER_ROLE)
+        for table in ("concurrency_keys", "job_dependencies")
+        for privilege in ("SELECT", "INSERT", "UPDATE")
+    ),
+    # 0014: a deleted job's edges go with it (retention, DELETE /v1/jobs/{id}).
+    (API_ROLE, "job_dependencies", "DELETE"),
+    (WORKER_ROLE, "job_dependencies", "DELETE"),
 }
 
 

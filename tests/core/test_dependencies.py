@@ -201,3 +201,18 @@ async def test_a_job_with_an_idempotency_key_keeps_its_dependencies_and_key(
     assert (await queue.get(first.id)).waiting_for == 1
     assert [d.id for d in await queue.dependencies(first.id)] == [parent]
     assert await pool.fetchval("SELECT concurrency_limit FROM concurrency_keys") == 1
+
+
+async def test_deleting_a_finished_job_deletes_its_own_edges_only(queue: Queue) -> None:
+    parent, child = await queue.enqueue_many([_job(), _job(0)])
+    await _claim(queue)
+    await queue.complete(worker_id="w1", job_ids=[parent])
+    await _claim(queue)
+    await queue.complete(worker_id="w1", job_ids=[child])
+
+    await queue.delete_finished(parent)
+    [dep] = await queue.dependencies(child)
+    assert (dep.id, dep.status, dep.satisfied) == (parent, None, True)  # shown as gone
+
+    await queue.delete_finished(child)
+    assert await queue.dependencies(child) == []

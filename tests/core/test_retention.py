@@ -173,3 +173,21 @@ async def test_retention_shorter_than_the_clock_slack_is_refused(pool: asyncpg.P
         Retention(pool, {JobStatus.COMPLETED: 59.0})
     with pytest.raises(ValueError, match="never deleted"):
         Retention(pool, {JobStatus.PENDING: DAY.total_seconds()})
+
+
+async def test_a_deleted_job_takes_its_own_dependency_edges_with_it(pool: asyncpg.Pool) -> None:
+    old_parent = await insert_job(pool, JobStatus.COMPLETED, created_ago=5 * DAY)
+    old_dependant = await insert_job(pool, JobStatus.COMPLETED, created_ago=4 * DAY)
+    young_dependant = await insert_job(pool, JobStatus.COMPLETED, created_ago=HOUR)
+    await pool.executemany(
+        "INSERT INTO job_dependencies (job_id, depends_on, satisfied) VALUES ($1, $2, true)",
+        [(old_dependant, old_parent), (young_dependant, old_parent)],
+    )
+
+    await Retention(pool, RETENTION_S).run_round()
+
+    edges = await pool.fetch("SELECT job_id, depends_on FROM job_dependencies")
+    # The old dependant's edge went with it; the young one keeps its edge to the deleted
+    # parent (shown as gone) until it is deleted too.
+    assert [(e["job_id"], e["depends_on"]) for e in edges] == [(young_dependant, old_parent)]
+    assert await job_ids(pool) == {young_dependant}

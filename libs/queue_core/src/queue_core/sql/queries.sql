@@ -493,6 +493,10 @@ deleted AS (
     USING target AS t
     WHERE j.id = t.id AND t.status IN ('completed', 'failed', 'cancelled')
     RETURNING j.id
+),
+edges AS (
+    -- Its own dependency edges go with it (migration 0014).
+    DELETE FROM job_dependencies AS e USING deleted AS d WHERE e.job_id = d.id
 )
 SELECT t.status, EXISTS (SELECT FROM deleted) AS deleted
 FROM target AS t;

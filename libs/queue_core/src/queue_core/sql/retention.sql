@@ -32,8 +32,8 @@ SELECT pg_advisory_unlock($1);
 
 -- name: delete_finished_batch
 -- Up to $2 jobs of status :status finished more than $1 seconds ago, from id $3 up, walking the
--- primary key (completed) or ix_jobs_failed_cancelled (failed, cancelled). Returns the ids
--- deleted; the largest is where the next batch starts.
+-- primary key (completed) or ix_jobs_failed_cancelled (failed, cancelled), with their own
+-- dependency edges. Returns the ids deleted; the largest is where the next batch starts.
 WITH doomed AS (
     SELECT id FROM jobs
     WHERE status = :status
@@ -46,9 +46,16 @@ WITH doomed AS (
     ORDER BY id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+),
+gone AS (
+    DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
+    RETURNING j.id
+),
+edges AS (
+    -- The deleted jobs' own dependency edges go with them (migration 0014).
+    DELETE FROM job_dependencies AS e USING gone WHERE e.job_id = gone.id
 )
-DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
-RETURNING j.id;
+SELECT id FROM gone;
 
 -- name: oldest_finished
 -- How long ago the oldest (first created) job of each final status that retention may delete
