@@ -41,6 +41,7 @@ from litestar.types import ASGIApp, Receive, Send
 from litestar.types import Scope as AsgiScope
 
 from queue_api.rate_limit import RateLimiter
+from queue_api.raw_headers import raw_header
 from queue_core.errors import TransientDatabaseError
 from queue_core.keys import ALL_SCOPES, KeyInfo, KeyStore, Scope, StoredKey, prefix_of
 from queue_core.log import get_logger
@@ -267,15 +268,6 @@ class KeyChecker:
 SessionCaller = Callable[[ASGIConnection[Any, Any, Any, Any]], Awaitable[Caller]]
 
 
-def _authorization(scope: AsgiScope) -> str | None:
-    """The ``Authorization`` header, read from the raw headers: a parsed header object costs
-    more than the rest of the check on a key found in the cache."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return value.decode("latin-1")
-    return None
-
-
 class Authorizer:
     """The app-wide check, see the module's docstring, as middleware (:meth:`middleware`, for
     Litestar's ``middleware=[...]``). It runs after routing, so it reads the route's ``opt``
@@ -341,5 +333,5 @@ class Authorizer:
             # Request reads once and keeps in the scope for the handler.
             return await self._session(Request(scope, receive))
         if self._enabled:
-            return await self._checker.caller(_authorization(scope))
+            return await self._checker.caller(raw_header(scope, b"authorization"))
         return ANYONE

@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_415_UNSUPPORTED_MED
 
 from queue_api.job_views import JobBulkAction
 from queue_api.json_limits import MAX_JSON_DEPTH, JsonPath, nested_too_deeply, unstorable_text_at
+from queue_api.raw_headers import raw_header
 from queue_api.schemas import ErrorDetail, JobBatchCreate, JobCreate
 
 JsonBody = JobCreate | JobBatchCreate | JobBulkAction
@@ -46,10 +47,8 @@ def _media_type(request: Request) -> str:  # type: ignore[type-arg]
     """The Content-Type's media type, lower-cased, without parameters. Read from the raw
     headers: Litestar's parsed ``content_type`` (a header object, an options dict) cost more
     than the rest of this check on a small body."""
-    for name, value in request.scope["headers"]:
-        if name == b"content-type":
-            return value.decode("latin-1").partition(";")[0].strip().lower()
-    return ""
+    content_type = raw_header(request.scope, b"content-type") or ""
+    return content_type.partition(";")[0].strip().lower()
 
 
 async def _check_body(request: Request, decoder: msgspec.json.Decoder[JsonBody]) -> None:  # type: ignore[type-arg]

@@ -70,7 +70,7 @@ class _KeyCounters:
         self.jobs = KEY_JOBS.labels(label)
 
 
-class _KeyLabels:
+class _CountersByKey:
     def __init__(self) -> None:
         self._named: dict[str, _KeyCounters] = {}
         self._other: _KeyCounters | None = None
@@ -87,7 +87,7 @@ class _KeyLabels:
         return self._other
 
 
-_key_counters = _KeyLabels()
+_key_counters = _CountersByKey()
 
 
 def chunk_of(limit: RateLimit) -> int:

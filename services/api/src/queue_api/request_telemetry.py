@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 from uuid_utils import uuid7
 
+from queue_api.raw_headers import raw_header
 from queue_core.log import get_logger
 
 log = get_logger("queue_api.request")
@@ -100,12 +101,7 @@ def request_telemetry_middleware(app: ASGIApp) -> ASGIApp:
         method = scope["method"]
         path = scope["path"]
         route = scope.get("path_template", path)
-        incoming = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                incoming = value
-                break
-        request_id = incoming.decode("latin-1")
+        request_id = raw_header(scope, b"x-request-id") or ""
         if not _SANE_ID.match(request_id):
             # A UUIDv7: ordered by time, and a tenth of uuid4's cost (no system call).
             request_id = uuid7().hex
