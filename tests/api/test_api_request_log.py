@@ -5,9 +5,11 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from prometheus_client import REGISTRY
 from structlog.typing import EventDict
 
-from api.support import SEED_SEND_EMAIL, ApiClient
+from api.support import SEED_SEND_EMAIL, ApiClient, ClientFactory
+from queue_api.request_telemetry import APP_NAME
 
 
 @pytest.fixture(name="lines")
@@ -83,3 +85,28 @@ async def test_probes_are_logged_at_debug_only(
     await shared_client.get("/health")
 
     assert [line["log_level"] for line in _request_lines(lines)] == ["debug"]
+
+
+def _requests_counted(status: int) -> float:
+    sample = REGISTRY.get_sample_value(
+        "queue_api_requests_total",
+        {"method": "POST", "path": "/jobs", "status_code": str(status), "app_name": APP_NAME},
+    )
+    return sample or 0.0
+
+
+async def test_a_request_refused_for_its_key_is_logged_and_counted_with_its_own_status(
+    make_client: ClientFactory, shared_db_url: str, lines: list[EventDict]
+) -> None:
+    """The key check runs in a middleware: what it refuses must still pass through the request
+    telemetry, not be answered around it (no request id, and counted as a 500)."""
+    before = {status: _requests_counted(status) for status in (401, 500)}
+    async with make_client(shared_db_url, key=None) as client:
+        response = await client.post("/jobs", json=SEED_SEND_EMAIL)
+
+    assert response.status_code == 401
+    request_id = response.headers["x-request-id"]
+    [line] = _request_lines(lines)
+    assert (line["request_id"], line["status"]) == (request_id, 401)
+    assert _requests_counted(401) == before[401] + 1
+    assert _requests_counted(500) == before[500]

@@ -37,6 +37,7 @@ from typing import Any, Final
 from litestar.connection import ASGIConnection, Request
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
 from litestar.types import ASGIApp, Receive, Send
 from litestar.types import Scope as AsgiScope
 
@@ -300,7 +301,13 @@ class Authorizer:
                     scope["state"][CALLER_STATE] = caller
             await app(scope, receive, send)
 
-        return authorized
+        # What authorize() raises (401, 403, 429, 503) is answered right here, through the
+        # ``send`` the middleware outside this one wrapped: request telemetry's, which adds the
+        # request id and records the status in the log line and the metrics. Left to Litestar,
+        # it is answered by the exception handling around the whole app, outside every
+        # middleware: the response lacked the request id and was counted as a 500. Litestar's
+        # own session authentication middleware wraps itself the same way.
+        return ExceptionHandlerMiddleware(app=authorized, debug=None)
 
     async def authorize(self, scope: AsgiScope, receive: Receive) -> Caller | None:
         """The caller a request is let in as, None on an open route; or 401/403."""
