@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 
 from queue_api.auth import BEARER_SCHEME, PUBLIC, Authorizer, KeyChecker
-from queue_api.body_timeout import body_timeout_middleware
+from queue_api.body_timeout import BodyDeadlines
 from queue_api.context import SERVICES_STATE, Services, provide_context, provide_services
 from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.job_waiter import JobWaiter
@@ -104,6 +104,8 @@ def create_app(settings: ApiSettings) -> Litestar:
         named_queues=settings.metrics_queues,
     )
 
+    body_deadlines = BodyDeadlines(settings.body_timeout_s)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(
@@ -134,13 +136,15 @@ def create_app(settings: ApiSettings) -> Litestar:
                 detail="API_AUTH=off: anyone who can reach the API may do anything",
             )
         flusher = asyncio.create_task(key_checker.run_flusher(), name="api-keys-last-used")
+        body_timer = asyncio.create_task(body_deadlines.run(), name="api-body-deadlines")
         try:
             yield
         finally:
             await services.waiter.close()
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, body_timer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await pool.close()
 
     return Litestar(
@@ -162,7 +166,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         ],
         middleware=[
             request_telemetry_middleware,
-            body_timeout_middleware(settings.body_timeout_s),
+            body_deadlines.middleware,
             Authorizer(
                 key_checker, rate_limiter, enabled=auth_enabled, session=sessions.caller
             ).middleware,
