@@ -104,10 +104,16 @@ class TcpProxy:
     database outage against any server (ours, a container or an external one).
 
     It runs its own event loop in a thread, so sync and async tests alike can use it.
+
+    ``hide_hangups``: when the server closes a connection, the client is not told; it keeps
+    its socket, as behind a NAT or proxy that lost track of the connection. Whatever the
+    server said before closing (a FATAL error) still reaches the client.
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, hide_hangups: bool = False) -> None:
         self._target = (target_host, target_port)
+        self._hide_hangups = hide_hangups
+        self.hangups_hidden = 0  # server closes the clients were not told of
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -119,7 +125,9 @@ class TcpProxy:
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hang_up: bool = True
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -127,7 +135,10 @@ class TcpProxy:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            writer.close()
+            if hang_up:
+                writer.close()
+            else:
+                self.hangups_hidden += 1
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
@@ -136,7 +147,11 @@ class TcpProxy:
             client_w.close()
             return
         self._writers.update((client_w, server_w))
-        await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
+        await asyncio.gather(
+            self._pipe(client_r, server_w),
+            self._pipe(server_r, client_w, hang_up=not self._hide_hangups),
+        )
+        client_w.close()  # a hangup hidden until the client itself hung up
         self._writers.difference_update((client_w, server_w))
 
     async def _up(self) -> None:

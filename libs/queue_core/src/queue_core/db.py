@@ -79,6 +79,10 @@ CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed", pool closing
+    # "cannot switch to state ...": a statement started on a connection whose session the
+    # server has just ended (its FATAL error read, the socket's close not yet). asyncpg aborts
+    # that connection, so the retry gets a fresh one.
+    asyncpg.InternalClientError,
 )
 
 
