@@ -171,6 +171,36 @@ async def test_an_error_message_with_a_nul_character_is_still_recorded(
     assert job.error_message.startswith("ValueError: unexpected byte in 'ab")
 
 
+async def test_an_error_message_with_an_unpaired_surrogate_is_recorded_beside_the_others(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    """A file name that is not UTF-8, decoded as Python decodes file names (os.listdir), holds
+    unpaired surrogates, which PostgreSQL text cannot store. The failure must be recorded with the
+    others finishing at the same time, not fail the statement that records them all (then
+    every job of that batch would run again once its lease ran out)."""
+    registry = TaskRegistry()
+    ran: list[int] = []
+    name = b"report-\xff.csv".decode("utf-8", "surrogateescape")
+
+    @registry.task("read_file")
+    async def read_file(job: JobContext) -> None:
+        ran.append(job.payload["n"])
+        if job.payload["n"] == 0:
+            raise ValueError(f"no header row in {name}")
+
+    ids = await queue.enqueue_many(
+        [NewJob(type="read_file", payload={"n": n}, max_attempts=1) for n in range(20)]
+    )
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, ids[0], JobStatus.FAILED, timeout_s=5)
+    for job_id in ids[1:]:
+        await wait_for_status(queue, job_id, JobStatus.COMPLETED, timeout_s=5)
+
+    assert job.error_message == "ValueError: no header row in report-\\udcff.csv"
+    assert sorted(ran) == list(range(20))  # each job ran once
+
+
 @pytest.mark.parametrize(
     ("stored", "error"),
     [

@@ -72,9 +72,14 @@ TIMEOUT_SWEEP_MAX_S = 1.0
 
 
 def error_text(exc: BaseException) -> str:
-    """The error_message stored for a failed attempt: bounded, and without NUL characters,
-    which PostgreSQL text cannot hold (one would make the outcome impossible to record)."""
-    return f"{type(exc).__name__}: {exc}".replace("\x00", "\\0")[:MAX_ERROR_CHARS]
+    """The error_message stored for a failed attempt: bounded, and without what PostgreSQL
+    text cannot hold, which would fail the statement recording the whole batch of outcomes:
+    NUL characters, and unpaired surrogates (from a file name decoded as ``os.listdir``
+    decodes one, with ``surrogateescape``, then put in a message). Both are spelled as
+    escapes."""
+    text = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    text = text.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:MAX_ERROR_CHARS]
 
 
 class ResultError(Exception):
