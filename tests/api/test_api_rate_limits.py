@@ -133,6 +133,8 @@ async def test_keys_get_and_change_limits_over_http_never_looser_than_the_caller
         {"requests_per_s": 0},
         {"jobs_per_s": -1},
         {"jobs_per_s": 1e7},
+        {"requests_per_s": 1e-13},  # below one a day: its bucket's instant would overflow
+        {"jobs_per_s": 1e-320},
         {"jobs_per_s": 1, "jobs_burst": 0},
         {"requests_per_s": "fast"},
         {"requests_per_minute": 5},

@@ -121,6 +121,9 @@ async def test_post_v1_jobs_defaults_like_post_jobs(client: ApiClient) -> None:
         ({**JOB, "concurrency_key": "c", "concurrency_limit": 10**12}, "concurrency_limit"),
         ({**JOB, "concurrency_key": "c", "rate_limit": -1}, "rate_limit"),
         ({**JOB, "concurrency_key": "c", "rate_limit": 1e300}, "rate_limit"),
+        # Below one a day: one start moved the key's instant past a timestamp's range.
+        ({**JOB, "concurrency_key": "c", "rate_limit": 1e-300}, "rate_limit"),
+        ({**JOB, "concurrency_key": "c", "rate_limit": 1e-6}, "rate_limit"),
         ({**JOB, "depends_on": ["not-a-job-id"]}, "depends_on"),
         ({**JOB, "depends_on": [str(uuid.uuid4())] * 101}, "depends_on"),
     ],

@@ -5,8 +5,11 @@ import asyncio
 import uuid
 
 import asyncpg
+import pytest
 
+from queue_core.errors import InvalidJobError
 from queue_core.jobs import NewJob, Outcome, OutcomeKind
+from queue_core.limits import MIN_RATE_PER_S
 from queue_core.queue import Queue
 
 DEFAULT = ("default",)
@@ -123,6 +126,38 @@ async def test_rate_limit_admits_a_burst_then_one_per_interval(
     await pool.execute("UPDATE concurrency_keys SET tat = tat - interval '0.5 s'")
     assert len(await _claim(queue)) == 1
     assert await _claim(queue) == []
+
+
+async def test_a_rate_below_one_a_day_is_refused(queue: Queue) -> None:
+    # Near 0, one start moved the key's instant past a timestamp's range: every claim of the
+    # queue failed, plain jobs' too.
+    with pytest.raises(InvalidJobError):
+        await queue.enqueue(_job("crawl", rate_limit=1e-300))
+    await queue.enqueue(_job("crawl", rate_limit=MIN_RATE_PER_S))
+    assert len(await _claim(queue)) == 1
+
+
+async def test_a_rate_raised_after_a_slow_one_applies_at_once(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    await queue.enqueue_many([_job("crawl", rate_limit=MIN_RATE_PER_S, rate_burst=100)])
+    await queue.enqueue_many([_job("crawl") for _ in range(99)])
+    assert len(await _claim(queue)) == 100  # the burst: the bucket is empty for 100 days
+    await queue.enqueue_many([_job("crawl", rate_limit=1000.0, rate_burst=5) for _ in range(10)])
+    # At most one burst's time at the new rate (5 ms) to wait, not 100 days: moved on by
+    # those 5 ms instead of waited for, the bucket holds the whole burst.
+    await pool.execute("UPDATE concurrency_keys SET tat = tat - interval '5 ms'")
+    assert len(await _claim(queue)) == 5
+
+
+async def test_a_key_row_with_its_instant_centuries_ahead_fails_no_claim(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """However a key's row came to be (written by hand, by an older version), the claim must
+    go on for everything else: here its count of starts would overflow an integer."""
+    await queue.enqueue_many([_job("odd", rate_limit=10_000.0), _job(None)])
+    await pool.execute("UPDATE concurrency_keys SET tat = now() + interval '1000 years'")
+    assert len(await _claim(queue)) == 1  # the plain job; the keyed one waits its turn
 
 
 async def test_rate_and_concurrency_limits_hold_together(queue: Queue) -> None:

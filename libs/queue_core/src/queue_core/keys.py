@@ -30,6 +30,7 @@ import asyncpg
 
 from queue_core.db import translate_connection_errors
 from queue_core.errors import QueueError
+from queue_core.limits import MIN_RATE_PER_S
 from queue_core.sql import KEY_QUERIES
 
 KEY_MARKER: Final = "tq_"
@@ -107,8 +108,11 @@ class RateLimit:
             if burst is not None:
                 raise InvalidKeySpecError("a burst needs a rate to go with it")
             return None
-        if not (math.isfinite(per_s) and 0 < per_s <= MAX_RATE):
-            raise InvalidKeySpecError(f"a rate must be more than 0 and at most {MAX_RATE}/s")
+        if not (math.isfinite(per_s) and MIN_RATE_PER_S <= per_s <= MAX_RATE):
+            raise InvalidKeySpecError(
+                f"a rate must be at least one a day ({MIN_RATE_PER_S:.6g}/s) "
+                f"and at most {MAX_RATE}/s"
+            )
         if burst is None:
             burst = max(1, math.ceil(per_s))
         if not 1 <= burst <= MAX_BURST:

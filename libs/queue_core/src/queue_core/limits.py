@@ -42,6 +42,10 @@ MAX_SNOOZE_S: Final = 7 * 24 * 3600.0
 MAX_CONCURRENCY_KEY_LENGTH: Final = 255
 MAX_CONCURRENCY_LIMIT: Final = 10_000
 MAX_KEY_RATE_PER_S: Final = 10_000.0
+# The slowest rate limit, of a concurrency key and of an API key: one a day. Slower is a
+# schedule, not a rate; and a rate near zero makes one start move the bucket's instant beyond
+# the range of a timestamp, which failed every claim of the key's queues.
+MIN_RATE_PER_S: Final = 1 / 86_400
 MAX_KEY_RATE_BURST: Final = 10_000
 
 # The most jobs one job may depend on (depends_on): each is an edge row and a lock at enqueue.

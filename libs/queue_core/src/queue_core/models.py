@@ -37,6 +37,7 @@ from queue_core.limits import (
     MAX_KEY_RATE_BURST,
     MAX_KEY_RATE_PER_S,
     MAX_TIMEOUT_S,
+    MIN_RATE_PER_S,
     SCHEDULED_AT_MAX,
     SCHEDULED_AT_MIN,
 )
@@ -245,8 +246,9 @@ class ConcurrencyKey(Base):
     __table_args__ = (
         CheckConstraint(
             f"(concurrency_limit IS NULL OR concurrency_limit BETWEEN 1 AND "
-            f"{MAX_CONCURRENCY_LIMIT}) AND (rate_per_s IS NULL OR rate_per_s > 0 AND "
-            f"rate_per_s <= {MAX_KEY_RATE_PER_S:g}) AND (rate_burst IS NULL OR rate_burst "
+            f"{MAX_CONCURRENCY_LIMIT}) AND (rate_per_s IS NULL OR rate_per_s >= "
+            f"{MIN_RATE_PER_S!r} AND rate_per_s <= {MAX_KEY_RATE_PER_S:g}) AND "
+            f"(rate_burst IS NULL OR rate_burst "
             f"BETWEEN 1 AND {MAX_KEY_RATE_BURST})",
             name="limits_bounded",
         ),
@@ -357,8 +359,9 @@ class ApiKey(Base):
         ),
         CheckConstraint("queues IS NULL OR cardinality(queues) >= 1", name="queues_not_empty"),
         CheckConstraint(
-            f"(requests_per_s IS NULL OR requests_per_s > 0 AND requests_per_s <= {MAX_RATE}) "
-            f"AND (jobs_per_s IS NULL OR jobs_per_s > 0 AND jobs_per_s <= {MAX_RATE}) "
+            f"(requests_per_s IS NULL OR requests_per_s >= {MIN_RATE_PER_S!r} AND "
+            f"requests_per_s <= {MAX_RATE}) AND (jobs_per_s IS NULL OR jobs_per_s >= "
+            f"{MIN_RATE_PER_S!r} AND jobs_per_s <= {MAX_RATE}) "
             f"AND (requests_burst IS NULL OR requests_burst BETWEEN 1 AND {MAX_BURST}) "
             f"AND (jobs_burst IS NULL OR jobs_burst BETWEEN 1 AND {MAX_BURST})",
             name="limits_bounded",

@@ -33,6 +33,7 @@ from queue_core.limits import (
     MAX_KEY_RATE_BURST,
     MAX_KEY_RATE_PER_S,
     MAX_TIMEOUT_S,
+    MIN_RATE_PER_S,
     SCHEDULED_AT_MAX,
     SCHEDULED_AT_MIN,
 )
@@ -188,13 +189,12 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         Annotated[
             float,
             msgspec.Meta(
-                gt=0,
+                ge=MIN_RATE_PER_S,
                 le=MAX_KEY_RATE_PER_S,
                 description=(
-                    "With concurrency_key: at most this many of the key's jobs start a second "
-                    "(left out: the key keeps its rate, if any)"
+                    "With concurrency_key: at most this many of the key's jobs start a second, "
+                    "at least one a day (left out: the key keeps its rate, if any)"
                 ),
-                extra_json_schema=_openapi(exclusiveMinimum=0),
             ),
         ]
         | None
@@ -458,7 +458,12 @@ MAX_EXPIRES_IN_DAYS = 3650
 
 
 PerSecond = Annotated[
-    float, msgspec.Meta(gt=0, le=MAX_RATE, description="Tokens a second, shared by all replicas")
+    float,
+    msgspec.Meta(
+        ge=MIN_RATE_PER_S,
+        le=MAX_RATE,
+        description="Tokens a second, shared by all replicas, at least one a day",
+    ),
 ]
 Burst = Annotated[
     int,

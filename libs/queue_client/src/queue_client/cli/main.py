@@ -36,6 +36,7 @@ from queue_client.models import (
     MAX_DEPENDENCIES,
     MAX_KEY_RATE_BURST,
     MAX_KEY_RATE_PER_S,
+    MIN_RATE_PER_S,
     EnqueueOptions,
     JobFilter,
     JobStatus,
@@ -279,7 +280,7 @@ def _limits(
 )
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(0, MAX_KEY_RATE_PER_S, min_open=True),
+    type=click.FloatRange(MIN_RATE_PER_S, MAX_KEY_RATE_PER_S),
     default=None,
     help="With --concurrency-key: at most this many of its jobs start a second.",
 )

@@ -28,7 +28,9 @@ FROM (
 -- key order: rows are locked in that order). A limit given replaces the key's; one left out
 -- (NULL) keeps it. A row whose limits stay as they were is not rewritten: a claim whose
 -- snapshot read a key's row starts none of its jobs if the row changed since (claim_keyed),
--- and enqueueing more jobs of a key must not keep its claims from starting them.
+-- and enqueueing more jobs of a key must not keep its claims from starting them. A new rate
+-- brings tat back to at most one burst ahead at that rate: a bucket emptied at one a day
+-- would otherwise keep a key raised to thousands a second waiting for days.
 INSERT INTO concurrency_keys AS k (key, concurrency_limit, rate_per_s, rate_burst)
 SELECT key, concurrency_limit, rate_per_s, rate_burst
 FROM unnest($1::text[], $2::int[], $3::float8[], $4::int[])
@@ -39,6 +41,9 @@ SET concurrency_limit = coalesce(excluded.concurrency_limit, k.concurrency_limit
     rate_per_s = coalesce(excluded.rate_per_s, k.rate_per_s),
     rate_burst = CASE WHEN excluded.rate_per_s IS NULL THEN k.rate_burst
                       ELSE excluded.rate_burst END,
+    tat = CASE WHEN excluded.rate_per_s IS NULL OR k.tat IS NULL THEN k.tat
+               ELSE least(k.tat, now() + make_interval(
+                   secs => excluded.rate_burst / excluded.rate_per_s)) END,
     updated_at = now()
 WHERE (k.concurrency_limit, k.rate_per_s, k.rate_burst) IS DISTINCT FROM (
     coalesce(excluded.concurrency_limit, k.concurrency_limit),

@@ -158,8 +158,13 @@ keyed AS MATERIALIZED (
                        coalesce(f.concurrency_limit - (
                            SELECT count(*)::int FROM jobs AS r
                            WHERE r.lease_owner IS NOT NULL AND r.concurrency_key = f.key), $3),
-                       coalesce(floor(f.rate_burst - f.rate_per_s
-                           * greatest(extract(epoch FROM f.tat - now()), 0))::int, $3)) AS starts
+                       -- Within [0, burst] before the cast: a tat far ahead (a slow rate
+                       -- since raised) must not overflow the integer. (Not coalesce: the
+                       -- greatest() of a NULL is 0.)
+                       CASE WHEN f.rate_per_s IS NULL THEN $3
+                            ELSE floor(greatest(f.rate_burst - f.rate_per_s * greatest(
+                                extract(epoch FROM f.tat - now()), 0), 0))::int END
+                   ) AS starts
             FROM concurrency_keys AS f
             WHERE f.key = j.concurrency_key
             -- Not pulled up into the scan's query, where each mention of starts would
