@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from queue_core.db import UNDECODABLE_JSON
 from queue_core.schedules import MAX_TICKS_PER_TURN, Schedule, ScheduleError, Schedules, Taken
 from queue_core.tasks import TaskRegistry
 
@@ -278,3 +279,19 @@ async def test_a_row_this_version_cannot_read_is_still_listed_without_a_next_run
     [state] = await store.list()
     assert (state.definition.tz, state.definition.cron) == ("Mars/Olympus", "not a cron")
     assert state.next_run(datetime.now(UTC)) is None
+
+
+async def test_a_payload_python_cannot_read_fails_no_reading_of_the_schedules(
+    pool: asyncpg.Pool,
+) -> None:
+    # jsonb prints 1e5000 as an integer of 5,001 digits; Python reads at most 4,300. The
+    # scheduler reads every schedule of the worker at once: one such row stopped them all.
+    store = Schedules(pool)
+    await store.register(
+        [Schedule(name="odd", cron="0 * * * *"), Schedule(name="report", cron="0 * * * *")]
+    )
+    await pool.execute("""UPDATE schedules SET payload = '{"n": 1e5000}' WHERE name = 'odd'""")
+    _, states = await store.states(["odd", "report"])
+    odd: object = states["odd"].definition.payload  # read as the row has it, unchecked
+    assert odd is UNDECODABLE_JSON
+    assert states["report"].definition.payload == {}

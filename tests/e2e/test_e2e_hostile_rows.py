@@ -53,7 +53,12 @@ ODD: Mapping[str, tuple[dict[str, str], str, str | None]] = {
     "payload too deep to decode": (
         {"type": "'noop'", "payload": f"(repeat('[', {DEEP}) || repeat(']', {DEEP}))::jsonb"},
         "failed",
-        "payload is nested too deeply to decode",
+        "payload cannot be decoded: nested too deeply, or a number too long to read",
+    ),
+    "number too long to read": (
+        {"type": "'noop'", "payload": "'{\"n\": 1e5000}'"},
+        "failed",
+        "payload cannot be decoded: nested too deeply, or a number too long to read",
     ),
     "payload is an array": (
         {"type": "'send_email'", "payload": "'[1, 2]'", "max_attempts": "1"},

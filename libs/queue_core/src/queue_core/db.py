@@ -99,12 +99,15 @@ _json_decoder = msgspec.json.Decoder()
 
 
 class UndecodableJson:
-    """Stands in for a stored json value nested too deeply for Python to decode.
+    """Stands in for a stored json value Python cannot decode: nested too deeply, or with an
+    integer too long to read.
 
     PostgreSQL holds jsonb thousands of levels deep; msgspec and the standard library both
-    give up near a thousand, with a RecursionError. Raised from inside the driver, that error
-    would fail the whole statement, so one such row (written straight into the table, or
-    before the API bounded nesting) would fail every claim of its queue. Decoded as this
+    give up near a thousand, with a RecursionError. It holds 1e5000, which it prints as an
+    integer of 5,001 digits; Python refuses to read more than 4,300 (a ValueError). Raised
+    from inside the driver, either error would fail the whole statement, so one such row
+    (written straight into the table, or before the API bounded nesting) would fail every
+    claim of its queue. Decoded as this
     marker instead, the row is read like any other and its job fails with a clear error."""
 
     __slots__ = ()
@@ -121,7 +124,7 @@ def decode_json(text: str) -> Any:  # noqa: ANN401 - any JSON value
     ten times faster than the standard library, which counts when every claimed job carries
     one; the standard library takes the values msgspec refuses and PostgreSQL can hold (a
     number beyond a float's range, such as 1e400, which json.loads reads as inf). A value
-    nested too deeply for either is :data:`UNDECODABLE_JSON`, never an exception."""
+    neither can read is :data:`UNDECODABLE_JSON`, never an exception."""
     try:
         return _json_decoder.decode(text)
     except RecursionError:
@@ -130,7 +133,7 @@ def decode_json(text: str) -> Any:  # noqa: ANN401 - any JSON value
         pass
     try:
         return json.loads(text)
-    except RecursionError:
+    except (RecursionError, ValueError):  # ValueError: an integer over 4,300 digits
         return UNDECODABLE_JSON
 
 

@@ -40,7 +40,7 @@ import asyncpg
 from cronsim import CronSim, CronSimError
 from uuid_utils.compat import uuid7
 
-from queue_core.db import translate_connection_errors
+from queue_core.db import decode_json, translate_connection_errors
 from queue_core.sql import SCHEDULE_QUERIES
 from queue_core.states import DEFAULT_QUEUE
 
@@ -220,7 +220,8 @@ def _state(row: asyncpg.Record) -> ScheduleState:
         "missed": row["missed"],
         "grace_s": row["grace_s"],
         "queue": row["queue"],
-        "payload": json.loads(row["payload"]),
+        # decode_json: one hand-edited row must not fail the reading of every schedule.
+        "payload": decode_json(row["payload"]),
     }
     try:
         definition = Schedule(**fields)

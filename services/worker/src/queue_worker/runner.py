@@ -147,7 +147,7 @@ def _outcome(
 def _unrunnable(payload: object) -> str:
     """Why a stored payload cannot be handed to a handler (which is promised a JSON object)."""
     if payload is UNDECODABLE_JSON:
-        return "payload is nested too deeply to decode"
+        return "payload cannot be decoded: nested too deeply, or a number too long to read"
     kind = _JSON_TYPE_NAMES.get(type(payload), "value")
     return f"payload is not a JSON object (it is a JSON {kind})"
 
