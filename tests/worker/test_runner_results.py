@@ -276,6 +276,42 @@ async def test_snooze_out_of_bounds_fails_the_attempt_saying_why(
     )
 
 
+class _LateSnooze(Snooze):
+    """A Snooze that sets its delay itself, past the check in Snooze.__init__."""
+
+    def __init__(self, seconds: object) -> None:
+        super().__init__(1)
+        self.seconds = seconds  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("seconds", [math.inf, 10**400, timedelta(minutes=5)])
+async def test_a_snooze_whose_delay_was_set_around_the_check_fails_only_its_own_job(
+    queue: Queue, start_worker: StartWorker, seconds: object
+) -> None:
+    """Its delay went into the statement that records a whole batch of outcomes, which the
+    database then refused for all of them: every job of the batch ran again later."""
+    registry = TaskRegistry()
+    ran: list[int] = []
+
+    @registry.task("step")
+    async def step(job: JobContext) -> None:
+        ran.append(job.payload["n"])
+        if job.payload["n"] == 0:
+            raise _LateSnooze(seconds)
+
+    ids = await queue.enqueue_many(
+        [NewJob(type="step", payload={"n": n}, max_attempts=1) for n in range(10)]
+    )
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, ids[0], JobStatus.FAILED)
+    for job_id in ids[1:]:
+        await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+    assert job.error_message is not None
+    assert job.error_message.startswith(("ValueError: Snooze", "TypeError: Snooze"))
+    assert sorted(ran) == list(range(10))  # each job ran once
+
+
 def test_snooze_takes_a_number_of_seconds() -> None:
     assert Snooze(MAX_SNOOZE_S).seconds == MAX_SNOOZE_S
     with pytest.raises(TypeError, match="not str"):

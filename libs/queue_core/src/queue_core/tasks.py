@@ -81,6 +81,15 @@ class PermanentError(Exception):
     request): the job is failed at once instead of using its remaining attempts."""
 
 
+def snooze_seconds(seconds: object) -> float:
+    """``seconds`` as a Snooze's delay; TypeError or ValueError, saying why, if it is not one."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"Snooze takes a number of seconds, not {type(seconds).__name__}")
+    if not 0 < seconds <= MAX_SNOOZE_S:  # also refuses NaN
+        raise ValueError(f"Snooze seconds must be above 0 and at most {MAX_SNOOZE_S:g}")
+    return float(seconds)
+
+
 class Snooze(Exception):  # noqa: N818 - a request, not an error: `raise Snooze(60)`
     """Raise it from a handler to run the job again in ``seconds`` (0 < seconds <= a week)
     without spending an attempt: the job goes back to pending, due then. Nothing is added to
@@ -88,13 +97,9 @@ class Snooze(Exception):  # noqa: N818 - a request, not an error: `raise Snooze(
 
     def __init__(self, seconds: float) -> None:
         # Checked here, in the handler's own frame: a bad value fails the attempt with this
-        # message, like any other error the handler raises.
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise TypeError(f"Snooze takes a number of seconds, not {type(seconds).__name__}")
-        if not 0 < seconds <= MAX_SNOOZE_S:  # also refuses NaN
-            raise ValueError(f"Snooze seconds must be above 0 and at most {MAX_SNOOZE_S:g}")
+        # message, like any other error the handler raises. (The worker checks again.)
+        self.seconds = snooze_seconds(seconds)
         super().__init__(f"snoozed for {seconds:g} s")
-        self.seconds = float(seconds)
 
 
 @dataclass(frozen=True, slots=True)

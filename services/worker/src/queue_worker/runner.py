@@ -51,7 +51,7 @@ from queue_core.log import get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff, jittered
 from queue_core.states import JobStatus
-from queue_core.tasks import JobContext, PermanentError, Snooze, TaskRegistry
+from queue_core.tasks import JobContext, PermanentError, Snooze, TaskRegistry, snooze_seconds
 from queue_worker.events import NoEvents, WorkerEvents
 from queue_worker.pauses import PauseWatcher
 from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_RESULT_BYTES
@@ -540,6 +540,16 @@ class Runner:
             self._active.pop(key, None)
             self._wake.set()  # a slot is free
 
+    def _snoozed(self, job: ClaimedJob, snooze: Snooze) -> Outcome:
+        try:
+            # Checked again: a subclass may set seconds itself, and a value out of range
+            # would fail the statement recording the whole batch of outcomes.
+            seconds = snooze_seconds(snooze.seconds)
+        except (TypeError, ValueError) as exc:
+            retry_in_s = self._config.backoff.delay(job.attempt)
+            return _outcome(job, OutcomeKind.FAILED, error_text(exc), retry_in_s)
+        return _outcome(job, OutcomeKind.SNOOZED, retry_in_s=seconds)
+
     async def _run_handler(self, job: ClaimedJob, entry: _Active) -> tuple[Outcome, bool]:
         task = self._registry.get(job.type)
         if task is None:
@@ -564,7 +574,7 @@ class Runner:
                     value = await task.run(JobContext.of(job))
             result = None if value is None else encode_result(value, self._config.max_result_bytes)
         except Snooze as snooze:  # run again later; the attempt is given back, nothing failed
-            return _outcome(job, OutcomeKind.SNOOZED, retry_in_s=snooze.seconds), False
+            return self._snoozed(job, snooze), False
         except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
