@@ -1,6 +1,8 @@
 """What the Runner records for each way a handler can end: success, error, permanent error, no
 handler at all, and a sync handler."""
 
+import asyncio
+import sys
 import threading
 import uuid
 
@@ -149,6 +151,43 @@ async def test_a_long_error_message_is_truncated(queue: Queue, start_worker: Sta
     assert job.error_message is not None
     assert job.error_message.startswith("RuntimeError: xxx")
     assert len(job.error_message) == 2000
+
+
+async def test_a_handler_calling_sys_exit_fails_its_attempt_and_the_worker_goes_on(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    """SystemExit (and KeyboardInterrupt) are not Exceptions: raised in a handler, async or
+    sync (its thread hands it over), they left the event loop and ended the worker, leaving
+    every other running job to wait for its lease to run out."""
+    registry = TaskRegistry()
+
+    @registry.task("quits")
+    async def quits(_job: JobContext) -> None:
+        sys.exit(3)
+
+    @registry.task("quits_in_a_thread")
+    def quits_in_a_thread(_job: JobContext) -> None:
+        raise KeyboardInterrupt
+
+    @registry.task("works")
+    async def works(_job: JobContext) -> None:
+        await asyncio.sleep(0.05)
+
+    quit_ids = await queue.enqueue_many(
+        [
+            NewJob(type="quits", payload={}, max_attempts=1),
+            NewJob(type="quits_in_a_thread", payload={}, max_attempts=1),
+        ]
+    )
+    work_ids = await queue.enqueue_many([NewJob(type="works", payload={}) for _ in range(5)])
+    await start_worker(registry)
+
+    failed = [await wait_for_status(queue, i, JobStatus.FAILED, timeout_s=5) for i in quit_ids]
+    assert [job.error_message for job in failed] == ["SystemExit: 3", "KeyboardInterrupt: "]
+    for job_id in work_ids:
+        await wait_for_status(queue, job_id, JobStatus.COMPLETED, timeout_s=5)
+    later = await queue.enqueue(NewJob(type="works", payload={}))
+    await wait_for_status(queue, later, JobStatus.COMPLETED, timeout_s=5)  # still working
 
 
 async def test_an_error_message_with_a_nul_character_is_still_recorded(

@@ -575,7 +575,11 @@ class Runner:
             result = None if value is None else encode_result(value, self._config.max_result_bytes)
         except Snooze as snooze:  # run again later; the attempt is given back, nothing failed
             return self._snoozed(job, snooze), False
-        except Exception as exc:  # noqa: BLE001 - any handler error is a failed attempt
+        # Any handler error is a failed attempt; so are SystemExit and KeyboardInterrupt (a
+        # library calling sys.exit()), which would otherwise leave the event loop and end the
+        # worker with every other job. Signals reach the worker through its own handlers
+        # (__main__), never as these exceptions; CancelledError still goes through.
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
                 error = f"timed out after {entry.timeout_s:g} s"
