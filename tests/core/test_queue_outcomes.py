@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from queue_core.jobs import Failure, NewJob
+from queue_core.jobs import Failure, NewJob, Outcome, OutcomeKind
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
@@ -206,3 +206,32 @@ async def test_fail_after_complete_is_ignored(queue: Queue) -> None:
 
 async def test_fail_of_nothing_is_a_no_op(queue: Queue) -> None:
     assert await queue.fail(worker_id="w1", failures=[]) == []
+
+
+async def test_an_attempt_given_back_leaves_one_even_if_max_attempts_was_lowered_meanwhile(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """Claimed at attempt 3 of 5, then max_attempts set to 2 by hand: giving the attempt back
+    (released, snoozed) made a pending job with no attempt left, which the table refuses, and
+    the whole batch of outcomes with it."""
+    odd = await queue.enqueue(NewJob(type="noop", payload={}, max_attempts=5))
+    other = await queue.enqueue(NewJob(type="noop", payload={}))
+    await pool.execute("UPDATE jobs SET attempts = 2 WHERE id = $1", odd)
+    claimed = await queue.claim(worker_id="w1", queues=DEFAULT, limit=2, lease_s=30)
+    assert {j.id for j in claimed} == {odd, other}
+    await pool.execute("UPDATE jobs SET max_attempts = 2 WHERE id = $1", odd)
+
+    recorded = await queue.finish(
+        worker_id="w1",
+        outcomes=[
+            Outcome(odd, OutcomeKind.RELEASED, "shutting down"),
+            Outcome(other, OutcomeKind.SNOOZED, retry_in_s=60),
+        ],
+    )
+
+    assert {r.job_id: r.status for r in recorded} == {
+        odd: JobStatus.PENDING,
+        other: JobStatus.PENDING,
+    }
+    row = await _row(pool, odd)
+    assert (row["attempts"], row["max_attempts"]) == (1, 2)  # one attempt left to run

@@ -290,11 +290,14 @@ SET status = CASE
         WHEN i.outcome = 'failed_final' OR j.attempts >= j.max_attempts THEN 'failed'
         ELSE 'pending'
     END,
+    -- An attempt given back leaves at least one to run (ck_jobs_pending_has_attempts_left),
+    -- even for a job whose max_attempts was lowered by hand while it ran: else that one row
+    -- would fail the statement, and with it every outcome of the batch.
     attempts = CASE
-        WHEN i.outcome = 'released' THEN greatest(j.attempts - 1, 0)
+        WHEN i.outcome = 'released' THEN greatest(least(j.attempts, j.max_attempts) - 1, 0)
         -- A snooze gives its attempt back only when the job runs again: cancelled, it ran.
         WHEN i.outcome = 'snoozed' AND j.cancel_requested_at IS NULL
-            THEN greatest(j.attempts - 1, 0)
+            THEN greatest(least(j.attempts, j.max_attempts) - 1, 0)
         ELSE j.attempts
     END,
     error_message = CASE
