@@ -378,6 +378,37 @@ async def test_a_key_cannot_grant_a_scope_it_lacks(client: ApiClient, db_url: st
 
 async def test_revoking_an_unknown_key_is_404(client: ApiClient) -> None:
     assert (await client.post("/v1/keys/nobody/revoke")).status_code == 404
+    # No key can be named so; and PostgreSQL refuses even to compare a NUL (was a 500).
+    assert (await client.post("/v1/keys/a%00b/revoke")).status_code == 404
+    assert (await client.put("/v1/keys/a%00b/limits", json={})).status_code == 404
+
+
+_JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/v1/keys"), ("PUT", "/v1/keys/test-admin/limits")]
+)
+@pytest.mark.parametrize(
+    ("raw", "headers", "status"),
+    [
+        (b'{"name": "k1", "scopes": ["jobs:read"], "queues": ["a\\u0000"]}', _JSON, 400),
+        (b'{"name": "k1", "scopes": ["jobs:read"], "queues": ["\xff"]}', _JSON, 400),
+        (b"[" * 5000, _JSON, 400),
+        (b"", _JSON, 400),
+        (b'{"name": "k1", "scopes": ["jobs:read"]}', {"content-type": "text/plain"}, 415),
+    ],
+    ids=["nul", "invalid-utf8", "too-deep", "empty", "not-json"],
+)
+async def test_a_key_body_that_is_no_good_json_gets_a_4xx_saying_why(
+    client: ApiClient, *, method: str, path: str, raw: bytes, headers: dict[str, str], status: int
+) -> None:
+    """The key endpoints read their bodies as the job endpoints do (each of these was a 500,
+    or a 201 for text/plain)."""
+    response = await client.request(method, path, content=raw, headers=headers)
+
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
 
 
 # -- API_AUTH=off ------------------------------------------------------------------------------

@@ -125,6 +125,8 @@ async def test_post_v1_jobs_defaults_like_post_jobs(client: ApiClient) -> None:
         ({**JOB, "concurrency_key": "c", "rate_limit": 1e-300}, "rate_limit"),
         ({**JOB, "concurrency_key": "c", "rate_limit": 1e-6}, "rate_limit"),
         ({**JOB, "depends_on": ["not-a-job-id"]}, "depends_on"),
+        # Python's "$" matches before a final newline: the pattern let these through (a 500).
+        ({**JOB, "depends_on": [f"{uuid.uuid4()}\n"]}, "depends_on"),
         ({**JOB, "depends_on": [str(uuid.uuid4())] * 101}, "depends_on"),
     ],
 )
@@ -134,6 +136,25 @@ async def test_post_v1_jobs_refuses_bad_input_naming_the_field(
     before = await _count(shared_db)
 
     response = await shared_client.post("/v1/jobs", json=body)
+
+    assert response.status_code == 400, response.text
+    assert key in str(error_body(response))
+    assert await _count(shared_db) == before
+
+
+@pytest.mark.parametrize(
+    ("item", "key"),
+    [
+        ({**JOB, "idempotency_key": "order-1\n"}, "jobs[0].idempotency_key"),
+        ({**JOB, "depends_on": ["$0\n"]}, "jobs[0].depends_on"),
+    ],
+)
+async def test_post_v1_jobs_batch_refuses_a_value_with_a_trailing_newline(
+    shared_client: ApiClient, shared_db: asyncpg.Connection, item: dict[str, Any], key: str
+) -> None:
+    before = await _count(shared_db)
+
+    response = await shared_client.post("/v1/jobs/batch", json={"jobs": [item]})
 
     assert response.status_code == 400, response.text
     assert key in str(error_body(response))

@@ -39,6 +39,7 @@ SECRET_BYTES: Final = 32
 _PREFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
 # tq_ + 8 lowercase letters or digits + _ + 43 URL-safe base64 characters (32 bytes, unpadded).
 _KEY_PATTERN: Final = re.compile(r"tq_([a-z0-9]{8})_[A-Za-z0-9_-]{43}")
+_PREFIX: Final = re.compile(r"tq_[a-z0-9]{8}")  # a key's first 11 characters: how it is found
 # Names are identifiers people type: letters, digits and ._:@- . check_name() also refuses the
 # look of a prefix (tq_...), so that `revoke NAME|PREFIX` is never ambiguous; the pattern itself
 # has no lookahead, so that it means the same in every JSON Schema tool.
@@ -233,6 +234,13 @@ def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
     return frozenset(scopes)
 
 
+def _check_names_a_key(name_or_prefix: str) -> None:
+    """ApiKeyNotFoundError for what is neither a name nor a prefix: no key has it, and it may
+    hold what PostgreSQL refuses even to compare (a NUL, from a path's %00)."""
+    if not (_NAME.fullmatch(name_or_prefix) or _PREFIX.fullmatch(name_or_prefix)):
+        raise ApiKeyNotFoundError(name_or_prefix)
+
+
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or name.startswith(KEY_MARKER):
         raise InvalidKeySpecError(
@@ -322,6 +330,7 @@ class KeyStore:
 
     async def revoke(self, name_or_prefix: str) -> KeyInfo:
         """Revoke a key by name or prefix; revoking it again changes nothing."""
+        _check_names_a_key(name_or_prefix)
         async with translate_connection_errors():
             row = await self._pool.fetchrow(KEY_QUERIES["revoke_api_key"], name_or_prefix)
         if row is None:
@@ -330,6 +339,7 @@ class KeyStore:
 
     async def set_limits(self, name_or_prefix: str, limits: RateLimits) -> KeyInfo:
         """Replace a key's rate limits (by name or prefix)."""
+        _check_names_a_key(name_or_prefix)
         async with translate_connection_errors():
             row = await self._pool.fetchrow(
                 KEY_QUERIES["set_api_key_limits"], name_or_prefix, *limits.columns()

@@ -12,9 +12,9 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_415_UNSUPPORTED_MED
 from queue_api.job_views import JobBulkAction
 from queue_api.json_limits import MAX_JSON_DEPTH, JsonPath, nested_too_deeply, unstorable_text_at
 from queue_api.raw_headers import raw_header
-from queue_api.schemas import ErrorDetail, JobBatchCreate, JobCreate
+from queue_api.schemas import ErrorDetail, JobBatchCreate, JobCreate, KeyCreate, KeyLimits
 
-JsonBody = JobCreate | JobBatchCreate | JobBulkAction
+JsonBody = JobCreate | JobBatchCreate | JobBulkAction | KeyCreate | KeyLimits
 
 # The member names a 400 may quote back: ours. A client's own names (a payload's keys) are not
 # echoed, so an error never carries a client's data or characters that cannot be encoded.
@@ -22,6 +22,7 @@ _FIELD_NAMES = (
     frozenset(JobCreate.__struct_fields__)
     | frozenset(JobBatchCreate.__struct_fields__)
     | frozenset(JobBulkAction.__struct_fields__)
+    | frozenset(KeyCreate.__struct_fields__)
 )
 
 UNSTORABLE_TEXT = (

@@ -76,6 +76,11 @@ DependencyRef = Annotated[
 ]
 
 
+# Python's "$" also matches before a final newline, so msgspec's patterns (which JSON Schema
+# tools read as written) let "<valid>\n" through; the checks after decoding refuse it.
+_TRAILING_NEWLINE = "must not end with a newline"
+
+
 def _dependency(ref: str) -> UUID | int:
     return int(ref[1:]) if ref.startswith("$") else UUID(ref)
 
@@ -254,9 +259,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             message = "needs a rate_limit"
             found.append(ErrorDetail(message=message, key=f"{at}rate_burst", source="body"))
         for ref in self.depends_on or ():
-            if not ref.startswith("$"):
+            if ref.endswith("\n"):  # let through by the pattern: see _TRAILING_NEWLINE
+                message = _TRAILING_NEWLINE
+            elif not ref.startswith("$"):
                 continue
-            if index is None:
+            elif index is None:
                 message = f'"{ref}": "$<index>" names an earlier job of a batch, and this is none'
             elif int(ref[1:]) >= index:
                 message = f'"{ref}": "$<index>" must name an earlier job of the batch'
@@ -317,6 +324,13 @@ class JobBatchItem(JobCreate, kw_only=True, forbid_unknown_fields=True):
     """One job of a batch: ``POST /jobs``'s fields, and the item's own idempotency key."""
 
     idempotency_key: IdempotencyKey | None = None
+
+    def problems(self, at: str = "", index: int | None = None) -> list[ErrorDetail]:
+        found = super().problems(at, index)
+        if self.idempotency_key is not None and self.idempotency_key.endswith("\n"):
+            key = f"{at}idempotency_key"
+            found.append(ErrorDetail(message=_TRAILING_NEWLINE, key=key, source="body"))
+        return found
 
 
 class JobBatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -478,6 +492,11 @@ class KeyLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     requests_burst: Burst | None = None
     jobs_per_s: PerSecond | None = None
     jobs_burst: Burst | None = None
+
+    def problems(self) -> list[ErrorDetail]:
+        """None found after decoding (strict_json_body asks): to_limits() and the key store
+        check the rest, with a 400 that says what is wrong."""
+        return []
 
     def to_limits(self) -> RateLimits:
         """The limits; a burst without its rate raises InvalidKeySpecError (a 400)."""

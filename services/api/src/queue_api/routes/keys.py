@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from queue_api.auth import Caller, requires
 from queue_api.context import RequestContext
+from queue_api.json_body import strict_json_body
 from queue_api.schemas import (
     KeyCreate,
     KeyCreated,
@@ -51,7 +52,8 @@ class KeysController(Controller):
         operation_id="createKey",
         summary="Create an API key; its secret is in this answer only",
         status_code=HTTP_201_CREATED,
-        responses=error_responses(400, 401, 403, 409, 503, meanings=_DUPLICATE),
+        before_request=strict_json_body(KeyCreate),
+        responses=error_responses(400, 401, 403, 408, 409, 413, 415, 503, meanings=_DUPLICATE),
         **requires(Scope.KEYS_ADMIN),
     )
     async def create(
@@ -131,7 +133,8 @@ class KeysController(Controller):
             "API_AUTH_CACHE_S seconds (default 5)."
         ),
         status_code=HTTP_200_OK,
-        responses=error_responses(400, 401, 403, 404, 503, meanings=_NO_KEY),
+        before_request=strict_json_body(KeyLimits),
+        responses=error_responses(400, 401, 403, 404, 408, 413, 415, 503, meanings=_NO_KEY),
         **requires(Scope.KEYS_ADMIN),
     )
     async def set_limits(
