@@ -190,6 +190,43 @@ async def test_a_handler_calling_sys_exit_fails_its_attempt_and_the_worker_goes_
     await wait_for_status(queue, later, JobStatus.COMPLETED, timeout_s=5)  # still working
 
 
+async def test_an_outcome_the_database_refuses_costs_only_its_own_job(
+    queue: Queue, pool: asyncpg.Pool, start_worker: StartWorker
+) -> None:
+    """Whatever makes the database refuse one outcome (a constraint added by hand here; before,
+    values the worker had not checked), the statement recording the batch failed, and every
+    job of the batch ran again once its lease ran out. Now each is tried on its own."""
+    await pool.execute(
+        "ALTER TABLE jobs ADD CONSTRAINT refuses_poison"
+        " CHECK (error_message IS DISTINCT FROM 'ValueError: poison') NOT VALID"
+    )
+    registry = TaskRegistry()
+    ran: list[int] = []
+    all_started = asyncio.Event()
+
+    @registry.task("step")
+    async def step(job: JobContext) -> None:
+        ran.append(job.payload["n"])
+        if len(ran) == 10:
+            all_started.set()
+        await all_started.wait()  # all ten end at once: one batch of outcomes
+        if job.payload["n"] == 0:
+            raise ValueError("poison")
+
+    ids = await queue.enqueue_many(
+        [NewJob(type="step", payload={"n": n}, max_attempts=1) for n in range(10)]
+    )
+    await start_worker(registry, concurrency=10)
+
+    for job_id in ids[1:]:
+        await wait_for_status(queue, job_id, JobStatus.COMPLETED, timeout_s=5)
+    assert sorted(ran[:10]) == list(range(10))
+    assert ran[10:] == []  # no job ran again
+    poisoned = await queue.get(ids[0])
+    assert poisoned is not None
+    assert poisoned.status is JobStatus.RUNNING  # left to its lease: delayed, not lost
+
+
 async def test_an_error_message_with_a_nul_character_is_still_recorded(
     queue: Queue, start_worker: StartWorker
 ) -> None:

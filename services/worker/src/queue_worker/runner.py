@@ -45,7 +45,7 @@ from logging import INFO
 from queue_core.db import UNDECODABLE_JSON
 from queue_core.errors import TransientDatabaseError
 from queue_core.group_commit import GroupCommitter
-from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind
+from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind, Recorded
 from queue_core.limits import MAX_ERROR_CHARS, MAX_TIMEOUT_S
 from queue_core.log import get_logger
 from queue_core.queue import Queue
@@ -595,6 +595,7 @@ class Runner:
         """The completer's write: one statement for the batch, then each attempt reported.
         Raises only TransientDatabaseError (an outage, or a deadlock PostgreSQL broke by
         aborting this statement), on which the completer keeps the batch and tries again."""
+        refused: set[uuid.UUID] = set()
         try:
             recorded = await self._queue.finish(
                 worker_id=self.worker_id, outcomes=[f.outcome for f in batch]
@@ -602,23 +603,47 @@ class Runner:
         except TransientDatabaseError:
             raise
         except Exception:
-            # A bug of ours, not an outage: retrying cannot help. The leases run out and the
-            # rescuer puts the jobs back, so they are delayed, not lost.
+            # Not an outage: the database refused the statement, so retrying it cannot help.
+            # Each outcome on its own, then: one the database refuses costs only its own job.
             log.exception("record_outcomes_failed", jobs=len(batch))
-            recorded = []
+            recorded, refused = await self._record_each(batch)
         statuses = {r.job_id: r.status for r in recorded}
         log_lines = log.is_enabled_for(INFO)
         for finished in batch:
-            status = statuses.get(finished.outcome.job_id)  # None: no longer leased to us
+            job_id = finished.outcome.job_id
+            status = statuses.get(job_id)  # None: no longer leased to us, or refused
             if status is None:
-                log.warning(
-                    "job_outcome_discarded", job_id=str(finished.job.id), reason="lease lost"
-                )
+                reason = "refused by the database" if job_id in refused else "lease lost"
+                log.warning("job_outcome_discarded", job_id=str(job_id), reason=reason)
             self._report(finished, status, log_line=log_lines)
         # Written outcomes no longer count against the claim (see _free_slots). The claim loop
         # runs once the completer next awaits, by which time it has let go of this batch.
         self._wake.set()
         return [None] * len(batch)
+
+    async def _record_each(
+        self, batch: Sequence[_Finished]
+    ) -> tuple[list[Recorded], set[uuid.UUID]]:
+        """The outcomes of ``batch`` one statement each, after the batch's own failed; and the
+        jobs whose outcome the database refused even alone. Those stay leased until their
+        leases run out and the rescuer puts them back: delayed, not lost. An outage meanwhile
+        refuses the rest the same way (the batch is not retried: part of it is written)."""
+        recorded: list[Recorded] = []
+        refused: set[uuid.UUID] = set()
+        for finished in batch:
+            try:
+                recorded += await self._queue.finish(
+                    worker_id=self.worker_id, outcomes=[finished.outcome]
+                )
+            except Exception as exc:  # noqa: BLE001 - whatever it is, it is this job's alone
+                job_id = finished.outcome.job_id
+                # The type only: the batch's line has the traceback, and a driver's message
+                # may quote the job's values.
+                log.error(  # noqa: TRY400
+                    "record_outcome_refused", job_id=str(job_id), error=type(exc).__name__
+                )
+                refused.add(job_id)
+        return recorded, refused
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period, release the rest, and write every
