@@ -2,6 +2,7 @@
 every setting is checked at start: a bad one stops ``queue-worker`` before any job runs."""
 
 import asyncio
+import threading
 
 import httpx
 import pytest
@@ -56,6 +57,48 @@ async def test_a_handler_that_ignores_its_timeout_turns_healthz_503_naming_stuck
     finally:
         release.set()
         side.stop()
+
+
+async def test_a_sync_handler_that_outlives_its_timeout_keeps_its_slot_until_it_returns(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    """A thread cannot be interrupted. Its attempt fails on time, but the thread runs on: its
+    slot stays taken and /healthz names it, so that hung handlers cannot take every thread
+    while the worker claims more jobs than it can start (each then failing 'timed out'
+    without having run) and says it is healthy."""
+    release = threading.Event()
+    ran: list[str] = []
+    registry = TaskRegistry()
+
+    @registry.task("hangs", timeout_s=0.1)
+    def hangs(_job: JobContext) -> None:
+        ran.append("hangs")
+        release.wait(30)
+
+    @registry.task("quick")
+    def quick(_job: JobContext) -> None:
+        ran.append("quick")
+
+    worker = await start_worker(registry, concurrency=2)
+    try:
+        hung = await queue.enqueue_many(
+            [NewJob(type="hangs", payload={}, max_attempts=1) for _ in range(2)]
+        )
+        for job_id in hung:
+            await wait_for_status(queue, job_id, JobStatus.FAILED)
+        later = await queue.enqueue(NewJob(type="quick", payload={}))
+
+        assert worker.runner.health(STALL_AFTER_S).stuck_slots == 2
+        await asyncio.sleep(0.3)  # a free slot would have claimed it within milliseconds
+        job = await queue.get(later)
+        assert job.status is JobStatus.PENDING  # no slot: both are held by the hung threads
+        assert ran == ["hangs", "hangs"]
+
+        release.set()  # the threads return: their slots are free, the job runs
+        await wait_for_status(queue, later, JobStatus.COMPLETED)
+        assert worker.runner.health(STALL_AFTER_S).stuck_slots == 0
+    finally:
+        release.set()
 
 
 async def test_the_workers_default_timeout_ends_an_attempt_without_a_timer_of_its_own(

@@ -30,7 +30,10 @@ cancellation: ``/healthz`` reports its slot as stuck.
 """
 
 import asyncio
+import contextlib
+import contextvars
 import enum
+import functools
 import json
 import math
 import os
@@ -39,6 +42,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from logging import INFO
 
@@ -51,7 +55,14 @@ from queue_core.log import get_logger
 from queue_core.queue import Queue
 from queue_core.retry import Backoff, jittered
 from queue_core.states import JobStatus
-from queue_core.tasks import JobContext, PermanentError, Snooze, TaskRegistry, snooze_seconds
+from queue_core.tasks import (
+    JobContext,
+    PermanentError,
+    Snooze,
+    SyncHandler,
+    TaskRegistry,
+    snooze_seconds,
+)
 from queue_worker.events import NoEvents, WorkerEvents
 from queue_worker.pauses import PauseWatcher
 from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_RESULT_BYTES
@@ -142,6 +153,20 @@ def _outcome(
     result: str | None = None,
 ) -> Outcome:
     return Outcome(job.id, kind, error, retry_in_s, attempt=job.attempt, result=result)
+
+
+def _ignore_outcome(returned: "asyncio.Future[object]") -> None:
+    """What a thread returned or raised after its attempt had ended: nobody waits for it any
+    more (retrieved, so that asyncio does not log it as never retrieved)."""
+    if not returned.cancelled():
+        returned.exception()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` on ``loop``, from another thread; nothing if the loop has closed (the worker
+    is exiting)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 def _unrunnable(payload: object) -> str:
@@ -282,6 +307,12 @@ class Runner:
         # A job's task ends right after its handler does (nothing in between awaits), so these
         # are also the job tasks still alive.
         self._active: dict[tuple[uuid.UUID, int], _Active] = {}
+        # Sync handlers run in threads of their own pool, one per slot: asyncio's shared pool
+        # (a few threads a core) let a handful of hung handlers starve every other. A thread
+        # cannot be interrupted: one whose attempt ended first (timed out, cancelled, lease
+        # lost) keeps its slot until it returns, and /healthz counts it as stuck.
+        self._threads = ThreadPoolExecutor(config.concurrency, thread_name_prefix="handler")
+        self._threads_orphaned = 0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.last_loop_at = clock()
@@ -323,7 +354,7 @@ class Runner:
     def health(self, stall_after_s: float) -> Health:
         """Called from the side port's thread: reads plain values and copies of the dicts."""
         now = self._clock()
-        stuck = sum(
+        stuck = self._threads_orphaned + sum(
             1
             for entry in list(self._active.values())
             if now - entry.started_at > entry.timeout_s + self._config.stuck_grace_s
@@ -352,6 +383,7 @@ class Runner:
                 await self._drain()
             finally:
                 await self.supervisor.stop()
+                self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("worker_stopped", worker_id=self.worker_id)
 
     async def _claim_loop(self) -> None:
@@ -454,7 +486,7 @@ class Runner:
         one concurrency's worth beyond the running jobs), so an outage that holds them back
         stops the claiming."""
         concurrency = self._config.concurrency
-        running = len(self._active)
+        running = len(self._active) + self._threads_orphaned
         return min(concurrency - running, 2 * concurrency - running - self._completer.pending)
 
     def _start(self, job: ClaimedJob) -> None:
@@ -550,6 +582,27 @@ class Runner:
             return _outcome(job, OutcomeKind.FAILED, error_text(exc), retry_in_s)
         return _outcome(job, OutcomeKind.SNOOZED, retry_in_s=seconds)
 
+    async def _in_thread(self, handler: SyncHandler, job: JobContext) -> object:
+        """A sync handler's run, in a thread of this runner's pool (with the caller's context
+        variables, as asyncio.to_thread does). If the attempt ends first, the thread keeps its
+        slot until it returns; one that had not started yet never will."""
+        thread = self._threads.submit(contextvars.copy_context().run, handler, job)
+        returned = asyncio.wrap_future(thread)
+        try:
+            return await asyncio.shield(returned)
+        except asyncio.CancelledError:
+            returned.add_done_callback(_ignore_outcome)
+            if not thread.cancel() and not thread.done():
+                self._threads_orphaned += 1
+                loop = asyncio.get_running_loop()
+                thread.add_done_callback(lambda _: _call_soon(loop, self._orphan_returned))
+            raise
+
+    def _orphan_returned(self) -> None:
+        """A thread whose attempt had ended has returned: its slot is free."""
+        self._threads_orphaned -= 1
+        self._wake.set()
+
     async def _run_handler(self, job: ClaimedJob, entry: _Active) -> tuple[Outcome, bool]:
         task = self._registry.get(job.type)
         if task is None:
@@ -566,12 +619,13 @@ class Runner:
             entry.swept = False
         scope: asyncio.Timeout | None = None
         try:
+            run = task.run if task.is_async else functools.partial(self._in_thread, task.handler)
             if entry.swept:
-                value = await task.run(JobContext.of(job))
+                value = await run(JobContext.of(job))
             else:
                 scope = asyncio.timeout(entry.timeout_s)
                 async with scope:
-                    value = await task.run(JobContext.of(job))
+                    value = await run(JobContext.of(job))
             result = None if value is None else encode_result(value, self._config.max_result_bytes)
         except Snooze as snooze:  # run again later; the attempt is given back, nothing failed
             return self._snoozed(job, snooze), False
