@@ -105,6 +105,7 @@ async def test_sleep_completes(queue: Queue, start_worker: StartWorker) -> None:
         ({"seconds": True}, "PayloadError: payload.seconds must be a float"),
         ({"seconds": -1}, "PayloadError: payload.seconds must not be negative"),
         ({"seconds": 1e9}, "PayloadError: payload.seconds must be at most 3600"),
+        ({"seconds": 10**400}, "PayloadError: payload.seconds must be a finite number"),
     ],
 )
 async def test_sleep_with_a_bad_payload_fails_at_once(

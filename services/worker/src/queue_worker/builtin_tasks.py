@@ -30,7 +30,10 @@ def _field(job: JobContext, name: str, kind: type, *, default: object = ...) -> 
     if value is ...:
         raise PayloadError(f"payload.{name} is required")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # JSON's integers have no limit: beyond a float's, not finite
+            value = math.inf if value > 0 else -math.inf
     if isinstance(value, bool) or not isinstance(value, kind):  # JSON true is not a number
         raise PayloadError(f"payload.{name} must be a {kind.__name__}")
     return value
