@@ -160,6 +160,15 @@ async def test_a_key_row_with_its_instant_centuries_ahead_fails_no_claim(
     assert len(await _claim(queue)) == 1  # the plain job; the keyed one waits its turn
 
 
+async def test_a_key_row_with_a_rate_but_no_burst_limits_nothing(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    # Only a row written by hand has one (every enqueue sets a burst with its rate).
+    await queue.enqueue_many([_job("odd", rate_limit=1.0) for _ in range(3)])
+    await pool.execute("UPDATE concurrency_keys SET rate_burst = NULL")
+    assert len(await _claim(queue)) == 3
+
+
 async def test_rate_and_concurrency_limits_hold_together(queue: Queue) -> None:
     await queue.enqueue_many(
         [_job("both", concurrency_limit=1, rate_limit=100.0) for _ in range(5)]

@@ -13,6 +13,7 @@ import pytest
 
 from queue_core.db import create_pool
 from queue_core.keys import KeyStore, RateKind, RateLimit, RateLimits
+from queue_core.limits import MIN_RATE_PER_S
 
 LIMIT = RateLimit(per_s=20.0, burst=10)
 
@@ -99,3 +100,20 @@ async def test_many_pools_taking_at_once_never_get_more_than_burst_plus_rate(
 
     assert granted <= LIMIT.burst + LIMIT.per_s * elapsed
     assert granted >= LIMIT.burst + LIMIT.per_s * run_s * 0.8  # and the rate is all given
+
+
+async def test_new_limits_start_with_a_full_bucket(store: KeyStore) -> None:
+    """A bucket emptied at one a day is a day ahead per token: new limits (a faster rate) must
+    apply at once, not once the old rate has refilled it."""
+    slow = RateLimit(per_s=MIN_RATE_PER_S, burst=1000)
+    new = await store.create(
+        name=f"k-{uuid.uuid4().hex[:8]}", scopes=["jobs:read"], limits=RateLimits(jobs=slow)
+    )
+    prefix = new.info.prefix
+    assert (await store.take_tokens(prefix, RateKind.JOBS, slow, want=1000, need=1)).granted == 1000
+
+    fast = RateLimit(per_s=100.0, burst=100)
+    await store.set_limits(prefix, RateLimits(jobs=fast))
+
+    taken = await store.take_tokens(prefix, RateKind.JOBS, fast, want=100, need=100)
+    assert (taken.granted, taken.wait_s) == (100, 0.0)

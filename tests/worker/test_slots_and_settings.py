@@ -63,9 +63,9 @@ async def test_a_sync_handler_that_outlives_its_timeout_keeps_its_slot_until_it_
     queue: Queue, start_worker: StartWorker
 ) -> None:
     """A thread cannot be interrupted. Its attempt fails on time, but the thread runs on: its
-    slot stays taken and /healthz names it, so that hung handlers cannot take every thread
-    while the worker claims more jobs than it can start (each then failing 'timed out'
-    without having run) and says it is healthy."""
+    slot stays taken and /healthz names it (past the grace), so that hung handlers cannot take
+    every thread while the worker claims more jobs than it can start (each then failing
+    'timed out' without having run) and says it is healthy."""
     release = threading.Event()
     ran: list[str] = []
     registry = TaskRegistry()
@@ -79,7 +79,7 @@ async def test_a_sync_handler_that_outlives_its_timeout_keeps_its_slot_until_it_
     def quick(_job: JobContext) -> None:
         ran.append("quick")
 
-    worker = await start_worker(registry, concurrency=2)
+    worker = await start_worker(registry, concurrency=2, stuck_grace_s=0.2)
     try:
         hung = await queue.enqueue_many(
             [NewJob(type="hangs", payload={}, max_attempts=1) for _ in range(2)]
@@ -88,7 +88,10 @@ async def test_a_sync_handler_that_outlives_its_timeout_keeps_its_slot_until_it_
             await wait_for_status(queue, job_id, JobStatus.FAILED)
         later = await queue.enqueue(NewJob(type="quick", payload={}))
 
-        assert worker.runner.health(STALL_AFTER_S).stuck_slots == 2
+        async def both_stuck() -> bool:  # past the grace after their attempts ended
+            return worker.runner.health(STALL_AFTER_S).stuck_slots == 2
+
+        await eventually(both_stuck)
         await asyncio.sleep(0.3)  # a free slot would have claimed it within milliseconds
         job = await queue.get(later)
         assert job.status is JobStatus.PENDING  # no slot: both are held by the hung threads

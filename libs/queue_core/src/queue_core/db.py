@@ -79,10 +79,6 @@ CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed", pool closing
-    # "cannot switch to state ...": a statement started on a connection whose session the
-    # server has just ended (its FATAL error read, the socket's close not yet). asyncpg aborts
-    # that connection, so the retry gets a fresh one.
-    asyncpg.InternalClientError,
 )
 
 
@@ -215,3 +211,12 @@ async def translate_connection_errors() -> AsyncIterator[None]:
         raise DatabaseUnavailableError(exc) from exc
     except CONFLICT_ERRORS as exc:
         raise DatabaseConflictError(exc) from exc
+    except asyncpg.InternalClientError as exc:
+        # "cannot switch to state ...": a statement started on a connection whose session the
+        # server has just ended (its FATAL error read, the socket's close not yet). asyncpg
+        # aborts that connection, so a retry gets a fresh one. Only this exact class: its
+        # subclasses (ProtocolError, OutdatedSchemaCacheError, ...) are no outage, and a
+        # retry would fail the same way for ever.
+        if type(exc) is not asyncpg.InternalClientError:
+            raise
+        raise DatabaseUnavailableError(exc) from exc

@@ -34,6 +34,7 @@ import contextlib
 import contextvars
 import enum
 import functools
+import itertools
 import json
 import math
 import os
@@ -42,7 +43,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from logging import INFO
 
@@ -53,7 +54,7 @@ from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind, Recorded
 from queue_core.limits import MAX_ERROR_CHARS, MAX_TIMEOUT_S
 from queue_core.log import get_logger
 from queue_core.queue import Queue
-from queue_core.retry import Backoff, jittered
+from queue_core.retry import TRANSIENT_RETRY, Backoff, jittered
 from queue_core.states import JobStatus
 from queue_core.tasks import (
     JobContext,
@@ -155,18 +156,13 @@ def _outcome(
     return Outcome(job.id, kind, error, retry_in_s, attempt=job.attempt, result=result)
 
 
-def _ignore_outcome(returned: "asyncio.Future[object]") -> None:
-    """What a thread returned or raised after its attempt had ended: nobody waits for it any
-    more (retrieved, so that asyncio does not log it as never retrieved)."""
-    if not returned.cancelled():
-        returned.exception()
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """``callback`` on ``loop``, from another thread; nothing if the loop has closed (the worker
-    is exiting)."""
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[Future[object]], None], arg: Future[object]
+) -> None:
+    """``callback(arg)`` on ``loop``, from another thread; nothing if the loop has closed (the
+    worker is exiting)."""
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(callback)
+        loop.call_soon_threadsafe(callback, arg)
 
 
 def _unrunnable(payload: object) -> str:
@@ -312,7 +308,7 @@ class Runner:
         # cannot be interrupted: one whose attempt ended first (timed out, cancelled, lease
         # lost) keeps its slot until it returns, and /healthz counts it as stuck.
         self._threads = ThreadPoolExecutor(config.concurrency, thread_name_prefix="handler")
-        self._threads_orphaned = 0
+        self._orphans: dict[Future[object], float] = {}  # such threads, since when
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.last_loop_at = clock()
@@ -354,11 +350,15 @@ class Runner:
     def health(self, stall_after_s: float) -> Health:
         """Called from the side port's thread: reads plain values and copies of the dicts."""
         now = self._clock()
-        stuck = self._threads_orphaned + sum(
+        grace_s = self._config.stuck_grace_s
+        stuck = sum(
             1
             for entry in list(self._active.values())
-            if now - entry.started_at > entry.timeout_s + self._config.stuck_grace_s
+            if now - entry.started_at > entry.timeout_s + grace_s
         )
+        # A thread whose attempt ended (at its timeout, or on a cancel) and runs on past the
+        # same grace: a timed-out one is then as late as a stuck async handler would be.
+        stuck += sum(1 for since in list(self._orphans.values()) if now - since > grace_s)
         return Health(
             stalled=now - self.last_loop_at >= stall_after_s,
             failing_services=tuple(self.supervisor.failing()),
@@ -486,7 +486,7 @@ class Runner:
         one concurrency's worth beyond the running jobs), so an outage that holds them back
         stops the claiming."""
         concurrency = self._config.concurrency
-        running = len(self._active) + self._threads_orphaned
+        running = len(self._active) + len(self._orphans)
         return min(concurrency - running, 2 * concurrency - running - self._completer.pending)
 
     def _start(self, job: ClaimedJob) -> None:
@@ -587,20 +587,21 @@ class Runner:
         variables, as asyncio.to_thread does). If the attempt ends first, the thread keeps its
         slot until it returns; one that had not started yet never will."""
         thread = self._threads.submit(contextvars.copy_context().run, handler, job)
-        returned = asyncio.wrap_future(thread)
         try:
-            return await asyncio.shield(returned)
+            # Shielded: cancelled, this await ends, and the thread's future (which cannot stop
+            # a running thread) stays to tell when it returns. (shield also retrieves what it
+            # returns or raises then, so that asyncio logs nothing.)
+            return await asyncio.shield(asyncio.wrap_future(thread))
         except asyncio.CancelledError:
-            returned.add_done_callback(_ignore_outcome)
             if not thread.cancel() and not thread.done():
-                self._threads_orphaned += 1
+                self._orphans[thread] = self._clock()
                 loop = asyncio.get_running_loop()
-                thread.add_done_callback(lambda _: _call_soon(loop, self._orphan_returned))
+                thread.add_done_callback(lambda t: _call_soon(loop, self._orphan_returned, t))
             raise
 
-    def _orphan_returned(self) -> None:
+    def _orphan_returned(self, thread: Future[object]) -> None:
         """A thread whose attempt had ended has returned: its slot is free."""
-        self._threads_orphaned -= 1
+        del self._orphans[thread]
         self._wake.set()
 
     async def _run_handler(self, job: ClaimedJob, entry: _Active) -> tuple[Outcome, bool]:
@@ -681,22 +682,29 @@ class Runner:
         """The outcomes of ``batch`` one statement each, after the batch's own failed; and the
         jobs whose outcome the database refused even alone. Those stay leased until their
         leases run out and the rescuer puts them back: delayed, not lost. An outage meanwhile
-        refuses the rest the same way (the batch is not retried: part of it is written)."""
+        is waited out outcome by outcome, as the completer waits out one for a batch: the
+        batch itself is not tried again, part of it being written."""
         recorded: list[Recorded] = []
         refused: set[uuid.UUID] = set()
         for finished in batch:
-            try:
-                recorded += await self._queue.finish(
-                    worker_id=self.worker_id, outcomes=[finished.outcome]
-                )
-            except Exception as exc:  # noqa: BLE001 - whatever it is, it is this job's alone
-                job_id = finished.outcome.job_id
-                # The type only: the batch's line has the traceback, and a driver's message
-                # may quote the job's values.
-                log.error(  # noqa: TRY400
-                    "record_outcome_refused", job_id=str(job_id), error=type(exc).__name__
-                )
-                refused.add(job_id)
+            job_id = finished.outcome.job_id
+            for attempt in itertools.count(1):
+                try:
+                    recorded += await self._queue.finish(
+                        worker_id=self.worker_id, outcomes=[finished.outcome]
+                    )
+                except TransientDatabaseError as exc:
+                    delay = TRANSIENT_RETRY.delay(attempt)
+                    log.warning("record_outcome_retrying", error=str(exc), retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - whatever it is, it is this job's alone
+                    # The type only: the batch's line above has the traceback.
+                    log.error(  # noqa: TRY400
+                        "record_outcome_refused", job_id=str(job_id), error=type(exc).__name__
+                    )
+                    refused.add(job_id)
+                break
         return recorded, refused
 
     async def _drain(self) -> None:

@@ -44,11 +44,19 @@ WHERE k.prefix = used.prefix;
 
 -- name: set_api_key_limits
 -- Replace the rate limits of the key named $1, or whose prefix is $1 (NULL: no such limit).
-UPDATE api_keys
-SET requests_per_s = $2, requests_burst = $3, jobs_per_s = $4, jobs_burst = $5
-WHERE name = $1 OR prefix = $1
-RETURNING name, prefix, scopes, queues, expires_at, created_at, last_used_at, revoked_at,
-          requests_per_s, requests_burst, jobs_per_s, jobs_burst;
+-- Its buckets start full again: one emptied at the old rate would keep the key waiting as long
+-- as the old rate said (days, at one a day), whatever the new one.
+WITH changed AS (
+    UPDATE api_keys
+    SET requests_per_s = $2, requests_burst = $3, jobs_per_s = $4, jobs_burst = $5
+    WHERE name = $1 OR prefix = $1
+    RETURNING name, prefix, scopes, queues, expires_at, created_at, last_used_at, revoked_at,
+              requests_per_s, requests_burst, jobs_per_s, jobs_burst
+), refilled AS (
+    UPDATE api_key_rate_buckets AS b SET tat = '-infinity' FROM changed AS c
+    WHERE b.prefix = c.prefix
+)
+SELECT * FROM changed;
 
 -- name: take_rate_tokens
 -- Take up to $5 tokens from the bucket of key $1 for limit $2 ('requests' or 'jobs'), which

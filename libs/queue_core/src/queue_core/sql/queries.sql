@@ -160,8 +160,9 @@ keyed AS MATERIALIZED (
                            WHERE r.lease_owner IS NOT NULL AND r.concurrency_key = f.key), $3),
                        -- Within [0, burst] before the cast: a tat far ahead (a slow rate
                        -- since raised) must not overflow the integer. (Not coalesce: the
-                       -- greatest() of a NULL is 0.)
-                       CASE WHEN f.rate_per_s IS NULL THEN $3
+                       -- greatest() of a NULL is 0. A rate without a burst, which only a row
+                       -- written by hand can have, limits nothing, as before.)
+                       CASE WHEN f.rate_per_s IS NULL OR f.rate_burst IS NULL THEN $3
                             ELSE floor(greatest(f.rate_burst - f.rate_per_s * greatest(
                                 extract(epoch FROM f.tat - now()), 0), 0))::int END
                    ) AS starts
