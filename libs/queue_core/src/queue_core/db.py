@@ -103,8 +103,8 @@ class UndecodableJson:
     integer of 5,001 digits; Python refuses to read more than 4,300 (a ValueError). Raised
     from inside the driver, either error would fail the whole statement, so one such row
     (written straight into the table, or before the API bounded nesting) would fail every
-    claim of its queue. Decoded as this
-    marker instead, the row is read like any other and its job fails with a clear error."""
+    claim of its queue. Decoded as this marker instead, the row is read like any other and
+    its job fails with a clear error."""
 
     __slots__ = ()
 

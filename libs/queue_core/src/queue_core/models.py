@@ -248,8 +248,7 @@ class ConcurrencyKey(Base):
             f"(concurrency_limit IS NULL OR concurrency_limit BETWEEN 1 AND "
             f"{MAX_CONCURRENCY_LIMIT}) AND (rate_per_s IS NULL OR rate_per_s >= "
             f"{MIN_RATE_PER_S!r} AND rate_per_s <= {MAX_KEY_RATE_PER_S:g}) AND "
-            f"(rate_burst IS NULL OR rate_burst "
-            f"BETWEEN 1 AND {MAX_KEY_RATE_BURST})",
+            f"(rate_burst IS NULL OR rate_burst BETWEEN 1 AND {MAX_KEY_RATE_BURST})",
             name="limits_bounded",
         ),
     )
