@@ -1,7 +1,9 @@
 """SIGTERM on a worker, as Kubernetes sends it: stop claiming, finish the running job, exit 0."""
 
+import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ pytestmark = pytest.mark.e2e
 
 SLEEP_S = 2.0
 EXIT_TIMEOUT_S = 15.0
+HERE = Path(__file__).parent
 
 
 def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
@@ -47,3 +50,38 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
         if name in {"worker_draining", "worker_releasing_jobs", "worker_stopped"}
     ]
     assert lifecycle == ["worker_draining", "worker_stopped"], f"{lifecycle}\n{logs}"
+
+
+def test_sigterm_ends_a_worker_whose_sync_handler_never_returns(stack: Stack, db_url: str) -> None:
+    """Python joins a thread pool's threads at exit: a hung sync handler kept the stopped
+    worker's process alive (until Kubernetes' SIGKILL), its released job free to start again
+    elsewhere while it still ran here."""
+    api = stack.spawn_api(db_url)
+    worker = stack.spawn_worker(
+        db_url,
+        "worker",
+        {
+            "WORKER_TASKS": "queue_worker.builtin_tasks,shutdown_tasks",
+            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "WORKER_SHUTDOWN_GRACE_S": "1",
+        },
+    )
+    stack.wait_ready(api, worker)
+
+    with api.client() as client:
+        hung = enqueue(client, {"type": "hang_forever", "payload": {"hang": True}})
+        wait_for_status(stack, client, hung, statuses={"running"}, timeout_s=10)
+
+        worker.proc.signal(signal.SIGTERM)
+        try:
+            code: int | None = worker.proc.wait(timeout_s=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, f"worker exit status {code}\n{stack.logs()}"
+        final = job_status(client, hung)
+
+    logs = stack.logs()
+    # Released by the drain, to run on a worker that is still there.
+    assert final["Status"] == "pending", f"{final}\n{logs}"
+    assert final["Attempts"] == 0, f"{final}\n{logs}"  # a release gives its attempt back
+    assert [e["threads"] for e in worker.events("worker_exit_abandoning_threads")] == [1], logs

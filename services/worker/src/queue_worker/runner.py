@@ -347,6 +347,12 @@ class Runner:
     def running(self) -> int:
         return len(self._active)
 
+    @property
+    def threads_still_running(self) -> int:
+        """Threads of sync handlers whose attempt has ended but which have not returned: after
+        :meth:`run`, those that outlived the drain (their jobs released or recorded)."""
+        return len(self._orphans)
+
     def health(self, stall_after_s: float) -> Health:
         """Called from the side port's thread: reads plain values and copies of the dicts."""
         now = self._clock()

@@ -1,0 +1,12 @@
+"""Handlers for tests/e2e/test_e2e_shutdown.py, loaded by real queue-worker processes
+(``WORKER_TASKS=queue_worker.builtin_tasks,shutdown_tasks`` with this directory on PYTHONPATH)."""
+
+import threading
+
+from queue_core.tasks import JobContext, task
+
+
+@task("hang_forever")
+def hang_forever(_job: JobContext) -> None:
+    """A sync handler that never returns: its thread cannot be interrupted."""
+    threading.Event().wait()
