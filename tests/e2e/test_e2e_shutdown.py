@@ -28,6 +28,9 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
         wait_for_status(stack, client, slow, statuses={"running"}, timeout_s=10)
 
         worker.proc.signal(signal.SIGTERM)
+        # The signal is handled by the worker's loop, at its next turn: a job enqueued before
+        # that is fair game for it.
+        stack.wait(lambda: bool(worker.events("worker_stopping")), what="worker_stopping")
         late = enqueue(client, {"type": "noop", "payload": {"after": "sigterm"}})
 
         try:
