@@ -125,3 +125,48 @@ async def test_a_job_page_shows_its_concurrency_key_and_what_it_waits_for(
         assert "<code>customer:42</code>" in page.text
         assert "waiting for 1 of 1" in page.text
         assert f'href="/ui/jobs/{parent_id}"' in page.text
+
+
+async def test_hostile_console_forms_get_a_4xx_not_a_500(
+    make_client: ClientFactory, db_url: str, admin_key: str
+) -> None:
+    """Multipart bodies (a part that is not UTF-8 failed the form parser, a file part is no
+    field's value) and digits that only Unicode calls digits."""
+    bad_part = (
+        b'--XX\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        b"\xed\xb3\xbf\r\n--XX--\r\n"
+    )
+    multipart = {"content-type": "multipart/form-data; boundary=XX"}
+    async with make_client(db_url, key=None) as client:
+        # Before any sign-in form was served: refused without reading the body.
+        answer = await client.post("/ui/login", content=bad_part, headers=multipart)
+        assert answer.status_code == 403, answer.text
+        await client.get("/ui/login")  # the sign-in form's own cookie
+        answer = await client.post("/ui/login", content=bad_part, headers=multipart)
+        assert answer.status_code == 415, answer.text
+
+        await sign_in(client, admin_key)
+        page = await client.get("/ui/jobs")
+        token = _TOKEN.search(page.text)
+        assert token, page.text
+        csrf = token.group(1)
+        answer = await client.post(
+            "/ui/bulk",
+            data={"csrf_token": csrf, "action": "retry", "limit": "1"},
+            files={"type": ("t.txt", b"noop")},
+        )
+        assert answer.status_code == 415, answer.text
+        for limit in ("²", "١٢", "0", "x"):
+            answer = await client.post(
+                "/ui/bulk",
+                data={"csrf_token": csrf, "action": "retry", "limit": limit},
+                follow_redirects=False,
+            )
+            assert answer.status_code == 400, (limit, answer.text)
+            assert "the limit must be" in answer.text
+        answer = await client.post(
+            "/ui/bulk",
+            data={"csrf_token": csrf, "action": "retry", "limit": "12"},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, answer.text

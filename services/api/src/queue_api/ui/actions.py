@@ -73,7 +73,10 @@ class ConsoleActions(Controller):
         where = form.job_filter(ctx.caller)
         action = await _field(request, "action", max_chars=10)
         limit_text = await _field(request, "limit", max_chars=6)
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= BULK_MAX_LIMIT:
+        # ASCII: "²" and "١٢" are digits to str.isdigit(), and int() refuses the first.
+        if not (limit_text.isascii() and limit_text.isdigit()) or not (
+            1 <= int(limit_text) <= BULK_MAX_LIMIT
+        ):
             raise ValidationException(detail=f"the limit must be 1 to {BULK_MAX_LIMIT}")
         limit = int(limit_text)
         services = ctx.services

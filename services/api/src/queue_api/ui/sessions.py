@@ -28,7 +28,8 @@ from typing import Any, Final
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import ClientException, NotAuthorizedException, PermissionDeniedException
+from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from queue_api.auth import ANYONE, Caller, KeyChecker
 from queue_core.log import get_logger
@@ -159,12 +160,20 @@ def is_https(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
 
 
 async def sent_csrf_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The CSRF token a request carries: the header (htmx) or the form field (plain forms)."""
+    """The CSRF token a request carries: the header (htmx) or the form field (plain forms).
+    The console's forms are URL-encoded: a multipart body is refused here, before anything
+    reads it (its parser fails on a part that is not UTF-8, and a file part is no field's
+    value)."""
+    content_type = connection.headers.get("content-type", "")
+    if content_type.startswith("multipart/"):
+        raise ClientException(
+            status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail="the console's forms are sent as application/x-www-form-urlencoded",
+        )
     header = connection.headers.get(CSRF_HEADER)
     if header:
         return header
-    content_type = connection.headers.get("content-type", "")
-    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if content_type.startswith("application/x-www-form-urlencoded"):
         form = await connection.form()  # type: ignore[attr-defined]  # a Request: see auth.Authorizer
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else ""
@@ -222,8 +231,8 @@ class Sessions:
         """The sign-in form's own CSRF check (there is no session yet): its token must match
         the nonce in the sign-in cookie set with the form."""
         nonce = connection.cookies.get(LOGIN_COOKIE) or ""
+        if not nonce:  # refused before its body is read
+            raise _refuse_csrf()
         sent = await sent_csrf_token(connection)
-        if not nonce or not hmac.compare_digest(
-            sent.encode(), self.signer.login_token(nonce).encode()
-        ):
+        if not hmac.compare_digest(sent.encode(), self.signer.login_token(nonce).encode()):
             raise _refuse_csrf()
