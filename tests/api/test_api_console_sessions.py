@@ -60,6 +60,31 @@ async def test_a_session_cookie_is_httponly_strict_and_for_ui_only(
         assert (await client.get("/v1/jobs")).status_code == 401
 
 
+async def test_behind_a_proxy_that_ends_tls_the_cookies_can_always_be_secure(
+    make_client: ClientFactory, db_url: str, admin_key: str
+) -> None:
+    """An ingress that uvicorn does not trust for X-Forwarded-Proto: the request looks like
+    plain http, and only the setting marks the cookies Secure."""
+    async with make_client(db_url, key=None, ui_cookies_always_secure=True) as client:
+        form = await client.get("/ui/login")
+        login_cookie = form.headers["set-cookie"]
+        assert "secure" in {part.strip().lower() for part in login_cookie.split(";")}
+        match = _TOKEN.search(form.text)
+        assert match
+        # Sent by hand: the client keeps Secure cookies for https.
+        answer = await client.post(
+            "/ui/login",
+            data={"csrf_token": match.group(1), "key": admin_key},
+            headers={"cookie": login_cookie.partition(";")[0]},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, answer.text
+        cookies = answer.headers.get_list("set-cookie")
+        assert len(cookies) == 2, cookies  # the session, and the used sign-in cookie cleared
+        for cookie in cookies:
+            assert "secure" in {part.strip().lower() for part in cookie.split(";")}, cookie
+
+
 async def test_a_session_ends_when_its_key_is_revoked_or_its_cookie_is_touched(
     make_client: ClientFactory, db_url: str, admin_key: str
 ) -> None:

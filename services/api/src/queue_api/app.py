@@ -97,6 +97,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         key_checker,
         auth_enabled=auth_enabled,
         session_s=settings.ui_session_s,
+        always_secure=settings.ui_cookies_always_secure,
     )
     worker_directory = WorkerDirectory(
         reject_unknown=settings.reject_unknown_types,

@@ -52,5 +52,9 @@ class ApiSettings(CommonSettings):
     # characters (or API_UI_SECRET_FILE). Unset: a random one per process, so sessions end at a
     # restart and hold on one replica only (a warning at start says so).
     ui_secret: Secret[str | None] = Field(default=None, min_length=32, max_length=4096)
+    # Mark the console's cookies Secure on every response, not only on requests that came over
+    # https: set it behind an ingress or proxy that ends TLS but is not trusted for its
+    # X-Forwarded-Proto (uvicorn trusts 127.0.0.1 only, unless FORWARDED_ALLOW_IPS says more).
+    ui_cookies_always_secure: bool = False
     # How long a console session lasts from sign-in; the key is still checked on every request.
     ui_session_s: float = Field(default=8 * 3600.0, ge=60, le=30 * 24 * 3600, allow_inf_nan=False)

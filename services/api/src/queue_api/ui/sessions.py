@@ -2,7 +2,8 @@
 
 Signing in posts an API key once. The API checks it like a Bearer key and answers with a
 session cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it),
-Secure when the request came over https, scoped to ``/ui``. The cookie is signed (HMAC-SHA256
+Secure when the request came over https (or always: ``API_UI_COOKIES_ALWAYS_SECURE``), scoped
+to ``/ui``. The cookie is signed (HMAC-SHA256
 with ``API_UI_SECRET``), not encrypted, and holds no secret: the key's prefix, a digest of its
 stored hash (:func:`queue_api.auth.session_fingerprint`), an expiry and a random nonce. Every
 request checks the signature and the expiry, then the key itself through the same
@@ -155,10 +156,6 @@ def login_cookie(value: str, *, secure: bool, max_age: int = LOGIN_COOKIE_S) -> 
     )
 
 
-def is_https(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
-    return connection.url.scheme == "https"
-
-
 async def sent_csrf_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The CSRF token a request carries: the header (htmx) or the form field (plain forms).
     The console's forms are URL-encoded: a multipart body is refused here, before anything
@@ -192,12 +189,25 @@ class Sessions:
     something."""
 
     def __init__(
-        self, signer: SessionSigner, checker: KeyChecker, *, auth_enabled: bool, session_s: float
+        self,
+        signer: SessionSigner,
+        checker: KeyChecker,
+        *,
+        auth_enabled: bool,
+        session_s: float,
+        always_secure: bool = False,
     ) -> None:
         self.signer = signer
         self.checker = checker
         self.auth_enabled = auth_enabled
         self.session_s = session_s
+        self.always_secure = always_secure
+
+    def secure_cookies(self, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+        """Whether the cookies of a response to ``connection`` are marked Secure: always
+        (``API_UI_COOKIES_ALWAYS_SECURE``), else when it came over https as uvicorn sees it
+        (X-Forwarded-Proto counts from trusted proxies only)."""
+        return self.always_secure or connection.url.scheme == "https"
 
     def current(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Session | None:
         return self.signer.open(connection.cookies.get(SESSION_COOKIE), now=time.time())

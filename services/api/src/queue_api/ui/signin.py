@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from queue_api.auth import PUBLIC, requires_session
 from queue_api.ui.rendering import page, sessions_of
-from queue_api.ui.sessions import is_https, login_cookie, new_nonce, session_cookie
+from queue_api.ui.sessions import login_cookie, new_nonce, session_cookie
 from queue_core.keys import Scope
 
 MAX_KEY_CHARS: Final = 200  # a key is 55 characters
@@ -31,7 +31,7 @@ def _form(request: Request[Any, Any, Any], *, error: str | None, status_code: in
         login_token=sessions.signer.login_token(nonce),
         auth_enabled=sessions.auth_enabled,
     )
-    response.cookies.append(login_cookie(nonce, secure=is_https(request)))
+    response.cookies.append(login_cookie(nonce, secure=sessions.secure_cookies(request)))
     return response
 
 
@@ -69,7 +69,7 @@ class ConsoleSignIn(Controller):
             assert caller.key is not None  # noqa: S101 - auth is on: a key let it in
             session = sessions.new_session(caller.key.prefix, fingerprint)
         response = Redirect("/ui/", status_code=HTTP_303_SEE_OTHER)
-        secure = is_https(request)
+        secure = sessions.secure_cookies(request)
         response.cookies.append(
             session_cookie(
                 sessions.signer.seal(session), secure=secure, max_age=int(sessions.session_s)
@@ -81,6 +81,6 @@ class ConsoleSignIn(Controller):
     @post("/logout", **requires_session())
     async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
         response = Redirect("/ui/login", status_code=HTTP_303_SEE_OTHER)
-        secure = is_https(request)
+        secure = sessions_of(request).secure_cookies(request)
         response.cookies.append(session_cookie("", secure=secure, max_age=0))
         return response
