@@ -179,22 +179,24 @@ async def explain(url: str, case: Case) -> str:
         statuses = None if w.statuses is None else [s.value for s in w.statuses]
         async with conn.transaction():
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            await conn.execute(f"PREPARE listing AS {Q_LIST_JOBS.rstrip().rstrip(';')}")
-            args = [
-                None,
-                statuses,
-                None if w.types is None else list(w.types),
-                None if w.queues is None else list(w.queues),
-                w.created_after,
-                w.created_before,
-                w.finished_after,
-                w.finished_before,
-                floor,
-                ceiling,
-                101,
-                SCAN_BUDGET,
-                statuses is not None and set(statuses) <= {"failed", "cancelled"},
-            ]
+            await conn.execute(f"PREPARE listing AS {Q_LIST_JOBS.text.rstrip().rstrip(';')}")
+            # EXECUTE takes its values in $n order, which args() gives from their names.
+            args = Q_LIST_JOBS.args(
+                after=None,
+                statuses=statuses,
+                types=None if w.types is None else list(w.types),
+                queues=None if w.queues is None else list(w.queues),
+                created_after=w.created_after,
+                created_before=w.created_before,
+                finished_after=w.finished_after,
+                finished_before=w.finished_before,
+                id_floor=floor,
+                id_ceiling=ceiling,
+                limit=101,
+                scan_budget=SCAN_BUDGET,
+                failed_or_cancelled=statuses is not None
+                and set(statuses) <= {"failed", "cancelled"},
+            )
             literals = ", ".join(_literal(a) for a in args)
             rows = await conn.fetch(
                 f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE listing({literals})"

@@ -40,17 +40,18 @@ from queue_core.migrate import upgrade
 from queue_core.queue import Q_JOBS_TABLE_STATS, Q_OLDEST_TRANSACTION_AGE, Q_QUEUE_STATS
 from queue_core.retention import Q_OLDEST_FINISHED
 from queue_core.schedules import Q_STATES as Q_SCHEDULE_STATES
+from queue_core.sql import Statement
 from queue_devtools.pgcluster import temporary_cluster
 
-# (name, statement, arguments): the arguments as the services bind them.
-STATEMENTS: Sequence[tuple[str, str, tuple[object, ...]]] = (
-    ("queue_stats", Q_QUEUE_STATS, ()),
-    ("oldest_transaction_age", Q_OLDEST_TRANSACTION_AGE, ()),
-    ("jobs_table_stats", Q_JOBS_TABLE_STATS, ()),
-    ("queue_states", Q_QUEUE_STATES, ()),
-    ("live_workers", Q_LIVE_WORKERS, (WORKER_GONE_AFTER_S,)),
-    ("oldest_finished", Q_OLDEST_FINISHED, ()),
-    ("schedule_states", Q_SCHEDULE_STATES, (["report", "cleanup"],)),
+# (name, statement, values by name): the values as the services bind them.
+STATEMENTS: Sequence[tuple[str, Statement, dict[str, object]]] = (
+    ("queue_stats", Q_QUEUE_STATS, {}),
+    ("oldest_transaction_age", Q_OLDEST_TRANSACTION_AGE, {}),
+    ("jobs_table_stats", Q_JOBS_TABLE_STATS, {}),
+    ("queue_states", Q_QUEUE_STATES, {}),
+    ("live_workers", Q_LIVE_WORKERS, {"gone_after_s": WORKER_GONE_AFTER_S}),
+    ("oldest_finished", Q_OLDEST_FINISHED, {}),
+    ("schedule_states", Q_SCHEDULE_STATES, {"names": ["report", "cleanup"]}),
 )
 # Pages a statement may touch beyond one per pending or running row (index pages, catalogue)
 # before it counts as reading the history: this share of the table's pages.
@@ -111,14 +112,16 @@ async def measure(url: str, runs: int) -> None:
             f"{summary['mb']:,} MB with indexes, {table_pages:,} heap pages"
         )
         figures = []
-        for name, sql, args in STATEMENTS:
-            await pool.fetch(sql, *args)  # warm: its plan cached, as in the services
+        for name, statement, values in STATEMENTS:
+            await statement.fetch(pool, **values)  # warm: its plan cached, as in the services
             timings = []
             for _ in range(runs):
                 t0 = time.perf_counter()
-                await pool.fetch(sql, *args)
+                await statement.fetch(pool, **values)
                 timings.append((time.perf_counter() - t0) * 1000)
-            rows = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+            rows = await pool.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS) " + statement.text, *statement.args(**values)
+            )
             plan = "\n".join(r[0] for r in rows)
             pages = _pages_read(plan)
             allowed = summary["active"] + HISTORY_SHARE * table_pages

@@ -17,6 +17,7 @@ from queue_core.jobs import JobsTableStats
 from queue_core.queue import Q_JOBS_TABLE_STATS, Q_OLDEST_TRANSACTION_AGE, Q_QUEUE_STATS, Queue
 from queue_core.retention import Q_OLDEST_FINISHED
 from queue_core.schedules import Q_STATES as Q_SCHEDULE_STATES
+from queue_core.sql import Statement
 
 __all__ = ["fx_role_url"]
 
@@ -24,15 +25,15 @@ FINISHED = 20_000
 PENDING = 30
 RUNNING = 3
 
-# (statement, arguments) as the API and the worker bind them.
-QUEUE_STATE_STATEMENTS = {
-    "queue_stats": (Q_QUEUE_STATS, ()),
-    "oldest_transaction_age": (Q_OLDEST_TRANSACTION_AGE, ()),
-    "jobs_table_stats": (Q_JOBS_TABLE_STATS, ()),
-    "queue_states": (Q_QUEUE_STATES, ()),
-    "live_workers": (Q_LIVE_WORKERS, (WORKER_GONE_AFTER_S,)),
-    "oldest_finished": (Q_OLDEST_FINISHED, ()),
-    "schedule_states": (Q_SCHEDULE_STATES, (["report"],)),
+# (statement, its values by name) as the API and the worker bind them.
+QUEUE_STATE_STATEMENTS: dict[str, tuple[Statement, dict[str, object]]] = {
+    "queue_stats": (Q_QUEUE_STATS, {}),
+    "oldest_transaction_age": (Q_OLDEST_TRANSACTION_AGE, {}),
+    "jobs_table_stats": (Q_JOBS_TABLE_STATS, {}),
+    "queue_states": (Q_QUEUE_STATES, {}),
+    "live_workers": (Q_LIVE_WORKERS, {"gone_after_s": WORKER_GONE_AFTER_S}),
+    "oldest_finished": (Q_OLDEST_FINISHED, {}),
+    "schedule_states": (Q_SCHEDULE_STATES, {"names": ["report"]}),
 }
 
 # Finished jobs first (the history), then the live backlog, as a long-lived table has them.
@@ -122,8 +123,10 @@ async def test_no_queue_state_statement_scans_the_history(pool: asyncpg.Pool) ->
     assert pages > 100, "the history must be big enough for a scan of it to show"
     seen: dict[str, int] = {}
     async with pool.acquire() as conn:
-        for name, (sql, args) in QUEUE_STATE_STATEMENTS.items():
-            rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, *args)
+        for name, (statement, values) in QUEUE_STATE_STATEMENTS.items():
+            rows = await conn.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement.text, *statement.args(**values)
+            )
             plan = "\n".join(r[0] for r in rows)
             assert "Seq Scan on jobs" not in plan, f"{name}:\n{plan}"
             # Every page it touches holds live jobs, index entries or catalogue rows: far
@@ -137,6 +140,6 @@ async def test_no_queue_state_statement_scans_the_history(pool: asyncpg.Pool) ->
 
 async def test_jobs_table_stats_never_reads_a_row_of_jobs(pool: asyncpg.Pool) -> None:
     await pool.execute(FILL, 2000, 0, 0)
-    rows = await pool.fetch("EXPLAIN (COSTS OFF) " + Q_JOBS_TABLE_STATS)
+    rows = await pool.fetch("EXPLAIN (COSTS OFF) " + Q_JOBS_TABLE_STATS.text)
     plan = "\n".join(r[0] for r in rows)
     assert " on jobs" not in plan, plan

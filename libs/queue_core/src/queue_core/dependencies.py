@@ -45,17 +45,17 @@ async def settle(db: Db, parent_ids: Sequence[UUID]) -> int:
     ended_total = 0
     parents = sorted(set(parent_ids))
     while parents:
-        locked = await db.fetch(Q_LOCK_SETTLED_PARENTS, parents)
+        locked = await Q_LOCK_SETTLED_PARENTS.fetch(db, parent_ids=parents)
         if not locked:
             break
         ids = [row["id"] for row in locked]
-        await db.fetch(Q_LOCK_DEPENDANTS, ids)
+        await Q_LOCK_DEPENDANTS.fetch(db, parent_ids=ids)
         completed = [row["id"] for row in locked if row["status"] == "completed"]
         ended_parents = [row["id"] for row in locked if row["status"] != "completed"]
         if completed:
-            await db.fetch(Q_SATISFY_DEPENDENCIES, completed)
-        ended = await db.fetch(Q_FAIL_DEPENDANTS, ended_parents) if ended_parents else []
-        await db.execute(Q_MARK_SETTLED, ids)
+            await Q_SATISFY_DEPENDENCIES.fetch(db, parent_ids=completed)
+        ended = await Q_FAIL_DEPENDANTS.fetch(db, parent_ids=ended_parents) if ended_parents else []
+        await Q_MARK_SETTLED.execute(db, parent_ids=ids)
         ended_total += len(ended)
         parents = sorted(row["id"] for row in ended if row["dependants_unsettled"])
     return ended_total

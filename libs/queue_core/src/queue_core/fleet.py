@@ -73,25 +73,25 @@ class Fleet:
     async def beat(self, worker: WorkerInfo, *, gone_after_s: float = WORKER_GONE_AFTER_S) -> None:
         """Register ``worker`` or refresh its ``last_seen_at``; prune workers gone silent."""
         async with translate_connection_errors():
-            await self._pool.execute(
-                Q_WORKER_BEAT,
-                worker.id,
-                worker.host,
-                worker.pid,
-                list(worker.queues),
-                list(worker.task_types),
-                worker.concurrency,
-                gone_after_s,
+            await Q_WORKER_BEAT.execute(
+                self._pool,
+                worker_id=worker.id,
+                host=worker.host,
+                pid=worker.pid,
+                queues=list(worker.queues),
+                task_types=list(worker.task_types),
+                concurrency=worker.concurrency,
+                gone_after_s=gone_after_s,
             )
 
     async def leave(self, worker_id: str) -> None:
         """Remove a worker's row (its clean shutdown)."""
         async with translate_connection_errors():
-            await self._pool.execute(Q_WORKER_LEAVE, worker_id)
+            await Q_WORKER_LEAVE.execute(self._pool, worker_id=worker_id)
 
     async def live_workers(self, *, gone_after_s: float = WORKER_GONE_AFTER_S) -> list[LiveWorker]:
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_LIVE_WORKERS, gone_after_s)
+            rows = await Q_LIVE_WORKERS.fetch(self._pool, gone_after_s=gone_after_s)
         return [
             LiveWorker(
                 id=r["id"],
@@ -109,19 +109,19 @@ class Fleet:
     async def paused_queues(self, queues: Sequence[str]) -> frozenset[str]:
         """Which of ``queues`` are paused now."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_PAUSED_QUEUES, list(queues))
+            rows = await Q_PAUSED_QUEUES.fetch(self._pool, queues=list(queues))
         return frozenset(r["name"] for r in rows)
 
     async def queue_states(self) -> list[QueueState]:
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_QUEUE_STATES)
+            rows = await Q_QUEUE_STATES.fetch(self._pool)
         return [QueueState(r["name"], r["paused_at"]) for r in rows]
 
     async def set_paused(self, queue: str, *, paused: bool) -> QueueState:
         """Pause or resume ``queue`` (pausing a paused queue keeps its first ``paused_at``),
         and tell the workers."""
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(Q_SET_QUEUE_PAUSED, queue, paused)
+            row = await Q_SET_QUEUE_PAUSED.fetchrow(self._pool, queue=queue, paused=paused)
         if row is None:  # pragma: no cover - an upsert always returns its row
             raise RuntimeError("set_queue_paused returned no row")
         return QueueState(row["name"], row["paused_at"])

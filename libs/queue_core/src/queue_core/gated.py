@@ -19,10 +19,9 @@ the claim takes them SKIP LOCKED, never waiting): nothing waits for a job's row 
 a key's.
 """
 
-import json
 import math
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
 from uuid_utils.compat import uuid7
@@ -30,7 +29,7 @@ from uuid_utils.compat import uuid7
 from queue_core.dependencies import settle
 from queue_core.errors import InvalidJobError, UnknownDependencyError
 from queue_core.jobs import Enqueued, EnqueueOutcome, NewJob
-from queue_core.keyed import Db, enqueue_keyed, enqueue_many_args, is_keyed
+from queue_core.keyed import Db, enqueue_keyed, is_keyed, job_columns
 from queue_core.limits import MAX_DEPENDENCIES, MAX_KEY_RATE_BURST
 from queue_core.sql import GATED_QUERIES, QUERIES
 from queue_core.states import FINAL_STATUSES
@@ -117,25 +116,16 @@ async def _insert_unkeyed(db: Db, jobs: Sequence[NewJob], ids: Sequence[UUID | N
     plain = [(i, j) for i, j in enumerate(jobs) if not is_keyed(j) and not is_gated(j)]
     gated = [(i, j) for i, j in enumerate(jobs) if not is_keyed(j) and is_gated(j)]
     if plain:
-        args = enqueue_many_args([j for _, j in plain])
-        await db.execute(Q_ENQUEUE_MANY, [ids[i] for i, _ in plain], *args[1:])
+        columns = job_columns([j for _, j in plain], [ids[i] for i, _ in plain])
+        await Q_ENQUEUE_MANY.execute(db, **columns)
     if gated:
-        args = _gated_args([j for _, j in gated])
-        waiting = [len(_parents(j, ids)) for _, j in gated]
-        await db.execute(Q_ENQUEUE_GATED, [ids[i] for i, _ in gated], *args, waiting)
-
-
-def _gated_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
-    return (
-        [j.type for j in jobs],
-        [json.dumps(j.payload) for j in jobs],
-        [j.queue for j in jobs],
-        [j.priority for j in jobs],
-        [j.max_attempts for j in jobs],
-        [j.scheduled_at for j in jobs],
-        [j.timeout_s for j in jobs],
-        [j.concurrency_key for j in jobs],
-    )
+        columns = job_columns([j for _, j in gated], [ids[i] for i, _ in gated])
+        await Q_ENQUEUE_GATED.execute(
+            db,
+            **columns,
+            concurrency_key=[j.concurrency_key for _, j in gated],
+            waiting_for=[len(_parents(j, ids)) for _, j in gated],
+        )
 
 
 async def _link_parents(db: Db, links: Sequence[tuple[UUID, list[UUID]]]) -> None:
@@ -144,12 +134,14 @@ async def _link_parents(db: Db, links: Sequence[tuple[UUID, list[UUID]]]) -> Non
     wanted = sorted({parent for _, parents in links for parent in parents})
     if not wanted:
         return
-    found = {row["id"]: row["status"] for row in await db.fetch(Q_LOCK_PARENTS, wanted)}
+    found = {row["id"]: row["status"] for row in await Q_LOCK_PARENTS.fetch(db, parent_ids=wanted)}
     missing = [parent for parent in wanted if parent not in found]
     if missing:
         raise UnknownDependencyError(missing)
     edges = [(child, parent) for child, parents in links for parent in parents]
-    await db.execute(Q_INSERT_DEPENDENCIES, [e[0] for e in edges], [e[1] for e in edges])
+    await Q_INSERT_DEPENDENCIES.execute(
+        db, job_id=[e[0] for e in edges], depends_on=[e[1] for e in edges]
+    )
     finished = [parent for parent, status in found.items() if status in _FINAL_VALUES]
     if finished:
         await settle(db, finished)
@@ -172,10 +164,10 @@ async def _upsert_keys(db: Db, jobs: Sequence[NewJob]) -> None:
     if not merged:
         return
     keys = sorted(merged)
-    await db.execute(
-        Q_UPSERT_CONCURRENCY_KEYS,
-        keys,
-        [merged[k][0] for k in keys],
-        [merged[k][1] for k in keys],
-        [merged[k][2] for k in keys],
+    await Q_UPSERT_CONCURRENCY_KEYS.execute(
+        db,
+        key=keys,
+        concurrency_limit=[merged[k][0] for k in keys],
+        rate_per_s=[merged[k][1] for k in keys],
+        rate_burst=[merged[k][2] for k in keys],
     )

@@ -21,8 +21,9 @@ snapshot cannot see raises a serialization failure instead: retry the transactio
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
+from uuid import UUID
 
 import asyncpg
 import asyncpg.pool
@@ -66,7 +67,9 @@ class Row(Protocol):
 
 class Db(Protocol):
     """Where statements run: a pool, or one connection (perhaps inside its caller's
-    transaction). Positional ``$n`` parameters; rows read by column name."""
+    transaction). A :class:`~queue_core.sql.Statement` runs on it with its text and its
+    arguments in ``$n`` order (``await Q_ENQUEUE_KEYED.fetch(db, **values)``); rows read by
+    column name."""
 
     async def fetch(self, query: str, *args: object) -> Sequence[Row]: ...
 
@@ -77,21 +80,47 @@ def is_keyed(job: NewJob) -> bool:
     return job.unique_key is not None or job.idempotency is not None
 
 
-def enqueue_many_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
-    """New ids and the parameters of ``enqueue_many`` for ``jobs`` (the ids come first)."""
+def job_columns(
+    jobs: Sequence[NewJob], ids: Sequence[UUID | None] | None = None
+) -> dict[str, list[Any]]:
+    """The columns every insert of jobs fills, by the name of their parameter (``enqueue_many``,
+    ``enqueue_gated``, ``enqueue_keyed_many``): each column's values for ``jobs``, in order.
+    ``ids`` are the jobs' ids, new ones when not given (``columns["id"]``)."""
     # Time-ordered ids (UUIDv7): jobs made together sit together in the primary key, so a
     # batch claimed or finished touches a few index pages, not one random page per job,
     # however much history the table holds.
-    return (
-        [uuid7() for _ in jobs],
-        [j.type for j in jobs],
-        [json.dumps(j.payload) for j in jobs],
-        [j.queue for j in jobs],
-        [j.priority for j in jobs],
-        [j.max_attempts for j in jobs],
-        [j.scheduled_at for j in jobs],
-        [j.timeout_s for j in jobs],
-    )
+    return {
+        "id": [uuid7() for _ in jobs] if ids is None else list(ids),
+        "type": [j.type for j in jobs],
+        "payload": [json.dumps(j.payload) for j in jobs],
+        "queue": [j.queue for j in jobs],
+        "priority": [j.priority for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "scheduled_at": [j.scheduled_at for j in jobs],
+        "timeout_s": [j.timeout_s for j in jobs],
+    }
+
+
+def key_columns(jobs: Sequence[NewJob]) -> dict[str, list[Any]]:
+    """The columns of the jobs' unique and idempotency keys, by parameter name, as
+    :func:`job_columns` (``enqueue_keyed``, ``enqueue_keyed_many``)."""
+    return {
+        "idempotency_key": [None if j.idempotency is None else j.idempotency.key for j in jobs],
+        "idempotency_fingerprint": [
+            None if j.idempotency is None else j.idempotency.fingerprint for j in jobs
+        ],
+        "idempotency_ttl_s": [
+            None if j.idempotency is None else float(j.idempotency.ttl_s) for j in jobs
+        ],
+        "unique_key": [j.unique_key for j in jobs],
+        "unique_for_s": [None if j.unique_for_s is None else float(j.unique_for_s) for j in jobs],
+    }
+
+
+def first_row(columns: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """The first value of each column: the parameters of a one-row insert (``enqueue_one``,
+    ``enqueue_keyed``) from those of its many-row twin."""
+    return {name: values[0] for name, values in columns.items()}
 
 
 async def enqueue_keyed(db: Db, job: NewJob, *, waiting_for: int = 0) -> Enqueued:
@@ -102,41 +131,27 @@ async def enqueue_keyed(db: Db, job: NewJob, *, waiting_for: int = 0) -> Enqueue
     which also links them and its concurrency key's row)."""
     job_id = uuid7()
     idempotency = job.idempotency
-    idempotency_key = None if idempotency is None else idempotency.key
-    args = (
-        job_id,
-        job.type,
-        json.dumps(job.payload),
-        job.queue,
-        job.priority,
-        job.max_attempts,
-        job.scheduled_at,
-        job.timeout_s,
-        idempotency_key,
-        None if idempotency is None else idempotency.fingerprint,
-        None if idempotency is None else float(idempotency.ttl_s),
-        job.unique_key,
-        None if job.unique_for_s is None else float(job.unique_for_s),
-        job.concurrency_key,
-        waiting_for,
-    )
+    values = first_row(job_columns([job], [job_id]) | key_columns([job]))
+    values |= {"concurrency_key": job.concurrency_key, "waiting_for": waiting_for}
     for _ in range(MAX_KEYED_TRIES):
-        if await db.fetch(Q_ENQUEUE_KEYED, *args):
+        if await Q_ENQUEUE_KEYED.fetch(db, **values):
             return Enqueued(job_id, EnqueueOutcome.CREATED)
         holders = {
             row["held_by"]: row
-            for row in await db.fetch(Q_KEYED_HOLDERS, idempotency_key, job.unique_key)
+            for row in await Q_KEYED_HOLDERS.fetch(
+                db, idempotency_key=values["idempotency_key"], unique_key=job.unique_key
+            )
         }
         if (holder := holders.get("idempotency")) is not None and idempotency is not None:
             if holder["expired"]:
-                await db.execute(Q_RELEASE_IDEMPOTENCY_KEY, holder["id"])
+                await Q_RELEASE_IDEMPOTENCY_KEY.execute(db, job_id=holder["id"])
                 continue
             if bytes(holder["fingerprint"]) != idempotency.fingerprint:
                 raise IdempotencyKeyReusedError
             return Enqueued(holder["id"], EnqueueOutcome.REPLAYED)
         if (holder := holders.get("unique")) is not None:
             if holder["expired"]:
-                await db.execute(Q_RELEASE_UNIQUE_KEY, holder["id"])
+                await Q_RELEASE_UNIQUE_KEY.execute(db, job_id=holder["id"])
                 continue
             return Enqueued(holder["id"], EnqueueOutcome.DUPLICATE)
     raise DatabaseConflictError(RuntimeError("a job key changed hands too often; try again"))
@@ -153,24 +168,10 @@ async def enqueue_keyed_group(
 
     ``in_transaction``: ``db`` is a connection in its caller's transaction, which a job the
     database refuses has aborted: that raises, instead of trying the jobs one by one."""
-    ids = [uuid7() for _ in jobs]
+    columns = job_columns(jobs) | key_columns(jobs)
+    ids: list[UUID] = columns["id"]
     try:
-        rows = await db.fetch(
-            Q_ENQUEUE_KEYED_MANY,
-            ids,
-            [j.type for j in jobs],
-            [json.dumps(j.payload) for j in jobs],
-            [j.queue for j in jobs],
-            [j.priority for j in jobs],
-            [j.max_attempts for j in jobs],
-            [j.scheduled_at for j in jobs],
-            [j.timeout_s for j in jobs],
-            [None if j.idempotency is None else j.idempotency.key for j in jobs],
-            [None if j.idempotency is None else j.idempotency.fingerprint for j in jobs],
-            [None if j.idempotency is None else float(j.idempotency.ttl_s) for j in jobs],
-            [j.unique_key for j in jobs],
-            [None if j.unique_for_s is None else float(j.unique_for_s) for j in jobs],
-        )
+        rows = await Q_ENQUEUE_KEYED_MANY.fetch(db, **columns)
     except InvalidJobError:
         if len(jobs) == 1 or in_transaction:
             raise
@@ -198,9 +199,9 @@ async def enqueue_all(db: Db, jobs: Sequence[NewJob]) -> list[Enqueued]:
     plain = [j for j in jobs if not is_keyed(j)]
     results: list[Enqueued | None] = [None] * len(jobs)
     if plain:
-        args = enqueue_many_args(plain)
-        await db.execute(Q_ENQUEUE_MANY, *args)
-        created = iter(args[0])
+        columns = job_columns(plain)
+        await Q_ENQUEUE_MANY.execute(db, **columns)
+        created = iter(columns["id"])
         for index, job in enumerate(jobs):
             if not is_keyed(job):
                 results[index] = Enqueued(next(created), EnqueueOutcome.CREATED)

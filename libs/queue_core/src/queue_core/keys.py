@@ -33,6 +33,15 @@ from queue_core.errors import QueueError
 from queue_core.limits import MIN_RATE_PER_S
 from queue_core.sql import KEY_QUERIES
 
+Q_CREATE_API_KEY: Final = KEY_QUERIES["create_api_key"]
+Q_LIST_API_KEYS: Final = KEY_QUERIES["list_api_keys"]
+Q_FIND_API_KEY: Final = KEY_QUERIES["find_api_key"]
+Q_REVOKE_API_KEY: Final = KEY_QUERIES["revoke_api_key"]
+Q_MARK_API_KEYS_USED: Final = KEY_QUERIES["mark_api_keys_used"]
+Q_SET_API_KEY_LIMITS: Final = KEY_QUERIES["set_api_key_limits"]
+Q_TAKE_RATE_TOKENS: Final = KEY_QUERIES["take_rate_tokens"]
+Q_ENSURE_RATE_BUCKET: Final = KEY_QUERIES["ensure_rate_bucket"]
+
 KEY_MARKER: Final = "tq_"
 PREFIX_LENGTH: Final = 8
 SECRET_BYTES: Final = 32
@@ -131,15 +140,16 @@ class RateLimits:
     def __getitem__(self, kind: RateKind) -> RateLimit | None:
         return self.requests if kind is RateKind.REQUESTS else self.jobs
 
-    def columns(self) -> tuple[float | None, int | None, float | None, int | None]:
-        """requests_per_s, requests_burst, jobs_per_s, jobs_burst."""
+    def columns(self) -> dict[str, float | int | None]:
+        """The key's columns of these limits, by the name of their parameter in keys.sql:
+        requests_per_s, requests_burst, jobs_per_s, jobs_burst (None: no such limit)."""
         r, j = self.requests, self.jobs
-        return (
-            None if r is None else r.per_s,
-            None if r is None else r.burst,
-            None if j is None else j.per_s,
-            None if j is None else j.burst,
-        )
+        return {
+            "requests_per_s": None if r is None else r.per_s,
+            "requests_burst": None if r is None else r.burst,
+            "jobs_per_s": None if j is None else j.per_s,
+            "jobs_burst": None if j is None else j.burst,
+        }
 
     def within(self, other: "RateLimits") -> bool:
         """True if these limits allow no more than ``other``: a key may grant only that."""
@@ -300,15 +310,15 @@ class KeyStore:
             prefix, key = generate_key()
             try:
                 async with translate_connection_errors():
-                    row = await self._pool.fetchrow(
-                        KEY_QUERIES["create_api_key"],
-                        checked_name,
-                        prefix,
-                        hash_key(key),
-                        checked_scopes,
-                        None if checked_queues is None else sorted(checked_queues),
-                        expires_at,
-                        *limits.columns(),
+                    row = await Q_CREATE_API_KEY.fetchrow(
+                        self._pool,
+                        name=checked_name,
+                        prefix=prefix,
+                        key_hash=hash_key(key),
+                        scopes=checked_scopes,
+                        queues=None if checked_queues is None else sorted(checked_queues),
+                        expires_at=expires_at,
+                        **limits.columns(),
                     )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "uq_api_keys_name":
@@ -320,19 +330,19 @@ class KeyStore:
 
     async def list_all(self) -> list[KeyInfo]:
         async with translate_connection_errors():
-            rows = await self._pool.fetch(KEY_QUERIES["list_api_keys"])
+            rows = await Q_LIST_API_KEYS.fetch(self._pool)
         return [_info(row) for row in rows]
 
     async def find(self, prefix: str) -> StoredKey | None:
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(KEY_QUERIES["find_api_key"], prefix)
+            row = await Q_FIND_API_KEY.fetchrow(self._pool, prefix=prefix)
         return None if row is None else StoredKey(_info(row), bytes(row["key_hash"]))
 
     async def revoke(self, name_or_prefix: str) -> KeyInfo:
         """Revoke a key by name or prefix; revoking it again changes nothing."""
         _check_names_a_key(name_or_prefix)
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(KEY_QUERIES["revoke_api_key"], name_or_prefix)
+            row = await Q_REVOKE_API_KEY.fetchrow(self._pool, name_or_prefix=name_or_prefix)
         if row is None:
             raise ApiKeyNotFoundError(name_or_prefix)
         return _info(row)
@@ -341,8 +351,8 @@ class KeyStore:
         """Replace a key's rate limits (by name or prefix)."""
         _check_names_a_key(name_or_prefix)
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(
-                KEY_QUERIES["set_api_key_limits"], name_or_prefix, *limits.columns()
+            row = await Q_SET_API_KEY_LIMITS.fetchrow(
+                self._pool, name_or_prefix=name_or_prefix, **limits.columns()
             )
         if row is None:
             raise ApiKeyNotFoundError(name_or_prefix)
@@ -353,12 +363,13 @@ class KeyStore:
     ) -> Grant:
         """Take up to ``want`` tokens from the key's shared bucket for ``kind``: see the
         ``take_rate_tokens`` statement. ``need`` (at most ``want``) sets ``wait_s``."""
-        args = (prefix, kind.value, limit.per_s, limit.burst, want, need)
+        bucket = {"prefix": prefix, "kind": kind.value}
+        values = bucket | {"per_s": limit.per_s, "burst": limit.burst, "want": want, "need": need}
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(KEY_QUERIES["take_rate_tokens"], *args)
+            row = await Q_TAKE_RATE_TOKENS.fetchrow(self._pool, **values)
             if row is None:  # the bucket's first use: make it full, then take
-                await self._pool.execute(KEY_QUERIES["ensure_rate_bucket"], prefix, kind.value)
-                row = await self._pool.fetchrow(KEY_QUERIES["take_rate_tokens"], *args)
+                await Q_ENSURE_RATE_BUCKET.execute(self._pool, **bucket)
+                row = await Q_TAKE_RATE_TOKENS.fetchrow(self._pool, **values)
         if row is None:  # pragma: no cover - only if the key was deleted in between
             return Grant(0, 1.0)
         return Grant(row["granted"], row["wait_s"])
@@ -368,6 +379,6 @@ class KeyStore:
         if not used:
             return
         async with translate_connection_errors():
-            await self._pool.execute(
-                KEY_QUERIES["mark_api_keys_used"], [p for p, _ in used], [at for _, at in used]
+            await Q_MARK_API_KEYS_USED.execute(
+                self._pool, prefixes=[p for p, _ in used], used_at=[at for _, at in used]
             )

@@ -189,32 +189,28 @@ class JobListing:
         ):
             # See listing.sql: one plan per filter shape, made for its actual values.
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            rows = await conn.fetch(
-                Q_LIST_JOBS,
-                after,
-                statuses,
-                _values(where.types),
-                _values(where.queues),
-                where.created_after,
-                where.created_before,
-                where.finished_after,
-                where.finished_before,
-                floor,
-                ceiling,
-                limit + 1,
-                scan_budget,
-                failed_or_cancelled,
+            walk = {
+                "after": after,
+                "failed_or_cancelled": failed_or_cancelled,
+                "id_floor": floor,
+                "id_ceiling": ceiling,
+                "scan_budget": scan_budget,
+            }
+            rows = await Q_LIST_JOBS.fetch(
+                conn,
+                **walk,
+                statuses=statuses,
+                types=_values(where.types),
+                queues=_values(where.queues),
+                created_after=where.created_after,
+                created_before=where.created_before,
+                finished_after=where.finished_after,
+                finished_before=where.finished_before,
+                limit=limit + 1,  # one more than the page shows: whether another follows
             )
             if len(rows) <= limit and where.filters_after_walk:
                 # Short: the walk ended, or it ran out of budget before the page was full.
-                end = await conn.fetchval(
-                    Q_LIST_JOBS_SCAN_END,
-                    after,
-                    failed_or_cancelled,
-                    floor,
-                    ceiling,
-                    scan_budget,
-                )
+                end = await Q_LIST_JOBS_SCAN_END.fetchval(conn, **walk)
         jobs = [
             JobSummary(
                 id=r["id"],
@@ -241,7 +237,7 @@ class JobListing:
         if not job_ids:
             return set()
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_FINISHED_AMONG, list(job_ids))
+            rows = await Q_FINISHED_AMONG.fetch(self._pool, job_ids=list(job_ids))
         return {r["id"] for r in rows}
 
     async def recent_by_queue(
@@ -251,7 +247,9 @@ class JobListing:
         them completed or failed; and whether ``max_rows`` cut the read short (the counts are
         then lower bounds)."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_RECENT_BY_QUEUE, uuid7_floor(since), max_rows)
+            rows = await Q_RECENT_BY_QUEUE.fetch(
+                self._pool, id_floor=uuid7_floor(since), max_rows=max_rows
+            )
         recent = [
             RecentJobs(
                 queue=r["queue"], created=r["created"], completed=r["completed"], failed=r["failed"]

@@ -48,11 +48,12 @@ from queue_core.keyed import (
     AsyncpgDb,
     enqueue_all,
     enqueue_keyed_group,
-    enqueue_many_args,
+    first_row,
     is_keyed,
+    job_columns,
 )
 from queue_core.limits import MAX_ERRORS_KEPT
-from queue_core.sql import QUERIES
+from queue_core.sql import QUERIES, Statement
 from queue_core.states import STATUS_BY_VALUE, JobStatus
 
 Q_ENQUEUE_MANY = QUERIES["enqueue_many"]
@@ -102,7 +103,9 @@ class Queue:
         """Raise unless the database answers a trivial query."""
 
         async with translate_connection_errors():
-            await self._pool.fetchval(Q_PING, timeout=PING_TIMEOUT_S)
+            # asyncpg's own timeout (on the query, not on the wait for a connection) is a
+            # keyword of fetchval, so this one call runs the statement's text itself.
+            await self._pool.fetchval(Q_PING.text, *Q_PING.args(), timeout=PING_TIMEOUT_S)
 
     async def enqueue(self, job: NewJob) -> uuid.UUID:
         """Store ``job`` as pending and wake a worker if it is due now. Returns its id.
@@ -177,18 +180,18 @@ class Queue:
 
     async def _insert_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         """enqueue_many's statement, for jobs without keys."""
-        args = enqueue_many_args(jobs)
+        columns = job_columns(jobs)
         async with translate_connection_errors(), translate_input_errors():
             if len(jobs) == 1:  # a lone caller's: the same row, without the arrays
-                await self._pool.execute(Q_ENQUEUE_ONE, *(column[0] for column in args))
+                await Q_ENQUEUE_ONE.execute(self._pool, **first_row(columns))
             else:
-                await self._pool.execute(Q_ENQUEUE_MANY, *args)
-        ids: list[uuid.UUID] = args[0]
+                await Q_ENQUEUE_MANY.execute(self._pool, **columns)
+        ids: list[uuid.UUID] = columns["id"]
         return ids
 
     async def get(self, job_id: uuid.UUID) -> JobRecord:
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(Q_GET_JOB, job_id)
+            row = await Q_GET_JOB.fetchrow(self._pool, job_id=job_id)
         if row is None:
             raise JobNotFoundError(job_id)
         return JobRecord(
@@ -221,7 +224,7 @@ class Queue:
     async def dependencies(self, job_id: uuid.UUID) -> list[Dependency]:
         """The jobs ``job_id`` depends on (none for an unknown job), in id order."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_JOB_DEPENDENCIES, job_id)
+            rows = await Q_JOB_DEPENDENCIES.fetch(self._pool, job_id=job_id)
         return [
             Dependency(
                 id=r["id"],
@@ -252,7 +255,7 @@ class Queue:
         ``min_age_s`` and whose dependants were never settled (the process that recorded it
         died first). Returns how many such jobs there were."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_UNSETTLED_PARENTS, limit, min_age_s)
+            rows = await Q_UNSETTLED_PARENTS.fetch(self._pool, limit=limit, min_age_s=min_age_s)
         await self.settle_dependants([r["id"] for r in rows])
         return len(rows)
 
@@ -265,17 +268,22 @@ class Queue:
         jobs alone pay nothing for that (``claim``)."""
         if limit <= 0:
             return []
-        args = (worker_id, list(queues), limit, lease_s)
+        values = {
+            "worker_id": worker_id,
+            "queues": list(queues),
+            "limit": limit,
+            "lease_s": lease_s,
+        }
         async with translate_connection_errors():
             if not await self._keyed_due(queues):
-                rows = await self._pool.fetch(Q_CLAIM, *args)
+                rows = await Q_CLAIM.fetch(self._pool, **values)
             else:
                 async with self._pool.acquire() as conn, conn.transaction():
                     # Planned once per connection: a custom plan, made for each call's values,
                     # costs a good part of what the statement takes to run (0.7 of 13 ms, a
                     # claim of 500), and the generic one is the same plan.
                     await conn.execute(Q_CLAIM_KEYED_SETTINGS)
-                    rows = await conn.fetch(Q_CLAIM_KEYED, *args)
+                    rows = await Q_CLAIM_KEYED.fetch(conn, **values)
         return [
             ClaimedJob(
                 id=r["id"],
@@ -300,7 +308,7 @@ class Queue:
         if seen_for == names and now - at < KEYED_PROBE_INTERVAL_S:
             return due
         async with translate_connection_errors():
-            due = bool(await self._pool.fetchval(Q_KEYED_DUE, list(names)))
+            due = bool(await Q_KEYED_DUE.fetchval(self._pool, queues=list(names)))
         self._keyed_probe = (names, due, now)
         return due
 
@@ -312,23 +320,23 @@ class Queue:
         if not outcomes:
             return []
         async with translate_connection_errors():
-            rows = await self._pool.fetch(
-                Q_FINISH,
-                [o.job_id for o in outcomes],
-                worker_id,
-                [o.kind.value for o in outcomes],
-                [o.error for o in outcomes],
-                [o.retry_in_s for o in outcomes],
-                [o.attempt for o in outcomes],
-                [o.result for o in outcomes],
-                MAX_ERRORS_KEPT,
+            rows = await Q_FINISH.fetch(
+                self._pool,
+                job_ids=[o.job_id for o in outcomes],
+                worker_id=worker_id,
+                outcomes=[o.kind.value for o in outcomes],
+                error_messages=[o.error for o in outcomes],
+                retry_in_s=[o.retry_in_s for o in outcomes],
+                attempts=[o.attempt for o in outcomes],
+                results=[o.result for o in outcomes],
+                errors_kept=MAX_ERRORS_KEPT,
             )
             released = {o.job_id for o in outcomes if o.kind is OutcomeKind.RELEASED}
             wake = released and {
                 r["queue"] for r in rows if r["id"] in released and r["status"] == "pending"
             }
             if wake:
-                await self._pool.execute(Q_NOTIFY_QUEUES, sorted(wake))
+                await Q_NOTIFY_QUEUES.execute(self._pool, queues=sorted(wake))
         unsettled = [r["id"] for r in rows if r["dependants_unsettled"]]
         if unsettled:
             await self.settle_dependants(unsettled)
@@ -361,8 +369,12 @@ class Queue:
         if not attempts:
             return []
         async with translate_connection_errors():
-            rows = await self._pool.fetch(
-                Q_HEARTBEAT, [a[0] for a in attempts], worker_id, lease_s, [a[1] for a in attempts]
+            rows = await Q_HEARTBEAT.fetch(
+                self._pool,
+                job_ids=[a[0] for a in attempts],
+                worker_id=worker_id,
+                lease_s=lease_s,
+                attempts=[a[1] for a in attempts],
             )
         return [
             Lease(job_id=r["id"], attempt=r["attempts"], cancel_requested=r["cancel_requested"])
@@ -372,7 +384,9 @@ class Queue:
     async def rescue_expired(self, *, limit: int = 1000) -> list[Rescued]:
         """Take back up to ``limit`` jobs whose lease ran out (their worker is gone)."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_RESCUE_EXPIRED, limit, MAX_ERRORS_KEPT)
+            rows = await Q_RESCUE_EXPIRED.fetch(
+                self._pool, limit=limit, errors_kept=MAX_ERRORS_KEPT
+            )
         await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
         return [
             Rescued(
@@ -388,7 +402,7 @@ class Queue:
     async def stats(self) -> list[QueueStats]:
         """Depth of every queue that has pending or running jobs (cheap at any table size)."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_QUEUE_STATS)
+            rows = await Q_QUEUE_STATS.fetch(self._pool)
         return [
             QueueStats(
                 queue=r["queue"],
@@ -402,14 +416,14 @@ class Queue:
 
     async def oldest_transaction_age_s(self) -> float:
         async with translate_connection_errors():
-            age: float = await self._pool.fetchval(Q_OLDEST_TRANSACTION_AGE)
+            age: float = await Q_OLDEST_TRANSACTION_AGE.fetchval(self._pool)
         return age
 
     async def jobs_table_stats(self) -> JobsTableStats | None:
         """The jobs table's size on disk and dead rows, from the catalogue alone (no row of
         jobs is read); None if the table does not exist."""
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(Q_JOBS_TABLE_STATS)
+            row = await Q_JOBS_TABLE_STATS.fetchrow(self._pool)
         if row is None:
             return None
         return JobsTableStats(
@@ -434,11 +448,11 @@ class Queue:
         return await self._transition(Q_RETRY, job_id, "retried", "failed or cancelled")
 
     async def _transition(
-        self, query: str, job_id: uuid.UUID, action: str, allowed: str
+        self, query: Statement, job_id: uuid.UUID, action: str, allowed: str
     ) -> Transition:
         try:
             async with translate_connection_errors():
-                row = await self._pool.fetchrow(query, [job_id])
+                row = await query.fetchrow(self._pool, job_ids=[job_id])
         except asyncpg.UniqueViolationError as exc:
             # A retry puts a job back among the pending: its unique key (ix_jobs_unique_key)
             # may have been taken by a job enqueued since it finished.
@@ -470,11 +484,11 @@ class Queue:
                 retried += await self._transition_many(Q_RETRY, [job_id])
         return retried
 
-    async def _transition_many(self, query: str, job_ids: Sequence[uuid.UUID]) -> int:
+    async def _transition_many(self, query: Statement, job_ids: Sequence[uuid.UUID]) -> int:
         if not job_ids:
             return 0
         async with translate_connection_errors():
-            rows = await self._pool.fetch(query, list(job_ids))
+            rows = await query.fetch(self._pool, job_ids=list(job_ids))
         if query is Q_CANCEL:
             await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
         return sum(1 for r in rows if r["after"] is not None)
@@ -483,7 +497,7 @@ class Queue:
         """Delete a completed, failed or cancelled job. Raises :class:`JobNotFoundError`, or
         :class:`JobStateConflictError` for a pending or running job."""
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(Q_DELETE_FINISHED, job_id)
+            row = await Q_DELETE_FINISHED.fetchrow(self._pool, job_id=job_id)
         if row is None:
             raise JobNotFoundError(job_id)
         if not row["deleted"]:

@@ -46,7 +46,7 @@ new job wants it (queue_core.keyed), so clearing them early would only cost writ
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import asyncpg
@@ -62,9 +62,11 @@ Q_OLDEST_FINISHED: Final = RETENTION_QUERIES["oldest_finished"]
 RETAINED_STATUSES: Final = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 # One delete statement per status, the status a literal so that the planner may use the partial
 # index of failed and cancelled jobs (see sql/retention.sql). The values are the enum's own
-# lowercase words, so quoting them needs no escaping.
+# lowercase words, so quoting them needs no escaping. The placeholder is no parameter, so the
+# statement's parameters stay as they are.
+_DELETE_BATCH: Final = RETENTION_QUERIES["delete_finished_batch"]
 Q_DELETE_BATCH: Final = {
-    status: RETENTION_QUERIES["delete_finished_batch"].replace(":status", f"'{status.value}'")
+    status: replace(_DELETE_BATCH, text=_DELETE_BATCH.text.replace("{status}", f"'{status.value}'"))
     for status in RETAINED_STATUSES
 }
 
@@ -120,7 +122,7 @@ class Retention:
         """Take the lock or return ``locked=False`` at once; then delete, status by status and
         batch by batch, every job past its retention, and read the oldest finished ages."""
         async with translate_connection_errors(), self._pool.acquire() as conn:
-            if not await conn.fetchval(Q_TRY_LOCK, RETENTION_LOCK_KEY):
+            if not await Q_TRY_LOCK.fetchval(conn, lock_key=RETENTION_LOCK_KEY):
                 return RoundResult(locked=False)
             try:
                 result = RoundResult(locked=True)
@@ -130,14 +132,14 @@ class Retention:
                 for status, seconds in self._retention_s.items():
                     if seconds is not None:
                         await self._delete_status(conn, status, seconds, result)
-                row = await conn.fetchrow(Q_OLDEST_FINISHED)
+                row = await Q_OLDEST_FINISHED.fetchrow(conn)
                 if row is not None:
                     result.oldest_s = {s: row[s.value] for s in RETAINED_STATUSES}
                 return result
             finally:
                 if not conn.is_closed():
                     try:
-                        await conn.execute(Q_UNLOCK, RETENTION_LOCK_KEY)
+                        await Q_UNLOCK.execute(conn, lock_key=RETENTION_LOCK_KEY)
                     except BaseException:
                         # The pool keeps sessions as they are (db.create_pool): a session still
                         # holding the lock must end, or no replica could take it again.
@@ -155,8 +157,12 @@ class Retention:
         deleted = batches = 0
         try:
             while True:
-                rows = await conn.fetch(
-                    query, seconds, self._batch, self._cursor[status], CLOCK_SLACK_S
+                rows = await query.fetch(
+                    conn,
+                    retention_s=seconds,
+                    batch=self._batch,
+                    from_id=self._cursor[status],
+                    clock_slack_s=CLOCK_SLACK_S,
                 )
                 batches += 1
                 deleted += len(rows)

@@ -247,22 +247,22 @@ class Schedules:
         """Create each schedule's row, or update its definition; its state stays."""
         async with translate_connection_errors():
             for s in schedules:
-                await self._pool.execute(
-                    Q_REGISTER,
-                    s.name,
-                    s.queue,
-                    s.cron,
-                    None if s.every_s is None else float(s.every_s),
-                    s.tz,
-                    s.missed,
-                    float(s.grace_s),
-                    json.dumps(s.payload),
+                await Q_REGISTER.execute(
+                    self._pool,
+                    name=s.name,
+                    queue=s.queue,
+                    cron=s.cron,
+                    every_s=None if s.every_s is None else float(s.every_s),
+                    tz=s.tz,
+                    missed=s.missed,
+                    grace_s=float(s.grace_s),
+                    payload=json.dumps(s.payload),
                 )
 
     async def states(self, names: Sequence[str]) -> tuple[datetime, dict[str, ScheduleState]]:
         """The database's clock and the rows of the schedules ``names``."""
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_STATES, list(names))
+            rows = await Q_STATES.fetch(self._pool, names=list(names))
         return rows[0]["now"], {r["name"]: _state(r) for r in rows if r["name"] is not None}
 
     async def take_tick(self, schedule: Schedule, tick: datetime, *, run: bool) -> Taken | None:
@@ -272,16 +272,16 @@ class Schedules:
         """
         job_id = uuid7()
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(
-                Q_TAKE_TICK,
-                schedule.name,
-                tick,
-                run,
-                job_id,
-                json.dumps(schedule.payload),
-                schedule.queue,
-                schedule.unique_key(tick),
-                TICK_KEY_HOLD_S,
+            row = await Q_TAKE_TICK.fetchrow(
+                self._pool,
+                name=schedule.name,
+                tick=tick,
+                run=run,
+                job_id=job_id,
+                payload=json.dumps(schedule.payload),
+                queue=schedule.queue,
+                unique_key=schedule.unique_key(tick),
+                unique_for_s=TICK_KEY_HOLD_S,
             )
         if row is None:
             return None
@@ -289,11 +289,11 @@ class Schedules:
 
     async def list(self) -> list[ScheduleState]:
         async with translate_connection_errors():
-            rows = await self._pool.fetch(Q_LIST)
+            rows = await Q_LIST.fetch(self._pool)
         return [_state(r) for r in rows]
 
     async def set_paused(self, name: str, *, paused: bool) -> ScheduleState | None:
         """Pause or resume schedule ``name``; None if there is no such schedule."""
         async with translate_connection_errors():
-            row = await self._pool.fetchrow(Q_SET_PAUSED, name, paused)
+            row = await Q_SET_PAUSED.fetchrow(self._pool, name=name, paused=paused)
         return None if row is None else _state(row)

@@ -1,6 +1,7 @@
 """The named SQL statements of ``queries.sql`` (jobs), ``listing.sql`` (reading many jobs),
-``retention.sql`` (deleting old finished jobs), ``gated.sql`` (limits per key, dependencies) and
-``keys.sql`` (API keys), loaded once at import.
+``retention.sql`` (deleting old finished jobs), ``gated.sql`` (limits per key, dependencies),
+``keyed.sql`` (jobs with keys), ``schedules.sql`` (periodic jobs), ``fleet.sql`` (workers,
+paused queues) and ``keys.sql`` (API keys), loaded and compiled once at import.
 
 A statement writes its parameters by name, ``:worker_id``, and is compiled here, once, to the
 ``$n`` that asyncpg and PostgreSQL take: each name gets a number in order of first use, and a
@@ -197,33 +198,15 @@ def _load(source: str) -> dict[str, Statement]:
     return parse_statements(files(__package__).joinpath(source).read_text(), source=source)
 
 
-def _parse(text: str) -> dict[str, str]:
-    parts = _NAME_LINE.split(text)
-    # split() keeps the captured names: a preamble, then alternating name and body.
-    queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        statement = body.strip()
-        if name in queries:
-            raise ValueError(f"query {name!r} is defined twice in queries.sql")
-        queries[name] = statement
-    return queries
-
-
-QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("queries.sql").read_text())
-KEY_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("keys.sql").read_text())
-FLEET_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("fleet.sql").read_text())
-LISTING_QUERIES: Final[dict[str, str]] = _parse(
-    files(__package__).joinpath("listing.sql").read_text()
-)
+QUERIES: Final[dict[str, Statement]] = _load("queries.sql")
+KEY_QUERIES: Final[dict[str, Statement]] = _load("keys.sql")
+FLEET_QUERIES: Final[dict[str, Statement]] = _load("fleet.sql")
+LISTING_QUERIES: Final[dict[str, Statement]] = _load("listing.sql")
 # Enqueueing with idempotency and unique keys (queue_core.keyed).
-KEYED_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("keyed.sql").read_text())
+KEYED_QUERIES: Final[dict[str, Statement]] = _load("keyed.sql")
 # Deleting finished jobs past their retention (queue_core.retention).
-RETENTION_QUERIES: Final[dict[str, str]] = _parse(
-    files(__package__).joinpath("retention.sql").read_text()
-)
+RETENTION_QUERIES: Final[dict[str, Statement]] = _load("retention.sql")
 # Periodic jobs: the schedules table and the jobs of their ticks (queue_core.schedules).
-SCHEDULE_QUERIES: Final[dict[str, str]] = _parse(
-    files(__package__).joinpath("schedules.sql").read_text()
-)
+SCHEDULE_QUERIES: Final[dict[str, Statement]] = _load("schedules.sql")
 # Jobs with limits per key or dependencies (queue_core.gated, queue_core.dependencies).
-GATED_QUERIES: Final[dict[str, str]] = _parse(files(__package__).joinpath("gated.sql").read_text())
+GATED_QUERIES: Final[dict[str, Statement]] = _load("gated.sql")

@@ -1,18 +1,22 @@
 -- Jobs with limits per key (concurrency_key) or dependencies (depends_on): their enqueue and
 -- the settling of dependants once a job they wait for has an outcome (queue_core.gated,
 -- queue_core.dependencies). The claim statement that enforces the limits (claim) is in
--- queries.sql. A block starts with "-- name: <name>" and ends at the next one.
+-- queries.sql. A block starts with "-- name: <name>" and ends at the next one. The parameters
+-- of the inserts are named after the columns they fill (:id, :type, ...), each an array of that
+-- column's values, as in queries.sql's enqueue_many.
 
 -- name: enqueue_gated
--- enqueue_many for jobs with a concurrency key ($9) or dependencies ($10: how many it waits
--- for), without unique or idempotency keys. Those waiting are not due: nobody is woken.
+-- enqueue_many for jobs with a concurrency key (:concurrency_key) or dependencies (:waiting_for:
+-- how many it waits for), without unique or idempotency keys. Those waiting are not due: nobody
+-- is woken.
 WITH inserted AS (
     INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
                       concurrency_key, waiting_for)
     SELECT id, type, CAST(payload AS jsonb), queue, priority, max_attempts, scheduled_at,
            timeout_s, concurrency_key, waiting_for
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::int[],
-                $7::timestamptz[], $8::float8[], $9::text[], $10::int[])
+    FROM unnest(:id::uuid[], :type::text[], :payload::text[], :queue::text[],
+                :priority::smallint[], :max_attempts::int[], :scheduled_at::timestamptz[],
+                :timeout_s::float8[], :concurrency_key::text[], :waiting_for::int[])
         AS j(id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
              concurrency_key, waiting_for)
     RETURNING queue, scheduled_at, waiting_for
@@ -24,8 +28,8 @@ FROM (
 ) AS due;
 
 -- name: upsert_concurrency_keys
--- The keys $1 with their limits, one row each (the caller merges a batch's values per key, in
--- key order: rows are locked in that order). A limit given replaces the key's; one left out
+-- The keys :key with their limits, one row each (the caller merges a batch's values per key,
+-- in key order: rows are locked in that order). A limit given replaces the key's; one left out
 -- (NULL) keeps it. A row whose limits stay as they were is not rewritten: a claim whose
 -- snapshot read a key's row starts none of its jobs if the row changed since (claim_keyed),
 -- and enqueueing more jobs of a key must not keep its claims from starting them. A new rate
@@ -33,7 +37,7 @@ FROM (
 -- would otherwise keep a key raised to thousands a second waiting for days.
 INSERT INTO concurrency_keys AS k (key, concurrency_limit, rate_per_s, rate_burst)
 SELECT key, concurrency_limit, rate_per_s, rate_burst
-FROM unnest($1::text[], $2::int[], $3::float8[], $4::int[])
+FROM unnest(:key::text[], :concurrency_limit::int[], :rate_per_s::float8[], :rate_burst::int[])
     AS u(key, concurrency_limit, rate_per_s, rate_burst)
 ORDER BY key
 ON CONFLICT (key) DO UPDATE
@@ -51,13 +55,13 @@ WHERE (k.concurrency_limit, k.rate_per_s, k.rate_burst) IS DISTINCT FROM (
     CASE WHEN excluded.rate_per_s IS NULL THEN k.rate_burst ELSE excluded.rate_burst END);
 
 -- name: lock_parents
--- The jobs $1 that new jobs are to depend on, locked in id order and marked as having
--- dependants to settle. Returns those that exist, with their status as of the lock (the
+-- The jobs :parent_ids that new jobs are to depend on, locked in id order and marked as
+-- having dependants to settle. Returns those that exist, with their status as of the lock (the
 -- latest). The lock is what makes enqueueing a dependant race-free against its parent's
 -- outcome: a finish waits for this transaction, then sees dependants_unsettled and has the
 -- dependants settled in a later statement, which sees the edges inserted here.
 WITH target AS (
-    SELECT id FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+    SELECT id FROM jobs WHERE id = ANY(:parent_ids::uuid[]) ORDER BY id FOR UPDATE
 )
 UPDATE jobs AS j
 SET dependants_unsettled = true
@@ -66,39 +70,40 @@ WHERE j.id = t.id
 RETURNING j.id, j.status;
 
 -- name: insert_dependencies
--- The edges "job $1[i] depends on job $2[i]", none satisfied yet (settling satisfies those
--- whose parent already completed).
+-- The edges "job :job_id[i] depends on job :depends_on[i]", none satisfied yet (settling
+-- satisfies those whose parent already completed).
 INSERT INTO job_dependencies (job_id, depends_on)
-SELECT job_id, depends_on FROM unnest($1::uuid[], $2::uuid[]) AS e(job_id, depends_on)
+SELECT job_id, depends_on
+FROM unnest(:job_id::uuid[], :depends_on::uuid[]) AS e(job_id, depends_on)
 ON CONFLICT DO NOTHING;
 
 -- name: lock_settled_parents
--- Settling, step 1: of the jobs $1, lock (in id order) those that have an outcome and
--- dependants to settle. Returns them with their status.
+-- Settling, step 1: of the jobs :parent_ids, lock (in id order) those that have an outcome
+-- and dependants to settle. Returns them with their status.
 SELECT id, status
 FROM jobs
-WHERE id = ANY($1::uuid[])
+WHERE id = ANY(:parent_ids::uuid[])
   AND dependants_unsettled
   AND status IN ('completed', 'failed', 'cancelled')
 ORDER BY id
 FOR UPDATE;
 
 -- name: lock_dependants
--- Settling, step 2: lock (in id order) the dependants of the parents $1 that may change: those
--- with an edge not yet satisfied. The parents are locked already, so no dependant can be added
--- meanwhile; every later step reads a fresh snapshot with all of them locked.
+-- Settling, step 2: lock (in id order) the dependants of the parents :parent_ids that may
+-- change: those with an edge not yet satisfied. The parents are locked already, so no dependant
+-- can be added meanwhile; every later step reads a fresh snapshot with all of them locked.
 SELECT d.id
 FROM jobs AS d
 WHERE d.id IN (
     SELECT e.job_id FROM job_dependencies AS e
-    WHERE e.depends_on = ANY($1::uuid[]) AND NOT e.satisfied
+    WHERE e.depends_on = ANY(:parent_ids::uuid[]) AND NOT e.satisfied
 )
 ORDER BY d.id
 FOR UPDATE;
 
 -- name: satisfy_dependencies
--- Settling, step 3: the parents $1 completed. Each edge is satisfied once (the edge's own
--- update is the guard: settling twice decrements nothing twice), and each dependant's
+-- Settling, step 3: the parents :parent_ids completed. Each edge is satisfied once (the edge's
+-- own update is the guard: settling twice decrements nothing twice), and each dependant's
 -- waiting_for goes down by its newly satisfied edges. Whatever the dependant's status (a
 -- failed one is recounted from its edges when retried). A pending dependant that waits for
 -- nothing more is due now: scheduled_at moves up to now if its time had passed (so waited_s
@@ -106,7 +111,7 @@ FOR UPDATE;
 WITH marked AS (
     UPDATE job_dependencies AS e
     SET satisfied = true
-    WHERE e.depends_on = ANY($1::uuid[]) AND NOT e.satisfied
+    WHERE e.depends_on = ANY(:parent_ids::uuid[]) AND NOT e.satisfied
     RETURNING e.job_id
 ),
 released AS (
@@ -128,15 +133,16 @@ FROM (
 ) AS r;
 
 -- name: fail_dependants
--- Settling, step 4: the parents $1 failed for good or were cancelled. Their pending dependants
--- end the same way (cancelled if the parent was, else failed), with a reason naming it; one
--- that waits for several such parents names the first by id. Returns the dependants ended,
--- whose own dependants the caller settles next (transitively, one level a statement).
+-- Settling, step 4: the parents :parent_ids failed for good or were cancelled. Their pending
+-- dependants end the same way (cancelled if the parent was, else failed), with a reason naming
+-- it; one that waits for several such parents names the first by id. Returns the dependants
+-- ended, whose own dependants the caller settles next (transitively, one level a statement).
 WITH hit AS (
     SELECT DISTINCT ON (e.job_id) e.job_id, p.id AS parent, p.status AS parent_status
     FROM jobs AS p
     JOIN job_dependencies AS e ON e.depends_on = p.id
-    WHERE p.id = ANY($1::uuid[]) AND p.status IN ('failed', 'cancelled') AND NOT e.satisfied
+    WHERE p.id = ANY(:parent_ids::uuid[]) AND p.status IN ('failed', 'cancelled')
+      AND NOT e.satisfied
     ORDER BY e.job_id, p.id
 )
 UPDATE jobs AS d
@@ -152,26 +158,26 @@ WHERE d.id = h.job_id AND d.status = 'pending'
 RETURNING d.id, d.dependants_unsettled;
 
 -- name: mark_settled
--- Settling, last step: the parents $1 have no dependants left to tell.
-UPDATE jobs SET dependants_unsettled = false WHERE id = ANY($1::uuid[]);
+-- Settling, last step: the parents :parent_ids have no dependants left to tell.
+UPDATE jobs SET dependants_unsettled = false WHERE id = ANY(:parent_ids::uuid[]);
 
 -- name: unsettled_parents
--- The sweep: up to $1 jobs with an outcome whose dependants were never settled (the process
--- that recorded the outcome died before settling them), older than $2 seconds so as not to
--- race the settling under way (which would be harmless, only wasted). Served by
+-- The sweep: up to :limit jobs with an outcome whose dependants were never settled (the
+-- process that recorded the outcome died before settling them), older than :min_age_s seconds
+-- so as not to race the settling under way (which would be harmless, only wasted). Served by
 -- ix_jobs_dependants_unsettled, which holds only such jobs.
 SELECT id
 FROM jobs
 WHERE dependants_unsettled
   AND status IN ('completed', 'failed', 'cancelled')
-  AND updated_at < now() - make_interval(secs => $2::float8)
-LIMIT $1;
+  AND updated_at < now() - make_interval(secs => :min_age_s::float8)
+LIMIT :limit;
 
 -- name: job_dependencies
--- What job $1 depends on: each parent's id, its status (NULL: deleted since) and whether it
--- completed for this job, in id order.
+-- What job :job_id depends on: each parent's id, its status (NULL: deleted since) and whether
+-- it completed for this job, in id order.
 SELECT e.depends_on AS id, p.status, e.satisfied
 FROM job_dependencies AS e
 LEFT JOIN jobs AS p ON p.id = e.depends_on
-WHERE e.job_id = $1
+WHERE e.job_id = :job_id
 ORDER BY e.depends_on;

@@ -2,28 +2,35 @@
 -- The partial unique indexes ix_jobs_idempotency_key and ix_jobs_unique_key decide who holds a
 -- key, never a read before the insert: a check-then-insert lets two API replicas both see
 -- "free" and both insert. A block starts with "-- name: <name>" and ends at the next one.
+-- The parameters of the inserts are named after the columns they fill (:id, :type, ...), in
+-- enqueue_keyed_many each an array of that column's values, as in queries.sql's enqueue_many.
 
 -- name: enqueue_keyed
--- Insert job $1 unless a job already holds its idempotency key ($9) or its unique key ($12):
--- ON CONFLICT DO NOTHING with no target lets any of the unique indexes refuse it. An insert
--- that meets a holder still uncommitted in another transaction waits for it to commit or roll
--- back, then inserts or not: of concurrent enqueues with one key exactly one gets a row back.
+-- Insert job :id unless a job already holds its idempotency key (:idempotency_key) or its
+-- unique key (:unique_key): ON CONFLICT DO NOTHING with no target lets any of the unique
+-- indexes refuse it. An insert that meets a holder still uncommitted in another transaction
+-- waits for it to commit or roll back, then inserts or not: of concurrent enqueues with one key
+-- exactly one gets a row back.
 -- No row back means "a holder exists"; keyed_holders then finds it in a statement of its own,
 -- since this statement's snapshot, taken before it waited, cannot see a holder that committed
 -- meanwhile.
---  * $3 is the payload as JSON text, as in enqueue_many, so that any connection can run this.
---  * The key's lifetimes are counted by the database's clock from now: $11 seconds for the
---    idempotency key, $13 for the unique key (NULL: held while pending or running).
+--  * :payload is JSON text, as in enqueue_many, so that any connection can run this.
+--  * The key's lifetimes are counted by the database's clock from now: :idempotency_ttl_s
+--    seconds for the idempotency key, :unique_for_s for the unique key (NULL: held while
+--    pending or running).
 --  * The queue is woken in the same transaction when the job is due, as enqueue_many does.
---  * $14 and $15: its concurrency key and how many dependencies it waits for (queue_core.gated;
---    NULL and 0 for a job with neither). One waiting is not due: nobody is woken.
+--  * :concurrency_key and :waiting_for: its concurrency key and how many dependencies it waits
+--    for (queue_core.gated; NULL and 0 for a job with neither). One waiting is not due: nobody
+--    is woken.
 WITH inserted AS (
     INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
                       idempotency_key, idempotency_fingerprint, idempotency_expires_at,
                       unique_key, unique_until, concurrency_key, waiting_for)
-    VALUES ($1, $2, CAST($3::text AS jsonb), $4, $5, $6, $7, $8,
-            $9, $10, now() + make_interval(secs => $11::float8),
-            $12, now() + make_interval(secs => $13::float8), $14, $15)
+    VALUES (:id, :type, CAST(:payload::text AS jsonb), :queue, :priority, :max_attempts,
+            :scheduled_at, :timeout_s, :idempotency_key, :idempotency_fingerprint,
+            now() + make_interval(secs => :idempotency_ttl_s::float8),
+            :unique_key, now() + make_interval(secs => :unique_for_s::float8), :concurrency_key,
+            :waiting_for)
     ON CONFLICT DO NOTHING
     RETURNING id, queue, scheduled_at, waiting_for
 )
@@ -48,9 +55,10 @@ WITH inserted AS (
            timeout_s, idempotency_key, idempotency_fingerprint,
            now() + make_interval(secs => idempotency_ttl_s), unique_key,
            now() + make_interval(secs => unique_for_s)
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::int[],
-                $7::timestamptz[], $8::float8[], $9::text[], $10::bytea[], $11::float8[],
-                $12::text[], $13::float8[])
+    FROM unnest(:id::uuid[], :type::text[], :payload::text[], :queue::text[],
+                :priority::smallint[], :max_attempts::int[], :scheduled_at::timestamptz[],
+                :timeout_s::float8[], :idempotency_key::text[], :idempotency_fingerprint::bytea[],
+                :idempotency_ttl_s::float8[], :unique_key::text[], :unique_for_s::float8[])
         AS j(id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s,
              idempotency_key, idempotency_fingerprint, idempotency_ttl_s, unique_key,
              unique_for_s)
@@ -65,31 +73,32 @@ LEFT JOIN LATERAL (
 ) AS w ON true;
 
 -- name: keyed_holders
--- The jobs holding idempotency key $1 and unique key $2, each through its own partial index
--- (the unique key's predicate is ix_jobs_unique_key's, so that index serves it). "expired"
--- says the holder's time is up: the key may be taken (release_* below, then insert again).
+-- The jobs holding idempotency key :idempotency_key and unique key :unique_key, each through
+-- its own partial index (the unique key's predicate is ix_jobs_unique_key's, so that index
+-- serves it). "expired" says the holder's time is up: the key may be taken (release_* below,
+-- then insert again).
 SELECT 'idempotency' AS held_by, id, idempotency_fingerprint AS fingerprint,
        idempotency_expires_at <= now() AS expired
 FROM jobs
-WHERE idempotency_key = $1
+WHERE idempotency_key = :idempotency_key
 UNION ALL
 SELECT 'unique', id, NULL, unique_until IS NOT NULL AND unique_until <= now()
 FROM jobs
-WHERE unique_key = $2
+WHERE unique_key = :unique_key
   AND (unique_until IS NOT NULL OR status IN ('pending', 'running'));
 
 -- name: release_idempotency_key
--- Free the idempotency key of job $1 once its lifetime is over, so that the key may be used
--- again. Re-checked on the locked row: of concurrent releasers one changes it, the others
+-- Free the idempotency key of job :job_id once its lifetime is over, so that the key may be
+-- used again. Re-checked on the locked row: of concurrent releasers one changes it, the others
 -- find it already free. The job itself is left as it is.
 UPDATE jobs
 SET idempotency_key = NULL, idempotency_fingerprint = NULL, idempotency_expires_at = NULL
-WHERE id = $1 AND idempotency_expires_at <= now();
+WHERE id = :job_id AND idempotency_expires_at <= now();
 
 -- name: release_unique_key
--- Free the unique key of job $1 once its period (unique_until) is over; re-checked on the
+-- Free the unique key of job :job_id once its period (unique_until) is over; re-checked on the
 -- locked row as above. Keys held "while pending or running" need no release: the job leaves
 -- ix_jobs_unique_key by itself when it finishes.
 UPDATE jobs
 SET unique_key = NULL
-WHERE id = $1 AND unique_until <= now();
+WHERE id = :job_id AND unique_until <= now();

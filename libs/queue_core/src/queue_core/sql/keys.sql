@@ -7,7 +7,8 @@
 -- into a clear error or a new prefix.
 INSERT INTO api_keys (name, prefix, key_hash, scopes, queues, expires_at,
                       requests_per_s, requests_burst, jobs_per_s, jobs_burst)
-VALUES ($1, $2, $3, $4::text[], $5::text[], $6, $7, $8, $9, $10)
+VALUES (:name, :prefix, :key_hash, :scopes::text[], :queues::text[], :expires_at,
+        :requests_per_s, :requests_burst, :jobs_per_s, :jobs_burst)
 RETURNING name, prefix, scopes, queues, expires_at, created_at, last_used_at, revoked_at,
           requests_per_s, requests_burst, jobs_per_s, jobs_burst;
 
@@ -23,33 +24,36 @@ ORDER BY created_at DESC, name;
 SELECT name, prefix, key_hash, scopes, queues, expires_at, created_at, last_used_at, revoked_at,
        requests_per_s, requests_burst, jobs_per_s, jobs_burst
 FROM api_keys
-WHERE prefix = $1;
+WHERE prefix = :prefix;
 
 -- name: revoke_api_key
--- Revoke the key named $1, or whose prefix is $1 (names cannot look like a prefix). Revoking a
--- revoked key keeps its first revocation time, so repeating the command is harmless.
+-- Revoke the key whose name or prefix is :name_or_prefix (names cannot look like a prefix).
+-- Revoking a revoked key keeps its first revocation time, so repeating the command is harmless.
 UPDATE api_keys
 SET revoked_at = coalesce(revoked_at, now())
-WHERE name = $1 OR prefix = $1
+WHERE name = :name_or_prefix OR prefix = :name_or_prefix
 RETURNING name, prefix, scopes, queues, expires_at, created_at, last_used_at, revoked_at,
           requests_per_s, requests_burst, jobs_per_s, jobs_burst;
 
 -- name: mark_api_keys_used
--- Write-behind of last_used_at for the keys in $1, at the instants in $2 (the API batches them,
--- at most one per key per minute). GREATEST: an older flush arriving late never moves it back.
+-- Write-behind of last_used_at for the keys :prefixes, at the instants :used_at (the API batches
+-- them, at most one per key per minute). GREATEST: an older flush arriving late never moves it
+-- back.
 UPDATE api_keys AS k
 SET last_used_at = GREATEST(k.last_used_at, used.at)
-FROM unnest($1::text[], $2::timestamptz[]) AS used (prefix, at)
+FROM unnest(:prefixes::text[], :used_at::timestamptz[]) AS used (prefix, at)
 WHERE k.prefix = used.prefix;
 
 -- name: set_api_key_limits
--- Replace the rate limits of the key named $1, or whose prefix is $1 (NULL: no such limit).
+-- Replace the rate limits of the key whose name or prefix is :name_or_prefix (NULL: no such
+-- limit).
 -- Its buckets start full again: one emptied at the old rate would keep the key waiting as long
 -- as the old rate said (days, at one a day), whatever the new one.
 WITH changed AS (
     UPDATE api_keys
-    SET requests_per_s = $2, requests_burst = $3, jobs_per_s = $4, jobs_burst = $5
-    WHERE name = $1 OR prefix = $1
+    SET requests_per_s = :requests_per_s, requests_burst = :requests_burst,
+        jobs_per_s = :jobs_per_s, jobs_burst = :jobs_burst
+    WHERE name = :name_or_prefix OR prefix = :name_or_prefix
     RETURNING name, prefix, scopes, queues, expires_at, created_at, last_used_at, revoked_at,
               requests_per_s, requests_burst, jobs_per_s, jobs_burst
 ), refilled AS (
@@ -59,30 +63,33 @@ WITH changed AS (
 SELECT * FROM changed;
 
 -- name: take_rate_tokens
--- Take up to $5 tokens from the bucket of key $1 for limit $2 ('requests' or 'jobs'), which
--- refills at $3 tokens a second and holds at most $4: the generic cell rate algorithm, whose
--- state is one instant, tat. The bucket is full when tat <= now and empty when
+-- Take up to :want tokens from the bucket of key :prefix for limit :kind ('requests' or 'jobs'),
+-- which refills at :per_s tokens a second and holds at most :burst: the generic cell rate
+-- algorithm, whose state is one instant, tat. The bucket is full when tat <= now and empty when
 -- tat = now + burst / rate; each token moves tat on by 1 / rate. The grant is written twice
 -- (granted, and tat's step) because SET sees only the old row, and RETURNING only the new one.
 -- The row lock serialises the replicas. Returns no row if the bucket does not exist yet
--- (ensure_rate_bucket makes it), else what was granted and, if fewer than $6 tokens were, the
--- seconds until the missing ones will have refilled. 1e-9 absorbs floating-point error.
+-- (ensure_rate_bucket makes it), else what was granted and, if fewer than :need tokens were,
+-- the seconds until the missing ones will have refilled. 1e-9 absorbs floating-point error.
 UPDATE api_key_rate_buckets AS b
-SET granted = least($5::int, greatest(0, floor(
-        $4::float8 - extract(epoch FROM greatest(b.tat, t.now) - t.now) * $3::float8 + 1e-9
+SET granted = least(:want::int, greatest(0, floor(
+        :burst::float8 - extract(epoch FROM greatest(b.tat, t.now) - t.now) * :per_s::float8
+        + 1e-9
     )))::int,
-    tat = greatest(b.tat, t.now) + make_interval(secs => least($5::int, greatest(0, floor(
-        $4::float8 - extract(epoch FROM greatest(b.tat, t.now) - t.now) * $3::float8 + 1e-9
-    ))) / $3::float8)
+    tat = greatest(b.tat, t.now) + make_interval(secs => least(:want::int, greatest(0, floor(
+        :burst::float8 - extract(epoch FROM greatest(b.tat, t.now) - t.now) * :per_s::float8
+        + 1e-9
+    ))) / :per_s::float8)
 FROM (SELECT clock_timestamp() AS now) AS t
-WHERE b.prefix = $1 AND b.kind = $2
+WHERE b.prefix = :prefix AND b.kind = :kind
 RETURNING b.granted,
           greatest(0, extract(epoch FROM b.tat - t.now)
-                      + ($6::int - b.granted - $4::float8) / $3::float8)::float8 AS wait_s;
+                      + (:need::int - b.granted - :burst::float8) / :per_s::float8)::float8
+              AS wait_s;
 
 -- name: ensure_rate_bucket
--- A full bucket for key $1 and limit $2, unless it exists (or the key does not: then the
+-- A full bucket for key :prefix and limit :kind, unless it exists (or the key does not: then the
 -- foreign key fails, and the key was deleted meanwhile).
 INSERT INTO api_key_rate_buckets (prefix, kind, tat)
-VALUES ($1, $2, '-infinity')
+VALUES (:prefix, :kind, '-infinity')
 ON CONFLICT (prefix, kind) DO NOTHING;

@@ -1,6 +1,10 @@
 -- The queue's semantics, one named statement each. queue_core.queue.Queue is the only caller,
 -- and the only code that changes a job's status. Each statement is prepared once per
 -- connection by asyncpg. A block starts with "-- name: <name>" and ends at the next one.
+-- Parameters are named (:worker_id), compiled to $n at load (sql/__init__.py). Those of the
+-- inserts of jobs are named after the columns they fill (:id, :type, ...): in enqueue_many
+-- each is an array of that column's values, in enqueue_one the value itself, so one mapping of
+-- column to values serves both (queue_core.keyed.job_columns).
 
 -- name: enqueue_many
 -- Insert jobs in one statement (all or nothing) from parallel arrays, and wake the workers of
@@ -9,15 +13,16 @@
 -- and one that misses the wake-up finds the job at its next poll. (At commit a NOTIFY takes a
 -- global lock, so commits that notify are serialised: single enqueues are group-committed
 -- into this statement by Queue.enqueue for that reason.)
--- Payloads come as JSON text ($3), cast here: the statement then runs on any asyncpg
+-- Payloads come as JSON text (:payload), cast here: the statement then runs on any asyncpg
 -- connection, whatever json codec it has (ours, asyncpg's default, SQLAlchemy's), which is
 -- what lets queue_core.transactional enqueue on a caller's connection with this very statement.
 WITH inserted AS (
     INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
     SELECT id, type, CAST(payload AS jsonb), queue, priority, max_attempts, scheduled_at,
            timeout_s
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::int[],
-                $7::timestamptz[], $8::float8[])
+    FROM unnest(:id::uuid[], :type::text[], :payload::text[], :queue::text[],
+                :priority::smallint[], :max_attempts::int[], :scheduled_at::timestamptz[],
+                :timeout_s::float8[])
         AS j(id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
     RETURNING queue, scheduled_at
 )
@@ -32,8 +37,9 @@ FROM (
 -- arrays cost about a tenth of the call; the rows and the NOTIFY are the same.
 WITH inserted AS (
     INSERT INTO jobs (id, type, payload, queue, priority, max_attempts, scheduled_at, timeout_s)
-    VALUES ($1::uuid, $2::text, CAST($3::text AS jsonb), $4::text, $5::smallint, $6::int,
-            $7::timestamptz, $8::float8)
+    VALUES (:id::uuid, :type::text, CAST(:payload::text AS jsonb), :queue::text,
+            :priority::smallint, :max_attempts::int, :scheduled_at::timestamptz,
+            :timeout_s::float8)
     RETURNING queue, scheduled_at
 )
 SELECT pg_notify('queue_jobs', queue)
@@ -47,14 +53,15 @@ SELECT id, type, payload, status, attempts, max_attempts, error_message, schedul
        cancel_requested_at, lease_owner, lease_expires_at, result, errors, unique_key,
        unique_until, concurrency_key, waiting_for
 FROM jobs
-WHERE id = $1;
+WHERE id = :job_id;
 
 -- name: claim
--- Lease up to $3 due jobs of the queues in $2 to worker $1 for $4 seconds, highest priority and
--- oldest first across those queues.
+-- Lease up to :limit due jobs of the queues :queues to worker :worker_id for :lease_s seconds,
+-- highest priority and oldest first across those queues.
 --  * One index scan per queue (the LATERAL): each is an ordered scan of ix_jobs_claimable that
---    stops after $3 rows, whatever the backlog. A single "queue = ANY($2) ORDER BY priority"
---    scan cannot use the index order and sorts every pending row instead (40 ms at 180k).
+--    stops after :limit rows, whatever the backlog. A single "queue = ANY(:queues) ORDER BY
+--    priority" scan cannot use the index order and sorts every pending row instead (40 ms at
+--    180k).
 --  * SKIP LOCKED lets concurrent claimers pass over each other's rows instead of queueing.
 --  * The MATERIALIZED CTE is an optimisation fence: the LIMIT and the row locks apply before
 --    the UPDATE, so the planner can never update more rows than the worker has free slots.
@@ -73,7 +80,7 @@ WHERE id = $1;
 -- keyed jobs due (keyed_due), Queue.claim runs claim_keyed instead, which takes both kinds.
 WITH due AS MATERIALIZED (
     SELECT c.id
-    FROM unnest($2::text[]) AS q(name)
+    FROM unnest(:queues::text[]) AS q(name)
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
         FROM jobs AS j
@@ -83,17 +90,17 @@ WITH due AS MATERIALIZED (
           AND j.queue = q.name
           AND coalesce(j.scheduled_at, j.created_at) <= now()
         ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
-        LIMIT $3
+        LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ) AS c
     ORDER BY c.priority DESC, c.due_at
-    LIMIT $3
+    LIMIT :limit
 )
 UPDATE jobs AS j
 SET status = 'running',
     attempts = j.attempts + 1,
-    lease_owner = $1,
-    lease_expires_at = now() + make_interval(secs => $4),
+    lease_owner = :worker_id,
+    lease_expires_at = now() + make_interval(secs => :lease_s),
     started_at = now(),
     finished_at = NULL,
     updated_at = now()
@@ -104,8 +111,8 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
           extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
 
 -- name: claim_keyed
--- claim, while keyed_due says the queues $2 have jobs with a concurrency key due: plain and
--- keyed jobs together, highest priority and oldest first, each key's within its limits, in
+-- claim, while keyed_due says the queues :queues have jobs with a concurrency key due: plain
+-- and keyed jobs together, highest priority and oldest first, each key's within its limits, in
 -- one statement. What claim says of its scan, locks, attempts and waited_s holds here too;
 -- plain is claim's scan, and keyed the same over ix_jobs_claimable_keyed with the key's
 -- conditions (two partial indexes, so that claim never walks past keyed jobs).
@@ -130,7 +137,7 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
 --    key's tat moved on), by the version this statement holds.
 WITH plain AS MATERIALIZED (
     SELECT c.id, NULL::text AS concurrency_key, c.priority, c.due_at
-    FROM unnest($2::text[]) AS q(name)
+    FROM unnest(:queues::text[]) AS q(name)
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
         FROM jobs AS j
@@ -140,13 +147,13 @@ WITH plain AS MATERIALIZED (
           AND j.queue = q.name
           AND coalesce(j.scheduled_at, j.created_at) <= now()
         ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
-        LIMIT $3
+        LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ) AS c
 ),
 keyed AS MATERIALIZED (
     SELECT c.id, c.concurrency_key, c.priority, c.due_at, c.version, c.starts
-    FROM unnest($2::text[]) AS q(name)
+    FROM unnest(:queues::text[]) AS q(name)
     CROSS JOIN LATERAL (
         SELECT j.id, j.concurrency_key, j.priority,
                coalesce(j.scheduled_at, j.created_at) AS due_at, k.version, k.starts
@@ -157,12 +164,13 @@ keyed AS MATERIALIZED (
                        -- By lease, not by status: see migration 0013.
                        coalesce(f.concurrency_limit - (
                            SELECT count(*)::int FROM jobs AS r
-                           WHERE r.lease_owner IS NOT NULL AND r.concurrency_key = f.key), $3),
+                           WHERE r.lease_owner IS NOT NULL AND r.concurrency_key = f.key),
+                           :limit),
                        -- Within [0, burst] before the cast: a tat far ahead (a slow rate
                        -- since raised) must not overflow the integer. (Not coalesce: the
                        -- greatest() of a NULL is 0. A rate without a burst, which only a row
                        -- written by hand can have, limits nothing, as before.)
-                       CASE WHEN f.rate_per_s IS NULL OR f.rate_burst IS NULL THEN $3
+                       CASE WHEN f.rate_per_s IS NULL OR f.rate_burst IS NULL THEN :limit
                             ELSE floor(greatest(f.rate_burst - f.rate_per_s * greatest(
                                 extract(epoch FROM f.tat - now()), 0), 0))::int END
                    ) AS starts
@@ -179,7 +187,7 @@ keyed AS MATERIALIZED (
           AND coalesce(j.scheduled_at, j.created_at) <= now()
           AND k.starts > 0
         ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
-        LIMIT $3
+        LIMIT :limit
         FOR UPDATE OF j SKIP LOCKED
     ) AS c
 ),
@@ -206,7 +214,7 @@ due AS MATERIALIZED (
         WHERE c.nth <= c.starts
     ) AS both_kinds
     ORDER BY priority DESC, due_at
-    LIMIT $3
+    LIMIT :limit
 ),
 started AS (
     UPDATE concurrency_keys AS k
@@ -226,8 +234,8 @@ started AS (
 UPDATE jobs AS j
 SET status = 'running',
     attempts = j.attempts + 1,
-    lease_owner = $1,
-    lease_expires_at = now() + make_interval(secs => $4),
+    lease_owner = :worker_id,
+    lease_expires_at = now() + make_interval(secs => :lease_s),
     started_at = now(),
     finished_at = NULL,
     updated_at = now()
@@ -238,8 +246,8 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
           extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
 
 -- name: keyed_due
--- Whether any of the queues $1 has a keyed job due now: Queue.claim asks at most a few times
--- a second, and claim takes keyed jobs too while the answer is yes. One probe of
+-- Whether any of the queues :queues has a keyed job due now: Queue.claim asks at most a few
+-- times a second, and claim takes keyed jobs too while the answer is yes. One probe of
 -- ix_jobs_claimable_keyed per queue (its leading column); a table without keyed jobs answers
 -- from an empty index.
 SELECT EXISTS (
@@ -247,13 +255,14 @@ SELECT EXISTS (
     WHERE status = 'pending'
       AND concurrency_key IS NOT NULL
       AND waiting_for = 0
-      AND queue = ANY($1::text[])
+      AND queue = ANY(:queues::text[])
       AND coalesce(scheduled_at, created_at) <= now()
 );
 
 -- name: finish
 -- Record the outcomes of attempts, for many jobs in one statement, by primary key. Each input
--- row is (id, outcome, error, retry_in_s, attempt, result) with outcome one of:
+-- row is (id, outcome, error, retry_in_s, attempt, result), from the arrays :job_ids,
+-- :outcomes, :error_messages, :retry_in_s, :attempts and :results, with outcome one of:
 --   completed     the handler returned; result is its return value as JSON text (NULL: none)
 --   failed        the handler raised: retry after retry_in_s while attempts remain
 --   failed_final  no retry can help (no handler, PermanentError)
@@ -263,16 +272,16 @@ SELECT EXISTS (
 --   snoozed       the handler asked to run again in retry_in_s seconds (Snooze): pending
 --                 then, and the attempt is given back (it did not fail)
 -- A failed attempt (failed, failed_final) appends {"attempt", "at", "error"} to errors, of
--- which only the newest $8 are kept (jsonpath's lax mode ignores the indexes before the first
--- when there are fewer). The result is already checked by the worker (valid JSON that jsonb
--- can hold, bounded in size), so one job's value cannot fail the batch's statement.
+-- which only the newest :errors_kept are kept (jsonpath's lax mode ignores the indexes before
+-- the first when there are fewer). The result is already checked by the worker (valid JSON that
+-- jsonb can hold, bounded in size), so one job's value cannot fail the batch's statement.
 -- A job whose cancellation was requested ends cancelled unless it completed.
 -- dependants_unsettled tells the caller to settle the job's dependants (queue_core.dependencies)
 -- in a statement of its own: one that sees dependants enqueued while this one waited for the
 -- row. A keyed job leaves running here and that is all its key needs: a key's running jobs are
 -- counted, never kept in a counter (claim).
--- Guarded by "still running, still leased to $2, and still this attempt": a job that was
--- rescued and claimed again (by another worker or by this one) is never overwritten by the
+-- Guarded by "still running, still leased to :worker_id, and still this attempt": a job that
+-- was rescued and claimed again (by another worker or by this one) is never overwritten by the
 -- old run's outcome; such ids are simply absent from the result.
 -- One plain UPDATE, no SELECT ... FOR UPDATE first: under READ COMMITTED an UPDATE that meets
 -- a row changed concurrently (a cancel request) waits for it, re-checks the WHERE on the new
@@ -312,7 +321,7 @@ SET status = CASE
                 || jsonb_build_array(jsonb_build_object(
                     'attempt', j.attempts, 'at', now(), 'error', i.error)),
             '$[last - $keep + 1 to last]',
-            jsonb_build_object('keep', $8::int))
+            jsonb_build_object('keep', :errors_kept::int))
         ELSE j.errors
     END,
     scheduled_at = CASE
@@ -332,23 +341,24 @@ SET status = CASE
     lease_owner = NULL,
     lease_expires_at = NULL,
     updated_at = now()
-FROM unnest($1::uuid[], $3::text[], $4::text[], $5::float8[], $6::int[], $7::text[])
+FROM unnest(:job_ids::uuid[], :outcomes::text[], :error_messages::text[],
+            :retry_in_s::float8[], :attempts::int[], :results::text[])
     AS i(id, outcome, error, retry_in_s, attempt, result)
 WHERE j.id = i.id
   AND j.status = 'running'
-  AND j.lease_owner = $2
+  AND j.lease_owner = :worker_id
   AND (i.attempt IS NULL OR j.attempts = i.attempt)
 RETURNING j.id, j.status, j.attempts, j.scheduled_at, j.queue, j.dependants_unsettled;
 
 -- name: notify_queues
 -- Wake the workers of these queues (after jobs were put back to pending outside enqueue).
-SELECT pg_notify('queue_jobs', q) FROM unnest($1::text[]) AS q;
+SELECT pg_notify('queue_jobs', q) FROM unnest(:queues::text[]) AS q;
 
 -- name: heartbeat
--- Extend the leases of every attempt worker $2 runs (ids $1 with attempt numbers $4), in one
--- statement. Returns those still leased to it and whether each one's cancellation was
--- requested; an attempt missing from the result was taken back (rescued after lost
--- heartbeats, perhaps claimed again) and must stop running here.
+-- Extend the leases of every attempt worker :worker_id runs (ids :job_ids with attempt numbers
+-- :attempts) to :lease_s seconds from now, in one statement. Returns those still leased to it
+-- and whether each one's cancellation was requested; an attempt missing from the result was
+-- taken back (rescued after lost heartbeats, perhaps claimed again) and must stop running here.
 -- updated_at is left alone: a heartbeat is not a change of the job's state.
 -- A heartbeat never waits for a lock (SKIP LOCKED): it runs beside this worker's own finish,
 -- on another connection and over the same rows, and two statements that wait for each other's
@@ -359,10 +369,10 @@ SELECT pg_notify('queue_jobs', q) FROM unnest($1::text[]) AS q;
 WITH ours AS MATERIALIZED (
     SELECT j.id, j.attempts, j.cancel_requested_at IS NOT NULL AS cancel_requested
     FROM jobs AS j
-    JOIN unnest($1::uuid[], $4::int[]) AS held(id, attempt)
+    JOIN unnest(:job_ids::uuid[], :attempts::int[]) AS held(id, attempt)
         ON j.id = held.id AND j.attempts = held.attempt
     WHERE j.status = 'running'
-      AND j.lease_owner = $2
+      AND j.lease_owner = :worker_id
 ),
 unlocked AS MATERIALIZED (
     SELECT j.id
@@ -371,29 +381,29 @@ unlocked AS MATERIALIZED (
     -- Re-checked on the row's latest version once locked: a lease taken back meanwhile
     -- is not extended.
     WHERE j.status = 'running'
-      AND j.lease_owner = $2
+      AND j.lease_owner = :worker_id
     FOR UPDATE OF j SKIP LOCKED
 ),
 extended AS (
     UPDATE jobs AS j
-    SET lease_expires_at = now() + make_interval(secs => $3)
+    SET lease_expires_at = now() + make_interval(secs => :lease_s)
     FROM unlocked
     WHERE j.id = unlocked.id
 )
 SELECT id, attempts, cancel_requested FROM ours;
 
 -- name: rescue_expired
--- Take back up to $1 running jobs whose lease ran out: their worker died or lost the database
--- for longer than a lease. The attempt counts (it may have had effects); the job is pending
--- again while attempts remain, else failed, and cancelled if that was requested. SKIP LOCKED
--- and the re-check of the expiry on the locked row make this safe to run on every replica at
--- once, and a heartbeat that renews a lease at the same moment wins.
+-- Take back up to :limit running jobs whose lease ran out: their worker died or lost the
+-- database for longer than a lease. The attempt counts (it may have had effects); the job is
+-- pending again while attempts remain, else failed, and cancelled if that was requested. SKIP
+-- LOCKED and the re-check of the expiry on the locked row make this safe to run on every
+-- replica at once, and a heartbeat that renews a lease at the same moment wins.
 WITH expired AS MATERIALIZED (
     SELECT id, lease_owner, lease_expires_at
     FROM jobs
     WHERE status = 'running' AND lease_expires_at < now()
     ORDER BY lease_expires_at
-    LIMIT $1
+    LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs AS j
@@ -405,14 +415,14 @@ SET status = CASE
     -- Readable by anyone who may read the job: names no worker (host, pid), only what happened.
     error_message = 'rescued from a lost worker: its lease expired',
     -- The lost attempt is a failed one: appended to the errors of past attempts as finish
-    -- does, the newest $2 kept.
+    -- does, the newest :errors_kept kept.
     errors = jsonb_path_query_array(
         coalesce(j.errors, '[]'::jsonb)
             || jsonb_build_array(jsonb_build_object(
                 'attempt', j.attempts, 'at', now(),
                 'error', 'rescued from a lost worker: its lease expired')),
         '$[last - $keep + 1 to last]',
-        jsonb_build_object('keep', $2::int)),
+        jsonb_build_object('keep', :errors_kept::int)),
     lease_owner = NULL,
     lease_expires_at = NULL,
     finished_at = CASE
@@ -427,15 +437,15 @@ RETURNING j.id, j.status, j.type, j.queue, e.lease_owner AS lost_worker,
           j.dependants_unsettled;
 
 -- name: cancel
--- Cancel the jobs $1 (one, or a batch of a bulk cancel): pending becomes cancelled at once;
--- running gets a cancel request that its worker acts on at its next heartbeat; a finished job
--- is left as it is. Returns each job's status before and after (after NULL: left alone); an
+-- Cancel the jobs :job_ids (one, or a batch of a bulk cancel): pending becomes cancelled at
+-- once; running gets a cancel request that its worker acts on at its next heartbeat; a finished
+-- job is left as it is. Returns each job's status before and after (after NULL: left alone); an
 -- unknown id has no row. Rows are locked in id order, so two batches never deadlock. A pending
 -- job holds no slot of its key (only running ones do), so no key row changes here; a job
 -- cancelled with dependants_unsettled has its dependants cancelled by the caller
 -- (queue_core.dependencies).
 WITH target AS (
-    SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+    SELECT id, status FROM jobs WHERE id = ANY(:job_ids::uuid[]) ORDER BY id FOR UPDATE
 ),
 changed AS (
     UPDATE jobs AS j
@@ -453,16 +463,17 @@ FROM target AS t
 LEFT JOIN changed AS c ON c.id = t.id;
 
 -- name: retry
--- Put the failed or cancelled jobs $1 (one, or a batch of a bulk retry) back to pending, due
--- now, with a fresh attempt budget (attempts back to 0; the last error_message is kept until
--- the next outcome), and wake the workers of their queues. Other statuses are left alone. Returns each job's status before and
--- after (after NULL: left alone); an unknown id has no row. Rows are locked in id order.
+-- Put the failed or cancelled jobs :job_ids (one, or a batch of a bulk retry) back to pending,
+-- due now, with a fresh attempt budget (attempts back to 0; the last error_message is kept
+-- until the next outcome), and wake the workers of their queues. Other statuses are left
+-- alone. Returns each job's status before and after (after NULL: left alone); an unknown id
+-- has no row. Rows are locked in id order.
 -- A job with dependencies waits again for those not completed: counted from its edges locked
 -- FOR SHARE (their latest versions: an edge satisfied meanwhile by a parent's completion is
 -- seen, and one being satisfied waits for us, then decrements what we wrote). A job with
 -- dependants marks them to be settled again at its next outcome.
 WITH target AS (
-    SELECT id, status FROM jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+    SELECT id, status FROM jobs WHERE id = ANY(:job_ids::uuid[]) ORDER BY id FOR UPDATE
 ),
 edges AS MATERIALIZED (
     SELECT e.job_id, e.satisfied
@@ -491,11 +502,11 @@ FROM target AS t
 LEFT JOIN changed AS c ON c.id = t.id;
 
 -- name: delete_finished
--- Delete job $1 if it has finished (completed, failed or cancelled); a pending or running job
--- is left alone, its worker may still be writing to it. Returns the status it had and whether
--- it was deleted; no row for an unknown id.
+-- Delete job :job_id if it has finished (completed, failed or cancelled); a pending or running
+-- job is left alone, its worker may still be writing to it. Returns the status it had and
+-- whether it was deleted; no row for an unknown id.
 WITH target AS (
-    SELECT id, status FROM jobs WHERE id = $1 FOR UPDATE
+    SELECT id, status FROM jobs WHERE id = :job_id FOR UPDATE
 ),
 deleted AS (
     DELETE FROM jobs AS j

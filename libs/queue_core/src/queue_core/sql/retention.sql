@@ -2,7 +2,7 @@
 -- queue_core.retention.Retention is the only caller; see its docstring for the design.
 --
 -- Each delete statement is one batch and its own transaction (autocommit): it locks at most
--- $2 rows, for the milliseconds the statement takes, and takes them SKIP LOCKED so that it
+-- :batch rows, for the milliseconds the statement takes, and takes them SKIP LOCKED so that it
 -- never waits on a job someone else holds (an admin's retry, a cancel). A job's idempotency
 -- and unique keys live in its row, so they go with it; a job whose key still holds (its
 -- idempotency_expires_at or unique_until not reached) is kept until the key expires, so that
@@ -11,40 +11,43 @@
 -- Finding the rows without a new index. Ids are UUIDv7: their first 48 bits are the creation
 -- time in Unix milliseconds, so the primary key is in creation order. A job finishes after it
 -- is created, so a job finished before the cutoff was created before it: every row to delete
--- has an id below the UUID of (cutoff + $4 seconds), the slack covering the clock of the
--- process that made the id (the API, not the database). Each statement walks an index in id
--- order from $3 (where the last batch ended) to that bound, so a batch reads the rows it
+-- has an id below the UUID of (cutoff + :clock_slack_s seconds), the slack covering the clock of
+-- the process that made the id (the API, not the database). Each statement walks an index in id
+-- order from :from_id (where the last batch ended) to that bound, so a batch reads the rows it
 -- deletes plus the ones kept in that range, never the rest of the table. The status is a
 -- literal in each statement, not a parameter: a partial index (ix_jobs_failed_cancelled) is
 -- usable only when the planner can prove the predicate, which a generic plan for a parameter
--- never lets it. So delete_finished_batch is written once with the placeholder :status, and
--- queue_core.retention makes one statement of it per final status, the status's quoted
--- literal in place of the placeholder (left in, it is a syntax error, not a wrong delete).
+-- never lets it. So delete_finished_batch is written once with the placeholder {status} (not a
+-- :name, which would become a parameter), and queue_core.retention makes one statement of it
+-- per final status, the status's quoted literal in place of the placeholder (left in, it is a
+-- syntax error, not a wrong delete).
 
 -- name: retention_try_lock
 -- The session-level advisory lock that makes one replica at a time do retention; false when
 -- another replica holds it. Held by the connection that runs the round, released after it
 -- (and by the server if that connection dies).
-SELECT pg_try_advisory_lock($1);
+SELECT pg_try_advisory_lock(:lock_key);
 
 -- name: retention_unlock
-SELECT pg_advisory_unlock($1);
+SELECT pg_advisory_unlock(:lock_key);
 
 -- name: delete_finished_batch
--- Up to $2 jobs of status :status finished more than $1 seconds ago, from id $3 up, walking the
--- primary key (completed) or ix_jobs_failed_cancelled (failed, cancelled), with their own
--- dependency edges. Returns the ids deleted; the largest is where the next batch starts.
+-- Up to :batch jobs of status {status} finished more than :retention_s seconds ago, from id
+-- :from_id up, walking the primary key (completed) or ix_jobs_failed_cancelled (failed,
+-- cancelled), with their own dependency edges. Returns the ids deleted; the largest is where the
+-- next batch starts.
 WITH doomed AS (
     SELECT id FROM jobs
-    WHERE status = :status
-      AND id >= $3::uuid
-      AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => $1::float8 - $4::float8))
+    WHERE status = {status}
+      AND id >= :from_id::uuid
+      AND id < (lpad(to_hex((extract(epoch FROM now() - make_interval(
+                                 secs => :retention_s::float8 - :clock_slack_s::float8))
                              * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid
-      AND finished_at < now() - make_interval(secs => $1)
+      AND finished_at < now() - make_interval(secs => :retention_s)
       AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
       AND (unique_until IS NULL OR unique_until <= now())
     ORDER BY id
-    LIMIT $2
+    LIMIT :batch
     FOR UPDATE SKIP LOCKED
 ),
 gone AS (

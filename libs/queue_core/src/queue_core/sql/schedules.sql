@@ -4,11 +4,11 @@
 -- "-- name: <name>" and ends at the next one.
 
 -- name: register_schedule
--- Create schedule $1 as a worker declares it, or update its definition (a deploy changed the
+-- Create schedule :name as a worker declares it, or update its definition (a deploy changed the
 -- cron, say). Its state (paused_at, last_tick_at, last run) and created_at stay: a restart
 -- neither resumes a paused schedule nor replays its ticks.
 INSERT INTO schedules AS s (name, queue, cron, every_s, tz, missed, grace_s, payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7, CAST($8::text AS jsonb))
+VALUES (:name, :queue, :cron, :every_s, :tz, :missed, :grace_s, CAST(:payload::text AS jsonb))
 ON CONFLICT (name) DO UPDATE
 SET queue = excluded.queue,
     cron = excluded.cron,
@@ -24,44 +24,46 @@ WHERE (s.queue, s.cron, s.every_s, s.tz, s.missed, s.grace_s, s.payload)
        excluded.grace_s, excluded.payload);
 
 -- name: schedule_states
--- The database's clock and the rows of schedules $1: what a worker's scheduler reads each
+-- The database's clock and the rows of schedules :names: what a worker's scheduler reads each
 -- turn. Every worker judges which ticks are due by this one clock, not by its own. The outer
 -- row keeps now() when no schedule matches.
 SELECT n.now, s.name, s.queue, s.cron, s.every_s, s.tz, s.missed, s.grace_s,
        CAST(s.payload AS text) AS payload, s.paused_at, s.last_tick_at, s.last_run_at,
        s.last_job_id, s.created_at
 FROM (SELECT now() AS now) AS n
-LEFT JOIN schedules AS s ON s.name = ANY($1::text[])
+LEFT JOIN schedules AS s ON s.name = ANY(:names::text[])
 ORDER BY s.name;
 
 -- name: take_tick
--- Deal with tick $2 of schedule $1: move its watermark to $2 and, when $3, insert the tick's
--- job $4 (type $1, payload $5 as JSON text, queue $6, due at the tick). Exactly one of any
--- number of workers taking the same tick gets a row back (id: the job, NULL when $3 is false):
+-- Deal with tick :tick of schedule :name: move its watermark to :tick and, when :run, insert the
+-- tick's job :job_id (type :name, payload :payload as JSON text, queue :queue, due at the tick).
+-- Exactly one of any number of workers taking the same tick gets a row back (id: the job, NULL
+-- when :run is false):
 --  * The UPDATE changes the row only while the watermark is before the tick. Concurrent
 --    takers queue on the row's lock; under READ COMMITTED each one that waited re-checks the
 --    condition on the row the winner committed, finds the watermark at the tick, and changes
 --    nothing. The INSERT reads only what this UPDATE returned, so a loser inserts nothing.
---  * The job also holds unique key $7 until $8 seconds after the tick, and ON CONFLICT DO
---    NOTHING leaves it to ix_jobs_unique_key: a second guard should the watermark ever be set
---    back by hand.
+--  * The job also holds unique key :unique_key until :unique_for_s seconds after the tick, and
+--    ON CONFLICT DO NOTHING leaves it to ix_jobs_unique_key: a second guard should the
+--    watermark ever be set back by hand.
 --  * A paused schedule takes no tick. The queue is woken in the same transaction.
 WITH advanced AS (
     UPDATE schedules
-    SET last_tick_at = $2,
-        last_run_at = CASE WHEN $3 THEN $2 ELSE last_run_at END,
-        last_job_id = CASE WHEN $3 THEN $4 ELSE last_job_id END,
+    SET last_tick_at = :tick,
+        last_run_at = CASE WHEN :run THEN :tick ELSE last_run_at END,
+        last_job_id = CASE WHEN :run THEN :job_id ELSE last_job_id END,
         updated_at = now()
-    WHERE name = $1
+    WHERE name = :name
       AND paused_at IS NULL
-      AND (last_tick_at IS NULL OR last_tick_at < $2)
+      AND (last_tick_at IS NULL OR last_tick_at < :tick)
     RETURNING name
 ),
 inserted AS (
     INSERT INTO jobs (id, type, payload, queue, scheduled_at, unique_key, unique_until)
-    SELECT $4, $1, CAST($5::text AS jsonb), $6, $2, $7, $2 + make_interval(secs => $8::float8)
+    SELECT :job_id, :name, CAST(:payload::text AS jsonb), :queue, :tick, :unique_key,
+           :tick + make_interval(secs => :unique_for_s::float8)
     FROM advanced
-    WHERE $3
+    WHERE :run
     ON CONFLICT DO NOTHING
     RETURNING id, queue
 )
@@ -80,20 +82,20 @@ FROM schedules
 ORDER BY name;
 
 -- name: set_schedule_paused
--- Pause ($2 true) or resume ($2 false) schedule $1; no row back if there is none. Pausing a
--- paused schedule keeps when it was first paused. Resuming moves the watermark to now: the
--- ticks due while it was paused are not run (a pause is a decision, not an outage). A pause
+-- Pause (:paused true) or resume (:paused false) schedule :name; no row back if there is none.
+-- Pausing a paused schedule keeps when it was first paused. Resuming moves the watermark to now:
+-- the ticks due while it was paused are not run (a pause is a decision, not an outage). A pause
 -- takes effect at once (take_tick skips a paused row); workers notice a resume at their next
 -- read, within queue_worker.scheduler.SCHEDULE_REFRESH_S.
 WITH changed AS (
     UPDATE schedules AS s
-    SET paused_at = CASE WHEN $2 THEN coalesce(s.paused_at, now()) END,
+    SET paused_at = CASE WHEN :paused THEN coalesce(s.paused_at, now()) END,
         last_tick_at = CASE
-            WHEN $2 OR s.paused_at IS NULL THEN s.last_tick_at
+            WHEN :paused OR s.paused_at IS NULL THEN s.last_tick_at
             ELSE greatest(s.last_tick_at, now())
         END,
         updated_at = now()
-    WHERE s.name = $1
+    WHERE s.name = :name
     RETURNING s.*
 )
 SELECT c.name, c.queue, c.cron, c.every_s, c.tz, c.missed, c.grace_s,
