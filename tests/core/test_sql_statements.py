@@ -1,12 +1,30 @@
 """The compiler of named parameters (queue_core.sql): ``:name`` becomes ``$n`` in code and
 nowhere else, a name used twice is one ``$n``, a call must give exactly the statement's names,
-and a leftover positional ``$n`` is refused at load. Pure, so no database."""
+and a leftover positional ``$n`` is refused at load. Then the shipped statements: no ``$n`` left
+in their files, and the mappings that callers build name exactly their parameters. Pure, so no
+database."""
 
+import re
 from collections.abc import Sequence
+from importlib.resources import files
 
 import pytest
 
-from queue_core.sql import Statement, compile_statement, parse_statements
+from queue_core import sql
+from queue_core.jobs import NewJob
+from queue_core.keyed import first_row, job_columns, key_columns
+from queue_core.keys import NO_LIMITS
+from queue_core.retention import Q_DELETE_BATCH, RETAINED_STATUSES
+from queue_core.sql import (
+    GATED_QUERIES,
+    KEY_QUERIES,
+    KEYED_QUERIES,
+    QUERIES,
+    RETENTION_QUERIES,
+    Statement,
+    compile_statement,
+    parse_statements,
+)
 
 
 def test_parameters_are_numbered_in_order_of_first_use() -> None:
@@ -229,3 +247,58 @@ def test_a_statement_is_frozen() -> None:
 
     with pytest.raises(AttributeError):
         statement.text = "DELETE FROM jobs"  # type: ignore[misc]
+
+
+def test_the_shipped_files_name_no_positional_parameter_even_in_comments() -> None:
+    sql_files = [f for f in files(sql).iterdir() if f.name.endswith(".sql")]
+
+    assert len(sql_files) == 8
+    for sql_file in sql_files:
+        text = sql_file.read_text()
+        assert not re.findall(r"\$[0-9]", text), sql_file.name
+        parse_statements(text, source=sql_file.name)  # loads: every :name well formed
+
+
+def test_the_inserts_of_jobs_take_the_columns_their_callers_build() -> None:
+    jobs = [NewJob(type="a", payload={"n": 1}), NewJob(type="b", payload={}, queue="q")]
+    columns = job_columns(jobs)
+    keys = key_columns(jobs)
+
+    assert set(QUERIES["enqueue_many"].params) == set(columns)
+    assert set(QUERIES["enqueue_one"].params) == set(first_row(columns))
+    assert set(KEYED_QUERIES["enqueue_keyed_many"].params) == set(columns | keys)
+    assert set(KEYED_QUERIES["enqueue_keyed"].params) == set(columns | keys) | {
+        "concurrency_key",
+        "waiting_for",
+    }
+    assert set(GATED_QUERIES["enqueue_gated"].params) == set(columns) | {
+        "concurrency_key",
+        "waiting_for",
+    }
+    assert columns["type"] == ["a", "b"]
+    assert columns["payload"] == ['{"n": 1}', "{}"]
+    assert columns["queue"][1] == "q"
+    assert len(set(columns["id"])) == 2
+    assert first_row(columns)["type"] == "a"
+
+
+def test_a_key_s_limits_are_the_parameters_of_its_statements() -> None:
+    limits = set(NO_LIMITS.columns())
+
+    assert limits == set(KEY_QUERIES["set_api_key_limits"].params) - {"name_or_prefix"}
+    assert limits < set(KEY_QUERIES["create_api_key"].params)
+
+
+def test_retention_puts_each_status_in_as_a_literal_and_keeps_the_parameters() -> None:
+    template = RETENTION_QUERIES["delete_finished_batch"]
+
+    assert "{status}" in template.text
+    assert "status" not in template.params
+    for status in RETAINED_STATUSES:
+        statement = Q_DELETE_BATCH[status]
+        assert "{status}" not in statement.text
+        assert f"WHERE status = '{status.value}'" in statement.text
+        assert statement.params == template.params
+        assert statement.args(retention_s=60.0, batch=10, from_id=None, clock_slack_s=60.0) == (
+            template.args(retention_s=60.0, batch=10, from_id=None, clock_slack_s=60.0)
+        )
