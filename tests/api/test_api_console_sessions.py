@@ -111,6 +111,44 @@ async def test_a_session_ends_when_its_key_is_revoked_or_its_cookie_is_touched(
         assert page.headers["location"] == "/ui/login"
 
 
+async def test_signing_out_ends_the_session_not_only_the_browsers_cookie(
+    make_client: ClientFactory, db_url: str, admin_key: str
+) -> None:
+    async with make_client(db_url, key=None) as client, make_client(db_url, key=None) as other:
+        await sign_in(client, admin_key)
+        await sign_in(other, admin_key)  # the same key, another browser
+        page = await client.get("/ui/jobs")
+        token = _TOKEN.search(page.text)
+        assert token, page.text
+        copy = client.cookies[SESSION_COOKIE]
+
+        answer = await client.post(
+            "/ui/logout", data={"csrf_token": token.group(1)}, follow_redirects=False
+        )
+        assert answer.status_code == 303, answer.text
+        assert SESSION_COOKIE not in client.cookies
+
+        # The copy, CSRF token and all, is refused: pages, fragments and actions.
+        client.cookies.set(SESSION_COOKIE, copy, domain=DOMAIN, path="/ui")
+        page = await client.get("/ui/jobs", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/ui/login"
+        fragment = await client.get("/ui/fragments/jobs", headers={"HX-Request": "true"})
+        assert fragment.status_code == 401
+        action = await client.post(
+            "/ui/queues/pause",
+            data={"csrf_token": token.group(1), "name": "default"},
+            follow_redirects=False,
+        )
+        assert action.status_code in {303, 401}, action.text
+        queues = await client.get("/v1/queues", headers=bearer(admin_key))
+        assert queues.status_code == 200, queues.text
+        assert not [q for q in queues.json()["queues"] if q.get("paused")], queues.text
+
+        # Signing out of one session leaves the key's others alone.
+        assert (await other.get("/ui/jobs")).status_code == 200
+
+
 async def test_with_auth_off_the_console_signs_in_without_a_key(
     make_client: ClientFactory, db_url: str
 ) -> None:

@@ -167,6 +167,17 @@ async def test_the_worker_role_registers_and_ticks_schedules_and_the_api_role_pa
     assert await worker.take_tick(schedule, tick + timedelta(seconds=1), run=True) is None
 
 
+async def test_the_api_role_signs_console_sessions_out_and_prunes_the_expired(
+    api_pool: asyncpg.Pool,
+) -> None:
+    store = KeyStore(api_pool)
+    await store.sign_out_console_session("gone", datetime.now(UTC) - timedelta(seconds=1))
+    await store.sign_out_console_session("live", datetime.now(UTC) + timedelta(hours=1))
+    assert await store.console_session_signed_out("live")
+    assert not await store.console_session_signed_out("gone")  # pruned: refuses nothing now
+    assert not await store.console_session_signed_out("never")
+
+
 @pytest.mark.parametrize("group", [API_ROLE, WORKER_ROLE])
 @pytest.mark.parametrize("statement", FORBIDDEN)
 async def test_no_service_role_may_change_the_schema(
@@ -181,6 +192,7 @@ async def test_no_service_role_may_change_the_schema(
     [
         "SELECT * FROM api_keys",
         "SELECT * FROM api_key_rate_buckets",
+        "SELECT * FROM console_sign_outs",
     ],
 )
 async def test_the_worker_role_may_not_read_keys(role_url: RoleUrl, statement: str) -> None:
@@ -195,7 +207,7 @@ async def _privileges(url: str) -> set[tuple[str, str, str]]:
             "SELECT grantee, table_name, privilege_type FROM information_schema.table_privileges"
             " WHERE grantee IN ($1, $2, 'PUBLIC')"
             " AND table_name IN ('jobs', 'api_keys', 'api_key_rate_buckets', 'queues', 'workers',"
-            " 'schedules', 'concurrency_keys', 'job_dependencies')",
+            " 'schedules', 'concurrency_keys', 'job_dependencies', 'console_sign_outs')",
             API_ROLE,
             WORKER_ROLE,
         )
@@ -245,6 +257,10 @@ GRANTED = {
     # 0014: a deleted job's edges go with it (retention, DELETE /v1/jobs/{id}).
     (API_ROLE, "job_dependencies", "DELETE"),
     (WORKER_ROLE, "job_dependencies", "DELETE"),
+    # 0016: the console's sessions signed out before their expiry, pruned by the API.
+    (API_ROLE, "console_sign_outs", "SELECT"),
+    (API_ROLE, "console_sign_outs", "INSERT"),
+    (API_ROLE, "console_sign_outs", "DELETE"),
 }
 
 

@@ -41,6 +41,8 @@ Q_MARK_API_KEYS_USED: Final = KEY_QUERIES["mark_api_keys_used"]
 Q_SET_API_KEY_LIMITS: Final = KEY_QUERIES["set_api_key_limits"]
 Q_TAKE_RATE_TOKENS: Final = KEY_QUERIES["take_rate_tokens"]
 Q_ENSURE_RATE_BUCKET: Final = KEY_QUERIES["ensure_rate_bucket"]
+Q_SIGN_OUT_CONSOLE_SESSION: Final = KEY_QUERIES["sign_out_console_session"]
+Q_CONSOLE_SESSION_SIGNED_OUT: Final = KEY_QUERIES["console_session_signed_out"]
 
 KEY_MARKER: Final = "tq_"
 PREFIX_LENGTH: Final = 8
@@ -346,6 +348,16 @@ class KeyStore:
         if row is None:
             raise ApiKeyNotFoundError(name_or_prefix)
         return _info(row)
+
+    async def sign_out_console_session(self, nonce: str, expires_at: datetime) -> None:
+        """Refuse the web console session ``nonce`` from now until ``expires_at``, when it
+        would have expired anyway (``queue_api.ui.sessions``)."""
+        async with translate_connection_errors():
+            await Q_SIGN_OUT_CONSOLE_SESSION.execute(self._pool, nonce=nonce, expires_at=expires_at)
+
+    async def console_session_signed_out(self, nonce: str) -> bool:
+        async with translate_connection_errors():
+            return bool(await Q_CONSOLE_SESSION_SIGNED_OUT.fetchval(self._pool, nonce=nonce))
 
     async def set_limits(self, name_or_prefix: str, limits: RateLimits) -> KeyInfo:
         """Replace a key's rate limits (by name or prefix)."""

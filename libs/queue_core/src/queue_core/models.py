@@ -387,3 +387,13 @@ class ApiKeyRateBucket(Base):
         CheckConstraint("kind IN ('requests', 'jobs')", name="kind"),
         {"prefixes": ["UNLOGGED"]},
     )
+
+
+class ConsoleSignOut(Base):
+    """A web console session signed out before it expired (``queue_api.ui.sessions``): a
+    surviving copy of its cookie is refused until then, when the row may go."""
+
+    __tablename__ = "console_sign_outs"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

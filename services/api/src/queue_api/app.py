@@ -130,6 +130,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         app.state.key_checker = key_checker
         app.state[SESSIONS_STATE] = sessions
         key_checker.attach(key_store)
+        sessions.attach(key_store)
         rate_limiter.attach(key_store)
         if not auth_enabled:
             log.warning(

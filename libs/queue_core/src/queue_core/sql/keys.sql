@@ -93,3 +93,18 @@ RETURNING b.granted,
 INSERT INTO api_key_rate_buckets (prefix, kind, tat)
 VALUES (:prefix, :kind, '-infinity')
 ON CONFLICT (prefix, kind) DO NOTHING;
+
+-- name: sign_out_console_session
+-- A web console session signed out before its expiry :expires_at: its nonce is refused until
+-- then. The rows whose expiry has passed go at the same time (they refuse nothing any more):
+-- the table holds only sessions that could still be presented.
+WITH pruned AS (
+    DELETE FROM console_sign_outs WHERE expires_at < now()
+)
+INSERT INTO console_sign_outs (nonce, expires_at)
+VALUES (:nonce, :expires_at)
+ON CONFLICT (nonce) DO NOTHING;
+
+-- name: console_session_signed_out
+-- Whether the console session :nonce was signed out.
+SELECT EXISTS (SELECT FROM console_sign_outs WHERE nonce = :nonce);

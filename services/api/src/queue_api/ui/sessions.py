@@ -8,8 +8,9 @@ with ``API_UI_SECRET``), not encrypted, and holds no secret: the key's prefix, a
 stored hash (:func:`queue_api.auth.session_fingerprint`), an expiry and a random nonce. Every
 request checks the signature and the expiry, then the key itself through the same
 :class:`~queue_api.auth.KeyChecker` as Bearer keys: a revoked or expired key, or changed scopes,
-reach open sessions within ``API_AUTH_CACHE_S``. No server-side store, so any replica that
-shares the secret serves any session.
+reach open sessions within ``API_AUTH_CACHE_S``. The only server-side state is the list of
+sessions signed out before their expiry (``console_sign_outs``, in the database, so every
+replica refuses them at once); any replica that shares the secret serves any other session.
 
 CSRF: every form and htmx request that changes something carries a token derived from the
 session's nonce (HMAC, so it cannot be made without the secret); the sign-in form, before any
@@ -25,6 +26,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from litestar.connection import ASGIConnection
@@ -33,6 +35,7 @@ from litestar.exceptions import ClientException, NotAuthorizedException, Permiss
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from queue_api.auth import ANYONE, Caller, KeyChecker
+from queue_core.keys import KeyStore
 from queue_core.log import get_logger
 
 log = get_logger("queue_api.ui.sessions")
@@ -202,6 +205,15 @@ class Sessions:
         self.auth_enabled = auth_enabled
         self.session_s = session_s
         self.always_secure = always_secure
+        self._store: KeyStore | None = None
+
+    def attach(self, store: KeyStore) -> None:
+        self._store = store
+
+    def _attached(self) -> KeyStore:
+        if self._store is None:  # pragma: no cover - the lifespan attaches it before requests
+            raise RuntimeError("Sessions used before attach()")
+        return self._store
 
     def secure_cookies(self, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
         """Whether the cookies of a response to ``connection`` are marked Secure: always
@@ -216,6 +228,8 @@ class Sessions:
         session = self.current(connection)
         if session is None:
             raise NotAuthorizedException(detail="sign in to the web console first")
+        if await self._attached().console_session_signed_out(session.nonce):
+            raise NotAuthorizedException(detail="this session was signed out: sign in again")
         if connection.scope.get("method", "GET") not in _SAFE_METHODS:
             sent = await sent_csrf_token(connection)
             if not hmac.compare_digest(
@@ -228,6 +242,11 @@ class Sessions:
                 raise NotAuthorizedException(detail="sign in to the web console again")
             return ANYONE
         return await self.checker.session_caller(session.prefix, session.fingerprint)
+
+    async def sign_out(self, session: Session) -> None:
+        """End ``session`` on every replica: a copy of its cookie is refused from now on."""
+        expires_at = datetime.fromtimestamp(session.expires_at, UTC)
+        await self._attached().sign_out_console_session(session.nonce, expires_at)
 
     def new_session(self, prefix: str | None, fingerprint: str | None) -> Session:
         return Session(

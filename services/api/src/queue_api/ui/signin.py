@@ -10,7 +10,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from queue_api.auth import PUBLIC, requires_session
-from queue_api.ui.rendering import page, sessions_of
+from queue_api.ui.rendering import SESSION_STATE, page, sessions_of
 from queue_api.ui.sessions import login_cookie, new_nonce, session_cookie
 from queue_core.keys import Scope
 
@@ -80,7 +80,11 @@ class ConsoleSignIn(Controller):
 
     @post("/logout", **requires_session())
     async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        sessions = sessions_of(request)
+        # Not only the browser's cookie: a copy of it (a shared machine, a proxy's log) would
+        # stay good, CSRF token included, until it expired.
+        await sessions.sign_out(request.state[SESSION_STATE])
         response = Redirect("/ui/login", status_code=HTTP_303_SEE_OTHER)
-        secure = sessions_of(request).secure_cookies(request)
+        secure = sessions.secure_cookies(request)
         response.cookies.append(session_cookie("", secure=secure, max_age=0))
         return response
