@@ -54,6 +54,21 @@ def test_a_daily_time_skipped_in_spring_runs_at_the_first_instant_after_and_once
     ]
 
 
+def test_in_the_repeated_hour_the_next_tick_is_after_and_the_latest_at_or_before() -> None:
+    """cronsim yields the repeated hour's times in their first occurrence: from inside the
+    second one, the "next" 02:30 was 00:30 UTC, before the instant asked about, and the
+    scheduler read its rows every few milliseconds until the hour was over."""
+    daily = Schedule(name="nightly", cron="30 2 * * *", tz=PARIS)
+    inside_second_occurrence = utc(2026, 10, 25, 1, 0, 5)  # 02:00:05 CET, after 02:59 CEST
+    assert daily.next_tick(inside_second_occurrence) == utc(2026, 10, 26, 1, 30)
+    assert daily.latest_tick(inside_second_occurrence) == utc(2026, 10, 25, 0, 30)
+    early = Schedule(name="early", cron="15 1 * * *", tz="America/New_York")
+    t = utc(2026, 1, 1)
+    while t < utc(2027, 1, 1):  # every 7 minutes of a year, both changes included
+        assert early.next_tick(t) > t >= early.latest_tick(t), t
+        t += timedelta(minutes=7)
+
+
 def test_a_cron_schedule_is_in_its_time_zone_not_in_utc() -> None:
     nine = Schedule(name="standup", cron="0 9 * * 1-5", tz="America/New_York")
     assert nine.next_tick(utc(2026, 12, 4, 12)) == utc(2026, 12, 4, 14)  # 09:00 EST, a Friday

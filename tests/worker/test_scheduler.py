@@ -101,3 +101,35 @@ async def test_schedule_lag_is_the_oldest_overdue_tick_then_zero_once_dealt_with
     )
     await scheduler.turn()
     assert _lag(hourly.name) == 0, "a paused schedule is not late"
+
+
+def _unreadable(name: str) -> float | None:
+    return REGISTRY.get_sample_value("queue_worker_schedule_unreadable", {"schedule": name})
+
+
+async def test_a_row_its_ticks_cannot_be_computed_from_stops_that_schedule_only(
+    pool: asyncpg.Pool,
+) -> None:
+    """A timestamp edited by hand to 'infinity' (or near the end of year 9999) made every turn
+    raise: the scheduler crashed in a loop, every schedule stopped and /healthz failed."""
+    broken, fine = Schedule(name="odd_row", every_s=60), Schedule(name="fine_row", every_s=1)
+    scheduler = Scheduler(Schedules(pool), [broken, fine], refresh_s=60)
+    await Schedules(pool).register([broken, fine])
+    for value in ("infinity", "9999-12-31 23:59:59+00", "-infinity"):
+        await pool.execute(
+            "UPDATE schedules SET last_tick_at = $1::text::timestamptz WHERE name = 'odd_row'",
+            value,
+        )
+        await pool.execute(
+            "UPDATE schedules SET last_tick_at = now() - interval '3 seconds'"
+            " WHERE name = 'fine_row'"
+        )
+        await scheduler.turn()
+        assert _unreadable("odd_row") == 1
+        made: int = await pool.fetchval("SELECT count(*) FROM jobs WHERE type = 'fine_row'")
+        assert made >= 1, value
+        await pool.execute("DELETE FROM jobs")
+
+    await pool.execute("UPDATE schedules SET last_tick_at = NULL WHERE name = 'odd_row'")
+    await scheduler.turn()
+    assert _unreadable("odd_row") == 0

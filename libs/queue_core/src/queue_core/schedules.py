@@ -143,7 +143,13 @@ class Schedule:
         assert self.cron is not None  # noqa: S101 - __post_init__ checked it
         # cronsim works in whole seconds: from the second `after` is in, it yields later ones.
         start = after.astimezone(ZoneInfo(self.tz)).replace(microsecond=0)
-        return next(_cron(self.cron, start)).astimezone(UTC)
+        for tick in _cron(self.cron, start):
+            # Past a clock going back (the autumn change), cronsim yields the hour's repeated
+            # ticks in their first occurrence, before `after`: skipped, or the scheduler would
+            # read again and again, every few milliseconds, for up to an hour.
+            if (utc := tick.astimezone(UTC)) > after:
+                return utc
+        raise ScheduleError(f"schedule {self.name!r}: no tick after {after.isoformat()}")
 
     def latest_tick(self, at: datetime) -> datetime:
         """The last tick at or before ``at`` (an aware datetime), in UTC."""
@@ -152,7 +158,17 @@ class Schedule:
             return datetime.fromtimestamp(k * self.every_s, UTC)
         assert self.cron is not None  # noqa: S101 - __post_init__ checked it
         start = at.astimezone(ZoneInfo(self.tz)).replace(microsecond=0) + timedelta(seconds=1)
-        return next(_cron(self.cron, start, reverse=True)).astimezone(UTC)
+        for tick in _cron(self.cron, start, reverse=True):
+            if (latest := tick.astimezone(UTC)) <= at:
+                break
+        else:
+            raise ScheduleError(f"schedule {self.name!r}: no tick at or before {at.isoformat()}")
+        # cronsim goes back by the clock on the wall, which in the repeated hour of the autumn
+        # change is behind ticks already past (02:00:05 CET comes after 02:30 CEST): the ticks
+        # between are taken forward. Elsewhere the first next one is already after `at`.
+        while (later := self.next_tick(latest)) <= at:
+            latest = later
+        return latest
 
     def due(self, watermark: datetime, now: datetime) -> list[tuple[datetime, bool]]:
         """The ticks after ``watermark`` and at or before ``now`` to deal with, in order, each

@@ -48,6 +48,15 @@ LAG = Gauge(
     ["schedule"],
 )
 
+# 1 while a schedule's row holds what its ticks cannot be computed from (a timestamp edited by
+# hand to 'infinity', say): it takes no tick until the row is mended; the others carry on.
+UNREADABLE = Gauge(
+    "queue_worker_schedule_unreadable",
+    "1 while this worker cannot compute a schedule's ticks from its row (see the log event "
+    "schedule_unreadable); the schedule is not run until the row is mended",
+    ["schedule"],
+)
+
 # The longest sleep between two reads (±25 %): a resume reaches this worker within it.
 SCHEDULE_REFRESH_S: Final = 5.0
 # Woken this long after a tick's instant: the database's clock and this worker's sleep need not
@@ -72,6 +81,7 @@ class Scheduler:
         self._declared = {s.name: s for s in declared}
         self._refresh_s = refresh_s
         self._registered = False
+        self._broken: set[str] = set()  # schedules whose ticks cannot be computed from their row
         for s in declared:
             if queues is not None and s.queue not in queues:
                 log.warning("schedule_queue_not_served_here", schedule=s.name, queue=s.queue)
@@ -98,9 +108,21 @@ class Scheduler:
             if state.paused_at is not None:
                 LAG.labels(name).set(0)
                 continue
-            oldest = schedule.next_tick(state.watermark)
+            try:
+                oldest = schedule.next_tick(state.watermark)
+                due = schedule.due(state.watermark, now)
+                upcoming = schedule.next_tick(now)
+            except (ArithmeticError, ValueError) as exc:  # ScheduleError is a ValueError
+                # A row edited by hand (a last tick at 'infinity', say): this schedule waits
+                # for it to be mended, the others carry on.
+                self._unreadable(name, state.watermark, exc)
+                continue
+            if name in self._broken:
+                self._broken.discard(name)
+                UNREADABLE.labels(name).set(0)
+                log.info("schedule_readable_again", schedule=name)
             LAG.labels(name).set(max(0.0, (now - oldest).total_seconds()))
-            for tick, run in schedule.due(state.watermark, now):
+            for tick, run in due:
                 taken = await self._schedules.take_tick(schedule, tick, run=run)
                 if taken is None:
                     continue  # another worker took it first, or a pause came meanwhile
@@ -110,9 +132,21 @@ class Scheduler:
                 else:
                     TICKS.labels(name, "skipped").inc()
                     log.info("schedule_ticks_skipped", schedule=name, through=tick.isoformat())
-            upcoming = schedule.next_tick(now)
             wake_at = upcoming if wake_at is None else min(wake_at, upcoming)
         refresh_s = jittered(self._refresh_s)
         if wake_at is None:
             return refresh_s
         return min(refresh_s, max(0.0, (wake_at - now).total_seconds()) + TICK_SLACK_S)
+
+    def _unreadable(self, name: str, watermark: "datetime", exc: Exception) -> None:
+        UNREADABLE.labels(name).set(1)
+        if name not in self._broken:  # said once, not every turn
+            self._broken.add(name)
+            log.error(
+                "schedule_unreadable",
+                schedule=name,
+                watermark=str(watermark),
+                error=str(exc) or type(exc).__name__,
+                detail="its ticks cannot be computed from its row (last_tick_at, created_at): "
+                "mend the row, or delete it and it is registered again",
+            )
