@@ -216,3 +216,24 @@ async def test_deleting_a_finished_job_deletes_its_own_edges_only(queue: Queue) 
 
     await queue.delete_finished(child)
     assert await queue.dependencies(child) == []
+
+
+async def test_deleting_a_parent_its_dependants_were_not_told_about_tells_them_first(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """Its worker died between recording the outcome and settling: deleted as it was, the
+    dependant waited for ever (its edge to a job that no longer exists never satisfied)."""
+    parent, child = await queue.enqueue_many([_job(), _job(0)])
+    await _claim(queue)
+    # The outcome without the settling, as a worker that died in between leaves it.
+    await pool.execute(
+        "UPDATE jobs SET status = 'completed', finished_at = now(), lease_owner = NULL,"
+        " lease_expires_at = NULL WHERE id = $1",
+        parent,
+    )
+
+    await queue.delete_finished(parent)
+
+    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE id = $1", parent) == 0
+    assert (await queue.get(child)).waiting_for == 0
+    assert await _claim(queue) == [child]

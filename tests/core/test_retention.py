@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from core.retention_rows import insert_job, job_ids
+from queue_core.queue import Queue
 from queue_core.retention import RETENTION_LOCK_KEY, Retention
 from queue_core.states import JobStatus
 
@@ -191,3 +192,38 @@ async def test_a_deleted_job_takes_its_own_dependency_edges_with_it(pool: asyncp
     # parent (shown as gone) until it is deleted too.
     assert [(e["job_id"], e["depends_on"]) for e in edges] == [(young_dependant, old_parent)]
     assert await job_ids(pool) == {young_dependant}
+
+
+async def test_a_parent_whose_dependants_are_not_settled_is_kept_until_they_are(
+    pool: asyncpg.Pool,
+) -> None:
+    """Its worker died between recording its outcome and telling its dependants: deleted
+    before the rescuer's sweep told them, it left them pending for ever."""
+    parent = await insert_job(pool, JobStatus.COMPLETED, created_ago=5 * DAY)
+    dependant = await insert_job(pool, JobStatus.PENDING, created_ago=5 * DAY)
+    await pool.execute("UPDATE jobs SET dependants_unsettled = true WHERE id = $1", parent)
+    await pool.execute("UPDATE jobs SET waiting_for = 1 WHERE id = $1", dependant)
+    await pool.execute(
+        "INSERT INTO job_dependencies (job_id, depends_on) VALUES ($1, $2)", dependant, parent
+    )
+
+    await Retention(pool, RETENTION_S).run_round()
+    assert await job_ids(pool) == {parent, dependant}
+
+    await Queue(pool).settle_dependants([parent])
+    await Retention(pool, RETENTION_S).run_round()
+    assert await job_ids(pool) == {dependant}
+    waiting = await pool.fetchval("SELECT waiting_for FROM jobs WHERE id = $1", dependant)
+    assert waiting == 0
+
+
+async def test_a_row_without_finished_at_does_not_hide_how_far_behind_retention_is(
+    pool: asyncpg.Pool,
+) -> None:
+    odd = await insert_job(pool, JobStatus.COMPLETED, created_ago=40 * DAY)
+    await pool.execute("UPDATE jobs SET finished_at = NULL WHERE id = $1", odd)
+    await insert_job(pool, JobStatus.COMPLETED, created_ago=30 * DAY)
+
+    result = await Retention(pool, {JobStatus.COMPLETED: 60 * DAY.total_seconds()}).run_round()
+
+    assert result.oldest_s[JobStatus.COMPLETED] == pytest.approx(30 * DAY.total_seconds(), abs=60)

@@ -19,6 +19,7 @@ import structlog
 from queue_core.db import translate_connection_errors, translate_input_errors
 from queue_core.dependencies import Q_JOB_DEPENDENCIES, Q_UNSETTLED_PARENTS, settle
 from queue_core.errors import (
+    DatabaseConflictError,
     InvalidJobError,
     JobNotFoundError,
     JobStateConflictError,
@@ -496,11 +497,18 @@ class Queue:
     async def delete_finished(self, job_id: uuid.UUID) -> None:
         """Delete a completed, failed or cancelled job. Raises :class:`JobNotFoundError`, or
         :class:`JobStateConflictError` for a pending or running job."""
-        async with translate_connection_errors():
-            row = await Q_DELETE_FINISHED.fetchrow(self._pool, job_id=job_id)
-        if row is None:
-            raise JobNotFoundError(job_id)
-        if not row["deleted"]:
-            raise JobStateConflictError(
-                job_id, row["status"], "deleted", "completed, failed or cancelled"
-            )
+        for _ in range(2):
+            async with translate_connection_errors():
+                row = await Q_DELETE_FINISHED.fetchrow(self._pool, job_id=job_id)
+            if row is None:
+                raise JobNotFoundError(job_id)
+            if row["deleted"]:
+                return
+            if not (row["unsettled"] and STATUS_BY_VALUE[row["status"]].is_final):
+                raise JobStateConflictError(
+                    job_id, row["status"], "deleted", "completed, failed or cancelled"
+                )
+            # Its dependants were not told of its outcome yet (its worker died first): told
+            # now, or deleting it would leave them waiting for ever.
+            await self.settle_dependants([job_id])
+        raise DatabaseConflictError(RuntimeError("the job's dependants could not be settled"))

@@ -503,22 +503,25 @@ LEFT JOIN changed AS c ON c.id = t.id;
 
 -- name: delete_finished
 -- Delete job :job_id if it has finished (completed, failed or cancelled); a pending or running
--- job is left alone, its worker may still be writing to it. Returns the status it had and
--- whether it was deleted; no row for an unknown id.
+-- job is left alone, its worker may still be writing to it, and so is one whose dependants are
+-- still to be told of its outcome (unsettled: the caller settles them first). Returns the
+-- status it had, whether it was deleted and whether it was unsettled; no row for an unknown id.
 WITH target AS (
-    SELECT id, status FROM jobs WHERE id = :job_id FOR UPDATE
+    SELECT id, status, dependants_unsettled FROM jobs WHERE id = :job_id FOR UPDATE
 ),
 deleted AS (
     DELETE FROM jobs AS j
     USING target AS t
     WHERE j.id = t.id AND t.status IN ('completed', 'failed', 'cancelled')
+      AND NOT t.dependants_unsettled
     RETURNING j.id
 ),
 edges AS (
     -- Its own dependency edges go with it (migration 0014).
     DELETE FROM job_dependencies AS e USING deleted AS d WHERE e.job_id = d.id
 )
-SELECT t.status, EXISTS (SELECT FROM deleted) AS deleted
+SELECT t.status, EXISTS (SELECT FROM deleted) AS deleted,
+       t.dependants_unsettled AS unsettled
 FROM target AS t;
 
 -- name: queue_stats

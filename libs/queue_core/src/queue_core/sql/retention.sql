@@ -46,6 +46,9 @@ WITH doomed AS (
       AND finished_at < now() - make_interval(secs => :retention_s)
       AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
       AND (unique_until IS NULL OR unique_until <= now())
+      -- Not before its dependants are told of its outcome (its worker died first: the
+      -- rescuer's sweep tells them): deleted, it would leave them waiting for ever.
+      AND NOT dependants_unsettled
     ORDER BY id
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
@@ -63,7 +66,8 @@ SELECT id FROM gone;
 -- name: oldest_finished
 -- How long ago the oldest (first created) job of each final status that retention may delete
 -- (no key still holding) finished, in seconds; NULL when there is none: what tells whether
--- retention keeps up. "Oldest" by id, i.e. by creation: the first such row met in id order,
+-- retention keeps up (a row without finished_at, which only an edit by hand makes, would hide
+-- every other). "Oldest" by id, i.e. by creation: the first such row met in id order,
 -- so each is a short index walk (failed and cancelled: ix_jobs_failed_cancelled; completed:
 -- the primary key, past the older rows of other statuses), never a scan of the history. A
 -- job created early but finished late makes it read a little young; the alert it feeds
@@ -73,14 +77,17 @@ SELECT
      WHERE status = 'completed'
        AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
        AND (unique_until IS NULL OR unique_until <= now())
+       AND NOT dependants_unsettled AND finished_at IS NOT NULL
      ORDER BY id LIMIT 1) AS completed,
     (SELECT extract(epoch FROM now() - finished_at)::float8 FROM jobs
      WHERE status = 'failed'
        AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
        AND (unique_until IS NULL OR unique_until <= now())
+       AND NOT dependants_unsettled AND finished_at IS NOT NULL
      ORDER BY id LIMIT 1) AS failed,
     (SELECT extract(epoch FROM now() - finished_at)::float8 FROM jobs
      WHERE status = 'cancelled'
        AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
        AND (unique_until IS NULL OR unique_until <= now())
+       AND NOT dependants_unsettled AND finished_at IS NOT NULL
      ORDER BY id LIMIT 1) AS cancelled;
