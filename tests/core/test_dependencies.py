@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 import pytest
 
+from queue_core.dependencies import MAX_LEVELS_PER_TRANSACTION
 from queue_core.errors import InvalidJobError, UnknownDependencyError
 from queue_core.gated import enqueue_gated_all
 from queue_core.jobs import EnqueueOutcome, Failure, Idempotency, NewJob
@@ -237,3 +238,29 @@ async def test_deleting_a_parent_its_dependants_were_not_told_about_tells_them_f
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE id = $1", parent) == 0
     assert (await queue.get(child)).waiting_for == 0
     assert await _claim(queue) == [child]
+
+
+async def test_a_long_chain_is_settled_a_bounded_number_of_levels_a_transaction(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """All levels in one transaction held locks for seconds on a chain of thousands, and the
+    rescuer's sweep waited behind them; the sweep now takes one bounded piece a call."""
+    chain = 2 * MAX_LEVELS_PER_TRANSACTION + 10
+    ids = await queue.enqueue_many([_job()] + [_job(i) for i in range(chain)])
+    [first] = await _claim(queue)
+    failure = Failure(first, "boom", 0, final=True)
+    await queue.finish(worker_id="w1", outcomes=[failure.outcome()], settle=False)
+
+    async def failed() -> int:
+        count: int = await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'failed'")
+        return count
+
+    await queue.settle_dependants([first], all_levels=False)
+    assert await failed() == 1 + MAX_LEVELS_PER_TRANSACTION
+    assert await queue.settle_stragglers(min_age_s=0) == 1  # the next level's parent
+    assert await failed() == 1 + 2 * MAX_LEVELS_PER_TRANSACTION
+
+    frontier = await pool.fetch("SELECT id FROM jobs WHERE dependants_unsettled")
+    await queue.settle_dependants([r["id"] for r in frontier])  # every level left
+    assert await failed() == len(ids)
+    assert not await pool.fetchval("SELECT count(*) FROM jobs WHERE dependants_unsettled")

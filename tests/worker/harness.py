@@ -100,10 +100,12 @@ class RecordingQueue(Queue):
         finally:
             self.heartbeats += 1
 
-    async def finish(self, *, worker_id: str, outcomes: Sequence[Outcome]) -> list[Recorded]:
+    async def finish(
+        self, *, worker_id: str, outcomes: Sequence[Outcome], settle: bool = True
+    ) -> list[Recorded]:
         await self.outcomes_held.wait()
         try:
-            return await super().finish(worker_id=worker_id, outcomes=outcomes)
+            return await super().finish(worker_id=worker_id, outcomes=outcomes, settle=settle)
         except DatabaseUnavailableError:
             self.unavailable += 1
             self.record_unavailable += 1

@@ -56,10 +56,12 @@ class FaultyQueue(RecordingQueue):
             raise self.heartbeat_faults.pop(0)
         return await super().heartbeat(worker_id=worker_id, attempts=attempts, lease_s=lease_s)
 
-    async def finish(self, *, worker_id: str, outcomes: Sequence[Outcome]) -> list[Recorded]:
+    async def finish(
+        self, *, worker_id: str, outcomes: Sequence[Outcome], settle: bool = True
+    ) -> list[Recorded]:
         if self.finish_faults:
             raise self.finish_faults.pop(0)
-        return await super().finish(worker_id=worker_id, outcomes=outcomes)
+        return await super().finish(worker_id=worker_id, outcomes=outcomes, settle=settle)
 
 
 class ServiceLog(NoEvents):

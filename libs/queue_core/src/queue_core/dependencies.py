@@ -38,16 +38,27 @@ Q_UNSETTLED_PARENTS: Final = GATED_QUERIES["unsettled_parents"]
 Q_JOB_DEPENDENCIES: Final = GATED_QUERIES["job_dependencies"]
 
 
-async def settle(db: Db, parent_ids: Sequence[UUID]) -> int:
-    """Settle the dependants of ``parent_ids`` that have an outcome, transitively; ``db`` must
-    be one connection inside a transaction. Returns how many dependants failed or were
-    cancelled with a parent."""
+# Levels of dependants settled in one transaction: a chain of thousands failing with its first
+# job is settled a bounded piece at a time, each piece's locks held for a fraction of a second.
+MAX_LEVELS_PER_TRANSACTION: Final = 50
+
+
+async def settle(
+    db: Db, parent_ids: Sequence[UUID], *, max_levels: int = MAX_LEVELS_PER_TRANSACTION
+) -> tuple[int, list[UUID]]:
+    """Settle the dependants of ``parent_ids`` that have an outcome, transitively, at most
+    ``max_levels`` levels deep; ``db`` must be one connection inside a transaction. Returns how
+    many dependants failed or were cancelled with a parent, and the jobs whose dependants are
+    still to settle (the next level, flagged ``dependants_unsettled``; the sweep finds them
+    too)."""
     ended_total = 0
     parents = sorted(set(parent_ids))
-    while parents:
-        locked = await Q_LOCK_SETTLED_PARENTS.fetch(db, parent_ids=parents)
-        if not locked:
+    for _ in range(max_levels):
+        if not parents:
             break
+        locked = await Q_LOCK_SETTLED_PARENTS.fetch(db, parent_ids=parents)
+        if not locked:  # none has an outcome with dependants to settle (left: none)
+            return ended_total, []
         ids = [row["id"] for row in locked]
         await Q_LOCK_DEPENDANTS.fetch(db, parent_ids=ids)
         completed = [row["id"] for row in locked if row["status"] == "completed"]
@@ -58,4 +69,4 @@ async def settle(db: Db, parent_ids: Sequence[UUID]) -> int:
         await Q_MARK_SETTLED.execute(db, parent_ids=ids)
         ended_total += len(ended)
         parents = sorted(row["id"] for row in ended if row["dependants_unsettled"])
-    return ended_total
+    return ended_total, parents

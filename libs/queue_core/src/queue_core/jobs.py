@@ -187,6 +187,8 @@ class Recorded:
     status: JobStatus
     attempts: int
     scheduled_at: datetime | None
+    # Its dependants are still to be told of this outcome (Queue.finish(settle=False)).
+    dependants_unsettled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,21 +235,28 @@ class Queue:
             for r in rows
         ]
 
-    async def settle_dependants(self, job_ids: Sequence[uuid.UUID]) -> None:
-        """Tell the dependants of ``job_ids`` (jobs with an outcome) of it, in a transaction
-        of its own (``queue_core.dependencies``). Never raises: the outcome is recorded
-        already, and what fails here the sweep (:meth:`settle_stragglers`) settles later."""
-        if not job_ids:
-            return
-        try:
-            async with (
-                translate_connection_errors(),
-                self._pool.acquire() as conn,
-                conn.transaction(),
-            ):
-                await settle(AsyncpgDb(conn), job_ids)
-        except (QueueError, asyncpg.PostgresError) as exc:
-            log.warning("dependants_not_settled", jobs=len(job_ids), error=str(exc))
+    async def settle_dependants(
+        self, job_ids: Sequence[uuid.UUID], *, all_levels: bool = True
+    ) -> None:
+        """Tell the dependants of ``job_ids`` (jobs with an outcome) of it, in transactions of
+        their own (``queue_core.dependencies``), each a bounded number of levels deep: all of
+        them, or only the first such transaction (``all_levels=False``: the sweep, which finds
+        the rest later). Never raises: the outcome is recorded already, and what fails here
+        the sweep (:meth:`settle_stragglers`) settles later."""
+        parents = list(job_ids)
+        while parents:
+            try:
+                async with (
+                    translate_connection_errors(),
+                    self._pool.acquire() as conn,
+                    conn.transaction(),
+                ):
+                    _, parents = await settle(AsyncpgDb(conn), parents)
+            except (QueueError, asyncpg.PostgresError) as exc:
+                log.warning("dependants_not_settled", jobs=len(parents), error=str(exc))
+                return
+            if not all_levels:
+                return
 
     async def settle_stragglers(self, *, limit: int = 1000, min_age_s: float = 10.0) -> int:
         """Settle the dependants of up to ``limit`` jobs whose outcome is older than
@@ -257,7 +264,9 @@ class Queue:
         died first). Returns how many such jobs there were."""
         async with translate_connection_errors():
             rows = await Q_UNSETTLED_PARENTS.fetch(self._pool, limit=limit, min_age_s=min_age_s)
-        await self.settle_dependants([r["id"] for r in rows])
+        # One bounded transaction: the rescuer runs this between rescues, and must not spend
+        # seconds on a long chain (the levels beyond are found by its next sweeps).
+        await self.settle_dependants([r["id"] for r in rows], all_levels=False)
         return len(rows)
 
     async def claim(
@@ -313,11 +322,15 @@ class Queue:
         self._keyed_probe = (names, due, now)
         return due
 
-    async def finish(self, *, worker_id: str, outcomes: Sequence[Outcome]) -> list[Recorded]:
+    async def finish(
+        self, *, worker_id: str, outcomes: Sequence[Outcome], settle: bool = True
+    ) -> list[Recorded]:
         """Record how attempts ended, all in one statement. Returns the jobs whose outcome was
         recorded; a job missing from the result was no longer leased to ``worker_id`` (rescued
         after a lost heartbeat, or already finished) and was left as it is. Jobs released back
-        to pending wake their queues' workers."""
+        to pending wake their queues' workers. The dependants of jobs with an outcome are
+        settled before it returns, or, with ``settle=False``, left to the caller (the jobs
+        marked ``dependants_unsettled``): settling a long chain takes seconds."""
         if not outcomes:
             return []
         async with translate_connection_errors():
@@ -338,15 +351,15 @@ class Queue:
             }
             if wake:
                 await Q_NOTIFY_QUEUES.execute(self._pool, queues=sorted(wake))
-        unsettled = [r["id"] for r in rows if r["dependants_unsettled"]]
-        if unsettled:
-            await self.settle_dependants(unsettled)
+        if settle:
+            await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
         return [
             Recorded(
                 job_id=r["id"],
                 status=STATUS_BY_VALUE[r["status"]],
                 attempts=r["attempts"],
                 scheduled_at=r["scheduled_at"],
+                dependants_unsettled=not settle and r["dependants_unsettled"],
             )
             for r in rows
         ]

@@ -8,6 +8,9 @@ renewed at the last moment is left alone; settling is idempotent.
 """
 
 import asyncio
+import uuid
+from collections.abc import Iterable
+from typing import Final
 
 from queue_core.log import get_logger
 from queue_core.queue import Queue
@@ -17,6 +20,8 @@ from queue_worker.events import NoEvents, WorkerEvents
 log = get_logger("queue_worker.maintenance")
 
 RESCUE_BATCH = 1000
+# Parents whose dependants one settling call takes up.
+SETTLE_BATCH: Final = 1000
 
 
 class Rescuer:
@@ -60,3 +65,36 @@ class Rescuer:
             await asyncio.sleep(jittered(self._interval_s))
             await self.rescue_once()
             self.turns += 1
+
+
+class Settler:
+    """Settles the dependants of the jobs whose outcomes this worker recorded, off the
+    completer's path: a chain of thousands failing with its first job takes seconds to settle,
+    and outcomes waiting behind it would outlive their leases (and run again elsewhere). What
+    is still pending here when the worker stops, or what fails, the rescuer's sweep settles."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+        self._pending: set[uuid.UUID] = set()
+        self._more = asyncio.Event()
+        self.name = "settler"
+        self.turns = 0  # settling calls made: the supervisor's measure of progress
+
+    def submit(self, job_ids: Iterable[uuid.UUID]) -> None:
+        self._pending.update(job_ids)
+        if self._pending:
+            self._more.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        while True:
+            await self._more.wait()
+            self._more.clear()
+            while self._pending:
+                batch = sorted(self._pending)[:SETTLE_BATCH]
+                self._pending.difference_update(batch)
+                await self._queue.settle_dependants(batch)  # never raises
+                self.turns += 1

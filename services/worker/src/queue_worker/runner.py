@@ -65,6 +65,7 @@ from queue_core.tasks import (
     snooze_seconds,
 )
 from queue_worker.events import NoEvents, WorkerEvents
+from queue_worker.maintenance import Settler
 from queue_worker.pauses import PauseWatcher
 from queue_worker.settings import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_RESULT_BYTES
 from queue_worker.supervisor import LoopService, Service, Supervisor
@@ -295,6 +296,9 @@ class Runner:
         self._completer: GroupCommitter[_Finished, None] = GroupCommitter(
             self._record_outcomes, name="record_outcomes", retry_transient=True
         )
+        # The dependants of jobs with an outcome are settled by a service of their own, so
+        # that the completer never waits for a long chain of them.
+        self._settler = Settler(queue)
         self._registry = registry
         self._config = config
         self._clock = clock
@@ -324,6 +328,7 @@ class Runner:
                     "completer", self._completer.run, lambda: self._completer.batches_written
                 ),
                 LoopService("timeouts", self._timeout_loop, lambda: self._sweep_turns),
+                self._settler,
                 *services,
             ],
             events=self._events,
@@ -659,7 +664,7 @@ class Runner:
         refused: set[uuid.UUID] = set()
         try:
             recorded = await self._queue.finish(
-                worker_id=self.worker_id, outcomes=[f.outcome for f in batch]
+                worker_id=self.worker_id, outcomes=[f.outcome for f in batch], settle=False
             )
         except TransientDatabaseError:
             raise
@@ -668,6 +673,7 @@ class Runner:
             # Each outcome on its own, then: one the database refuses costs only its own job.
             log.exception("record_outcomes_failed", jobs=len(batch))
             recorded, refused = await self._record_each(batch)
+        self._settler.submit(r.job_id for r in recorded if r.dependants_unsettled)
         statuses = {r.job_id: r.status for r in recorded}
         log_lines = log.is_enabled_for(INFO)
         for finished in batch:
@@ -697,7 +703,7 @@ class Runner:
             for attempt in itertools.count(1):
                 try:
                     recorded += await self._queue.finish(
-                        worker_id=self.worker_id, outcomes=[finished.outcome]
+                        worker_id=self.worker_id, outcomes=[finished.outcome], settle=False
                     )
                 except TransientDatabaseError as exc:
                     delay = TRANSIENT_RETRY.delay(attempt)
