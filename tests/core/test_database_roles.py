@@ -171,7 +171,7 @@ async def test_the_api_role_signs_console_sessions_out_and_prunes_the_expired(
     api_pool: asyncpg.Pool,
 ) -> None:
     store = KeyStore(api_pool)
-    await store.sign_out_console_session("gone", datetime.now(UTC) - timedelta(seconds=1))
+    await store.sign_out_console_session("gone", datetime.now(UTC) - timedelta(hours=2))
     await store.sign_out_console_session("live", datetime.now(UTC) + timedelta(hours=1))
     assert await store.console_session_signed_out("live")
     assert not await store.console_session_signed_out("gone")  # pruned: refuses nothing now

@@ -12,7 +12,7 @@ from queue_core.errors import InvalidJobError, UnknownDependencyError
 from queue_core.gated import enqueue_gated_all
 from queue_core.jobs import EnqueueOutcome, Failure, Idempotency, NewJob
 from queue_core.keyed import AsyncpgDb
-from queue_core.queue import Queue
+from queue_core.queue import SETTLE_TRANSACTIONS_INLINE, Queue
 from queue_core.states import JobStatus
 
 DEFAULT = ("default",)
@@ -245,20 +245,20 @@ async def test_a_long_chain_is_settled_a_bounded_number_of_levels_a_transaction(
 ) -> None:
     """All levels in one transaction held locks for seconds on a chain of thousands, and the
     rescuer's sweep waited behind them; the sweep now takes one bounded piece a call."""
-    chain = 2 * MAX_LEVELS_PER_TRANSACTION + 10
+    chain = (2 + SETTLE_TRANSACTIONS_INLINE) * MAX_LEVELS_PER_TRANSACTION + 10
     ids = await queue.enqueue_many([_job()] + [_job(i) for i in range(chain)])
     [first] = await _claim(queue)
     failure = Failure(first, "boom", 0, final=True)
-    await queue.finish(worker_id="w1", outcomes=[failure.outcome()], settle=False)
+    await queue.finish(worker_id="w1", outcomes=[failure.outcome()], settle_now=False)
 
     async def failed() -> int:
         count: int = await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'failed'")
         return count
 
-    await queue.settle_dependants([first], all_levels=False)
+    await queue.settle_dependants([first], max_transactions=1)
     assert await failed() == 1 + MAX_LEVELS_PER_TRANSACTION
     assert await queue.settle_stragglers(min_age_s=0) == 1  # the next level's parent
-    assert await failed() == 1 + 2 * MAX_LEVELS_PER_TRANSACTION
+    assert await failed() == 1 + (1 + SETTLE_TRANSACTIONS_INLINE) * MAX_LEVELS_PER_TRANSACTION
 
     frontier = await pool.fetch("SELECT id FROM jobs WHERE dependants_unsettled")
     await queue.settle_dependants([r["id"] for r in frontier])  # every level left

@@ -101,11 +101,13 @@ class RecordingQueue(Queue):
             self.heartbeats += 1
 
     async def finish(
-        self, *, worker_id: str, outcomes: Sequence[Outcome], settle: bool = True
+        self, *, worker_id: str, outcomes: Sequence[Outcome], settle_now: bool = True
     ) -> list[Recorded]:
         await self.outcomes_held.wait()
         try:
-            return await super().finish(worker_id=worker_id, outcomes=outcomes, settle=settle)
+            return await super().finish(
+                worker_id=worker_id, outcomes=outcomes, settle_now=settle_now
+            )
         except DatabaseUnavailableError:
             self.unavailable += 1
             self.record_unavailable += 1

@@ -330,11 +330,11 @@ class _SlowSettling(RecordingQueue):
         self.let_go = asyncio.Event()
 
     async def settle_dependants(
-        self, job_ids: Sequence[uuid.UUID], *, all_levels: bool = True
+        self, job_ids: Sequence[uuid.UUID], *, max_transactions: int | None = None
     ) -> None:
         self.settling.set()
         await self.let_go.wait()
-        await super().settle_dependants(job_ids, all_levels=all_levels)
+        await super().settle_dependants(job_ids, max_transactions=max_transactions)
 
 
 async def test_outcomes_are_recorded_while_dependants_are_being_settled(

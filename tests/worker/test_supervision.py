@@ -57,11 +57,11 @@ class FaultyQueue(RecordingQueue):
         return await super().heartbeat(worker_id=worker_id, attempts=attempts, lease_s=lease_s)
 
     async def finish(
-        self, *, worker_id: str, outcomes: Sequence[Outcome], settle: bool = True
+        self, *, worker_id: str, outcomes: Sequence[Outcome], settle_now: bool = True
     ) -> list[Recorded]:
         if self.finish_faults:
             raise self.finish_faults.pop(0)
-        return await super().finish(worker_id=worker_id, outcomes=outcomes, settle=settle)
+        return await super().finish(worker_id=worker_id, outcomes=outcomes, settle_now=settle_now)
 
 
 class ServiceLog(NoEvents):

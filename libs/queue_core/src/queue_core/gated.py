@@ -142,9 +142,10 @@ async def _link_parents(db: Db, links: Sequence[tuple[UUID, list[UUID]]]) -> Non
     await Q_INSERT_DEPENDENCIES.execute(
         db, job_id=[e[0] for e in edges], depends_on=[e[1] for e in edges]
     )
-    finished = [parent for parent, status in found.items() if status in _FINAL_VALUES]
-    if finished:
-        await settle(db, finished)
+    # In the enqueue's transaction, every level: only the batch's own jobs can be below.
+    left = [parent for parent, status in found.items() if status in _FINAL_VALUES]
+    while left:
+        _, left = await settle(db, left)
 
 
 async def _upsert_keys(db: Db, jobs: Sequence[NewJob]) -> None:

@@ -187,7 +187,7 @@ class Recorded:
     status: JobStatus
     attempts: int
     scheduled_at: datetime | None
-    # Its dependants are still to be told of this outcome (Queue.finish(settle=False)).
+    # Its dependants are still to be told of this outcome (Queue.finish(settle_now=False)).
     dependants_unsettled: bool = False
 
 

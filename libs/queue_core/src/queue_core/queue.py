@@ -8,6 +8,7 @@ caller decides (the API answers 503, the worker backs off).
 """
 
 import contextlib
+import itertools
 import math
 import time
 import uuid
@@ -80,6 +81,9 @@ Q_OLDEST_TRANSACTION_AGE = QUERIES["oldest_transaction_age"]
 Q_JOBS_TABLE_STATS = QUERIES["jobs_table_stats"]
 
 PING_TIMEOUT_S = 2.0
+# Settling transactions (each MAX_LEVELS_PER_TRANSACTION levels of a chain) that a call must not
+# wait beyond: a cancel over HTTP, the rescuer. The levels beyond are left to the sweep.
+SETTLE_TRANSACTIONS_INLINE = 10
 # How long a claimer trusts its last look for keyed jobs due (keyed_due). Plain claims cannot
 # see keyed jobs, so this is the longest a keyed job can wait for a worker that saw none,
 # bought with one probe per interval instead of a heavier statement on every claim.
@@ -236,14 +240,16 @@ class Queue:
         ]
 
     async def settle_dependants(
-        self, job_ids: Sequence[uuid.UUID], *, all_levels: bool = True
+        self, job_ids: Sequence[uuid.UUID], *, max_transactions: int | None = None
     ) -> None:
         """Tell the dependants of ``job_ids`` (jobs with an outcome) of it, in transactions of
-        their own (``queue_core.dependencies``), each a bounded number of levels deep: all of
-        them, or only the first such transaction (``all_levels=False``: the sweep, which finds
-        the rest later). Never raises: the outcome is recorded already, and what fails here
-        the sweep (:meth:`settle_stragglers`) settles later."""
+        their own (``queue_core.dependencies``), each a bounded number of levels deep: as many
+        as it takes, or at most ``max_transactions`` (callers that must not spend seconds on a
+        long chain: the levels beyond stay flagged, and the sweep settles them). Never raises:
+        the outcome is recorded already, and what fails here the sweep
+        (:meth:`settle_stragglers`) settles later."""
         parents = list(job_ids)
+        transactions = itertools.count(1)
         while parents:
             try:
                 async with (
@@ -255,7 +261,7 @@ class Queue:
             except (QueueError, asyncpg.PostgresError) as exc:
                 log.warning("dependants_not_settled", jobs=len(parents), error=str(exc))
                 return
-            if not all_levels:
+            if max_transactions is not None and next(transactions) >= max_transactions:
                 return
 
     async def settle_stragglers(self, *, limit: int = 1000, min_age_s: float = 10.0) -> int:
@@ -264,9 +270,11 @@ class Queue:
         died first). Returns how many such jobs there were."""
         async with translate_connection_errors():
             rows = await Q_UNSETTLED_PARENTS.fetch(self._pool, limit=limit, min_age_s=min_age_s)
-        # One bounded transaction: the rescuer runs this between rescues, and must not spend
-        # seconds on a long chain (the levels beyond are found by its next sweeps).
-        await self.settle_dependants([r["id"] for r in rows], all_levels=False)
+        # Bounded: the rescuer runs this between rescues (the levels beyond are found by its
+        # next sweeps).
+        await self.settle_dependants(
+            [r["id"] for r in rows], max_transactions=SETTLE_TRANSACTIONS_INLINE
+        )
         return len(rows)
 
     async def claim(
@@ -323,13 +331,13 @@ class Queue:
         return due
 
     async def finish(
-        self, *, worker_id: str, outcomes: Sequence[Outcome], settle: bool = True
+        self, *, worker_id: str, outcomes: Sequence[Outcome], settle_now: bool = True
     ) -> list[Recorded]:
         """Record how attempts ended, all in one statement. Returns the jobs whose outcome was
         recorded; a job missing from the result was no longer leased to ``worker_id`` (rescued
         after a lost heartbeat, or already finished) and was left as it is. Jobs released back
         to pending wake their queues' workers. The dependants of jobs with an outcome are
-        settled before it returns, or, with ``settle=False``, left to the caller (the jobs
+        settled before it returns, or, with ``settle_now=False``, left to the caller (the jobs
         marked ``dependants_unsettled``): settling a long chain takes seconds."""
         if not outcomes:
             return []
@@ -351,7 +359,7 @@ class Queue:
             }
             if wake:
                 await Q_NOTIFY_QUEUES.execute(self._pool, queues=sorted(wake))
-        if settle:
+        if settle_now:
             await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
         return [
             Recorded(
@@ -359,7 +367,7 @@ class Queue:
                 status=STATUS_BY_VALUE[r["status"]],
                 attempts=r["attempts"],
                 scheduled_at=r["scheduled_at"],
-                dependants_unsettled=not settle and r["dependants_unsettled"],
+                dependants_unsettled=not settle_now and r["dependants_unsettled"],
             )
             for r in rows
         ]
@@ -401,7 +409,10 @@ class Queue:
             rows = await Q_RESCUE_EXPIRED.fetch(
                 self._pool, limit=limit, errors_kept=MAX_ERRORS_KEPT
             )
-        await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
+        await self.settle_dependants(
+            [r["id"] for r in rows if r["dependants_unsettled"]],
+            max_transactions=SETTLE_TRANSACTIONS_INLINE,
+        )
         return [
             Rescued(
                 job_id=r["id"],
@@ -476,7 +487,7 @@ class Queue:
         if row["after"] is None:
             raise JobStateConflictError(job_id, row["before"], action, allowed)
         if query is Q_CANCEL and row["dependants_unsettled"]:
-            await self.settle_dependants([job_id])
+            await self.settle_dependants([job_id], max_transactions=SETTLE_TRANSACTIONS_INLINE)
         return Transition(before=JobStatus(row["before"]), after=JobStatus(row["after"]))
 
     async def cancel_many(self, job_ids: Sequence[uuid.UUID]) -> int:
@@ -504,13 +515,16 @@ class Queue:
         async with translate_connection_errors():
             rows = await query.fetch(self._pool, job_ids=list(job_ids))
         if query is Q_CANCEL:
-            await self.settle_dependants([r["id"] for r in rows if r["dependants_unsettled"]])
+            await self.settle_dependants(
+                [r["id"] for r in rows if r["dependants_unsettled"]],
+                max_transactions=SETTLE_TRANSACTIONS_INLINE,
+            )
         return sum(1 for r in rows if r["after"] is not None)
 
     async def delete_finished(self, job_id: uuid.UUID) -> None:
         """Delete a completed, failed or cancelled job. Raises :class:`JobNotFoundError`, or
         :class:`JobStateConflictError` for a pending or running job."""
-        for _ in range(2):
+        for first_try in (True, False):
             async with translate_connection_errors():
                 row = await Q_DELETE_FINISHED.fetchrow(self._pool, job_id=job_id)
             if row is None:
@@ -521,7 +535,9 @@ class Queue:
                 raise JobStateConflictError(
                     job_id, row["status"], "deleted", "completed, failed or cancelled"
                 )
-            # Its dependants were not told of its outcome yet (its worker died first): told
-            # now, or deleting it would leave them waiting for ever.
-            await self.settle_dependants([job_id])
+            if first_try:
+                # Its dependants were not told of its outcome yet (its worker died first):
+                # told now (its own flag goes in the first transaction), or deleting it would
+                # leave them waiting for ever.
+                await self.settle_dependants([job_id], max_transactions=1)
         raise DatabaseConflictError(RuntimeError("the job's dependants could not be settled"))

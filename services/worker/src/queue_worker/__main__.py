@@ -43,9 +43,9 @@ STALL_MIN_S = 30.0
 LEAVE_TIMEOUT_S = 5.0
 
 
-async def serve(settings: WorkerSettings) -> int:
-    """Run the worker until a stop is requested and it has drained. Returns how many threads
-    of sync handlers are still running (see :func:`main`)."""
+async def serve(settings: WorkerSettings, hung: list[int]) -> None:
+    """Run the worker until a stop is requested and it has drained. Appends to ``hung`` how
+    many threads of sync handlers were still running when it ended (see :func:`main`)."""
     pool = await create_pool(
         settings.database_url, max_size=settings.pool_size, application_name="queue-worker"
     )
@@ -117,9 +117,9 @@ async def serve(settings: WorkerSettings) -> int:
         await runner.run()
         await _leave(presence)
     finally:
+        hung.append(runner.threads_still_running)
         side.stop()
         await pool.close()
-    return runner.threads_still_running
 
 
 def _scheduler(pool: asyncpg.Pool, queues: Sequence[str]) -> list[Scheduler]:
@@ -148,15 +148,21 @@ def main() -> None:
         sys.stderr.write(f"invalid configuration: WORKER_TASKS: cannot import {exc.name!r}\n")
         raise SystemExit(2) from None
     tune_gc()
-    if hung := uvloop.run(serve(settings)):
-        # Sync handlers that never returned (a thread cannot be interrupted). Their jobs are
-        # released or recorded already, but Python joins every pool thread at exit: without
-        # this the process would outlive its stop until a SIGKILL, and a released job could
-        # run here and on another worker at once. Ending the process is what stops them.
-        log.warning("worker_exit_abandoning_threads", threads=hung)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    hung: list[int] = []
+    failed = True
+    try:
+        uvloop.run(serve(settings, hung))
+        failed = False
+    finally:
+        if hung and hung[0]:
+            # Sync handlers that never returned (a thread cannot be interrupted). Their jobs
+            # are released or recorded already, but Python joins every pool thread at exit:
+            # without this the process would outlive its stop until a SIGKILL, and a released
+            # job could run here and on another worker at once. Ending the process stops them.
+            log.warning("worker_exit_abandoning_threads", threads=hung[0])
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

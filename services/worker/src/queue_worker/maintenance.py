@@ -1,6 +1,7 @@
 """Maintenance that every worker replica runs: rescuing jobs whose worker was lost, and settling
 the dependants of jobs whose outcome was recorded by a process that died before settling them
-(``queue_core.dependencies``).
+(``queue_core.dependencies``); and the settler, which settles the dependants of the outcomes
+this worker records.
 
 Safe on any number of replicas at once: the rescue statement takes rows with SKIP LOCKED and
 re-checks each lease on the locked row, so two rescuers never take the same job and a lease
@@ -8,6 +9,7 @@ renewed at the last moment is left alone; settling is idempotent.
 """
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Iterable
 from typing import Final
@@ -85,16 +87,18 @@ class Settler:
         if self._pending:
             self._more.set()
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
     async def run(self) -> None:
         while True:
-            await self._more.wait()
-            self._more.clear()
-            while self._pending:
-                batch = sorted(self._pending)[:SETTLE_BATCH]
-                self._pending.difference_update(batch)
-                await self._queue.settle_dependants(batch)  # never raises
-                self.turns += 1
+            # Waits only with nothing left: run again after a crash, it carries on with what
+            # was submitted before.
+            if not self._pending:
+                self._more.clear()
+                await self._more.wait()
+            batch = list(itertools.islice(self._pending, SETTLE_BATCH))
+            self._pending.difference_update(batch)
+            try:
+                await self._queue.settle_dependants(batch)  # settles what it can, logs the rest
+            except BaseException:
+                self._pending.update(batch)  # for the run after the supervisor's restart
+                raise
+            self.turns += 1

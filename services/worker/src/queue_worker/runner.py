@@ -664,7 +664,7 @@ class Runner:
         refused: set[uuid.UUID] = set()
         try:
             recorded = await self._queue.finish(
-                worker_id=self.worker_id, outcomes=[f.outcome for f in batch], settle=False
+                worker_id=self.worker_id, outcomes=[f.outcome for f in batch], settle_now=False
             )
         except TransientDatabaseError:
             raise
@@ -703,7 +703,7 @@ class Runner:
             for attempt in itertools.count(1):
                 try:
                     recorded += await self._queue.finish(
-                        worker_id=self.worker_id, outcomes=[finished.outcome], settle=False
+                        worker_id=self.worker_id, outcomes=[finished.outcome], settle_now=False
                     )
                 except TransientDatabaseError as exc:
                     delay = TRANSIENT_RETRY.delay(attempt)

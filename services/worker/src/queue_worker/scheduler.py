@@ -83,6 +83,7 @@ class Scheduler:
         self._registered = False
         self._broken: set[str] = set()  # schedules whose ticks cannot be computed from their row
         for s in declared:
+            UNREADABLE.labels(s.name).set(0)  # a series from the start, for the alert
             if queues is not None and s.queue not in queues:
                 log.warning("schedule_queue_not_served_here", schedule=s.name, queue=s.queue)
 
@@ -107,6 +108,7 @@ class Scheduler:
                 continue
             if state.paused_at is not None:
                 LAG.labels(name).set(0)
+                self._readable(name)  # a paused schedule is not run: nothing to mend for it
                 continue
             try:
                 oldest = schedule.next_tick(state.watermark)
@@ -117,10 +119,7 @@ class Scheduler:
                 # for it to be mended, the others carry on.
                 self._unreadable(name, state.watermark, exc)
                 continue
-            if name in self._broken:
-                self._broken.discard(name)
-                UNREADABLE.labels(name).set(0)
-                log.info("schedule_readable_again", schedule=name)
+            self._readable(name)
             LAG.labels(name).set(max(0.0, (now - oldest).total_seconds()))
             for tick, run in due:
                 taken = await self._schedules.take_tick(schedule, tick, run=run)
@@ -137,6 +136,12 @@ class Scheduler:
         if wake_at is None:
             return refresh_s
         return min(refresh_s, max(0.0, (wake_at - now).total_seconds()) + TICK_SLACK_S)
+
+    def _readable(self, name: str) -> None:
+        if name in self._broken:
+            self._broken.discard(name)
+            UNREADABLE.labels(name).set(0)
+            log.info("schedule_readable_again", schedule=name)
 
     def _unreadable(self, name: str, watermark: "datetime", exc: Exception) -> None:
         UNREADABLE.labels(name).set(1)

@@ -96,10 +96,10 @@ ON CONFLICT (prefix, kind) DO NOTHING;
 
 -- name: sign_out_console_session
 -- A web console session signed out before its expiry :expires_at: its nonce is refused until
--- then. The rows whose expiry has passed go at the same time (they refuse nothing any more):
--- the table holds only sessions that could still be presented.
+-- then. The rows whose expiry has passed go at the same time (they refuse nothing any more),
+-- an hour late: the expiry is the API's clock, which need not agree with the database's.
 WITH pruned AS (
-    DELETE FROM console_sign_outs WHERE expires_at < now()
+    DELETE FROM console_sign_outs WHERE expires_at < now() - interval '1 hour'
 )
 INSERT INTO console_sign_outs (nonce, expires_at)
 VALUES (:nonce, :expires_at)

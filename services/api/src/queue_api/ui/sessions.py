@@ -164,7 +164,8 @@ async def sent_csrf_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str
     The console's forms are URL-encoded: a multipart body is refused here, before anything
     reads it (its parser fails on a part that is not UTF-8, and a file part is no field's
     value)."""
-    content_type = connection.headers.get("content-type", "")
+    # Lowercased: media types are case-insensitive, and Litestar's parser reads them so.
+    content_type = connection.headers.get("content-type", "").strip().lower()
     if content_type.startswith("multipart/"):
         raise ClientException(
             status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,

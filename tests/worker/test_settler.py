@@ -1,0 +1,59 @@
+"""The worker's settler service on a real database: it settles what the completer hands it,
+and what it was handed survives a crash of its loop (the supervisor runs it again)."""
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from helpers import eventually
+from queue_core.jobs import Failure, NewJob
+from queue_core.queue import Queue
+from queue_core.states import JobStatus
+from queue_worker.maintenance import Settler
+
+
+class _FailsOnce(Queue):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.calls = 0
+
+    async def settle_dependants(
+        self, job_ids: Sequence[uuid.UUID], *, max_transactions: int | None = None
+    ) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a fault of ours")
+        await super().settle_dependants(job_ids, max_transactions=max_transactions)
+
+
+async def test_what_the_settler_was_handed_survives_a_crash_of_its_loop(
+    pool: asyncpg.Pool,
+) -> None:
+    queue = _FailsOnce(pool)
+    parent, child = await queue.enqueue_many(
+        [NewJob(type="t", payload={"n": 1}), NewJob(type="t", payload={"n": 2}, depends_on=(0,))]
+    )
+    [claimed] = await queue.claim(worker_id="w1", queues=["default"], limit=10, lease_s=30)
+    failure = Failure(claimed.id, "boom", 0, final=True)
+    [recorded] = await queue.finish(worker_id="w1", outcomes=[failure.outcome()], settle_now=False)
+    assert recorded.dependants_unsettled
+    settler = Settler(queue)
+    settler.submit([parent])
+
+    crashed = asyncio.create_task(settler.run())
+    done, _ = await asyncio.wait([crashed], timeout=5)
+    assert done
+    assert isinstance(crashed.exception(), RuntimeError)
+    assert (await queue.get(child)).status == JobStatus.PENDING
+
+    async def child_failed() -> bool:
+        return (await queue.get(child)).status == JobStatus.FAILED
+
+    again = asyncio.create_task(settler.run())  # as the supervisor restarts it
+    try:
+        await eventually(child_failed, timeout_s=5)  # with nothing submitted since
+        assert settler.turns == 1
+    finally:
+        again.cancel()
