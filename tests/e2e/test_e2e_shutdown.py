@@ -7,13 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from e2e.stack import Stack, enqueue, job_status, wait_for_status
+from e2e.stack import Stack, Worker, enqueue, job_status, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
 SLEEP_S = 2.0
 EXIT_TIMEOUT_S = 15.0
 HERE = Path(__file__).parent
+
+
+def _exit_status(worker: Worker) -> int | None:
+    """The worker's exit status, None if it is still running after EXIT_TIMEOUT_S."""
+    try:
+        return worker.proc.wait(timeout_s=EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
@@ -33,11 +41,7 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
         stack.wait(lambda: bool(worker.events("worker_stopping")), what="worker_stopping")
         late = enqueue(client, {"type": "noop", "payload": {"after": "sigterm"}})
 
-        try:
-            code: int | None = worker.proc.wait(timeout_s=EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            code = None
-        assert code == 0, f"worker exit status {code}\n{stack.logs()}"
+        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
 
         slow_final = job_status(client, slow)
         late_final = job_status(client, late)
@@ -76,11 +80,7 @@ def test_sigterm_ends_a_worker_whose_sync_handler_never_returns(stack: Stack, db
         wait_for_status(stack, client, hung, statuses={"running"}, timeout_s=10)
 
         worker.proc.signal(signal.SIGTERM)
-        try:
-            code: int | None = worker.proc.wait(timeout_s=EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            code = None
-        assert code == 0, f"worker exit status {code}\n{stack.logs()}"
+        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
         final = job_status(client, hung)
 
     logs = stack.logs()

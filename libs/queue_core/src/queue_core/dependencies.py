@@ -43,22 +43,18 @@ Q_JOB_DEPENDENCIES: Final = GATED_QUERIES["job_dependencies"]
 MAX_LEVELS_PER_TRANSACTION: Final = 50
 
 
-async def settle(
-    db: Db, parent_ids: Sequence[UUID], *, max_levels: int = MAX_LEVELS_PER_TRANSACTION
-) -> tuple[int, list[UUID]]:
+async def settle(db: Db, parent_ids: Sequence[UUID]) -> list[UUID]:
     """Settle the dependants of ``parent_ids`` that have an outcome, transitively, at most
-    ``max_levels`` levels deep; ``db`` must be one connection inside a transaction. Returns how
-    many dependants failed or were cancelled with a parent, and the jobs whose dependants are
-    still to settle (the next level, flagged ``dependants_unsettled``; the sweep finds them
-    too)."""
-    ended_total = 0
+    :data:`MAX_LEVELS_PER_TRANSACTION` levels deep; ``db`` must be one connection inside a
+    transaction. Returns the jobs whose dependants are still to settle (the next level,
+    flagged ``dependants_unsettled``: the sweep finds them too)."""
     parents = sorted(set(parent_ids))
-    for _ in range(max_levels):
+    for _ in range(MAX_LEVELS_PER_TRANSACTION):
         if not parents:
             break
         locked = await Q_LOCK_SETTLED_PARENTS.fetch(db, parent_ids=parents)
-        if not locked:  # none has an outcome with dependants to settle (left: none)
-            return ended_total, []
+        if not locked:  # none has an outcome with dependants to settle: nothing left
+            return []
         ids = [row["id"] for row in locked]
         await Q_LOCK_DEPENDANTS.fetch(db, parent_ids=ids)
         completed = [row["id"] for row in locked if row["status"] == "completed"]
@@ -67,6 +63,5 @@ async def settle(
             await Q_SATISFY_DEPENDENCIES.fetch(db, parent_ids=completed)
         ended = await Q_FAIL_DEPENDANTS.fetch(db, parent_ids=ended_parents) if ended_parents else []
         await Q_MARK_SETTLED.execute(db, parent_ids=ids)
-        ended_total += len(ended)
         parents = sorted(row["id"] for row in ended if row["dependants_unsettled"])
-    return ended_total, parents
+    return parents

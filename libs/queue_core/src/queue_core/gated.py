@@ -145,7 +145,7 @@ async def _link_parents(db: Db, links: Sequence[tuple[UUID, list[UUID]]]) -> Non
     # In the enqueue's transaction, every level: only the batch's own jobs can be below.
     left = [parent for parent, status in found.items() if status in _FINAL_VALUES]
     while left:
-        _, left = await settle(db, left)
+        left = await settle(db, left)
 
 
 async def _upsert_keys(db: Db, jobs: Sequence[NewJob]) -> None:

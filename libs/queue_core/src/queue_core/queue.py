@@ -8,7 +8,6 @@ caller decides (the API answers 503, the worker backs off).
 """
 
 import contextlib
-import itertools
 import math
 import time
 import uuid
@@ -249,20 +248,19 @@ class Queue:
         the outcome is recorded already, and what fails here the sweep
         (:meth:`settle_stragglers`) settles later."""
         parents = list(job_ids)
-        transactions = itertools.count(1)
-        while parents:
+        done = 0
+        while parents and (max_transactions is None or done < max_transactions):
             try:
                 async with (
                     translate_connection_errors(),
                     self._pool.acquire() as conn,
                     conn.transaction(),
                 ):
-                    _, parents = await settle(AsyncpgDb(conn), parents)
+                    parents = await settle(AsyncpgDb(conn), parents)
             except (QueueError, asyncpg.PostgresError) as exc:
                 log.warning("dependants_not_settled", jobs=len(parents), error=str(exc))
                 return
-            if max_transactions is not None and next(transactions) >= max_transactions:
-                return
+            done += 1
 
     async def settle_stragglers(self, *, limit: int = 1000, min_age_s: float = 10.0) -> int:
         """Settle the dependants of up to ``limit`` jobs whose outcome is older than
