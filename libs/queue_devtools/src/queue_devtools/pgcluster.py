@@ -108,11 +108,23 @@ def find_bindir(user: str | None, *, ssl: bool = False) -> Path:
     )
 
 
+# Ports free_port() gave out in this process.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port nothing listens on now, and not given out before by this process: the
+    kernel may hand a port just released to the next bind(0), and two services started
+    together (an API and a worker's side port) then got the same one, the second failing to
+    bind."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no loopback port left that was not given out already")
 
 
 @dataclass
