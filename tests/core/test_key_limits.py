@@ -10,7 +10,7 @@ import pytest
 from queue_core.errors import InvalidJobError
 from queue_core.jobs import NewJob, Outcome, OutcomeKind
 from queue_core.limits import MIN_RATE_PER_S
-from queue_core.queue import Queue
+from queue_core.queue import Q_CLAIM_KEYED, Q_CLAIM_KEYED_SETTINGS, Queue
 
 DEFAULT = ("default",)
 
@@ -215,3 +215,37 @@ async def test_enqueueing_more_of_a_key_leaves_its_row_unless_a_limit_changes(
     await queue.enqueue(_job("k", concurrency_limit=3))
     assert await pool.fetchval(version) != before
     assert len(await _claim(queue)) == 3
+
+
+async def test_a_claim_reads_its_own_keys_rows_not_every_key_there_is(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    # Keys are kept once made, so the table grows with every key ever used: a claim must look
+    # up the few keys it starts jobs of (a join read all 100,000 keys, 27 ms a claim of 500).
+    await pool.execute(
+        "INSERT INTO concurrency_keys (key, concurrency_limit) "
+        "SELECT 'idle-' || i, 1 FROM generate_series(1, 30000) AS i"
+    )
+    await queue.enqueue_many([_job(f"k{i}", concurrency_limit=1) for i in range(300)])
+    await pool.execute("ANALYZE concurrency_keys")
+    await pool.execute("ANALYZE jobs")
+    key_pages: int = await pool.fetchval(
+        "SELECT relpages FROM pg_class WHERE oid = 'concurrency_keys'::regclass"
+    )
+    assert key_pages > 100, "the keys must be many enough for the planner to weigh a scan"
+
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute(Q_CLAIM_KEYED_SETTINGS)  # planned as Queue.claim plans it
+            values = {"worker_id": "w1", "queues": list(DEFAULT), "limit": 500, "lease_s": 30}
+            rows = await conn.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + Q_CLAIM_KEYED.text,
+                *Q_CLAIM_KEYED.args(**values),
+            )
+        finally:
+            await transaction.rollback()
+    plan = "\n".join(r[0] for r in rows)
+    assert "rows=300" in plan.splitlines()[0], plan  # it did start every job
+    assert "Seq Scan on concurrency_keys" not in plan, plan
