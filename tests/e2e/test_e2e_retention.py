@@ -148,6 +148,15 @@ def test_workers_delete_old_finished_rows_in_batches_one_replica_at_a_time(
         timeout_s=ROUNDS_TIMEOUT_S,
         detail=lambda: str(deleted_by_status(workers)),
     )
+    # A round logs what it deleted once its last batch is committed: the rows can be seen gone
+    # a moment before the line is written.
+    stack.wait(
+        lambda: sum(deleted_by_status(workers).values()) >= 38,
+        what="the rounds that deleted them logged",
+        alive=[w.proc for w in workers],
+        timeout_s=ROUNDS_TIMEOUT_S,
+        detail=lambda: str(deleted_by_status(workers)),
+    )
     logs = stack.logs()
     # Each row deleted once, whichever replica took the rounds; in batches of 10.
     # (failed is kept for good: never even walked.)
