@@ -154,9 +154,10 @@ async def test_a_key_row_with_its_instant_centuries_ahead_fails_no_claim(
     queue: Queue, pool: asyncpg.Pool
 ) -> None:
     """However a key's row came to be (written by hand, by an older version), the claim must
-    go on for everything else: here its count of starts would overflow an integer."""
+    go on for everything else: here its count of starts would overflow an integer. (The
+    infinities are refused: ck_concurrency_keys_tat_in_range.)"""
     await queue.enqueue_many([_job("odd", rate_limit=10_000.0), _job(None)])
-    await pool.execute("UPDATE concurrency_keys SET tat = now() + interval '1000 years'")
+    await pool.execute("UPDATE concurrency_keys SET tat = '2199-12-31T23:59:59Z'")
     assert len(await _claim(queue)) == 1  # the plain job; the keyed one waits its turn
 
 
@@ -165,7 +166,13 @@ async def test_a_key_row_with_a_rate_but_no_burst_limits_nothing(
 ) -> None:
     # Only a row written by hand has one (every enqueue sets a burst with its rate).
     await queue.enqueue_many([_job("odd", rate_limit=1.0) for _ in range(3)])
-    await pool.execute("UPDATE concurrency_keys SET rate_burst = NULL")
+    # Its instant at the end of the range: moved on by the starts, it would leave the range
+    # and fail the claim (ck_concurrency_keys_tat_in_range).
+    await pool.execute(
+        "UPDATE concurrency_keys SET rate_burst = NULL, rate_per_s = $1,"
+        " tat = '2199-12-31T23:59:59Z'",
+        MIN_RATE_PER_S,
+    )
     assert len(await _claim(queue)) == 3
 
 

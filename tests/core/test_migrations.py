@@ -96,3 +96,36 @@ def test_0015_raises_rates_below_one_a_day_and_brings_their_buckets_back(
         ("mail", 5.0, True),
         ("plain", None, True),
     ]
+
+
+async def _instants_before_and_after_0017(url: str) -> dict[str, bool | None]:
+    conn = await asyncpg.connect(url)
+    try:
+        # What 0016 let in: any timestamp, the infinities included, which fail every claim of
+        # the key's queues before PostgreSQL 17.
+        await conn.execute(
+            "INSERT INTO concurrency_keys (key, rate_per_s, rate_burst, tat) VALUES"
+            " ('ahead', 1, 1, 'infinity'), ('behind', 1, 1, '-infinity'),"
+            " ('old', 1, 1, '1900-01-01T00:00:00Z'), ('fine', 1, 1, now() + interval '1 second'),"
+            " ('none', NULL, NULL, NULL)"
+        )
+        await asyncio.to_thread(upgrade, url)
+        with pytest.raises(asyncpg.CheckViolationError, match="tat_in_range"):
+            await conn.execute("UPDATE concurrency_keys SET tat = 'infinity' WHERE key = 'fine'")
+        rows = await conn.fetch("SELECT key, tat > now() AS ahead FROM concurrency_keys")
+        return {r["key"]: r["ahead"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def test_0017_takes_the_instant_of_keys_outside_the_range_and_refuses_it_after(
+    empty_db_url: str,
+) -> None:
+    upgrade(empty_db_url, "0016")
+    assert run_sync(_instants_before_and_after_0017(empty_db_url)) == {
+        "ahead": None,
+        "behind": None,
+        "old": None,
+        "fine": True,
+        "none": None,
+    }

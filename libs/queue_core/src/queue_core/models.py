@@ -251,6 +251,13 @@ class ConcurrencyKey(Base):
             f"(rate_burst IS NULL OR rate_burst BETWEEN 1 AND {MAX_KEY_RATE_BURST})",
             name="limits_bounded",
         ),
+        # Finite and in the jobs' range: "tat - now()" raises for an infinity before
+        # PostgreSQL 17, which would fail every claim of the key's queues (migration 0017).
+        CheckConstraint(
+            f"tat IS NULL OR (tat >= '{SCHEDULED_AT_MIN.isoformat()}' "
+            f"AND tat < '{SCHEDULED_AT_MAX.isoformat()}')",
+            name="tat_in_range",
+        ),
     )
 
 

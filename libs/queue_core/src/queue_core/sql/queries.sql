@@ -223,8 +223,11 @@ due AS MATERIALIZED (
 ),
 started AS (
     UPDATE concurrency_keys AS k
+    -- Only a rate with a burst limits starts (keyed) and moves tat on: then a start needs a
+    -- token, so tat stays within a burst of now (27 years at the slowest rate), inside
+    -- ck_concurrency_keys_tat_in_range. One moved on from any instant could leave it.
     SET tat = CASE
-            WHEN k.rate_per_s IS NULL THEN k.tat
+            WHEN k.rate_per_s IS NULL OR k.rate_burst IS NULL THEN k.tat
             ELSE greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s)
         END,
         updated_at = now()
