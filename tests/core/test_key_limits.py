@@ -11,6 +11,7 @@ from queue_core.errors import InvalidJobError
 from queue_core.jobs import NewJob, Outcome, OutcomeKind
 from queue_core.limits import MIN_RATE_PER_S
 from queue_core.queue import Q_CLAIM_KEYED, Q_CLAIM_KEYED_SETTINGS, Queue
+from queue_core.transactional import enqueue_in
 
 DEFAULT = ("default",)
 
@@ -256,3 +257,32 @@ async def test_a_claim_reads_its_own_keys_rows_not_every_key_there_is(
     plan = "\n".join(r[0] for r in rows)
     assert "rows=300" in plan.splitlines()[0], plan  # it did start every job
     assert "Seq Scan on concurrency_keys" not in plan, plan
+
+
+async def test_an_enqueue_left_open_holds_back_no_claim_unless_it_changes_the_limits(
+    queue: Queue, pool: asyncpg.Pool, db_url: str
+) -> None:
+    # A caller's transaction that enqueued a job of a busy key and is still open: the key's
+    # row must not be locked, or claims pass over the key, and its jobs at the head of the
+    # scan fill the claim, other keys' jobs left behind.
+    busy = await queue.enqueue_many([_job("busy", concurrency_limit=50) for _ in range(30)])
+    await queue.enqueue_many([_job(f"other-{i}", concurrency_limit=1) for i in range(5)])
+
+    caller = await asyncpg.connect(db_url)  # an application's own connection
+    try:
+        async with caller.transaction():
+            await enqueue_in(caller, _job("busy"))  # the key keeps its limit
+            await enqueue_in(caller, _job("busy", concurrency_limit=50))  # the same again
+            claimed = await asyncio.wait_for(_claim(queue, limit=10), timeout=5)
+            assert set(claimed) <= set(busy)
+            assert await _running(pool, "busy") == 10
+
+        async with caller.transaction():
+            # A new limit rewrites the row: claims leave the key until the caller commits.
+            await enqueue_in(caller, _job("busy", concurrency_limit=40))
+            claimed = await asyncio.wait_for(_claim(queue, limit=10), timeout=5)
+            assert not set(claimed) & set(busy)
+    finally:
+        await caller.close()
+    limit = "SELECT concurrency_limit FROM concurrency_keys WHERE key = 'busy'"
+    assert await pool.fetchval(limit) == 40

@@ -36,7 +36,8 @@ from queue_core.states import FINAL_STATUSES
 
 Q_ENQUEUE_MANY: Final = QUERIES["enqueue_many"]
 Q_ENQUEUE_GATED: Final = GATED_QUERIES["enqueue_gated"]
-Q_UPSERT_CONCURRENCY_KEYS: Final = GATED_QUERIES["upsert_concurrency_keys"]
+Q_INSERT_CONCURRENCY_KEYS: Final = GATED_QUERIES["insert_concurrency_keys"]
+Q_UPDATE_CONCURRENCY_KEYS: Final = GATED_QUERIES["update_concurrency_keys"]
 Q_LOCK_PARENTS: Final = GATED_QUERIES["lock_parents"]
 Q_INSERT_DEPENDENCIES: Final = GATED_QUERIES["insert_dependencies"]
 
@@ -165,10 +166,12 @@ async def _upsert_keys(db: Db, jobs: Sequence[NewJob]) -> None:
     if not merged:
         return
     keys = sorted(merged)
-    await Q_UPSERT_CONCURRENCY_KEYS.execute(
-        db,
-        key=keys,
-        concurrency_limit=[merged[k][0] for k in keys],
-        rate_per_s=[merged[k][1] for k in keys],
-        rate_burst=[merged[k][2] for k in keys],
-    )
+    columns = {
+        "key": keys,
+        "concurrency_limit": [merged[k][0] for k in keys],
+        "rate_per_s": [merged[k][1] for k in keys],
+        "rate_burst": [merged[k][2] for k in keys],
+    }
+    # Two statements: neither locks the row of a key whose limits stay as they were.
+    await Q_INSERT_CONCURRENCY_KEYS.execute(db, **columns)
+    await Q_UPDATE_CONCURRENCY_KEYS.execute(db, **columns)

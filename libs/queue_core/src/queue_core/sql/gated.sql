@@ -27,32 +27,51 @@ FROM (
     WHERE waiting_for = 0 AND (scheduled_at IS NULL OR scheduled_at <= now())
 ) AS due;
 
--- name: upsert_concurrency_keys
--- The keys :key with their limits, one row each (the caller merges a batch's values per key,
--- in key order: rows are locked in that order). A limit given replaces the key's; one left out
--- (NULL) keeps it. A row whose limits stay as they were is not rewritten: a claim whose
--- snapshot read a key's row starts none of its jobs if the row changed since (claim_keyed),
--- and enqueueing more jobs of a key must not keep its claims from starting them. A new rate
--- brings tat back to at most one burst ahead at that rate: a bucket emptied at one a day
--- would otherwise keep a key raised to thousands a second waiting for days.
-INSERT INTO concurrency_keys AS k (key, concurrency_limit, rate_per_s, rate_burst)
+-- name: insert_concurrency_keys
+-- The keys :key that have no row yet, with their limits (the caller merges a batch's values per
+-- key, in key order: rows are inserted in that order). A key that has a row is left to
+-- update_concurrency_keys: ON CONFLICT DO UPDATE would lock the row even where nothing changes,
+-- and a claim passes over a key whose row is locked, so an enqueue of a busy key in a
+-- transaction left open (queue_core.transactional) would keep the key's jobs from starting,
+-- and the claim's scan, filled with them, other keys' jobs too.
+INSERT INTO concurrency_keys (key, concurrency_limit, rate_per_s, rate_burst)
 SELECT key, concurrency_limit, rate_per_s, rate_burst
 FROM unnest(:key::text[], :concurrency_limit::int[], :rate_per_s::float8[], :rate_burst::int[])
     AS u(key, concurrency_limit, rate_per_s, rate_burst)
 ORDER BY key
-ON CONFLICT (key) DO UPDATE
-SET concurrency_limit = coalesce(excluded.concurrency_limit, k.concurrency_limit),
-    rate_per_s = coalesce(excluded.rate_per_s, k.rate_per_s),
-    rate_burst = CASE WHEN excluded.rate_per_s IS NULL THEN k.rate_burst
-                      ELSE excluded.rate_burst END,
-    tat = CASE WHEN excluded.rate_per_s IS NULL OR k.tat IS NULL THEN k.tat
+ON CONFLICT (key) DO NOTHING;
+
+-- name: update_concurrency_keys
+-- The keys :key whose limits these change: their rows locked in key order and rewritten. A
+-- limit given replaces the key's; one left out (NULL) keeps it. A row whose limits stay as they
+-- were is neither locked nor rewritten: a claim whose snapshot read a key's row starts none of
+-- its jobs if the row changed since, or is locked (claim_keyed), and enqueueing more jobs of a
+-- key must not keep its claims from starting them. A new rate brings tat back to at most one
+-- burst ahead at that rate: a bucket emptied at one a day would otherwise keep a key raised to
+-- thousands a second waiting for days. A statement of its own, after insert_concurrency_keys:
+-- its snapshot has the rows other enqueues inserted meanwhile (the insert waited for them).
+WITH changed AS (
+    SELECT k.key, u.concurrency_limit, u.rate_per_s, u.rate_burst
+    FROM unnest(:key::text[], :concurrency_limit::int[], :rate_per_s::float8[],
+                :rate_burst::int[]) AS u(key, concurrency_limit, rate_per_s, rate_burst)
+    JOIN concurrency_keys AS k ON k.key = u.key
+    WHERE (k.concurrency_limit, k.rate_per_s, k.rate_burst) IS DISTINCT FROM (
+        coalesce(u.concurrency_limit, k.concurrency_limit),
+        coalesce(u.rate_per_s, k.rate_per_s),
+        CASE WHEN u.rate_per_s IS NULL THEN k.rate_burst ELSE u.rate_burst END)
+    ORDER BY k.key
+    FOR UPDATE OF k
+)
+UPDATE concurrency_keys AS k
+SET concurrency_limit = coalesce(c.concurrency_limit, k.concurrency_limit),
+    rate_per_s = coalesce(c.rate_per_s, k.rate_per_s),
+    rate_burst = CASE WHEN c.rate_per_s IS NULL THEN k.rate_burst ELSE c.rate_burst END,
+    tat = CASE WHEN c.rate_per_s IS NULL OR k.tat IS NULL THEN k.tat
                ELSE least(k.tat, now() + make_interval(
-                   secs => excluded.rate_burst / excluded.rate_per_s)) END,
+                   secs => c.rate_burst / c.rate_per_s)) END,
     updated_at = now()
-WHERE (k.concurrency_limit, k.rate_per_s, k.rate_burst) IS DISTINCT FROM (
-    coalesce(excluded.concurrency_limit, k.concurrency_limit),
-    coalesce(excluded.rate_per_s, k.rate_per_s),
-    CASE WHEN excluded.rate_per_s IS NULL THEN k.rate_burst ELSE excluded.rate_burst END);
+FROM changed AS c
+WHERE k.key = c.key;
 
 -- name: lock_parents
 -- The jobs :parent_ids that new jobs are to depend on, locked in id order and marked as
