@@ -329,6 +329,26 @@ async def test_retry_of_a_pending_running_or_completed_job_answers_409_naming_it
     assert await job_row(db, job_id) == before
 
 
+async def test_retry_of_a_dependant_whose_dependency_was_cancelled_answers_409_naming_it(
+    client: ApiClient, db: asyncpg.Connection
+) -> None:
+    parent = await enqueue(client, {**SEED_SEND_EMAIL, "scheduled_at": "2099-01-01T00:00:00Z"})
+    child = await enqueue(client, {**SEED_SEND_EMAIL, "depends_on": [str(parent)]})
+    assert (await client.post(f"/v1/jobs/{parent}/cancel")).status_code == 200
+    before = await job_row(db, child)
+    assert before["status"] == "cancelled"
+
+    response = await client.post(f"/v1/jobs/{child}/retry")
+
+    assert response.status_code == 409, response.text
+    assert error_body(response)["detail"] == (
+        f"job {child} cannot be retried: its dependency {parent} is cancelled; retry that job first"
+    )
+    assert await job_row(db, child) == before
+    assert (await client.post(f"/v1/jobs/{parent}/retry")).status_code == 200
+    assert (await client.post(f"/v1/jobs/{child}/retry")).json()["Status"] == "pending"
+
+
 async def test_retry_of_an_unknown_id_answers_404_naming_the_id(
     shared_client: ApiClient,
 ) -> None:

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from queue_core.dependencies import MAX_LEVELS_PER_TRANSACTION
-from queue_core.errors import InvalidJobError, UnknownDependencyError
+from queue_core.errors import DependencyEndedError, InvalidJobError, UnknownDependencyError
 from queue_core.gated import enqueue_gated_all
 from queue_core.jobs import EnqueueOutcome, Failure, Idempotency, NewJob
 from queue_core.keyed import AsyncpgDb
@@ -155,18 +155,49 @@ async def test_the_sweep_settles_dependants_a_lost_process_left(
     assert await queue.settle_stragglers() == 0
 
 
-async def test_a_retried_dependant_waits_again_for_its_parent(queue: Queue) -> None:
+async def test_a_retried_dependant_waits_again_for_its_retried_parent(queue: Queue) -> None:
     parent, child = await queue.enqueue_many([_job(max_attempts=1), _job(0)])
     await _claim(queue)
     await queue.fail(worker_id="w1", failures=[Failure(parent, "boom", 0, final=True)])
     assert await _status(queue, child) == JobStatus.FAILED
 
-    await queue.retry(child)  # its parent still failed: it waits
-    assert (await queue.get(child)).waiting_for == 1
     await queue.retry(parent)
+    await queue.retry(child)  # its parent is pending again: it waits for it
+    assert (await queue.get(child)).waiting_for == 1
     assert await _claim(queue) == [parent]
     await queue.complete(worker_id="w1", job_ids=[parent])
     assert await _claim(queue) == [child]
+
+
+async def test_a_dependant_is_not_retried_while_its_parent_stays_failed_or_is_gone(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """Retried alone, it waited for a parent nothing would run again, until an unrelated new
+    dependant of that parent had it failed again."""
+    parent, child = await queue.enqueue_many([_job(max_attempts=1), _job(0)])
+    await _claim(queue)
+    await queue.fail(worker_id="w1", failures=[Failure(parent, "boom", 0, final=True)])
+
+    with pytest.raises(DependencyEndedError, match=f"dependency {parent} is failed"):
+        await queue.retry(child)
+    record = await queue.get(child)
+    assert record.status == JobStatus.FAILED
+    assert record.error_message == f"dependency {parent} failed"
+    assert await queue.retry_many([child]) == 0
+
+    # Both together: the parent runs again, then the child.
+    assert await queue.retry_many([child, parent]) == 2
+    assert await _claim(queue) == [parent]
+    await queue.complete(worker_id="w1", job_ids=[parent])
+    assert await _claim(queue) == [child]
+
+    # A parent deleted by hand (retention waits for its dependants to be told).
+    lone_parent, lone_child = await queue.enqueue_many([_job(max_attempts=1), _job(0)])
+    await queue.cancel(lone_parent)
+    assert await _status(queue, lone_child) == JobStatus.CANCELLED
+    await pool.execute("DELETE FROM jobs WHERE id = $1", lone_parent)
+    with pytest.raises(DependencyEndedError, match=f"dependency {lone_parent} was deleted"):
+        await queue.retry(lone_child)
 
 
 async def test_dependencies_and_a_concurrency_key_together(queue: Queue) -> None:

@@ -76,6 +76,22 @@ class UniqueKeyHeldError(JobStateConflictError):
         self.status = "held"
 
 
+class DependencyEndedError(JobStateConflictError):
+    """A job cannot be retried while it waits for a dependency that will never complete: one
+    that failed for good, was cancelled or was deleted, and is not retried with it."""
+
+    def __init__(self, job_id: UUID, dependency: UUID, dependency_status: str | None) -> None:
+        ended = "was deleted" if dependency_status is None else f"is {dependency_status}"
+        QueueError.__init__(
+            self,
+            f"job {job_id} cannot be retried: its dependency {dependency} {ended}; retry "
+            "that job first",
+        )
+        self.job_id = job_id
+        self.status = "waiting"
+        self.dependency = dependency
+
+
 class UnknownDependencyError(InvalidJobError):
     """A job was to depend on jobs that do not exist (never did, or deleted by retention)."""
 

@@ -20,6 +20,7 @@ from queue_core.db import translate_connection_errors, translate_input_errors
 from queue_core.dependencies import Q_JOB_DEPENDENCIES, Q_UNSETTLED_PARENTS, settle
 from queue_core.errors import (
     DatabaseConflictError,
+    DependencyEndedError,
     InvalidJobError,
     JobNotFoundError,
     JobStateConflictError,
@@ -467,7 +468,8 @@ class Queue:
 
     async def retry(self, job_id: uuid.UUID) -> Transition:
         """Put a failed or cancelled job back to pending with a fresh attempt budget. Raises
-        :class:`JobStateConflictError` for any other status."""
+        :class:`JobStateConflictError` for any other status, and :class:`DependencyEndedError`
+        while it waits for a dependency that failed for good, was cancelled or was deleted."""
         return await self._transition(Q_RETRY, job_id, "retried", "failed or cancelled")
 
     async def _transition(
@@ -482,6 +484,10 @@ class Queue:
             raise UniqueKeyHeldError(job_id, action) from exc
         if row is None:
             raise JobNotFoundError(job_id)
+        if query is Q_RETRY and row["ended_dependency"] is not None:
+            raise DependencyEndedError(
+                job_id, row["ended_dependency"], row["ended_dependency_status"]
+            )
         if row["after"] is None:
             raise JobStateConflictError(job_id, row["before"], action, allowed)
         if query is Q_CANCEL and row["dependants_unsettled"]:
@@ -495,7 +501,9 @@ class Queue:
 
     async def retry_many(self, job_ids: Sequence[uuid.UUID]) -> int:
         """:meth:`retry` for many jobs in one statement; returns how many went back to pending.
-        A job whose unique key another job has taken since is left as it is, uncounted."""
+        A job whose unique key another job has taken since, or that waits for a dependency
+        that ended without completing and is not among ``job_ids``, is left as it is,
+        uncounted."""
         try:
             return await self._transition_many(Q_RETRY, job_ids)
         except asyncpg.UniqueViolationError:

@@ -480,14 +480,26 @@ LEFT JOIN changed AS c ON c.id = t.id;
 -- FOR SHARE (their latest versions: an edge satisfied meanwhile by a parent's completion is
 -- seen, and one being satisfied waits for us, then decrements what we wrote). A job with
 -- dependants marks them to be settled again at its next outcome.
+-- A job that still waits for a dependency that failed for good, was cancelled or was deleted,
+-- and is not retried here with it, is left as it is and returned with the first such (by id)
+-- and its status (NULL: deleted): retried, it would wait for a job that nothing runs again.
 WITH target AS (
     SELECT id, status FROM jobs WHERE id = ANY(:job_ids::uuid[]) ORDER BY id FOR UPDATE
 ),
 edges AS MATERIALIZED (
-    SELECT e.job_id, e.satisfied
+    SELECT e.job_id, e.depends_on, e.satisfied
     FROM job_dependencies AS e
     WHERE e.job_id IN (SELECT id FROM target WHERE status IN ('failed', 'cancelled'))
     FOR SHARE
+),
+ended AS MATERIALIZED (
+    SELECT DISTINCT ON (e.job_id) e.job_id, e.depends_on AS dependency, p.status
+    FROM edges AS e
+    LEFT JOIN jobs AS p ON p.id = e.depends_on
+    WHERE NOT e.satisfied
+      AND (p.id IS NULL OR p.status IN ('failed', 'cancelled'))
+      AND e.depends_on NOT IN (SELECT id FROM target WHERE status IN ('failed', 'cancelled'))
+    ORDER BY e.job_id, e.depends_on
 ),
 changed AS (
     UPDATE jobs AS j
@@ -503,11 +515,14 @@ changed AS (
         updated_at = now()
     FROM target AS t
     WHERE j.id = t.id AND t.status IN ('failed', 'cancelled')
+      AND t.id NOT IN (SELECT job_id FROM ended)
     RETURNING j.id, j.status, pg_notify('queue_jobs', j.queue)
 )
-SELECT t.id, t.status AS before, c.status AS after
+SELECT t.id, t.status AS before, c.status AS after,
+       x.dependency AS ended_dependency, x.status AS ended_dependency_status
 FROM target AS t
-LEFT JOIN changed AS c ON c.id = t.id;
+LEFT JOIN changed AS c ON c.id = t.id
+LEFT JOIN ended AS x ON x.job_id = t.id;
 
 -- name: delete_finished
 -- Delete job :job_id if it has finished (completed, failed or cancelled); a pending or running
