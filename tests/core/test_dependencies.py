@@ -7,11 +7,14 @@ import uuid
 import asyncpg
 import pytest
 
+from queue_core import bulk
+from queue_core.bulk import retry_matching
 from queue_core.dependencies import MAX_LEVELS_PER_TRANSACTION
 from queue_core.errors import DependencyEndedError, InvalidJobError, UnknownDependencyError
 from queue_core.gated import enqueue_gated_all
 from queue_core.jobs import EnqueueOutcome, Failure, Idempotency, NewJob
 from queue_core.keyed import AsyncpgDb
+from queue_core.listing import JobFilter, JobListing
 from queue_core.queue import SETTLE_TRANSACTIONS_INLINE, Queue
 from queue_core.states import JobStatus
 
@@ -295,3 +298,26 @@ async def test_a_long_chain_is_settled_a_bounded_number_of_levels_a_transaction(
     await queue.settle_dependants([r["id"] for r in frontier])  # every level left
     assert await failed() == len(ids)
     assert not await pool.fetchval("SELECT count(*) FROM jobs WHERE dependants_unsettled")
+
+
+async def test_a_failed_chain_is_retried_whole_or_not_at_all(
+    queue: Queue, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job retried with its dependency is refused when that one is refused in turn: else it
+    waited for a job left failed. A bulk retry changes the oldest first, batch by batch."""
+    a, b, c = await queue.enqueue_many([_job(max_attempts=1), _job(0), _job(1)])
+    await _claim(queue)
+    await queue.fail(worker_id="w1", failures=[Failure(a, "boom", 0, final=True)])
+    assert {await _status(queue, j) for j in (b, c)} == {JobStatus.FAILED}
+
+    assert await queue.retry_many([c, b]) == 0  # a stays failed: b is refused, and so c
+    with pytest.raises(DependencyEndedError, match=f"dependency {b} is failed"):
+        await queue.retry(c)
+
+    # One job a batch, so that the chain crosses batches: the oldest goes first.
+    monkeypatch.setattr(bulk, "BATCH_SIZE", 1)
+    failed = JobFilter(statuses=(JobStatus.FAILED,))
+    assert await retry_matching(queue, JobListing(pool), failed, limit=10) == 3
+    for job in (a, b, c):
+        assert await _claim(queue) == [job]
+        await queue.complete(worker_id="w1", job_ids=[job])

@@ -7,6 +7,7 @@ transition, in one place. Each batch is its own short transaction, so a bulk act
 thousands of jobs never holds their locks together, and workers keep claiming and finishing
 meanwhile. A job whose status changed between being listed and its batch (a pending job
 claimed meanwhile) is handled by that statement's own check, and counted only if changed.
+The ``limit`` newest matching jobs are listed first and changed oldest first (see ``_act``).
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,13 +53,20 @@ async def _act(
     if not statuses:
         return 0  # e.g. retrying completed jobs: none can be
     where = replace(where, statuses=statuses)
-    done = 0
+    # The newest ``limit`` first, as the listing walks them; then changed oldest first: a job is
+    # older than its dependants (ids are UUIDv7), so a dependency retried in an earlier batch
+    # is pending again when a later batch's retry of its dependant looks at it (queries.sql:
+    # retry leaves a job that waits for one still failed as it is).
+    ids: list[UUID] = []
     after: UUID | None = None
-    while done < limit:
-        page = await listing.page(where, after=after, limit=min(BATCH_SIZE, limit - done))
-        if page.jobs:
-            done += await action([job.id for job in page.jobs])
+    while len(ids) < limit:
+        page = await listing.page(where, after=after, limit=min(BATCH_SIZE, limit - len(ids)))
+        ids.extend(job.id for job in page.jobs)
         if page.next_cursor is None:
             break
         after = decode_cursor(page.next_cursor)
+    ids.reverse()
+    done = 0
+    for start in range(0, len(ids), BATCH_SIZE):
+        done += await action(ids[start : start + BATCH_SIZE])
     return done

@@ -77,18 +77,19 @@ class UniqueKeyHeldError(JobStateConflictError):
 
 
 class DependencyEndedError(JobStateConflictError):
-    """A job cannot be retried while it waits for a dependency that will never complete: one
-    that failed for good, was cancelled or was deleted, and is not retried with it."""
+    """A job cannot be retried while it waits for a dependency that will not complete: one
+    that failed for good or was cancelled (and is not retried with it), or was deleted."""
 
-    def __init__(self, job_id: UUID, dependency: UUID, dependency_status: str | None) -> None:
-        ended = "was deleted" if dependency_status is None else f"is {dependency_status}"
-        QueueError.__init__(
-            self,
-            f"job {job_id} cannot be retried: its dependency {dependency} {ended}; retry "
-            "that job first",
-        )
+    def __init__(
+        self, job_id: UUID, status: str, dependency: UUID, dependency_status: str | None
+    ) -> None:
+        if dependency_status is None:
+            why = f"its dependency {dependency} was deleted, so it can never run"
+        else:
+            why = f"its dependency {dependency} is {dependency_status}; retry that job first"
+        QueueError.__init__(self, f"job {job_id} cannot be retried: {why}")
         self.job_id = job_id
-        self.status = "waiting"
+        self.status = status
         self.dependency = dependency
 
 

@@ -61,11 +61,17 @@ TIMESTAMP_COLUMNS = (
     "lease_expires_at",
     "cancel_requested_at",
 )
-TIMESTAMPS_IN_RANGE = " AND ".join(
-    f"({column} IS NULL OR ({column} >= '{SCHEDULED_AT_MIN.isoformat()}' "
-    f"AND {column} < '{SCHEDULED_AT_MAX.isoformat()}'))"
-    for column in TIMESTAMP_COLUMNS
-)
+
+
+def in_range(column: str) -> str:
+    """The check that ``column`` is NULL or a timestamp the queue accepts (no infinity)."""
+    return (
+        f"({column} IS NULL OR ({column} >= '{SCHEDULED_AT_MIN.isoformat()}' "
+        f"AND {column} < '{SCHEDULED_AT_MAX.isoformat()}'))"
+    )
+
+
+TIMESTAMPS_IN_RANGE = " AND ".join(in_range(column) for column in TIMESTAMP_COLUMNS)
 
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
 
@@ -253,11 +259,7 @@ class ConcurrencyKey(Base):
         ),
         # Finite and in the jobs' range: "tat - now()" raises for an infinity before
         # PostgreSQL 17, which would fail every claim of the key's queues (migration 0017).
-        CheckConstraint(
-            f"tat IS NULL OR (tat >= '{SCHEDULED_AT_MIN.isoformat()}' "
-            f"AND tat < '{SCHEDULED_AT_MAX.isoformat()}')",
-            name="tat_in_range",
-        ),
+        CheckConstraint(in_range("tat"), name="tat_in_range"),
     )
 
 

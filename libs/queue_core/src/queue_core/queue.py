@@ -486,7 +486,7 @@ class Queue:
             raise JobNotFoundError(job_id)
         if query is Q_RETRY and row["ended_dependency"] is not None:
             raise DependencyEndedError(
-                job_id, row["ended_dependency"], row["ended_dependency_status"]
+                job_id, row["before"], row["ended_dependency"], row["ended_dependency_status"]
             )
         if row["after"] is None:
             raise JobStateConflictError(job_id, row["before"], action, allowed)
@@ -508,9 +508,11 @@ class Queue:
             return await self._transition_many(Q_RETRY, job_ids)
         except asyncpg.UniqueViolationError:
             pass
-        # One held unique key failed the whole statement: one job at a time, skipping those.
+        # One held unique key failed the whole statement: one job at a time, skipping those,
+        # oldest first (a job is older than its dependants: retry refuses a dependant whose
+        # dependency is still failed).
         retried = 0
-        for job_id in job_ids:
+        for job_id in sorted(job_ids):
             with contextlib.suppress(asyncpg.UniqueViolationError):
                 retried += await self._transition_many(Q_RETRY, [job_id])
         return retried

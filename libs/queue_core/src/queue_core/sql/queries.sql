@@ -483,7 +483,10 @@ LEFT JOIN changed AS c ON c.id = t.id;
 -- A job that still waits for a dependency that failed for good, was cancelled or was deleted,
 -- and is not retried here with it, is left as it is and returned with the first such (by id)
 -- and its status (NULL: deleted): retried, it would wait for a job that nothing runs again.
-WITH target AS (
+-- So is, transitively, a job here that waits for one left as it is (refused: the recursion,
+-- along the edges among the jobs to retry; they form no cycle). Callers retry the oldest
+-- first (ids are in creation order, and a job is older than its dependants).
+WITH RECURSIVE target AS (
     SELECT id, status FROM jobs WHERE id = ANY(:job_ids::uuid[]) ORDER BY id FOR UPDATE
 ),
 edges AS MATERIALIZED (
@@ -492,14 +495,23 @@ edges AS MATERIALIZED (
     WHERE e.job_id IN (SELECT id FROM target WHERE status IN ('failed', 'cancelled'))
     FOR SHARE
 ),
-ended AS MATERIALIZED (
-    SELECT DISTINCT ON (e.job_id) e.job_id, e.depends_on AS dependency, p.status
+refused (job_id, dependency, status) AS (
+    SELECT e.job_id, e.depends_on, p.status
     FROM edges AS e
     LEFT JOIN jobs AS p ON p.id = e.depends_on
     WHERE NOT e.satisfied
       AND (p.id IS NULL OR p.status IN ('failed', 'cancelled'))
       AND e.depends_on NOT IN (SELECT id FROM target WHERE status IN ('failed', 'cancelled'))
-    ORDER BY e.job_id, e.depends_on
+    UNION
+    SELECT e.job_id, e.depends_on, t.status
+    FROM refused AS r
+    JOIN edges AS e ON e.depends_on = r.job_id AND NOT e.satisfied
+    JOIN target AS t ON t.id = r.job_id
+),
+ended AS MATERIALIZED (
+    SELECT DISTINCT ON (job_id) job_id, dependency, status
+    FROM refused
+    ORDER BY job_id, dependency
 ),
 changed AS (
     UPDATE jobs AS j

@@ -85,8 +85,8 @@ class JobActionsController(Controller):
             "The job goes back to pending, due now, with a fresh attempt budget: Attempts "
             "restarts at 0 and it may run up to MaxAttempts times again. ErrorMessage keeps the "
             "last error until the next outcome. Any other status: 409; so is a job that "
-            "waits for a dependency that failed for good, was cancelled or was deleted (retry "
-            "that one first)."
+            "waits for a dependency that failed for good or was cancelled (retry that one "
+            "first), or was deleted."
         ),
         status_code=HTTP_200_OK,
         responses=error_responses(400, 401, 403, 404, 409, 503),
