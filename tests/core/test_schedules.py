@@ -166,6 +166,18 @@ def test_missed_ticks_give_one_job_or_none_then_the_on_time_ones(
     ]
 
 
+@pytest.mark.parametrize(("policy", "runs"), [("once", True), ("skip", False)])
+def test_with_the_grace_ending_exactly_on_a_tick_the_one_before_is_the_missed_one(
+    policy: str,
+    runs: bool,  # noqa: FBT001 - a parameter of the test
+) -> None:
+    s = Schedule(name="ping", every_s=1, grace_s=2, missed=policy)  # type: ignore[arg-type]
+    # Tick 8 is exactly 2 s late, on time; 7 is the latest missed one and stands for 1..7.
+    assert s.due(T0, T0 + timedelta(seconds=10)) == [
+        (T0 + timedelta(seconds=n), runs if n == 7 else True) for n in (7, 8, 9, 10)
+    ]
+
+
 def test_a_missed_daily_tick_after_a_long_outage_is_one_tick_computed_not_iterated() -> None:
     s = Schedule(name="nightly", cron="30 2 * * *", tz=PARIS)
     # 3 years down: one catch-up tick, the latest, found without walking a thousand days.

@@ -177,11 +177,14 @@ class Schedule:
         most :data:`MAX_TICKS_PER_TURN` in all)."""
         ticks: list[tuple[datetime, bool]] = []
         on_time_from = now - timedelta(seconds=self.grace_s)
-        if on_time_from > watermark:
-            missed = self.latest_tick(on_time_from)
-            if missed > watermark and missed < on_time_from:
+        # The latest tick strictly before on_time_from (a tick exactly on it is on time): the
+        # instants are whole microseconds, so one less is the last one before it.
+        before_on_time = on_time_from - timedelta(microseconds=1)
+        if before_on_time > watermark:
+            missed = self.latest_tick(before_on_time)
+            if missed > watermark:
                 ticks.append((missed, self.missed == "once"))
-        tick = self.next_tick(max(watermark, on_time_from - timedelta(microseconds=1)))
+        tick = self.next_tick(max(watermark, before_on_time))
         while tick <= now and len(ticks) < MAX_TICKS_PER_TURN:
             if tick > watermark:
                 ticks.append((tick, True))

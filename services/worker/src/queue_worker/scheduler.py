@@ -125,12 +125,23 @@ class Scheduler:
                 taken = await self._schedules.take_tick(schedule, tick, run=run)
                 if taken is None:
                     continue  # another worker took it first, or a pause came meanwhile
+                # How late the tick was when this turn read the clock: what decided whether
+                # it was missed (later than grace_s), unlike the job's created_at, which also
+                # counts the turn's own time.
+                late_s = (now - tick).total_seconds()
                 if taken.job_id is not None:
                     TICKS.labels(name, "enqueued").inc()
-                    log.info("schedule_enqueued", schedule=name, tick=tick.isoformat())
+                    log.info(
+                        "schedule_enqueued", schedule=name, tick=tick.isoformat(), late_s=late_s
+                    )
                 else:
                     TICKS.labels(name, "skipped").inc()
-                    log.info("schedule_ticks_skipped", schedule=name, through=tick.isoformat())
+                    log.info(
+                        "schedule_ticks_skipped",
+                        schedule=name,
+                        through=tick.isoformat(),
+                        late_s=late_s,
+                    )
             wake_at = upcoming if wake_at is None else min(wake_at, upcoming)
         refresh_s = jittered(self._refresh_s)
         if wake_at is None:
