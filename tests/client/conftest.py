@@ -58,25 +58,6 @@ def start_system(
     return System(stack=stack, database_url=database_url, api=api, worker=worker)
 
 
-def pause_changes(system: System) -> int:
-    """How many changes of its paused queues the worker has logged so far."""
-    return len(system.worker.events("queues_paused_changed"))
-
-
-def wait_until_the_worker_pauses(system: System, queue: str, *, changes_before: int) -> None:
-    """Wait for the worker's log line saying it saw ``queue`` paused (among its changes after
-    the first ``changes_before``). A pause reaches the workers within a second, not at once:
-    a job enqueued before it has may rightly start."""
-
-    def seen() -> bool:
-        changes = system.worker.events("queues_paused_changed")[changes_before:]
-        return any(queue in change["paused"] for change in changes)
-
-    system.stack.wait(
-        seen, what=f"the worker sees {queue} paused", alive=[system.worker.proc], timeout_s=10
-    )
-
-
 @pytest.fixture(name="stack")
 def fx_stack(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(tmp_path)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from client.conftest import System, pause_changes, wait_until_the_worker_pauses
+from client.conftest import System
 from queue_client import (
     AsyncClient,
     Client,
@@ -83,9 +83,9 @@ async def test_the_async_client_drives_the_whole_api(system: System) -> None:
         with pytest.raises(NotFoundError):
             await client.get_job(job.id)
 
-        changes_before = pause_changes(system)
+        changes_before = system.worker.pause_changes()
         assert (await client.pause_queue("default")).paused
-        wait_until_the_worker_pauses(system, "default", changes_before=changes_before)
+        system.stack.wait_paused(system.worker, "default", changes_before)
         held = (await client.enqueue("answer", {"q": "held"})).job
         with pytest.raises(WaitTimeoutError):
             await client.wait(held.id, timeout_s=0.5)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from client.conftest import System, pause_changes, wait_until_the_worker_pauses
+from client.conftest import System
 from helpers import wait_until
 from queue_client import (
     BadRequestError,
@@ -135,10 +135,10 @@ def test_bulk_cancel_and_retry(client: Client, fresh_queue: str) -> None:
 
 def test_pausing_a_queue_holds_its_jobs_and_wait_times_out(client: Client, system: System) -> None:
     queue = "default"  # the queue the worker serves
-    changes_before = pause_changes(system)
+    changes_before = system.worker.pause_changes()
     paused = client.pause_queue(queue)
     try:
-        wait_until_the_worker_pauses(system, queue, changes_before=changes_before)
+        system.stack.wait_paused(system.worker, queue, changes_before)
         assert paused.paused
         assert paused.paused_at is not None
         assert next(q for q in client.list_queues() if q.name == queue).paused

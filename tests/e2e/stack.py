@@ -90,6 +90,17 @@ class Worker:
         """This worker's JSON log lines whose ``event`` is ``event``."""
         return [line for line in json_lines(self.proc.output()) if line.get("event") == event]
 
+    def pause_changes(self) -> int:
+        """How many changes of its paused queues this worker has logged so far."""
+        return len(self.events("queues_paused_changed"))
+
+    def has_seen_paused(self, queue: str, *, changes_before: int) -> bool:
+        """Whether this worker logged ``queue`` paused among its changes after the first
+        ``changes_before``. A pause reaches the workers within a second, not at once: a job
+        enqueued before the worker has seen it may rightly start."""
+        changes = self.events("queues_paused_changed")[changes_before:]
+        return any(queue in change["paused"] for change in changes)
+
     def event_names(self) -> list[str]:
         """The ``event`` of each of this worker's JSON log lines, in order."""
         return [str(line.get("event")) for line in json_lines(self.proc.output())]
@@ -197,6 +208,15 @@ class Stack:
         worker = self.spawn_worker(database_url, name, env)
         self.wait_ready(worker)
         return worker
+
+    def wait_paused(self, worker: Worker, queue: str, changes_before: int) -> None:
+        """Wait until ``worker`` has seen ``queue`` paused (:meth:`Worker.has_seen_paused`)."""
+        self.wait(
+            functools.partial(worker.has_seen_paused, queue, changes_before=changes_before),
+            what=f"{worker.proc.name} sees {queue} paused",
+            alive=[worker.proc],
+            timeout_s=10,
+        )
 
     def logs(self) -> str:
         """Every process's output, each under a header, for assertion messages."""
