@@ -129,3 +129,37 @@ def test_0017_takes_the_instant_of_keys_outside_the_range_and_refuses_it_after(
         "fine": True,
         "none": None,
     }
+
+
+async def _buckets_before_and_after_0018(url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO api_keys (name, prefix, key_hash, scopes, requests_per_s,"
+            " requests_burst) VALUES ('k', 'tq_abcdefgh', sha256('x'), '{jobs:write}', 1, 1)"
+        )
+        # What 0017 let in: infinity, which turned each of the key's requests into a 500.
+        await conn.execute(
+            "INSERT INTO api_key_rate_buckets (prefix, kind, tat) VALUES"
+            " ('tq_abcdefgh', 'requests', 'infinity'), ('tq_abcdefgh', 'jobs', now())"
+        )
+        await asyncio.to_thread(upgrade, url)
+        with pytest.raises(asyncpg.CheckViolationError, match="tat_not_infinity"):
+            await conn.execute("UPDATE api_key_rate_buckets SET tat = 'infinity'")
+        rows = await conn.fetch(
+            "SELECT kind, CASE WHEN tat = '-infinity' THEN 'full' ELSE 'kept' END AS tat"
+            " FROM api_key_rate_buckets"
+        )
+        return {r["kind"]: r["tat"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def test_0018_fills_a_bucket_whose_instant_is_infinity_and_refuses_it_after(
+    empty_db_url: str,
+) -> None:
+    upgrade(empty_db_url, "0017")
+    assert run_sync(_buckets_before_and_after_0018(empty_db_url)) == {
+        "requests": "full",
+        "jobs": "kept",
+    }

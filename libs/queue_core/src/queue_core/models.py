@@ -394,6 +394,8 @@ class ApiKeyRateBucket(Base):
 
     __table_args__ = (
         CheckConstraint("kind IN ('requests', 'jobs')", name="kind"),
+        # -infinity is a full bucket; infinity fails the key's every request (migration 0018).
+        CheckConstraint("tat <> 'infinity'::timestamptz", name="tat_not_infinity"),
         {"prefixes": ["UNLOGGED"]},
     )
 
