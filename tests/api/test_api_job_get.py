@@ -187,8 +187,8 @@ async def test_wait_answers_as_soon_as_a_worker_finishes_the_job(
     # side acts from a thread of its own, as another process would.
     finisher = threading.Timer(0.3, lambda: asyncio.run(_fail_final(db_url, job_id)))
 
+    started = time.monotonic()  # before the timer starts: elapsed cannot come out short
     finisher.start()
-    started = time.monotonic()
     response = await client.get(f"/v1/jobs/{job_id}", params={"wait": 20})
     elapsed = time.monotonic() - started
     finisher.join()

@@ -33,20 +33,38 @@ async def _prefix(store: KeyStore) -> str:
 
 
 async def test_a_full_bucket_gives_its_burst_then_says_how_long_to_wait(store: KeyStore) -> None:
+    # At one a second, so that the moments between the statements (the database's clock runs
+    # on) cannot change a grant on a loaded machine, while a token's difference would.
+    slow = RateLimit(per_s=1.0, burst=10)
     prefix = await _prefix(store)
 
-    first = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=8, need=8)
-    second = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=5, need=5)
-    empty = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=4, need=4)
+    first = await store.take_tokens(prefix, RateKind.REQUESTS, slow, want=8, need=8)
+    second = await store.take_tokens(prefix, RateKind.REQUESTS, slow, want=5, need=5)
+    empty = await store.take_tokens(prefix, RateKind.REQUESTS, slow, want=4, need=4)
 
     assert (first.granted, first.wait_s) == (8, 0.0)
     assert second.granted == 2  # the rest of the burst
-    assert second.wait_s == pytest.approx(3 / LIMIT.per_s, abs=0.02)  # 3 more at 20/s
+    assert second.wait_s == pytest.approx(3.0, abs=0.5)  # 3 more at 1/s
     assert empty.granted == 0
-    assert empty.wait_s == pytest.approx(4 / LIMIT.per_s, abs=0.02)
-    await asyncio.sleep(0.25)  # 5 tokens at 20/s
+    assert empty.wait_s == pytest.approx(4.0, abs=0.5)
+
+
+async def test_an_empty_bucket_refills_at_its_rate(store: KeyStore) -> None:
+    prefix = await _prefix(store)
+    before_drain = time.monotonic()
+    drained = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=10, need=10)
+    after_drain = time.monotonic()
+    await asyncio.sleep(0.25)  # about 5 tokens at 20/s
+    before_refill = time.monotonic()
     refilled = await store.take_tokens(prefix, RateKind.REQUESTS, LIMIT, want=10, need=1)
-    assert 4 <= refilled.granted <= 6
+    after_refill = time.monotonic()
+
+    assert drained.granted == 10
+    # The statements read the clock somewhere within the calls: at least the shortest time
+    # between them refilled, at most the longest.
+    least = int((before_refill - after_drain) * LIMIT.per_s)
+    most = min(LIMIT.burst, int((after_refill - before_drain) * LIMIT.per_s))
+    assert 5 <= least <= refilled.granted <= most  # the sleep alone refills 5
 
 
 async def test_limits_of_two_kinds_and_two_keys_are_separate_buckets(store: KeyStore) -> None:
