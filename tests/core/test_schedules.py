@@ -141,6 +141,23 @@ def test_the_task_decorator_declares_a_schedule_named_after_the_task() -> None:
 T0 = utc(2026, 12, 4, 10)
 
 
+@pytest.mark.parametrize("every_s", [1.0, 1.1, 1.3, 7.7, 1.01, 86_400.5])
+def test_a_tick_is_strictly_after_and_the_latest_at_or_before_whatever_the_step(
+    every_s: float,
+) -> None:
+    # In floating point, every_s=1.1 at 00:00:00.8 gave that very instant as the next tick:
+    # due() returned one tick a thousand times, then looped for ever on the next turn.
+    s = Schedule(name="odd", every_s=every_s)
+    start = utc(2026, 1, 1)
+    for n in range(5000):
+        at = start + timedelta(microseconds=n * 100_003)
+        after, latest = s.next_tick(at), s.latest_tick(at)
+        assert latest <= at < after
+        assert after - latest == timedelta(seconds=every_s), at  # consecutive ticks
+    due = s.due(start, start + timedelta(seconds=30))
+    assert len(due) == len(set(due))
+
+
 def test_on_time_ticks_all_run_even_several_at_once() -> None:
     s = Schedule(name="ping", every_s=1, grace_s=10)
     # A worker that stalled 3 s catches up every tick: they are all within the grace.

@@ -28,7 +28,6 @@ Ticks due while a schedule is paused are never run: resuming moves the watermark
 """
 
 import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,6 +69,17 @@ Q_SET_PAUSED: Final = SCHEDULE_QUERIES["set_schedule_paused"]
 
 class ScheduleError(ValueError):
     """A schedule declared with values that cannot work (bad cron, unknown time zone...)."""
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US: Final = timedelta(microseconds=1)
+
+
+def _since_epoch_us(at: datetime) -> int:
+    """An aware instant as whole microseconds since the Unix epoch, exactly."""
+    if at.tzinfo is None:  # asyncpg reads a timestamptz of ±infinity as a naive max / min
+        raise ScheduleError(f"no tick can be computed from {at.isoformat()}: not a finite instant")
+    return (at - _EPOCH) // _ONE_US
 
 
 def _cron(expr: str, start: datetime, *, reverse: bool = False) -> Iterator[datetime]:
@@ -134,12 +144,21 @@ class Schedule:
             object.__setattr__(schedule, name, fields[name])
         return schedule
 
+    def _every_us(self) -> int:
+        """every_s in whole microseconds, the instants' unit. In floating point a tick could
+        come out equal to the instant it must be after (every_s=1.1 at 00:00:00.8): a
+        scheduler would then take that tick for ever."""
+        assert self.every_s is not None  # noqa: S101 - the callers checked
+        step = round(self.every_s * 1_000_000)
+        if step <= 0:  # only a row written by hand (Schedule.unchecked) can have it
+            raise ScheduleError(f"schedule {self.name!r}: every_s must be positive")
+        return step
+
     def next_tick(self, after: datetime) -> datetime:
         """The first tick strictly after ``after`` (an aware datetime), in UTC."""
         if self.every_s is not None:
-            t = after.timestamp()
-            k = math.floor(t / self.every_s) + 1
-            return datetime.fromtimestamp(k * self.every_s, UTC)
+            step = self._every_us()
+            return _EPOCH + (_since_epoch_us(after) // step + 1) * step * _ONE_US
         assert self.cron is not None  # noqa: S101 - __post_init__ checked it
         # cronsim works in whole seconds: from the second `after` is in, it yields later ones.
         start = after.astimezone(ZoneInfo(self.tz)).replace(microsecond=0)
@@ -154,8 +173,8 @@ class Schedule:
     def latest_tick(self, at: datetime) -> datetime:
         """The last tick at or before ``at`` (an aware datetime), in UTC."""
         if self.every_s is not None:
-            k = math.floor(at.timestamp() / self.every_s)
-            return datetime.fromtimestamp(k * self.every_s, UTC)
+            step = self._every_us()
+            return _EPOCH + _since_epoch_us(at) // step * step * _ONE_US
         assert self.cron is not None  # noqa: S101 - __post_init__ checked it
         start = at.astimezone(ZoneInfo(self.tz)).replace(microsecond=0) + timedelta(seconds=1)
         for tick in _cron(self.cron, start, reverse=True):
