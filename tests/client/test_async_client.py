@@ -83,9 +83,8 @@ async def test_the_async_client_drives_the_whole_api(system: System) -> None:
         with pytest.raises(NotFoundError):
             await client.get_job(job.id)
 
-        changes_before = system.worker.pause_changes()
-        assert (await client.pause_queue("default")).paused
-        system.stack.wait_paused(system.worker, "default", changes_before)
+        with system.stack.pausing(system.worker, "default"):
+            assert (await client.pause_queue("default")).paused
         held = (await client.enqueue("answer", {"q": "held"})).job
         with pytest.raises(WaitTimeoutError):
             await client.wait(held.id, timeout_s=0.5)

@@ -135,10 +135,9 @@ def test_bulk_cancel_and_retry(client: Client, fresh_queue: str) -> None:
 
 def test_pausing_a_queue_holds_its_jobs_and_wait_times_out(client: Client, system: System) -> None:
     queue = "default"  # the queue the worker serves
-    changes_before = system.worker.pause_changes()
-    paused = client.pause_queue(queue)
+    with system.stack.pausing(system.worker, queue):
+        paused = client.pause_queue(queue)
     try:
-        system.stack.wait_paused(system.worker, queue, changes_before)
         assert paused.paused
         assert paused.paused_at is not None
         assert next(q for q in client.list_queues() if q.name == queue).paused

@@ -5,13 +5,14 @@ Every wait polls with a deadline, and every failure message carries the processe
 e2e failure is only as useful as the output that explains it.
 """
 
+import contextlib
 import functools
 import json
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,17 +90,6 @@ class Worker:
     def events(self, event: str) -> list[dict[str, Any]]:
         """This worker's JSON log lines whose ``event`` is ``event``."""
         return [line for line in json_lines(self.proc.output()) if line.get("event") == event]
-
-    def pause_changes(self) -> int:
-        """How many changes of its paused queues this worker has logged so far."""
-        return len(self.events("queues_paused_changed"))
-
-    def has_seen_paused(self, queue: str, *, changes_before: int) -> bool:
-        """Whether this worker logged ``queue`` paused among its changes after the first
-        ``changes_before``. A pause reaches the workers within a second, not at once: a job
-        enqueued before the worker has seen it may rightly start."""
-        changes = self.events("queues_paused_changed")[changes_before:]
-        return any(queue in change["paused"] for change in changes)
 
     def event_names(self) -> list[str]:
         """The ``event`` of each of this worker's JSON log lines, in order."""
@@ -209,13 +199,20 @@ class Stack:
         self.wait_ready(worker)
         return worker
 
-    def wait_paused(self, worker: Worker, queue: str, changes_before: int) -> None:
-        """Wait until ``worker`` has seen ``queue`` paused (:meth:`Worker.has_seen_paused`)."""
+    @contextlib.contextmanager
+    def pausing(self, worker: Worker, queue: str) -> Iterator[None]:
+        """Around a pause of ``queue``: done once ``worker`` has seen it (its log line
+        queues_paused_changed). A pause reaches the workers within a second, not at once: a job
+        enqueued before a worker has seen it may rightly start."""
+        before = len(worker.events("queues_paused_changed"))
+        yield
+
+        def seen() -> bool:
+            changes = worker.events("queues_paused_changed")[before:]
+            return any(queue in change["paused"] for change in changes)
+
         self.wait(
-            functools.partial(worker.has_seen_paused, queue, changes_before=changes_before),
-            what=f"{worker.proc.name} sees {queue} paused",
-            alive=[worker.proc],
-            timeout_s=10,
+            seen, what=f"{worker.proc.name} sees {queue} paused", alive=[worker.proc], timeout_s=10
         )
 
     def logs(self) -> str:

@@ -185,10 +185,9 @@ def test_a_retry_button_turns_a_failed_job_pending(
     stack: Stack, console: Console, page: Page
 ) -> None:
     job_id = failed_job(stack, console)
-    changes_before = console.worker.pause_changes()
-    with api_client(console) as client:  # paused: the retried job stays pending to be seen
+    # Paused: the retried job stays pending to be seen.
+    with stack.pausing(console.worker, "default"), api_client(console) as client:
         assert client.post("/v1/queues/default/pause").status_code == 200
-    stack.wait_paused(console.worker, "default", changes_before)
     sign_in(page, console, console.admin_key)
     page.goto(console.api.base_url + f"/ui/jobs/{job_id}")
     expect(page.locator("#job-status")).to_have_text("failed")
@@ -215,10 +214,8 @@ def test_a_bulk_retry_of_a_filter_asks_first_then_retries_every_match(
     stack: Stack, console: Console, page: Page
 ) -> None:
     failed = [failed_job(stack, console, f"bulk {n}") for n in range(2)]
-    changes_before = console.worker.pause_changes()
-    with api_client(console) as client:
+    with stack.pausing(console.worker, "default"), api_client(console) as client:
         assert client.post("/v1/queues/default/pause").status_code == 200
-    stack.wait_paused(console.worker, "default", changes_before)
     sign_in(page, console, console.admin_key)
     page.goto(console.api.base_url + "/ui/jobs?status=failed&type=fail")
 
@@ -235,12 +232,11 @@ def test_a_pause_stops_a_queue_until_it_is_resumed(
     stack: Stack, console: Console, page: Page
 ) -> None:
     sign_in(page, console, console.admin_key)
-    changes_before = console.worker.pause_changes()
-    page.get_by_role("button", name="Pause queue default").click()
-    expect(page.get_by_role("status")).to_contain_text("paused:default")
+    with stack.pausing(console.worker, "default"):
+        page.get_by_role("button", name="Pause queue default").click()
+        expect(page.get_by_role("status")).to_contain_text("paused:default")
     queues = page.get_by_role("region", name="Queues")
     expect(queues.get_by_role("row", name=re.compile("^default")).first).to_contain_text("paused")
-    stack.wait_paused(console.worker, "default", changes_before)
 
     parked = enqueue(console, "noop")
     elsewhere = enqueue(console, "noop", queue="other")
