@@ -1,9 +1,10 @@
 """Schedules for the missed-tick test of tests/e2e/test_e2e_schedules.py: every second, a tick
-more than 2 s late is missed, one schedule per policy."""
+more than 3 s late is missed (a grace a loaded machine's stalls stay within), one schedule per
+policy."""
 
 from queue_core.tasks import JobContext, task
 
-GRACE_S = 2.0
+GRACE_S = 3.0
 
 
 @task("catch_up_once", every_s=1, grace_s=GRACE_S, missed="once")

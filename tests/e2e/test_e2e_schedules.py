@@ -109,7 +109,7 @@ def test_missed_ticks_after_downtime_follow_each_schedules_policy(
     stack.wait(lambda: each_has(3), what="3 ticks each", timeout_s=30)
     _stop(stack, first)
     before = {name: len(_ticks(db_url, name)) for name in names}
-    time.sleep(3 * GRACE_S)  # every worker down: 6 ticks come and go
+    time.sleep(3 * GRACE_S)  # every worker down: 9 ticks come and go
     second = stack.start_worker(db_url, "worker-2", env)
     stack.wait(
         lambda: all(len(_ticks(db_url, n)) >= before[n] + 3 for n in names),
