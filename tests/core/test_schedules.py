@@ -168,30 +168,19 @@ def test_on_time_ticks_all_run_even_several_at_once() -> None:
 
 
 @pytest.mark.parametrize(("policy", "runs"), [("once", True), ("skip", False)])
+@pytest.mark.parametrize(("now_s", "missed_s"), [(10.5, 8), (10, 7)])
 def test_missed_ticks_give_one_job_or_none_then_the_on_time_ones(
     policy: str,
     runs: bool,  # noqa: FBT001 - a parameter of the test
+    now_s: float,
+    missed_s: int,
 ) -> None:
     s = Schedule(name="ping", every_s=1, grace_s=2, missed=policy)  # type: ignore[arg-type]
-    now = T0 + timedelta(seconds=10.5)
-    # Ticks 1..8 are more than 2 s late: missed, the latest (8) stands for them all; 9 and 10
-    # are on time.
-    assert s.due(T0, now) == [
-        (T0 + timedelta(seconds=8), runs),
-        (T0 + timedelta(seconds=9), True),
-        (T0 + timedelta(seconds=10), True),
-    ]
-
-
-@pytest.mark.parametrize(("policy", "runs"), [("once", True), ("skip", False)])
-def test_with_the_grace_ending_exactly_on_a_tick_the_one_before_is_the_missed_one(
-    policy: str,
-    runs: bool,  # noqa: FBT001 - a parameter of the test
-) -> None:
-    s = Schedule(name="ping", every_s=1, grace_s=2, missed=policy)  # type: ignore[arg-type]
-    # Tick 8 is exactly 2 s late, on time; 7 is the latest missed one and stands for 1..7.
-    assert s.due(T0, T0 + timedelta(seconds=10)) == [
-        (T0 + timedelta(seconds=n), runs if n == 7 else True) for n in (7, 8, 9, 10)
+    # At 10.5 s, ticks 1..8 are more than 2 s late: missed, the latest (8) stands for them all;
+    # 9 and 10 are on time. At 10 s, tick 8 is exactly 2 s late, on time; 7 stands for 1..7.
+    assert s.due(T0, T0 + timedelta(seconds=now_s)) == [
+        (T0 + timedelta(seconds=missed_s), runs),
+        *((T0 + timedelta(seconds=n), True) for n in range(missed_s + 1, 11)),
     ]
 
 
