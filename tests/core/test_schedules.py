@@ -314,6 +314,18 @@ async def test_a_row_this_version_cannot_read_is_still_listed_without_a_next_run
     assert state.next_run(datetime.now(UTC)) is None
 
 
+@pytest.mark.parametrize("every_s", ["0", "-5", "1e-9", "'NaN'", "'Infinity'", "1e300"])
+async def test_a_row_with_an_every_s_no_tick_comes_of_is_listed_without_a_next_run(
+    pool: asyncpg.Pool, every_s: str
+) -> None:
+    # Written by hand: a step of no microseconds, or none at all, must not loop or raise.
+    store = Schedules(pool)
+    await store.register([Schedule(name="odd", every_s=60)])
+    await pool.execute(f"UPDATE schedules SET every_s = {every_s}")
+    [state] = await store.list()
+    assert state.next_run(datetime.now(UTC)) is None
+
+
 async def test_a_payload_python_cannot_read_fails_no_reading_of_the_schedules(
     pool: asyncpg.Pool,
 ) -> None:
