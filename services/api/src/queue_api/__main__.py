@@ -1,8 +1,10 @@
-"""``queue-api``: serve the API with uvicorn (uvloop + httptools)."""
+"""``queue-api``: serve the API with uvicorn (uvloop + httptools; a connection's writes of one
+event-loop turn sent together, ``queue_api.http_protocol``)."""
 
 import uvicorn
 
 from queue_api.app import create_app
+from queue_api.http_protocol import OneSendPerTurnProtocol
 from queue_api.settings import ApiSettings
 from queue_core.gc_tuning import tune_gc
 from queue_core.log import configure
@@ -19,7 +21,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=OneSendPerTurnProtocol,
         log_config=None,  # our structlog configuration renders uvicorn's records too
         access_log=False,  # one canonical line per request comes from the app instead
         proxy_headers=True,
