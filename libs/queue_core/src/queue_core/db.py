@@ -4,6 +4,7 @@ SQLAlchemy describes the schema and drives Alembic; the queue's hot path talks t
 directly with prepared statements, which is what lets one job cost well under a millisecond.
 """
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -220,3 +221,93 @@ async def translate_connection_errors() -> AsyncIterator[None]:
         if type(exc) is not asyncpg.InternalClientError:
             raise
         raise DatabaseUnavailableError(exc) from exc
+
+
+def _usable(conn: Any) -> bool:  # noqa: ANN401 - an asyncpg PoolConnectionProxy
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took it back itself when its session ended
+        return False
+
+
+class HeldConnection:
+    """A pooled connection kept between the uses of one serial user (``async with held as
+    conn``, never two at once) while they follow each other, and given back to the pool once
+    unused for ``idle_s``.
+
+    Taking a connection from asyncpg's pool and giving it back costs about 50 µs of CPU (a
+    proxy, a timer, a shielded task), and a caller waits for it: an eighth of a lone caller's
+    single enqueue, which is one INSERT and a commit. The group commit's writer uses one
+    connection at a time, so it keeps this one for as long as batches keep coming.
+
+    A use that raises gives the connection back at once (the pool resets it, or replaces it if
+    it is broken), and so does a connection found closed when a use begins (the server went
+    away meanwhile): the next use takes a fresh one. ``Pool.close()`` waits for the connection
+    up to ``idle_s``.
+    """
+
+    __slots__ = ("_conn", "_idle_s", "_in_use", "_last_used", "_pool", "_releases", "_timer")
+
+    def __init__(self, pool: asyncpg.Pool, *, idle_s: float) -> None:
+        self._pool = pool
+        self._idle_s = idle_s
+        self._conn: Any = None  # an asyncpg PoolConnectionProxy
+        self._in_use = False
+        self._last_used = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._releases: set[asyncio.Task[None]] = set()
+
+    @property
+    def held(self) -> bool:
+        """Whether a connection is taken from the pool now."""
+        return self._conn is not None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        if self._in_use:
+            raise RuntimeError("HeldConnection serves one use at a time")
+        self._in_use = True
+        try:
+            conn = self._conn
+            if conn is not None and not _usable(conn):
+                self._give_back()
+                conn = None
+            if conn is None:
+                conn = self._conn = await self._pool.acquire()
+        except BaseException:
+            self._in_use = False
+            raise
+        return conn  # type: ignore[no-any-return]
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._in_use = False
+        loop = asyncio.get_running_loop()
+        self._last_used = loop.time()
+        if exc_type is not None:
+            self._give_back()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._idle_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._conn is None:
+            return
+        idle_for = asyncio.get_running_loop().time() - self._last_used
+        if self._in_use or idle_for < self._idle_s:
+            wait_s = self._idle_s if self._in_use else self._idle_s - idle_for
+            self._timer = asyncio.get_running_loop().call_later(wait_s, self._on_timer)
+            return
+        self._give_back()
+
+    def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        release = asyncio.get_running_loop().create_task(self._pool.release(conn))
+        self._releases.add(release)
+        release.add_done_callback(self._released)
+
+    def _released(self, release: asyncio.Task[None]) -> None:
+        self._releases.discard(release)
+        if not release.cancelled() and (exc := release.exception()) is not None:
+            # The pool terminates a connection it cannot reset; nothing is lost either way.
+            log.warning("held_connection_release_failed", error=repr(exc))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
-from queue_core.db import translate_connection_errors, translate_input_errors
+from queue_core.db import HeldConnection, translate_connection_errors, translate_input_errors
 from queue_core.dependencies import Q_JOB_DEPENDENCIES, Q_UNSETTLED_PARENTS, settle
 from queue_core.errors import (
     DatabaseConflictError,
@@ -81,6 +81,10 @@ Q_OLDEST_TRANSACTION_AGE = QUERIES["oldest_transaction_age"]
 Q_JOBS_TABLE_STATS = QUERIES["jobs_table_stats"]
 
 PING_TIMEOUT_S = 2.0
+# How long the group commit of single enqueues keeps its connection once batches stop coming
+# (queue_core.db.HeldConnection): far above a lone caller's gap between two enqueues (a
+# millisecond over HTTP), short enough that closing the pool waits little for it.
+WRITER_IDLE_S = 0.05
 # Settling transactions (each MAX_LEVELS_PER_TRANSACTION levels of a chain) that a call must not
 # wait beyond: a cancel over HTTP, the rescuer. The levels beyond are left to the sweep.
 SETTLE_TRANSACTIONS_INLINE = 10
@@ -98,6 +102,7 @@ class Queue:
         self._enqueuer: GroupCommitter[NewJob, uuid.UUID] = GroupCommitter(
             self._enqueue_group, name="enqueue", retry_transient=False
         )
+        self._writer = HeldConnection(pool, idle_s=WRITER_IDLE_S)
         self._keyed_enqueuer: GroupCommitter[NewJob, Enqueued] = GroupCommitter(
             self._enqueue_keyed_group, name="enqueue_keyed", retry_transient=False
         )
@@ -160,19 +165,21 @@ class Queue:
             return await enqueue_all(AsyncpgDb(conn), jobs)
 
     async def _enqueue_group(self, jobs: Sequence[NewJob]) -> list[uuid.UUID | BaseException]:
-        try:  # no keyed job gets here (enqueue)
-            return list(await self._insert_many(jobs))
-        except InvalidJobError:
-            if len(jobs) == 1:
-                raise
-        # One job the database refuses must not fail the others that shared its statement.
-        results: list[uuid.UUID | BaseException] = []
-        for job in jobs:
-            try:
-                results.extend(await self._insert_many([job]))
-            except InvalidJobError as exc:
-                results.append(exc)
-        return results
+        # The group commit writes one batch at a time: on a connection kept while they come.
+        async with translate_connection_errors(), self._writer as conn:
+            try:  # no keyed job gets here (enqueue)
+                return list(await self._insert_many(jobs, conn))
+            except InvalidJobError:
+                if len(jobs) == 1:
+                    raise
+            # One job the database refuses must not fail the others that shared its statement.
+            results: list[uuid.UUID | BaseException] = []
+            for job in jobs:
+                try:
+                    results.extend(await self._insert_many([job], conn))
+                except InvalidJobError as exc:
+                    results.append(exc)
+            return results
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         """Store many jobs in one statement, all or none. Returns their ids in order (with
@@ -181,16 +188,18 @@ class Queue:
             return []
         if any(is_keyed(j) or is_gated(j) for j in jobs):
             return [e.id for e in await self.enqueue_batch(jobs)]
-        return await self._insert_many(jobs)
+        return await self._insert_many(jobs, self._pool)
 
-    async def _insert_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+    async def _insert_many(
+        self, jobs: Sequence[NewJob], db: asyncpg.Pool | asyncpg.Connection
+    ) -> list[uuid.UUID]:
         """enqueue_many's statement, for jobs without keys."""
         columns = job_columns(jobs)
         async with translate_connection_errors(), translate_input_errors():
             if len(jobs) == 1:  # a lone caller's: the same row, without the arrays
-                await Q_ENQUEUE_ONE.execute(self._pool, **first_row(columns))
+                await Q_ENQUEUE_ONE.execute(db, **first_row(columns))
             else:
-                await Q_ENQUEUE_MANY.execute(self._pool, **columns)
+                await Q_ENQUEUE_MANY.execute(db, **columns)
         ids: list[uuid.UUID] = columns["id"]
         return ids
 
