@@ -1,17 +1,25 @@
-"""How a real ``queue-api`` process writes its responses (``queue_api.http_protocol``): a
+"""How ``queue-api`` writes its responses (``queue_api.http_protocol``): on a real API, a
 response leaves in one TCP segment, head and body together, and a write with nothing after it
-in its turn (a ``100 Continue``) still leaves at once. Raw sockets, and the kernel's count of
-the data segments a socket received (``tcp_info``), because an HTTP client shows neither."""
+in its turn (a ``100 Continue``) still leaves at once; on a bare app served the same way
+(protocol_server.py), a client that reads nothing holds a large body back, a client that
+half-closes gets its answer, and a connection the server closes gets its last response whole.
+Raw sockets, and the kernel's count of the data segments a socket received (``tcp_info``),
+because an HTTP client shows none of it."""
 
 import json
 import socket
 import struct
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from e2e.stack import Api
+from queue_devtools.pgcluster import free_port
 
 BODY = b'{"type":"noop","payload":{"a":1}}'
 REQUESTS = 20
@@ -109,3 +117,97 @@ def test_a_100_continue_is_sent_before_the_body_comes(
     conn.sendall(body)
     status, _, response_body, _ = read_response(conn)
     assert status == 201, response_body
+
+
+# -- a bare app, served like the API -----------------------------------------------------------
+
+SERVER = Path(__file__).with_name("protocol_server.py")
+STREAM_CHUNKS = 2000  # protocol_server.py's, of 64 KiB each
+
+
+@pytest.fixture(name="bare_server", scope="module")
+def fx_bare_server() -> Iterator[tuple[str, int]]:
+    address = ("127.0.0.1", free_port())
+    proc = subprocess.Popen([sys.executable, str(SERVER), str(address[1])])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(address, timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def get(address: tuple[str, int], path: str) -> bytes:
+    with socket.create_connection(address, timeout=READ_TIMEOUT_S) as conn:
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        return read_until_closed(conn)
+
+
+def test_a_client_that_reads_nothing_holds_a_large_body_back(
+    bare_server: tuple[str, int],
+) -> None:
+    """Collected writes go out past a size, so uvicorn's flow control sees the body as it
+    comes: the app's sends wait once the socket's buffers are full, instead of all 128 MiB
+    piling up in the server."""
+    with socket.create_connection(bare_server, timeout=READ_TIMEOUT_S) as stalled:
+        stalled.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        last, steady = -1, 0
+        deadline = time.monotonic() + 20
+        while steady < 3:  # the same count three looks in a row: the app is held back
+            sent = int(get(bare_server, "/sent").partition(b"\r\n\r\n")[2])
+            steady = steady + 1 if sent == last else 0
+            last = sent
+            assert time.monotonic() < deadline, f"still sending: {sent} chunks"
+            time.sleep(0.1)
+    # uvicorn alone stops near 60 chunks here (the kernel's buffers and the transport's).
+    assert 0 < last < STREAM_CHUNKS / 4
+
+
+def test_a_client_that_half_closes_gets_its_answer(bare_server: tuple[str, int]) -> None:
+    with socket.create_connection(bare_server, timeout=READ_TIMEOUT_S) as conn:
+        conn.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        conn.shutdown(socket.SHUT_WR)  # then the server closes its side too
+        received = read_until_closed(conn)
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert received.endswith(b"\r\n\r\nhello")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "answer"),
+    [
+        (b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", b"200 OK"),
+        (b"GET /hello HTTP/1.0\r\n\r\n", b"200 OK"),
+        (b"NOT HTTP AT ALL\r\n\r\n", b"400 Bad Request"),
+    ],
+    ids=["connection-close", "http-1.0", "malformed"],
+)
+def test_the_last_response_before_the_server_closes_is_whole(
+    bare_server: tuple[str, int], request_bytes: bytes, answer: bytes
+) -> None:
+    with socket.create_connection(bare_server, timeout=READ_TIMEOUT_S) as conn:
+        conn.sendall(request_bytes)
+        received = read_until_closed(conn)
+    status_line, _, rest = received.partition(b"\r\n")
+    assert answer in status_line
+    head, _, body = rest.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    assert len(body) == length
