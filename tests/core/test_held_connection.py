@@ -1,6 +1,7 @@
 """``HeldConnection``: the group commit's writer keeps one pooled connection while batches
-follow each other, and gives it back to the pool when they stop, when a use fails, and when
-the server has ended its session. Against a real PostgreSQL."""
+follow each other, and gives it back to the pool when they stop, when a use fails, when the
+server has ended its session, and whenever someone else may be waiting for a connection (the
+pool's every connection in use, or the pool closing). Against a real PostgreSQL."""
 
 import asyncio
 
@@ -9,6 +10,7 @@ import pytest
 
 from helpers import eventually
 from queue_core.db import HeldConnection, create_pool
+from queue_core.errors import DatabaseUnavailableError
 from queue_core.jobs import NewJob
 from queue_core.queue import WRITER_IDLE_S, Queue
 
@@ -61,11 +63,7 @@ async def test_a_use_that_raises_gives_the_connection_back_at_once(db_url: str) 
             async with held as conn:
                 await conn.fetchval("SELECT 1 / 0")
         assert not held.held
-
-        async def in_the_pool() -> bool:
-            return pool.get_idle_size() == 1
-
-        await eventually(in_the_pool)
+        assert pool.get_idle_size() == 1  # back before the use's error reached its caller
         assert await backend_pid(held) > 0  # the next use takes one again
     finally:
         await held_released_then_close(held, pool)
@@ -124,3 +122,54 @@ async def test_closing_the_pool_after_enqueues_waits_no_longer_than_the_idle_tim
     started = loop.time()
     await asyncio.wait_for(pool.close(), timeout=10)
     assert loop.time() - started < WRITER_IDLE_S + 1.0
+
+
+async def test_enqueues_in_a_stream_leave_a_one_connection_pool_to_others_in_turn(
+    db_url: str,
+) -> None:
+    """With every connection of the pool in use, a kept one would never rejoin the line of
+    those waiting: each use gives it back, as acquiring per use did."""
+    pool = await create_pool(db_url, max_size=1)
+    queue = Queue(pool)
+    stop = asyncio.Event()
+    enqueued = 0
+
+    async def stream() -> None:
+        nonlocal enqueued
+        while not stop.is_set():
+            await queue.enqueue(NewJob(type="noop", payload={"i": enqueued}))
+            enqueued += 1
+            await asyncio.sleep(0.01)  # a gap far below the writer's idle time
+
+    producer = asyncio.create_task(stream())
+    try:
+        await asyncio.sleep(0.2)
+        for _ in range(5):  # each waits its turn behind at most one enqueue
+            assert await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=5) == 1
+            await asyncio.sleep(0.05)
+        assert enqueued > 0
+    finally:
+        stop.set()
+        await producer
+        await asyncio.wait_for(pool.close(), timeout=10)
+
+
+async def test_the_pool_closes_while_enqueues_go_on(db_url: str) -> None:
+    pool = await create_pool(db_url, max_size=2)
+    queue = Queue(pool)
+    refused = asyncio.Event()
+
+    async def stream() -> None:
+        while True:
+            try:
+                await queue.enqueue(NewJob(type="noop", payload={}))
+            except DatabaseUnavailableError:  # the pool is closing
+                refused.set()
+                return
+            await asyncio.sleep(0.005)
+
+    producer = asyncio.create_task(stream())
+    await asyncio.sleep(0.2)
+    await asyncio.wait_for(pool.close(), timeout=5)  # no wait for the writer to go idle
+    await asyncio.wait_for(producer, timeout=5)
+    assert refused.is_set()

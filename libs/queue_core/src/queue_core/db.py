@@ -240,10 +240,12 @@ class HeldConnection:
     single enqueue, which is one INSERT and a commit. The group commit's writer uses one
     connection at a time, so it keeps this one for as long as batches keep coming.
 
-    A use that raises gives the connection back at once (the pool resets it, or replaces it if
-    it is broken), and so does a connection found closed when a use begins (the server went
-    away meanwhile): the next use takes a fresh one. ``Pool.close()`` waits for the connection
-    up to ``idle_s``.
+    Kept only while nobody else can be waiting for it: a use that ends with the pool's every
+    connection in use (others may be queued for one: asyncpg serves them in turn, and a kept
+    connection would never join that line), or the pool closing, gives it back as the pool's
+    own ``acquire`` would. So does a use that raises (the pool resets the connection, or
+    replaces it if broken), and a connection found closed when a use begins (the server ended
+    its session meanwhile): the next use takes a fresh one.
     """
 
     __slots__ = ("_conn", "_idle_s", "_in_use", "_last_used", "_pool", "_releases", "_timer")
@@ -259,50 +261,56 @@ class HeldConnection:
 
     @property
     def held(self) -> bool:
-        """Whether a connection is taken from the pool now."""
-        return self._conn is not None
+        """Whether a connection is kept from the pool now."""
+        return self._conn is not None and _usable(self._conn)
 
     async def __aenter__(self) -> asyncpg.Connection:
         if self._in_use:
             raise RuntimeError("HeldConnection serves one use at a time")
         self._in_use = True
         try:
-            conn = self._conn
-            if conn is not None and not _usable(conn):
-                self._give_back()
-                conn = None
-            if conn is None:
-                conn = self._conn = await self._pool.acquire()
+            if self._conn is not None and (self._pool.is_closing() or not _usable(self._conn)):
+                await self._give_back()
+            if self._conn is None:
+                self._conn = await self._pool.acquire()
         except BaseException:
             self._in_use = False
             raise
-        return conn  # type: ignore[no-any-return]
+        return self._conn  # type: ignore[no-any-return]
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self._in_use = False
+        if exc_type is not None or self._others_may_wait():
+            await self._give_back()
+            return
         loop = asyncio.get_running_loop()
         self._last_used = loop.time()
-        if exc_type is not None:
-            self._give_back()
-        elif self._timer is None:
+        if self._timer is None:
             self._timer = loop.call_later(self._idle_s, self._on_timer)
+
+    def _others_may_wait(self) -> bool:
+        pool = self._pool
+        exhausted = pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size()
+        return exhausted or pool.is_closing()
+
+    async def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)  # shielded by asyncpg: done even if cancelled
 
     def _on_timer(self) -> None:
         self._timer = None
         if self._conn is None:
             return
-        idle_for = asyncio.get_running_loop().time() - self._last_used
+        loop = asyncio.get_running_loop()
+        idle_for = loop.time() - self._last_used
         if self._in_use or idle_for < self._idle_s:
             wait_s = self._idle_s if self._in_use else self._idle_s - idle_for
-            self._timer = asyncio.get_running_loop().call_later(wait_s, self._on_timer)
+            self._timer = loop.call_later(wait_s, self._on_timer)
             return
-        self._give_back()
-
-    def _give_back(self) -> None:
+        # Taken off now, not when the task starts: a use beginning meanwhile takes a new one.
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        release = asyncio.get_running_loop().create_task(self._pool.release(conn))
+        release = loop.create_task(self._pool.release(conn))
         self._releases.add(release)
         release.add_done_callback(self._released)
 
