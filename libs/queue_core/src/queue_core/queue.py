@@ -81,7 +81,7 @@ Q_OLDEST_TRANSACTION_AGE = QUERIES["oldest_transaction_age"]
 Q_JOBS_TABLE_STATS = QUERIES["jobs_table_stats"]
 
 PING_TIMEOUT_S = 2.0
-# How long the group commit of single enqueues keeps its connection once batches stop coming
+# How long the group commits of single enqueues keep their connections once batches stop coming
 # (queue_core.db.HeldConnection): far above a lone caller's gap between two enqueues (a
 # millisecond over HTTP), short enough that closing the pool waits little for it.
 WRITER_IDLE_S = 0.05
@@ -102,7 +102,9 @@ class Queue:
         self._enqueuer: GroupCommitter[NewJob, uuid.UUID] = GroupCommitter(
             self._enqueue_group, name="enqueue", retry_transient=False
         )
+        # The group commits write one batch at a time each: on a connection kept while they come.
         self._writer = HeldConnection(pool, idle_s=WRITER_IDLE_S)
+        self._keyed_writer = HeldConnection(pool, idle_s=WRITER_IDLE_S)
         self._keyed_enqueuer: GroupCommitter[NewJob, Enqueued] = GroupCommitter(
             self._enqueue_keyed_group, name="enqueue_keyed", retry_transient=False
         )
@@ -146,7 +148,8 @@ class Queue:
         return await self._keyed_enqueuer.submit(job)
 
     async def _enqueue_keyed_group(self, jobs: Sequence[NewJob]) -> list[Enqueued | BaseException]:
-        return await enqueue_keyed_group(AsyncpgDb(self._pool), jobs)
+        async with translate_connection_errors(), self._keyed_writer as conn:
+            return await enqueue_keyed_group(AsyncpgDb(conn), jobs)
 
     async def enqueue_batch(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         """Store ``jobs``, all or none, with what each enqueue did (keyed jobs may answer with
@@ -165,7 +168,6 @@ class Queue:
             return await enqueue_all(AsyncpgDb(conn), jobs)
 
     async def _enqueue_group(self, jobs: Sequence[NewJob]) -> list[uuid.UUID | BaseException]:
-        # The group commit writes one batch at a time: on a connection kept while they come.
         async with translate_connection_errors(), self._writer as conn:
             try:  # no keyed job gets here (enqueue)
                 return list(await self._insert_many(jobs, conn))
