@@ -11,7 +11,7 @@ import pytest
 from helpers import eventually
 from queue_core.db import HeldConnection, create_pool
 from queue_core.errors import DatabaseUnavailableError
-from queue_core.jobs import NewJob
+from queue_core.jobs import Idempotency, NewJob
 from queue_core.queue import WRITER_IDLE_S, Queue
 
 IDLE_S = 0.2
@@ -124,20 +124,27 @@ async def test_closing_the_pool_after_enqueues_waits_no_longer_than_the_idle_tim
     assert loop.time() - started < WRITER_IDLE_S + 1.0
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "idempotency-key"])
 async def test_enqueues_in_a_stream_leave_a_one_connection_pool_to_others_in_turn(
-    db_url: str,
+    db_url: str, *, keyed: bool
 ) -> None:
     """With every connection of the pool in use, a kept one would never rejoin the line of
-    those waiting: each use gives it back, as acquiring per use did."""
+    those waiting: each use gives it back, as acquiring per use did. Both group commits."""
     pool = await create_pool(db_url, max_size=1)
     queue = Queue(pool)
     stop = asyncio.Event()
     enqueued = 0
 
+    def job(i: int) -> NewJob:
+        if not keyed:
+            return NewJob(type="noop", payload={"i": i})
+        key = Idempotency(key=f"stream-{i}", fingerprint=b"f" * 32, ttl_s=3600.0)
+        return NewJob(type="noop", payload={"i": i}, idempotency=key)
+
     async def stream() -> None:
         nonlocal enqueued
         while not stop.is_set():
-            await queue.enqueue(NewJob(type="noop", payload={"i": enqueued}))
+            await queue.enqueue(job(enqueued))
             enqueued += 1
             await asyncio.sleep(0.01)  # a gap far below the writer's idle time
 
