@@ -1,6 +1,7 @@
 """Types and helpers shared by the API tests (fixtures live in conftest.py)."""
 
 import json
+import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -92,3 +93,12 @@ def assert_no_internals(response: httpx.Response) -> None:
     leaked = [marker for marker in LEAK_MARKERS if marker in text]
     assert not leaked, f"error body leaks {leaked}: {text}"
     json.loads(text)  # and it is JSON, not an HTML or plain-text trace page
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails the test:
+    the server held the connection open)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from api.support import BODY_TIMEOUT_S
+from api.support import BODY_TIMEOUT_S, read_until_closed
 from e2e.stack import Api
 
 BODY = b'{"type":"noop","payload":{"a":1}}'
@@ -38,15 +38,6 @@ def head(path: str, headers: dict[str, str]) -> bytes:
 
 def json_head(path: str, content_length: int) -> bytes:
     return head(path, {"Content-Type": "application/json", "Content-Length": str(content_length)})
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (a timeout fails the test:
-    the server held the connection open)."""
-    received = b""
-    while chunk := sock.recv(65536):
-        received += chunk
-    return received
 
 
 def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:

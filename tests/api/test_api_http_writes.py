@@ -9,8 +9,6 @@ because an HTTP client shows none of it."""
 import json
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from e2e.stack import Api
+from api.support import read_until_closed
+from e2e.stack import Api, Stack
 from queue_devtools.pgcluster import free_port
 
 BODY = b'{"type":"noop","payload":{"a":1}}'
@@ -126,30 +125,15 @@ STREAM_CHUNKS = 2000  # protocol_server.py's, of 64 KiB each
 
 
 @pytest.fixture(name="bare_server", scope="module")
-def fx_bare_server() -> Iterator[tuple[str, int]]:
-    address = ("127.0.0.1", free_port())
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(address[1])])
+def fx_bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    stack = Stack(tmp_path_factory.mktemp("bare"))
+    port = free_port()
+    proc = stack.spawn("bare", ["python", str(SERVER), str(port)], {})
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(address, timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield address
+        stack.wait_ready(Api(proc, f"http://127.0.0.1:{port}", probe="/hello"))
+        yield ("127.0.0.1", port)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    received = b""
-    while chunk := sock.recv(65536):
-        received += chunk
-    return received
+        stack.stop_all()
 
 
 def get(address: tuple[str, int], path: str) -> bytes:
