@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from litestar import Litestar, Request
+from litestar.types import Scope
 
 from queue_api.auth import CALLER_STATE, Caller
 from queue_api.job_waiter import JobWaiter
@@ -61,5 +62,10 @@ def provide_services(request: Request[Any, Any, Any]) -> Services:
 
 def provide_context(request: Request[Any, Any, Any]) -> RequestContext:
     """The ``ctx`` dependency: the caller auth.Authorizer stored, and the services."""
-    caller: Caller = request.scope["state"][CALLER_STATE]
-    return RequestContext(caller=caller, services=Services.of(request.app))
+    return context_of(request.scope)
+
+
+def context_of(scope: Scope) -> RequestContext:
+    """A checked request's context, from its ASGI scope (what a route middleware has)."""
+    caller: Caller = scope["state"][CALLER_STATE]
+    return RequestContext(caller=caller, services=Services.of(scope["litestar_app"]))

@@ -3,11 +3,13 @@ not see gets a 400 or 415 in Litestar's error shape (reading the body may also e
 over API_MAX_BODY_BYTES, or a 408, see body_timeout.py)."""
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 from litestar import Request
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_415_UNSUPPORTED_MEDIA_TYPE
+from litestar.types import Scope
 
 from queue_api.job_views import JobBulkAction
 from queue_api.json_limits import MAX_JSON_DEPTH, JsonPath, nested_too_deeply, unstorable_text_at
@@ -15,6 +17,7 @@ from queue_api.raw_headers import raw_header
 from queue_api.schemas import ErrorDetail, JobBatchCreate, JobCreate, KeyCreate, KeyLimits
 
 JsonBody = JobCreate | JobBatchCreate | JobBulkAction | KeyCreate | KeyLimits
+B = TypeVar("B", bound=JsonBody)
 
 # The member names a 400 may quote back: ours. A client's own names (a payload's keys) are not
 # echoed, so an error never carries a client's data or characters that cannot be encoded.
@@ -39,27 +42,28 @@ def strict_json_body(body_type: type[JsonBody]) -> Callable[[Request], Awaitable
     decoder = msgspec.json.Decoder(body_type, strict=True)
 
     async def check(request: Request) -> None:  # type: ignore[type-arg]
-        await _check_body(request, decoder)
+        check_media_type(request.scope)
+        decode_strictly(await request.body(), decoder, f"{request.method} {request.url.path}")
 
     return check
 
 
-def _media_type(request: Request) -> str:  # type: ignore[type-arg]
-    """The Content-Type's media type, lower-cased, without parameters. Read from the raw
-    headers: Litestar's parsed ``content_type`` (a header object, an options dict) cost more
+def check_media_type(scope: Scope) -> None:
+    """415 unless the Content-Type is JSON (``application/json`` or ``…+json``). Read from the
+    raw headers: Litestar's parsed ``content_type`` (a header object, an options dict) cost more
     than the rest of this check on a small body."""
-    content_type = raw_header(request.scope, b"content-type") or ""
-    return content_type.partition(";")[0].strip().lower()
-
-
-async def _check_body(request: Request, decoder: msgspec.json.Decoder[JsonBody]) -> None:  # type: ignore[type-arg]
-    media_type = _media_type(request)
+    content_type = raw_header(scope, b"content-type") or ""
+    media_type = content_type.partition(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise HTTPException(
             status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             detail=f"Content-Type must be application/json, got {media_type or 'none'!r}",
         )
-    body = await request.body()
+
+
+def decode_strictly(body: bytes, decoder: msgspec.json.Decoder[B], where: str) -> B:
+    """``body`` decoded by ``decoder`` (a strict one), or the 400 that says what is wrong with
+    it; ``where`` ("POST /jobs") names the request in a validation failure's detail."""
     if not body.strip():
         raise HTTPException(status_code=400, detail="Request body is empty: expected a JSON object")
     if nested_too_deeply(body):
@@ -69,13 +73,11 @@ async def _check_body(request: Request, decoder: msgspec.json.Decoder[JsonBody])
             "objects are accepted",
         )
     if (path := unstorable_text_at(body)) is not None:
-        raise _invalid(
-            request, [ErrorDetail(message=UNSTORABLE_TEXT, key=_key(path), source="body")]
-        )
+        raise invalid(where, [ErrorDetail(message=UNSTORABLE_TEXT, key=_key(path), source="body")])
     try:
         decoded = decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise _invalid(request, [_from_msgspec(str(exc))]) from None
+        raise invalid(where, [_from_msgspec(str(exc))]) from None
     except msgspec.DecodeError as exc:
         # msgspec's message sometimes starts with these words, and sometimes not
         problem = str(exc).removeprefix("JSON is malformed: ")
@@ -83,13 +85,14 @@ async def _check_body(request: Request, decoder: msgspec.json.Decoder[JsonBody])
     except UnicodeDecodeError:
         raise HTTPException(status_code=400, detail="Request body is not valid UTF-8") from None
     if problems := decoded.problems():
-        raise _invalid(request, problems)
+        raise invalid(where, problems)
+    return decoded
 
 
-def _invalid(request: Request, problems: list[ErrorDetail]) -> ValidationException:  # type: ignore[type-arg]
+def invalid(where: str, problems: list[ErrorDetail]) -> ValidationException:
     """A 400 in Litestar's own shape, each problem naming its field."""
     return ValidationException(
-        detail=f"Validation failed for {request.method} {request.url.path}",
+        detail=f"Validation failed for {where}",
         extra=[msgspec.structs.asdict(problem) for problem in problems],
     )
 

@@ -1,0 +1,149 @@
+"""``POST /jobs`` without Litestar's per-request machinery around its handler.
+
+It is the route other services call once per job, and the one whose CPU sets how many jobs a
+replica takes in. Around a handler, Litestar builds a ``Request``, runs the signature model over
+the handler's parameters (decoding the body a second time, after the strict check), resolves
+its dependency, and renders the ``Response`` through a chain of objects. Measured in-process
+(``benchmarks/api_cpu.py``), that was about 45 of the 103 µs of CPU a request cost, more than
+storing the job did.
+
+So this route middleware serves the route itself, doing what Litestar would do, in the same
+order and with the same answers:
+
+1. the body's Content-Type (415), then the body read whole, bounded by the route's
+   ``API_MAX_BODY_BYTES`` (413) as ``Request.body`` bounds it, then the strict decoding every
+   JSON body goes through (``json_body``: 400);
+2. the ``Idempotency-Key`` header checked against the declared parameter's constraints, with
+   msgspec's messages, which are Litestar's (400);
+3. the declared handler's own function called with what Litestar would pass it, so what the
+   route does stays in ``routes/jobs.py``, and its ``Response`` sent as Litestar sends it.
+
+Everything else is as for any route: Litestar routes the request (405, OPTIONS, CORS) and
+documents the route from its declaration; the app's middleware (request telemetry, the body
+deadline, the key check) runs before this; an exception raised here is a Litestar HTTP exception,
+answered by the exception handling around the route in Litestar's error shape; the app's
+``before_send`` hook adds the security headers.
+"""
+
+import math
+from typing import Annotated, Any, Final, cast
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Response
+from litestar.types import (
+    ASGIApp,
+    HTTPRequestEvent,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
+
+from queue_api.context import context_of
+from queue_api.enqueueing import IDEMPOTENCY_HEADER
+from queue_api.json_body import check_media_type, decode_strictly, invalid
+from queue_api.raw_headers import raw_header
+from queue_api.schemas import ErrorDetail, JobCreate
+from queue_core.keyed import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH
+
+_DECODER: Final = msgspec.json.Decoder(JobCreate, strict=True)
+_ENCODER: Final = msgspec.json.Encoder()
+_IDEMPOTENCY_HEADER: Final = IDEMPOTENCY_HEADER.lower().encode("latin-1")
+# The declared header parameter's constraints (enqueueing.IdempotencyKeyHeader), as the type
+# msgspec checks a value against: Litestar checks the parameter with msgspec too, so the
+# messages are the ones it gives.
+_IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=IDEMPOTENCY_KEY_PATTERN
+    ),
+]
+# The handler's parameter the header is passed as: the name a 400 gives, as Litestar's does.
+_IDEMPOTENCY_PARAMETER: Final = "idempotency_key"
+
+
+def enqueue_fast_path(app: ASGIApp) -> ASGIApp:
+    """The route middleware (``@post(..., middleware=[enqueue_fast_path])``). ``app``, the
+    route as Litestar would serve it, is called for anything but an HTTP request only."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        handler = cast("HTTPRouteHandler", scope["route_handler"])
+        where = f"{scope['method']} {scope.get('root_path', '')}{scope['path']}"
+        check_media_type(scope)
+        data = decode_strictly(await _body(handler, scope, receive), _DECODER, where)
+        idempotency_key = _idempotency_key(scope, where)
+        response = await handler.fn(
+            data=data, ctx=context_of(scope), idempotency_key=idempotency_key
+        )
+        await _send(response, handler.status_code, send)
+
+    return serve
+
+
+async def _body(handler: HTTPRouteHandler, scope: Scope, receive: Receive) -> bytes:
+    """The whole body, bounded as Litestar's ``Request.stream`` bounds it: refused before
+    reading when the announced length is over the limit, and as soon as the bytes received are."""
+    limit = handler.resolve_request_max_body_size() or math.inf
+    announced = raw_header(scope, b"content-length")
+    if announced is not None:
+        try:
+            announced_bytes = int(announced)
+        except ValueError:
+            raise ClientException(f"Invalid content-length: {announced!r}") from None
+        if announced_bytes > limit:
+            raise RequestEntityTooLarge
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        received_message = await receive()
+        if received_message["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+        message = cast("HTTPRequestEvent", received_message)
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise RequestEntityTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _idempotency_key(scope: Scope, where: str) -> str | None:
+    value = raw_header(scope, _IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, _IdempotencyKey)
+    except msgspec.ValidationError as exc:
+        problem = ErrorDetail(message=str(exc), key=_IDEMPOTENCY_PARAMETER, source="header")
+        raise invalid(where, [problem]) from None
+
+
+async def _send(response: Any, default_status: int, send: Send) -> None:  # noqa: ANN401 - the handler's return
+    """The handler's ``Response``, as Litestar renders one with a JSON body and no cookies
+    (without a status of its own, the route's)."""
+    if not isinstance(response, Response) or response.cookies or response.background:
+        raise TypeError(f"POST /jobs's handler must return a plain JSON Response: {response!r}")
+    body = _ENCODER.encode(response.content)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("latin-1")),
+        *((name.lower().encode("latin-1"), value.encode("latin-1"))
+          for name, value in response.headers.items()),
+    ]  # fmt: skip
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": response.status_code or default_status,
+        "headers": headers,
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
