@@ -1,0 +1,204 @@
+"""POST /jobs answers as Litestar's own handling of the route would (queue_api.enqueue_fast_path).
+
+Every request below goes to two apps on one database: the real one, whose route middleware
+serves POST /jobs, and one whose route is served by Litestar as any other route (the same
+handler, the strict body check as its before_request hook, no middleware). Their answers must
+be the same, message for message: status, headers and body, with ids and request ids masked.
+The requests are driven as ASGI messages, so a body may come in pieces, or the client leave.
+"""
+
+import copy
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+import queue_api.app
+from api.support import bearer, build_app
+from queue_api.json_body import strict_json_body
+from queue_api.routes.jobs import JobsController
+from queue_api.schemas import JobCreate
+
+MAX_BODY_BYTES = 2000
+JOB = b'{"type":"noop","payload":{"a":1}}'
+_IDS = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A request: extra headers (the admin key is always sent), the body's pieces, and whether
+    the client leaves after them instead of finishing the body."""
+
+    headers: Sequence[tuple[bytes, bytes]] = ((b"content-type", b"application/json"),)
+    chunks: Sequence[bytes] = (JOB,)
+    leaves: bool = False
+    with_length: bool = True  # a Content-Length of the pieces' total (unless headers have one)
+    repeat: int = 1  # sent this many times in a row (a replayed Idempotency-Key)
+
+
+JSON = (b"content-type", b"application/json")
+
+
+def _with_idempotency(value: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return (JSON, (b"idempotency-key", value))
+
+
+CASES: dict[str, Case] = {
+    "a job": Case(),
+    "a job in three pieces": Case(chunks=(JOB[:5], JOB[5:20], JOB[20:])),
+    "a job with empty pieces around it": Case(chunks=(b"", JOB, b"")),
+    "a job of type +json with parameters": Case(
+        headers=((b"content-type", b"application/vnd.api+json; charset=utf-8"),)
+    ),
+    "upper-case media type": Case(headers=((b"content-type", b"Application/JSON"),)),
+    "an idempotency key, sent twice": Case(headers=_with_idempotency(b"order-1"), repeat=2),
+    "a unique key, sent twice": Case(
+        chunks=(b'{"type":"noop","payload":{},"unique_key":"u-1"}',), repeat=2
+    ),
+    "text/plain": Case(headers=((b"content-type", b"text/plain"),)),
+    "no content type": Case(headers=()),
+    "empty body": Case(chunks=()),
+    "blank body": Case(chunks=(b"  \n ",)),
+    "malformed JSON": Case(chunks=(b'{"type":',)),
+    "not UTF-8": Case(chunks=(b'{"type":"\xff"}',)),
+    "nested too deeply": Case(chunks=(b'{"type":"x","payload":' + b'{"a":' * 40 + b"1" + b"}" * 41,)),
+    "a NUL in the payload": Case(chunks=(b'{"type":"x","payload":{"a":"\\u0000"}}',)),
+    "an unpaired surrogate in the type": Case(chunks=(b'{"type":"\\ud800"}',)),
+    "an unknown field": Case(chunks=(b'{"type":"x","zzz":1}',)),
+    "an array": Case(chunks=(b"[1,2]",)),
+    "a number as text": Case(chunks=(b'{"type":"x","priority":"5"}',)),
+    "an empty type": Case(chunks=(b'{"type":""}',)),
+    "over the limit, announced": Case(chunks=(b" " * (MAX_BODY_BYTES + 1),)),
+    "over the limit, unannounced, in pieces": Case(
+        chunks=(b" " * 1500, b" " * 1500), with_length=False
+    ),
+    "a Content-Length that is not a number": Case(headers=(JSON, (b"content-length", b"abc"))),
+    "a negative Content-Length": Case(headers=(JSON, (b"content-length", b"-1"))),
+    "a huge Content-Length": Case(headers=(JSON, (b"content-length", b"9" * 40))),
+    "the client leaves mid-body": Case(chunks=(JOB[:10],), leaves=True),
+    "an idempotency key too long": Case(headers=_with_idempotency(b"k" * 256)),
+    "an empty idempotency key": Case(headers=_with_idempotency(b"")),
+    "an idempotency key with a tab": Case(headers=_with_idempotency(b"a\tb")),
+    "an idempotency key not ASCII": Case(headers=_with_idempotency("clé".encode("latin-1"))),
+    "a bad body and a bad idempotency key": Case(
+        headers=_with_idempotency(b"a\tb"), chunks=(b'{"type":5}',)
+    ),
+    "two idempotency keys": Case(
+        headers=(JSON, (b"idempotency-key", b"first"), (b"idempotency-key", b"a\tb"))
+    ),
+}
+
+
+def _litestar_served() -> type[JobsController]:
+    """JobsController with POST /jobs served by Litestar: no route middleware, the strict
+    body check as a before_request hook (as every other JSON route has it)."""
+    handler = copy.copy(JobsController.enqueue)
+    handler.middleware = []
+    handler.before_request = strict_json_body(JobCreate)
+    return type("LitestarServedJobsController", (JobsController,), {"enqueue": handler})
+
+
+@pytest.fixture(name="litestar_served_app")
+def fx_litestar_served_app(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Litestar:
+    with monkeypatch.context() as patched:
+        patched.setattr(queue_api.app, "JobsController", _litestar_served())
+        return build_app(db_url, max_body_bytes=MAX_BODY_BYTES)
+
+
+@asynccontextmanager
+async def _started(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as client:
+        yield client
+
+
+def _scope(case: Case, admin_key: str) -> dict[str, Any]:
+    headers = [(b"authorization", bearer(admin_key)["Authorization"].encode()), *case.headers]
+    if case.with_length and not any(name == b"content-length" for name, _ in case.headers):
+        headers.append((b"content-length", str(sum(map(len, case.chunks))).encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/jobs",
+        "raw_path": b"/jobs",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+    }
+
+
+async def _exchange(app: Litestar, scope: dict[str, Any], case: Case) -> list[Any]:
+    """What the app sends for ``case``, masked: (status, sorted headers) and body bytes."""
+    pieces = list(case.chunks) or [b""]
+    incoming: Iterator[dict[str, Any]] = iter(
+        [
+            {"type": "http.request", "body": piece, "more_body": n < len(pieces) - 1 or case.leaves}
+            for n, piece in enumerate(pieces)
+        ]
+        + [{"type": "http.disconnect"}] * 10
+    )
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = sorted(
+                (name, _IDS.sub(b"<id>", value))
+                for name, value in message["headers"]
+                if name not in (b"x-request-id", b"date")
+            )
+            sent.append((message["status"], headers))
+        else:
+            sent.append(_IDS.sub(b"<id>", message.get("body", b"")))
+
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return sent
+
+
+async def _answers(app: Litestar, admin_key: str, case: Case) -> list[list[Any]]:
+    async with _started(app) as client:
+        scope = _scope(case, admin_key)
+        return [
+            client.blocking_portal.call(_exchange, app, {**scope, "state": {}}, case)
+            for _ in range(case.repeat)
+        ]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_post_jobs_answers_as_litestar_would(
+    name: str, db_url: str, admin_key: str, litestar_served_app: Litestar
+) -> None:
+    case = CASES[name]
+    fast = build_app(db_url, max_body_bytes=MAX_BODY_BYTES)
+
+    # Both apps share the database: each gets keys of its own, or the second would replay.
+    ours = await _answers(fast, admin_key, _fresh_keys(case))
+    litestars = await _answers(litestar_served_app, admin_key, _fresh_keys(case))
+
+    assert ours == litestars
+    assert ours[0], "the app sent nothing"
+
+
+def _fresh_keys(case: Case) -> Case:
+    """``case`` with its idempotency and unique keys made unique to this call (a suffix leaves
+    a bad key bad: too long, or with a tab; the empty one is left empty)."""
+    token = uuid.uuid4().hex[:8].encode()
+    headers = tuple(
+        (name, value + b"-" + token if name == b"idempotency-key" and value else value)
+        for name, value in case.headers
+    )
+    chunks = tuple(chunk.replace(b'"u-1"', b'"u-' + token + b'"') for chunk in case.chunks)
+    return Case(headers, chunks, case.leaves, case.with_length, case.repeat)
