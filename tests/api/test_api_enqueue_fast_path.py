@@ -43,6 +43,7 @@ class Case:
 
 
 JSON = (b"content-type", b"application/json")
+TOO_DEEP = b'{"type":"x","payload":' + b'{"a":' * 40 + b"1" + b"}" * 41
 
 
 def _with_idempotency(value: bytes) -> tuple[tuple[bytes, bytes], ...]:
@@ -67,7 +68,7 @@ CASES: dict[str, Case] = {
     "blank body": Case(chunks=(b"  \n ",)),
     "malformed JSON": Case(chunks=(b'{"type":',)),
     "not UTF-8": Case(chunks=(b'{"type":"\xff"}',)),
-    "nested too deeply": Case(chunks=(b'{"type":"x","payload":' + b'{"a":' * 40 + b"1" + b"}" * 41,)),
+    "nested too deeply": Case(chunks=(TOO_DEEP,)),
     "a NUL in the payload": Case(chunks=(b'{"type":"x","payload":{"a":"\\u0000"}}',)),
     "an unpaired surrogate in the type": Case(chunks=(b'{"type":"\\ud800"}',)),
     "an unknown field": Case(chunks=(b'{"type":"x","zzz":1}',)),
