@@ -1,7 +1,8 @@
-"""POST /jobs answers as Litestar's own handling of the route would (queue_api.enqueue_fast_path).
+"""POST /jobs and POST /v1/jobs answer as Litestar's own handling of the routes would
+(queue_api.enqueue_fast_path).
 
 Every request below goes to two apps on one database: the real one, whose route middleware
-serves POST /jobs, and one whose route is served by Litestar as any other route (the same
+serves the route, and one whose route is served by Litestar as any other route (the same
 handler, the strict body check as its before_request hook, no middleware). Their answers must
 be the same, message for message: status, headers and body, with ids and request ids masked.
 The requests are driven as ASGI messages, so a body may come in pieces, or the client leave.
@@ -17,17 +18,23 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient
 
 import queue_api.app
 from api.support import bearer, build_app
 from queue_api.json_body import strict_json_body
 from queue_api.routes.jobs import JobsController
+from queue_api.routes.jobs_v1 import create_job
 from queue_api.schemas import JobCreate
 
 MAX_BODY_BYTES = 2000
 JOB = b'{"type":"noop","payload":{"a":1}}'
-_IDS = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+# What differs between two jobs made alike: ids (and request ids), times.
+_IDS = re.compile(
+    rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}"
+    rb"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?"
+)
 
 
 @dataclass(frozen=True)
@@ -96,19 +103,25 @@ CASES: dict[str, Case] = {
 }
 
 
-def _litestar_served() -> type[JobsController]:
-    """JobsController with POST /jobs served by Litestar: no route middleware, the strict
-    body check as a before_request hook (as every other JSON route has it)."""
-    handler = copy.copy(JobsController.enqueue)
-    handler.middleware = []
-    handler.before_request = strict_json_body(JobCreate)
-    return type("LitestarServedJobsController", (JobsController,), {"enqueue": handler})
+def _served_by_litestar(handler: HTTPRouteHandler) -> HTTPRouteHandler:
+    """``handler`` served by Litestar: no route middleware, the strict body check as a
+    before_request hook (as every other JSON route has it)."""
+    served = copy.copy(handler)
+    served.middleware = []
+    served.before_request = strict_json_body(JobCreate)
+    return served
 
 
 @pytest.fixture(name="litestar_served_app")
 def fx_litestar_served_app(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Litestar:
+    jobs = type(
+        "LitestarServedJobsController",
+        (JobsController,),
+        {"enqueue": _served_by_litestar(JobsController.enqueue)},
+    )
     with monkeypatch.context() as patched:
-        patched.setattr(queue_api.app, "JobsController", _litestar_served())
+        patched.setattr(queue_api.app, "JobsController", jobs)
+        patched.setattr(queue_api.app, "create_job", _served_by_litestar(create_job))
         return build_app(db_url, max_body_bytes=MAX_BODY_BYTES)
 
 
@@ -118,7 +131,7 @@ async def _started(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
         yield client
 
 
-def _scope(case: Case, admin_key: str) -> dict[str, Any]:
+def _scope(path: str, case: Case, admin_key: str) -> dict[str, Any]:
     headers = [(b"authorization", bearer(admin_key)["Authorization"].encode()), *case.headers]
     if case.with_length and not any(name == b"content-length" for name, _ in case.headers):
         headers.append((b"content-length", str(sum(map(len, case.chunks))).encode()))
@@ -128,8 +141,8 @@ def _scope(case: Case, admin_key: str) -> dict[str, Any]:
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/jobs",
-        "raw_path": b"/jobs",
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": headers,
@@ -154,24 +167,30 @@ async def _exchange(app: Litestar, scope: dict[str, Any], case: Case) -> list[An
     async def receive() -> dict[str, Any]:
         return next(incoming)
 
+    length: list[bytes] = []
+
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             headers = sorted(
                 (name, _IDS.sub(b"<id>", value))
                 for name, value in message["headers"]
-                if name not in (b"x-request-id", b"date")
+                if name not in (b"x-request-id", b"date", b"content-length")
             )
+            length.extend(v for name, v in message["headers"] if name == b"content-length")
             sent.append((message["status"], headers))
         else:
-            sent.append(_IDS.sub(b"<id>", message.get("body", b"")))
+            body = message.get("body", b"")
+            # Checked here, not compared: a time's digits may differ in number.
+            assert length == [str(len(body)).encode()], (length, body)
+            sent.append(_IDS.sub(b"<id>", body))
 
     await app(scope, receive, send)  # type: ignore[arg-type]
     return sent
 
 
-async def _answers(app: Litestar, admin_key: str, case: Case) -> list[list[Any]]:
+async def _answers(app: Litestar, path: str, admin_key: str, case: Case) -> list[list[Any]]:
     async with _started(app) as client:
-        scope = _scope(case, admin_key)
+        scope = _scope(path, case, admin_key)
         return [
             client.blocking_portal.call(_exchange, app, {**scope, "state": {}}, case)
             for _ in range(case.repeat)
@@ -179,15 +198,16 @@ async def _answers(app: Litestar, admin_key: str, case: Case) -> list[list[Any]]
 
 
 @pytest.mark.parametrize("name", list(CASES))
-async def test_post_jobs_answers_as_litestar_would(
-    name: str, db_url: str, admin_key: str, litestar_served_app: Litestar
+@pytest.mark.parametrize("path", ["/jobs", "/v1/jobs"])
+async def test_an_enqueue_route_answers_as_litestar_would(
+    path: str, name: str, db_url: str, admin_key: str, litestar_served_app: Litestar
 ) -> None:
     case = CASES[name]
     fast = build_app(db_url, max_body_bytes=MAX_BODY_BYTES)
 
     # Both apps share the database: each gets keys of its own, or the second would replay.
-    ours = await _answers(fast, admin_key, _fresh_keys(case))
-    litestars = await _answers(litestar_served_app, admin_key, _fresh_keys(case))
+    ours = await _answers(fast, path, admin_key, _fresh_keys(case))
+    litestars = await _answers(litestar_served_app, path, admin_key, _fresh_keys(case))
 
     assert ours == litestars
     assert ours[0], "the app sent nothing"

@@ -1,13 +1,14 @@
-"""``POST /jobs`` without Litestar's per-request machinery around its handler.
+"""The single-job enqueue routes (``POST /jobs``, ``POST /v1/jobs``) without Litestar's
+per-request machinery around their handlers.
 
-It is the route other services call once per job, and the one whose CPU sets how many jobs a
+They are the routes other services call once per job, and whose CPU sets how many jobs a
 replica takes in. Around a handler, Litestar builds a ``Request``, runs the signature model over
 the handler's parameters (decoding the body a second time, after the strict check), resolves
 its dependency, and renders the ``Response`` through a chain of objects. Measured in-process
-(``benchmarks/api_cpu.py``), that was about 45 of the 103 µs of CPU a request cost, more than
-storing the job did.
+(``benchmarks/api_cpu.py``), that was about 45 of the 103 µs of CPU a ``POST /jobs`` cost, more
+than storing the job did.
 
-So this route middleware serves the route itself, doing what Litestar would do, in the same
+So this route middleware serves each of them itself, doing what Litestar would do, in the same
 order and with the same answers:
 
 1. the body's Content-Type (415), then the body read whole, bounded by the route's
@@ -16,7 +17,7 @@ order and with the same answers:
 2. the ``Idempotency-Key`` header checked against the declared parameter's constraints, with
    msgspec's messages, which are Litestar's (400);
 3. the declared handler's own function called with what Litestar would pass it, so what the
-   route does stays in ``routes/jobs.py``, and its ``Response`` sent as Litestar sends it.
+   route does stays with its declaration, and its ``Response`` sent as Litestar sends it.
 
 Everything else is as for any route: Litestar routes the request (405, OPTIONS, CORS) and
 documents the route from its declaration; the app's middleware (request telemetry, the body
@@ -68,7 +69,8 @@ _IDEMPOTENCY_PARAMETER: Final = "idempotency_key"
 
 
 def enqueue_fast_path(app: ASGIApp) -> ASGIApp:
-    """The route middleware (``@post(..., middleware=[enqueue_fast_path])``). ``app``, the
+    """The route middleware (``@post(..., middleware=[enqueue_fast_path])``) of a handler
+    taking ``data`` (a :class:`JobCreate`), ``ctx`` and ``idempotency_key``. ``app``, the
     route as Litestar would serve it, is called for anything but an HTTP request only."""
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,7 +133,7 @@ async def _send(response: Any, default_status: int, send: Send) -> None:  # noqa
     """The handler's ``Response``, as Litestar renders one with a JSON body and no cookies
     (without a status of its own, the route's)."""
     if not isinstance(response, Response) or response.cookies or response.background:
-        raise TypeError(f"POST /jobs's handler must return a plain JSON Response: {response!r}")
+        raise TypeError(f"an enqueue handler must return a plain JSON Response: {response!r}")
     body = _ENCODER.encode(response.content)
     headers = [
         (b"content-type", b"application/json"),
