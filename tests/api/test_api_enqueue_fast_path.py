@@ -9,6 +9,8 @@ The requests are driven as ASGI messages, so a body may come in pieces, or the c
 """
 
 import copy
+import dataclasses
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -17,8 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from litestar import Litestar
-from litestar.handlers import HTTPRouteHandler
+from litestar import Litestar, Response
+from litestar.connection import ASGIConnection
+from litestar.datastructures import CacheControlHeader, Cookie, ResponseHeader
+from litestar.exceptions import ImproperlyConfiguredException, NotAuthorizedException
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.testing import AsyncTestClient
 
 import queue_api.app
@@ -47,6 +52,7 @@ class Case:
     leaves: bool = False
     with_length: bool = True  # a Content-Length of the pieces' total (unless headers have one)
     repeat: int = 1  # sent this many times in a row (a replayed Idempotency-Key)
+    query: bytes = b""
 
 
 JSON = (b"content-type", b"application/json")
@@ -97,6 +103,10 @@ CASES: dict[str, Case] = {
     "a bad body and a bad idempotency key": Case(
         headers=_with_idempotency(b"a\tb"), chunks=(b'{"type":5}',)
     ),
+    "a bad idempotency key and a query string": Case(
+        headers=_with_idempotency(b"a\tb"), query=b"x=1&y=%20"
+    ),
+    "a bad body and a query string": Case(chunks=(b'{"type":5}',), query=b"x=1"),
     "two idempotency keys": Case(
         headers=(JSON, (b"idempotency-key", b"first"), (b"idempotency-key", b"a\tb"))
     ),
@@ -144,7 +154,7 @@ def _scope(path: str, case: Case, admin_key: str) -> dict[str, Any]:
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": b"",
+        "query_string": case.query,
         "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8080),
@@ -153,7 +163,7 @@ def _scope(path: str, case: Case, admin_key: str) -> dict[str, Any]:
 
 
 async def _exchange(app: Litestar, scope: dict[str, Any], case: Case) -> list[Any]:
-    """What the app sends for ``case``, masked: (status, sorted headers) and body bytes."""
+    """What the app sends for ``case``, masked: (status, headers) and body bytes."""
     pieces = list(case.chunks) or [b""]
     incoming: Iterator[dict[str, Any]] = iter(
         [
@@ -171,11 +181,11 @@ async def _exchange(app: Litestar, scope: dict[str, Any], case: Case) -> list[An
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            headers = sorted(
-                (name, _IDS.sub(b"<id>", value))
+            headers = [  # in the order sent
+                (name, b"<n>" if name == b"content-length" else _IDS.sub(b"<id>", value))
                 for name, value in message["headers"]
-                if name not in (b"x-request-id", b"date", b"content-length")
-            )
+                if name not in (b"x-request-id", b"date")
+            ]
             length.extend(v for name, v in message["headers"] if name == b"content-length")
             sent.append((message["status"], headers))
         else:
@@ -222,4 +232,35 @@ def _fresh_keys(case: Case) -> Case:
         for name, value in case.headers
     )
     chunks = tuple(chunk.replace(b'"u-1"', b'"u-' + token + b'"') for chunk in case.chunks)
-    return Case(headers, chunks, case.leaves, case.with_length, case.repeat)
+    return dataclasses.replace(case, headers=headers, chunks=chunks)
+
+
+async def _deny(_: ASGIConnection[Any, Any, Any, Any], __: BaseRouteHandler) -> None:
+    raise NotAuthorizedException
+
+
+async def _after(response: Response[Any]) -> Response[Any]:
+    return response
+
+
+@pytest.mark.parametrize(
+    ("setting", "name"),
+    [
+        ({"guards": [_deny]}, "guards"),
+        ({"allowed_hosts": ["api.example"]}, "allowed_hosts"),
+        ({"response_headers": [ResponseHeader(name="X-Version", value="1")]}, "response_headers"),
+        ({"cache_control": CacheControlHeader(max_age=60)}, "response_headers"),
+        ({"after_request": _after}, "after_request"),
+        ({"response_cookies": [Cookie(key="k", value="v")]}, "response_cookies"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else next(iter(value)),
+)
+def test_the_app_refuses_to_start_with_a_setting_the_fast_path_would_skip(
+    setting: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Litestar applies these in the part of a route the fast path does not run: each would
+    silently not apply to the enqueue routes (a guard would not guard them)."""
+    monkeypatch.setattr(queue_api.app, "Litestar", functools.partial(Litestar, **setting))
+
+    with pytest.raises(ImproperlyConfiguredException, match=f"skip its .*{name}"):
+        build_app("postgresql://postgres@127.0.0.1:1/unused")

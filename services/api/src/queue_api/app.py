@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, Reference, SecurityScheme
 from queue_api.auth import BEARER_SCHEME, PUBLIC, Authorizer, KeyChecker
 from queue_api.body_timeout import BodyDeadlines
 from queue_api.context import SERVICES_STATE, Services, provide_context, provide_services
+from queue_api.enqueue_fast_path import check_nothing_bypassed
 from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.job_waiter import JobWaiter
 from queue_api.metrics import AUTH_ENABLED, MetricsController, configure_labels
@@ -149,7 +150,7 @@ def create_app(settings: ApiSettings) -> Litestar:
                     await task
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             JobsController,
@@ -198,3 +199,5 @@ def create_app(settings: ApiSettings) -> Litestar:
             ),
         ),
     )
+    check_nothing_bypassed(app)
+    return app

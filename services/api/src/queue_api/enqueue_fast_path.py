@@ -30,10 +30,16 @@ import math
 from typing import Annotated, Any, Final, cast
 
 import msgspec
-from litestar.enums import ScopeType
-from litestar.exceptions import ClientException, InternalServerException
+from litestar import Litestar
+from litestar.enums import MediaType, ScopeType
+from litestar.exceptions import (
+    ClientException,
+    ImproperlyConfiguredException,
+    InternalServerException,
+)
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
+from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
 from litestar.response import Response
 from litestar.types import (
     ASGIApp,
@@ -71,7 +77,8 @@ _IDEMPOTENCY_PARAMETER: Final = "idempotency_key"
 def enqueue_fast_path(app: ASGIApp) -> ASGIApp:
     """The route middleware (``@post(..., middleware=[enqueue_fast_path])``) of a handler
     taking ``data`` (a :class:`JobCreate`), ``ctx`` and ``idempotency_key``. ``app``, the
-    route as Litestar would serve it, is called for anything but an HTTP request only."""
+    route as Litestar would serve it, is called for anything but an HTTP request only.
+    :func:`check_nothing_bypassed` must pass on the app (``create_app`` calls it)."""
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -87,7 +94,48 @@ def enqueue_fast_path(app: ASGIApp) -> ASGIApp:
         )
         await _send(response, handler.status_code, send)
 
-    return serve
+    # What this raises is answered right here, through the ``send`` it was given (request
+    # telemetry's: the request id, the status in the metrics), as Litestar answers what a
+    # route raises; not by the handling around the whole app, outside every middleware.
+    return ExceptionHandlerMiddleware(app=serve, debug=None)
+
+
+def check_nothing_bypassed(app: Litestar) -> None:
+    """Refuse to start when a route served by :func:`enqueue_fast_path` has a setting that
+    Litestar applies in the part of the route it skips (guards, hooks, response headers and
+    cookies, DTOs, a response class, caching, and the app's CSRF, compression and
+    allowed-hosts middleware): such a setting would silently not apply. (Type encoders are
+    not among them: the handlers answer msgspec structs of plain values, which need none.)"""
+    app_wide = {
+        "csrf_config": app.csrf_config,
+        "compression_config": app.compression_config,
+        "allowed_hosts": app.allowed_hosts,
+    }
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            if enqueue_fast_path not in handler.resolve_middleware():
+                continue
+            skipped = {
+                **app_wide,
+                "guards": handler.resolve_guards(),
+                "before_request": handler.resolve_before_request(),
+                "after_request": [layer.after_request for layer in handler.ownership_layers
+                                  if getattr(layer, "after_request", None)],
+                "after_response": handler.resolve_after_response(),
+                "response_headers": [h for h in handler.resolve_response_headers()
+                                     if not h.documentation_only],
+                "response_cookies": handler.resolve_response_cookies(),
+                "dto": handler.resolve_data_dto() or handler.resolve_return_dto(),
+                "response_class": handler.resolve_response_class() is not Response,
+                "cache": handler.cache,
+            }  # fmt: skip
+            if found := sorted(name for name, value in skipped.items() if value):
+                raise ImproperlyConfiguredException(
+                    f"{handler} is served by enqueue_fast_path, which would skip its "
+                    f"{', '.join(found)}"
+                )
 
 
 async def _body(handler: HTTPRouteHandler, scope: Scope, receive: Receive) -> bytes:
@@ -126,20 +174,29 @@ def _idempotency_key(scope: Scope, where: str) -> str | None:
         return msgspec.convert(value, _IdempotencyKey)
     except msgspec.ValidationError as exc:
         problem = ErrorDetail(message=str(exc), key=_IDEMPOTENCY_PARAMETER, source="header")
+        # Litestar names the request with its query string for a parameter's problem (and
+        # without it for the body's).
+        if query := scope["query_string"].decode("latin-1"):
+            where = f"{where}?{query}"
         raise invalid(where, [problem]) from None
 
 
 async def _send(response: Any, default_status: int, send: Send) -> None:  # noqa: ANN401 - the handler's return
     """The handler's ``Response``, as Litestar renders one with a JSON body and no cookies
     (without a status of its own, the route's)."""
-    if not isinstance(response, Response) or response.cookies or response.background:
+    if (
+        not isinstance(response, Response)
+        or response.media_type not in (None, MediaType.JSON)
+        or response.cookies
+        or response.background
+    ):
         raise TypeError(f"an enqueue handler must return a plain JSON Response: {response!r}")
     body = _ENCODER.encode(response.content)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode("latin-1")),
+    headers = [  # in Litestar's order
         *((name.lower().encode("latin-1"), value.encode("latin-1"))
           for name, value in response.headers.items()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("latin-1")),
     ]  # fmt: skip
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
