@@ -21,16 +21,17 @@ order and with the same answers:
 
 Everything else is as for any route: Litestar routes the request (405, OPTIONS, CORS) and
 documents the route from its declaration; the app's middleware (request telemetry, the body
-deadline, the key check) runs before this; an exception raised here is a Litestar HTTP exception,
-answered by the exception handling around the route in Litestar's error shape; the app's
-``before_send`` hook adds the security headers.
+deadline, the key check) runs before this; an exception raised here or by the handler is
+answered as one raised by a route (the app's exception handlers, Litestar's error shape); the
+app's ``before_send`` hook adds the security headers. :func:`check_nothing_bypassed` refuses to
+start an app in which such a route has a setting that Litestar would apply in the part skipped.
 """
 
 import math
-from typing import Annotated, Any, Final, cast
+from typing import TYPE_CHECKING, Annotated, Any, Final, cast, get_args
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.enums import MediaType, ScopeType
 from litestar.exceptions import (
     ClientException,
@@ -51,27 +52,31 @@ from litestar.types import (
     Send,
 )
 
-from queue_api.context import context_of
-from queue_api.enqueueing import IDEMPOTENCY_HEADER
+from queue_api.context import context_of, provide_context
+from queue_api.enqueueing import IDEMPOTENCY_HEADER, IdempotencyKeyHeader
 from queue_api.json_body import check_media_type, decode_strictly, invalid
 from queue_api.raw_headers import raw_header
 from queue_api.schemas import ErrorDetail, JobCreate
-from queue_core.keyed import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH
+
+if TYPE_CHECKING:
+    from litestar.params import HeaderParameter
 
 _DECODER: Final = msgspec.json.Decoder(JobCreate, strict=True)
 _ENCODER: Final = msgspec.json.Encoder()
 _IDEMPOTENCY_HEADER: Final = IDEMPOTENCY_HEADER.lower().encode("latin-1")
-# The declared header parameter's constraints (enqueueing.IdempotencyKeyHeader), as the type
-# msgspec checks a value against: Litestar checks the parameter with msgspec too, so the
-# messages are the ones it gives.
+# The declared header parameter (enqueueing.IdempotencyKeyHeader), its constraints read from
+# it, as the type msgspec checks a value against: Litestar checks the parameter with msgspec too,
+# so the messages are the ones it gives.
+_DECLARED: Final = cast("HeaderParameter", get_args(IdempotencyKeyHeader)[1])
 _IdempotencyKey = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=IDEMPOTENCY_KEY_PATTERN
+        min_length=_DECLARED.min_length, max_length=_DECLARED.max_length, pattern=_DECLARED.pattern
     ),
 ]
 # The handler's parameter the header is passed as: the name a 400 gives, as Litestar's does.
 _IDEMPOTENCY_PARAMETER: Final = "idempotency_key"
+_HANDLER_PARAMETERS: Final = frozenset({"data", "ctx", _IDEMPOTENCY_PARAMETER})
 
 
 def enqueue_fast_path(app: ASGIApp) -> ASGIApp:
@@ -95,47 +100,60 @@ def enqueue_fast_path(app: ASGIApp) -> ASGIApp:
         await _send(response, handler.status_code, send)
 
     # What this raises is answered right here, through the ``send`` it was given (request
-    # telemetry's: the request id, the status in the metrics), as Litestar answers what a
-    # route raises; not by the handling around the whole app, outside every middleware.
+    # telemetry's: the request id, the status in the metrics), where Litestar answers what a
+    # route raises; not left to whatever middleware outside happens to catch it.
     return ExceptionHandlerMiddleware(app=serve, debug=None)
 
 
 def check_nothing_bypassed(app: Litestar) -> None:
-    """Refuse to start when a route served by :func:`enqueue_fast_path` has a setting that
-    Litestar applies in the part of the route it skips (guards, hooks, response headers and
-    cookies, DTOs, a response class, caching, and the app's CSRF, compression and
-    allowed-hosts middleware): such a setting would silently not apply. (Type encoders are
-    not among them: the handlers answer msgspec structs of plain values, which need none.)"""
-    app_wide = {
-        "csrf_config": app.csrf_config,
-        "compression_config": app.compression_config,
-        "allowed_hosts": app.allowed_hosts,
-    }
+    """Refuse to start when a route served by :func:`enqueue_fast_path` is not the route it
+    was written for, or has a setting that Litestar applies in the part of the route it skips:
+    such a setting would silently not apply (a guard would not guard, a required parameter
+    would not be required)."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
-            if not isinstance(handler, HTTPRouteHandler):
-                continue
-            if enqueue_fast_path not in handler.resolve_middleware():
-                continue
-            skipped = {
-                **app_wide,
-                "guards": handler.resolve_guards(),
-                "before_request": handler.resolve_before_request(),
-                "after_request": [layer.after_request for layer in handler.ownership_layers
-                                  if getattr(layer, "after_request", None)],
-                "after_response": handler.resolve_after_response(),
-                "response_headers": [h for h in handler.resolve_response_headers()
-                                     if not h.documentation_only],
-                "response_cookies": handler.resolve_response_cookies(),
-                "dto": handler.resolve_data_dto() or handler.resolve_return_dto(),
-                "response_class": handler.resolve_response_class() is not Response,
-                "cache": handler.cache,
-            }  # fmt: skip
-            if found := sorted(name for name, value in skipped.items() if value):
+            if (
+                isinstance(handler, HTTPRouteHandler)
+                and enqueue_fast_path in handler.resolve_middleware()
+                and (found := _skipped(app, handler))
+            ):
                 raise ImproperlyConfiguredException(
                     f"{handler} is served by enqueue_fast_path, which would skip its "
                     f"{', '.join(found)}"
                 )
+
+
+def _skipped(app: Litestar, handler: HTTPRouteHandler) -> list[str]:
+    """What of ``handler``'s settings the fast path would skip, by name. (Not type encoders:
+    the handlers answer msgspec structs of plain values, which need none; nor exception
+    handlers, the route's opt or its body limit, which the fast path honours.)"""
+    provider = handler.resolve_dependencies().get("ctx")
+    settings = {
+        "csrf_config": app.csrf_config,
+        "compression_config": app.compression_config,
+        "allowed_hosts": app.allowed_hosts,
+        "guards": handler.resolve_guards(),
+        "parameters": handler.resolve_layered_parameters(),
+        "before_request": handler.resolve_before_request(),
+        "after_request": [layer.after_request for layer in handler.ownership_layers
+                          if getattr(layer, "after_request", None)],
+        "after_response": handler.resolve_after_response(),
+        "background": handler.background,
+        "response_headers": [h for h in handler.resolve_response_headers()
+                             if not h.documentation_only],
+        "response_cookies": handler.resolve_response_cookies(),
+        "dto": handler.resolve_data_dto() or handler.resolve_return_dto(),
+        "request_class": handler.resolve_request_class() is not Request,
+        "media_type": handler.media_type not in ("", MediaType.JSON),
+        "cache": handler.cache,
+        # What the fast path calls: the handler's own function, with these parameters, the
+        # request context from context_of (as provide_context makes it), and nothing between.
+        "signature": set(handler.parsed_fn_signature.parameters) != _HANDLER_PARAMETERS,
+        "sync function": handler.has_sync_callable,
+        "ctx provider": provider is None or provider.dependency is not provide_context,
+        "middleware inside the fast path": handler.resolve_middleware()[0] is not enqueue_fast_path,
+    }  # fmt: skip
+    return sorted(name for name, value in settings.items() if value)
 
 
 async def _body(handler: HTTPRouteHandler, scope: Scope, receive: Receive) -> bytes:
@@ -176,7 +194,7 @@ def _idempotency_key(scope: Scope, where: str) -> str | None:
         problem = ErrorDetail(message=str(exc), key=_IDEMPOTENCY_PARAMETER, source="header")
         # Litestar names the request with its query string for a parameter's problem (and
         # without it for the body's).
-        if query := scope["query_string"].decode("latin-1"):
+        if query := scope["query_string"].decode("utf-8", errors="replace"):
             where = f"{where}?{query}"
         raise invalid(where, [problem]) from None
 
