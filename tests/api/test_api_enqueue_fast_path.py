@@ -13,8 +13,7 @@ import dataclasses
 import functools
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,12 +162,6 @@ def fx_litestar_served_app(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Lite
         return build_app(db_url, max_body_bytes=MAX_BODY_BYTES)
 
 
-@asynccontextmanager
-async def _started(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app=app) as client:
-        yield client
-
-
 def _scope(path: str, case: Case, admin_key: str) -> dict[str, Any]:
     headers = [(b"authorization", bearer(admin_key)["Authorization"].encode()), *case.headers]
     if case.with_length and not any(name == b"content-length" for name, _ in case.headers):
@@ -232,7 +225,7 @@ async def _answers(
     """What ``app`` answers to ``case``, and how many jobs it stored meanwhile."""
     jobs_before = await db.fetchval("SELECT count(*) FROM jobs")
     answers = []
-    async with _started(app) as client:
+    async with AsyncTestClient(app=app) as client:
         for n in range(case.repeat):
             sent = (
                 case if n == 0 or case.then is None else dataclasses.replace(case, chunks=case.then)
