@@ -10,6 +10,7 @@ from litestar import Request
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.types import Scope
+from litestar.utils.scope.state import ScopeState
 
 from queue_api.job_views import JobBulkAction
 from queue_api.json_limits import MAX_JSON_DEPTH, JsonPath, nested_too_deeply, unstorable_text_at
@@ -43,7 +44,14 @@ def strict_json_body(body_type: type[JsonBody]) -> Callable[[Request], Awaitable
 
     async def check(request: Request) -> None:  # type: ignore[type-arg]
         check_media_type(request.scope)
-        decode_strictly(await request.body(), decoder, f"{request.method} {request.url.path}")
+        decoded = decode_strictly(
+            await request.body(), decoder, f"{request.method} {request.url.path}"
+        )
+        # Decoded once: Litestar takes ``data`` from the request's cached JSON, and its
+        # conversion to the handler's type passes this value, already of that type, as it is.
+        # Else it decoded the body again, into dicts first (a batch of 1,000 jobs: 1.9 ms,
+        # twice what the strict decoding costs).
+        ScopeState.from_scope(request.scope).json = decoded
 
     return check
 
