@@ -23,7 +23,16 @@ from pg_provider import run_sync
 from queue_api.auth import PUBLIC_OPT, SCOPES_OPT, SESSION_OPT, KeyChecker
 from queue_core.db import create_pool
 from queue_core.jobs import NewJob
-from queue_core.keys import ALL_SCOPES, KeyStore, Scope, StoredKey, generate_key
+from queue_core.keys import (
+    ALL_SCOPES,
+    NO_LIMITS,
+    KeyStore,
+    RateLimit,
+    RateLimits,
+    Scope,
+    StoredKey,
+    generate_key,
+)
 from queue_core.queue import Queue
 from queue_core.schedules import Schedule, Schedules
 
@@ -260,8 +269,8 @@ async def test_a_key_with_the_scope_and_the_queue_gets_through(
 ) -> None:
     key = keys.by_scope[endpoint.scope]
     job = await _enqueue(shared_db_url, ALLOWED)
-    victim = f"victim-{uuid.uuid4().hex[:8]}"
-    run_sync(_create(shared_db_url, victim))
+    victim = f"victim-{uuid.uuid4().hex[:8]}"  # within the key's power: its scope, its queue
+    run_sync(_create(shared_db_url, victim, scopes=[Scope.KEYS_ADMIN], queues=[ALLOWED]))
     if endpoint.name in ("retry", "delete-job"):  # only a finished job: cancel it first
         await call(anonymous, BY_NAME["cancel"], keys.by_scope[Scope.JOBS_ADMIN], job=job)
 
@@ -374,6 +383,101 @@ async def test_a_key_cannot_grant_a_scope_it_lacks(client: ApiClient, db_url: st
 
     assert response.status_code == 403
     assert "jobs:admin" in response.json()["detail"]
+
+
+async def test_a_key_restricted_to_some_queues_manages_only_keys_within_its_own_power(
+    client: ApiClient, db_url: str, db: asyncpg.Connection
+) -> None:
+    # A tenant's keys:admin key, restricted to queue a, beside another tenant's key and the
+    # unrestricted admin: it must see, revoke and change only keys it could have made itself.
+    tenant_a = await _create(db_url, "tenant-a-admin", scopes=list(ALL_SCOPES), queues=["a"])
+    await _create(db_url, "tenant-a-writer", scopes=[Scope.JOBS_WRITE], queues=["a"])
+    await _create(db_url, "tenant-b-writer", scopes=[Scope.JOBS_WRITE], queues=["b"])
+    await _create(db_url, "wide-reader", scopes=[Scope.JOBS_READ])  # every queue
+    as_a = bearer(tenant_a)
+
+    listed = await client.get("/v1/keys", headers=as_a)
+    assert listed.status_code == 200, listed.text
+    assert {k["name"] for k in listed.json()["keys"]} == {"tenant-a-admin", "tenant-a-writer"}
+
+    for victim in ("tenant-b-writer", "wide-reader", "test-admin"):
+        for method, path, body in (
+            ("POST", f"/v1/keys/{victim}/revoke", None),
+            ("PUT", f"/v1/keys/{victim}/limits", {"requests_per_s": 1, "requests_burst": 1}),
+        ):
+            response = await client.request(method, path, json=body, headers=as_a)
+            assert response.status_code == 403, (method, path, response.text)
+            assert "cannot manage a key with queues it may not use" in response.text
+    untouched = await db.fetch(
+        "SELECT name FROM api_keys WHERE revoked_at IS NULL AND requests_per_s IS NULL"
+    )
+    assert {r["name"] for r in untouched} >= {"tenant-b-writer", "wide-reader", "test-admin"}
+
+    # Its own tenant's keys it manages as before.
+    assert (await client.post("/v1/keys/tenant-a-writer/revoke", headers=as_a)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ({"scopes": list(ALL_SCOPES)}, "scopes it lacks: jobs:admin"),
+        ({"scopes": [Scope.JOBS_READ], "limits": NO_LIMITS}, "rate limits looser than its own"),
+        ({"scopes": [Scope.JOBS_READ], "expires_in": None}, "an expiry later than its own"),
+    ],
+    ids=["scopes", "limits", "expiry"],
+)
+async def test_a_key_cannot_revoke_or_throttle_a_key_with_more_power_of_any_kind(
+    client: ApiClient, db_url: str, target: dict[str, Any], reason: str
+) -> None:
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    limits = RateLimits(requests=RateLimit(per_s=10, burst=10))
+    caller = await _create(
+        db_url,
+        "keymaster",
+        scopes=[s for s in ALL_SCOPES if s is not Scope.JOBS_ADMIN],
+        limits=limits,
+        expires_at=soon,
+    )
+    await _create(
+        db_url,
+        "stronger",
+        scopes=target["scopes"],
+        limits=target.get("limits", limits),
+        expires_at=None if "expires_in" in target else soon,
+    )
+
+    for method, path, body in (
+        ("POST", "/v1/keys/stronger/revoke", None),
+        ("PUT", "/v1/keys/stronger/limits", {"requests_per_s": 1, "requests_burst": 1}),
+    ):
+        response = await client.request(method, path, json=body, headers=bearer(caller))
+        assert response.status_code == 403, response.text
+        assert f"cannot manage a key with {reason}" in response.json()["detail"]
+    listed = await client.get("/v1/keys", headers=bearer(caller))
+    assert {k["name"] for k in listed.json()["keys"]} == {"keymaster"}
+
+
+async def test_a_key_that_expires_cannot_make_one_that_outlives_it(
+    client: ApiClient, db_url: str, db: asyncpg.Connection
+) -> None:
+    caller = bearer(
+        await _create(
+            db_url,
+            "short-lived",
+            scopes=[Scope.KEYS_ADMIN, Scope.JOBS_READ],
+            expires_at=datetime.now(UTC) + timedelta(days=2),
+        )
+    )
+
+    for expiry in ({}, {"expires_in_days": 3}):
+        body = {"name": "heir", "scopes": ["jobs:read"], **expiry}
+        response = await client.post("/v1/keys", json=body, headers=caller)
+        assert response.status_code == 403, response.text
+        assert "cannot grant an expiry later than its own" in response.json()["detail"]
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE name = 'heir'") == 0
+
+    body = {"name": "heir", "scopes": ["jobs:read"], "expires_in_days": 1}
+    assert (await client.post("/v1/keys", json=body, headers=caller)).status_code == 201
 
 
 async def test_revoking_an_unknown_key_is_404(client: ApiClient) -> None:

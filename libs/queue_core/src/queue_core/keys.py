@@ -20,7 +20,7 @@ import math
 import re
 import secrets
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -31,11 +31,12 @@ import asyncpg
 from queue_core.db import translate_connection_errors
 from queue_core.errors import QueueError
 from queue_core.limits import MIN_RATE_PER_S
-from queue_core.sql import KEY_QUERIES
+from queue_core.sql import KEY_QUERIES, Statement
 
 Q_CREATE_API_KEY: Final = KEY_QUERIES["create_api_key"]
 Q_LIST_API_KEYS: Final = KEY_QUERIES["list_api_keys"]
 Q_FIND_API_KEY: Final = KEY_QUERIES["find_api_key"]
+Q_LOCK_API_KEY: Final = KEY_QUERIES["lock_api_key"]
 Q_REVOKE_API_KEY: Final = KEY_QUERIES["revoke_api_key"]
 Q_MARK_API_KEYS_USED: Final = KEY_QUERIES["mark_api_keys_used"]
 Q_SET_API_KEY_LIMITS: Final = KEY_QUERIES["set_api_key_limits"]
@@ -340,11 +341,35 @@ class KeyStore:
             row = await Q_FIND_API_KEY.fetchrow(self._pool, prefix=prefix)
         return None if row is None else StoredKey(_info(row), bytes(row["key_hash"]))
 
-    async def revoke(self, name_or_prefix: str) -> KeyInfo:
-        """Revoke a key by name or prefix; revoking it again changes nothing."""
+    async def revoke(
+        self, name_or_prefix: str, *, check: Callable[[KeyInfo], None] | None = None
+    ) -> KeyInfo:
+        """Revoke a key by name or prefix; revoking it again changes nothing. ``check`` sees
+        the key first, locked, and may raise to leave it as it is (see :meth:`_change`)."""
+        return await self._change(Q_REVOKE_API_KEY, name_or_prefix, check)
+
+    async def _change(
+        self,
+        statement: Statement,
+        name_or_prefix: str,
+        check: Callable[[KeyInfo], None] | None,
+        **values: object,
+    ) -> KeyInfo:
+        """Run ``statement`` on the key ``name_or_prefix``; with ``check``, in a transaction
+        that first locks the key and shows it to ``check`` (the API's test of whether its
+        caller may act on that key), so what was checked is what is changed."""
         _check_names_a_key(name_or_prefix)
-        async with translate_connection_errors():
-            row = await Q_REVOKE_API_KEY.fetchrow(self._pool, name_or_prefix=name_or_prefix)
+        async with (
+            translate_connection_errors(),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            if check is not None:
+                locked = await Q_LOCK_API_KEY.fetchrow(conn, name_or_prefix=name_or_prefix)
+                if locked is None:
+                    raise ApiKeyNotFoundError(name_or_prefix)
+                check(_info(locked))
+            row = await statement.fetchrow(conn, name_or_prefix=name_or_prefix, **values)
         if row is None:
             raise ApiKeyNotFoundError(name_or_prefix)
         return _info(row)
@@ -359,16 +384,15 @@ class KeyStore:
         async with translate_connection_errors():
             return bool(await Q_CONSOLE_SESSION_SIGNED_OUT.fetchval(self._pool, nonce=nonce))
 
-    async def set_limits(self, name_or_prefix: str, limits: RateLimits) -> KeyInfo:
-        """Replace a key's rate limits (by name or prefix)."""
-        _check_names_a_key(name_or_prefix)
-        async with translate_connection_errors():
-            row = await Q_SET_API_KEY_LIMITS.fetchrow(
-                self._pool, name_or_prefix=name_or_prefix, **limits.columns()
-            )
-        if row is None:
-            raise ApiKeyNotFoundError(name_or_prefix)
-        return _info(row)
+    async def set_limits(
+        self,
+        name_or_prefix: str,
+        limits: RateLimits,
+        *,
+        check: Callable[[KeyInfo], None] | None = None,
+    ) -> KeyInfo:
+        """Replace a key's rate limits (by name or prefix); ``check`` as for :meth:`revoke`."""
+        return await self._change(Q_SET_API_KEY_LIMITS, name_or_prefix, check, **limits.columns())
 
     async def take_tokens(
         self, prefix: str, kind: RateKind, limit: RateLimit, *, want: int, need: int

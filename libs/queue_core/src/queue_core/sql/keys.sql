@@ -26,6 +26,16 @@ SELECT name, prefix, key_hash, scopes, queues, expires_at, created_at, last_used
 FROM api_keys
 WHERE prefix = :prefix;
 
+-- name: lock_api_key
+-- The key whose name or prefix is :name_or_prefix, locked until the transaction ends: what a
+-- revoke or a change of limits over HTTP checks the caller's power against before it acts
+-- (KeyStore.revoke, KeyStore.set_limits), so no other change of the key slips in between.
+SELECT name, prefix, scopes, queues, expires_at, created_at, last_used_at, revoked_at,
+       requests_per_s, requests_burst, jobs_per_s, jobs_burst
+FROM api_keys
+WHERE name = :name_or_prefix OR prefix = :name_or_prefix
+FOR UPDATE;
+
 -- name: revoke_api_key
 -- Revoke the key whose name or prefix is :name_or_prefix (names cannot look like a prefix).
 -- Revoking a revoked key keeps its first revocation time, so repeating the command is harmless.

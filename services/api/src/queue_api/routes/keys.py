@@ -1,11 +1,13 @@
 """Managing API keys over HTTP (``/v1/keys``, scope ``keys:admin``): the same as ``queue-keys``.
 
-A key can only make keys with no more power than its own: scopes it holds, queues it may use,
-and rate limits no looser than its own. Otherwise ``keys:admin`` on one queue would be
-``keys:admin`` on all of them, and a limited key could mint an unlimited one. The same holds
-when it changes a key's limits.
+A key can only make, list, revoke and change keys with no more power than its own: scopes it
+holds, queues it may use, rate limits no looser than its own, and an expiry no later than its
+own. Otherwise ``keys:admin`` on one queue would be ``keys:admin`` on all of them (revoking the
+other tenants' keys, or throttling the admin's), a limited key could mint an unlimited one, and
+a key about to expire could mint one that never does.
 """
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -26,7 +28,7 @@ from queue_api.schemas import (
     KeyView,
     error_responses,
 )
-from queue_core.keys import RateLimits, Scope
+from queue_core.keys import KeyInfo, RateLimits, Scope
 
 _NO_KEY = {404: "No key has this name or prefix"}
 _DUPLICATE = {409: "A key with this name exists"}
@@ -34,6 +36,52 @@ _DUPLICATE = {409: "A key with this name exists"}
 NameOrPrefix = Annotated[
     str, Parameter(description="The key's name, or its prefix (tq_ and 8 characters)")
 ]
+
+
+def _beyond(
+    own: KeyInfo,
+    *,
+    scopes: Iterable[Scope],
+    queues: Iterable[str] | None,
+    limits: RateLimits,
+    expires_at: datetime | None,
+) -> str | None:
+    """What of these powers the key ``own`` lacks, in words; None: nothing."""
+    if lacking := sorted(set(scopes) - own.scopes):
+        return f"scopes it lacks: {', '.join(lacking)}"
+    if own.queues is not None and (queues is None or not own.queues >= set(queues)):
+        return "queues it may not use itself"
+    if not limits.within(own.limits):
+        return "rate limits looser than its own"
+    if own.expires_at is not None and (expires_at is None or expires_at > own.expires_at):
+        return f"an expiry later than its own ({own.expires_at.isoformat()})"
+    return None
+
+
+def _beyond_caller(caller: Caller, key: KeyInfo) -> str | None:
+    """What of ``key``'s powers the caller lacks (None: nothing, or API_AUTH=off)."""
+    if caller.key is None:
+        return None
+    return _beyond(
+        caller.key,
+        scopes=key.scopes,
+        queues=key.queues,
+        limits=key.limits,
+        expires_at=key.expires_at,
+    )
+
+
+def _may_manage(caller: Caller) -> Callable[[KeyInfo], None]:
+    """The check KeyStore runs on the key to revoke or change, locked: 403 unless the caller
+    has every power that key has."""
+
+    def check(key: KeyInfo) -> None:
+        if reason := _beyond_caller(caller, key):
+            raise PermissionDeniedException(
+                detail=f"this API key cannot manage a key with {reason}"
+            )
+
+    return check
 
 
 def _check_limits(caller: Caller, limits: RateLimits) -> None:
@@ -62,24 +110,22 @@ class KeysController(Controller):
         ctx: NamedDependency[RequestContext],
     ) -> KeyCreated:
         caller, key_store = ctx.caller, ctx.services.key_store
-        beyond = sorted(set(data.scopes) - caller.scopes)
-        if beyond:
-            raise PermissionDeniedException(
-                detail=f"this API key cannot grant scopes it lacks: {', '.join(beyond)}"
-            )
-        if caller.queues is not None and (
-            data.queues is None or not caller.queues >= set(data.queues)
-        ):
-            raise PermissionDeniedException(
-                detail="this API key cannot grant queues it may not use itself"
-            )
         limits = data.to_limits()
-        _check_limits(caller, limits)
         expires_at = (
             None
             if data.expires_in_days is None
             else datetime.now(UTC) + timedelta(days=data.expires_in_days)
         )
+        if caller.key is not None and (
+            reason := _beyond(
+                caller.key,
+                scopes=data.scopes,
+                queues=data.queues,
+                limits=limits,
+                expires_at=expires_at,
+            )
+        ):
+            raise PermissionDeniedException(detail=f"this API key cannot grant {reason}")
         new = await key_store.create(
             name=data.name,
             scopes=data.scopes,
@@ -94,6 +140,10 @@ class KeysController(Controller):
         "/",
         operation_id="listKeys",
         summary="List the API keys (never their secrets)",
+        description=(
+            "Only the keys with no more power than the caller's own: scopes it holds, queues "
+            "it may use, rate limits no looser and an expiry no later than its own."
+        ),
         responses=error_responses(401, 403, 503),
         **requires(Scope.KEYS_ADMIN),
     )
@@ -101,8 +151,14 @@ class KeysController(Controller):
         self,
         ctx: NamedDependency[RequestContext],
     ) -> KeyList:
-        key_store = ctx.services.key_store
-        return KeyList(keys=[KeyView.of(key) for key in await key_store.list_all()])
+        caller, key_store = ctx.caller, ctx.services.key_store
+        return KeyList(
+            keys=[
+                KeyView.of(key)
+                for key in await key_store.list_all()
+                if _beyond_caller(caller, key) is None
+            ]
+        )
 
     @post(
         "/{name_or_prefix:str}/revoke",
@@ -110,7 +166,8 @@ class KeysController(Controller):
         summary="Revoke an API key",
         description=(
             "Every replica refuses the key within API_AUTH_CACHE_S seconds (default 5). "
-            "Revoking a revoked key changes nothing."
+            "Revoking a revoked key changes nothing. A key with more power than the caller's "
+            "(scopes, queues, rate limits, expiry): 403."
         ),
         status_code=HTTP_200_OK,
         responses=error_responses(401, 403, 404, 503, meanings=_NO_KEY),
@@ -122,7 +179,7 @@ class KeysController(Controller):
         ctx: NamedDependency[RequestContext],
     ) -> KeyView:
         key_store = ctx.services.key_store
-        return KeyView.of(await key_store.revoke(name_or_prefix))
+        return KeyView.of(await key_store.revoke(name_or_prefix, check=_may_manage(ctx.caller)))
 
     @put(
         "/{name_or_prefix:str}/limits",
@@ -130,7 +187,8 @@ class KeysController(Controller):
         summary="Replace an API key's rate limits",
         description=(
             "A limit left out is removed. Every replica applies the new limits within "
-            "API_AUTH_CACHE_S seconds (default 5)."
+            "API_AUTH_CACHE_S seconds (default 5). A key with more power than the caller's "
+            "(scopes, queues, rate limits, expiry), or limits looser than the caller's: 403."
         ),
         status_code=HTTP_200_OK,
         before_request=strict_json_body(KeyLimits),
@@ -146,4 +204,6 @@ class KeysController(Controller):
         caller, key_store = ctx.caller, ctx.services.key_store
         limits = data.to_limits()
         _check_limits(caller, limits)
-        return KeyView.of(await key_store.set_limits(name_or_prefix, limits))
+        return KeyView.of(
+            await key_store.set_limits(name_or_prefix, limits, check=_may_manage(caller))
+        )
