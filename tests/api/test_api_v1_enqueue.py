@@ -363,6 +363,56 @@ async def test_a_duplicate_the_key_may_not_read_is_409_with_the_holders_id_and_n
     assert await _count(db) == 1
 
 
+async def test_a_key_restricted_to_some_queues_cannot_depend_on_another_queues_job(
+    client: ApiClient, db_url: str, db: asyncpg.Connection
+) -> None:
+    # A dependency's status shows in the dependant: depending on another tenant's job would be
+    # a live view of it, which reading it directly (403) refuses.
+    pool = await create_pool(db_url, max_size=1)
+    try:
+        tenant = (
+            await KeyStore(pool).create(
+                name="tenant", scopes=[Scope.JOBS_WRITE, Scope.JOBS_READ], queues=["mine"]
+            )
+        ).secret
+    finally:
+        await pool.close()
+    theirs = (await client.post("/v1/jobs", json={**JOB, "queue": "theirs"})).json()["id"]
+    ours = (await client.post("/v1/jobs", json={**JOB, "queue": "mine"})).json()["id"]
+    before = await _count(db)
+
+    for path, body in (
+        ("/v1/jobs", {**JOB, "queue": "mine", "depends_on": [ours, theirs]}),
+        ("/jobs", {**JOB, "queue": "mine", "depends_on": [theirs]}),
+        (
+            "/v1/jobs/batch",
+            {
+                "jobs": [
+                    {**JOB, "queue": "mine"},
+                    {**JOB, "queue": "mine", "depends_on": ["$0", theirs]},
+                ]
+            },
+        ),
+    ):
+        refused = await client.post(path, json=body, headers=bearer(tenant))
+        assert refused.status_code == 403, (path, refused.text)
+        assert error_body(refused)["detail"] == (
+            "this API key may not use the queue of a job it depends on"
+        )
+        assert "theirs" not in refused.text
+    assert await _count(db) == before
+
+    allowed = {**JOB, "queue": "mine", "depends_on": [ours]}
+    assert (await client.post("/v1/jobs", json=allowed, headers=bearer(tenant))).status_code == 201
+    batch = {
+        "jobs": [{**JOB, "queue": "mine"}, {**JOB, "queue": "mine", "depends_on": ["$0", ours]}]
+    }
+    made = await client.post("/v1/jobs/batch", json=batch, headers=bearer(tenant))
+    assert made.status_code == 201, made.text
+    unknown = {**JOB, "queue": "mine", "depends_on": [str(uuid.uuid4())]}
+    assert (await client.post("/v1/jobs", json=unknown, headers=bearer(tenant))).status_code == 400
+
+
 async def test_a_duplicate_the_key_may_read_is_answered_whole(client: ApiClient) -> None:
     holder = await client.post("/v1/jobs", json={**JOB, "unique_key": "u"})
 

@@ -29,6 +29,7 @@ from uuid import UUID
 from queue_core.keyed import Db
 from queue_core.sql import GATED_QUERIES
 
+Q_QUEUES_OF_JOBS: Final = GATED_QUERIES["queues_of_jobs"]
 Q_LOCK_SETTLED_PARENTS: Final = GATED_QUERIES["lock_settled_parents"]
 Q_LOCK_DEPENDANTS: Final = GATED_QUERIES["lock_dependants"]
 Q_SATISFY_DEPENDENCIES: Final = GATED_QUERIES["satisfy_dependencies"]

@@ -11,13 +11,18 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 import structlog
 
 from queue_core.db import HeldConnection, translate_connection_errors, translate_input_errors
-from queue_core.dependencies import Q_JOB_DEPENDENCIES, Q_UNSETTLED_PARENTS, settle
+from queue_core.dependencies import (
+    Q_JOB_DEPENDENCIES,
+    Q_QUEUES_OF_JOBS,
+    Q_UNSETTLED_PARENTS,
+    settle,
+)
 from queue_core.errors import (
     DatabaseConflictError,
     DependencyEndedError,
@@ -249,6 +254,12 @@ class Queue:
             )
             for r in rows
         ]
+
+    async def queues_of(self, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The queue of each job of ``job_ids`` that exists."""
+        async with translate_connection_errors():
+            rows = await Q_QUEUES_OF_JOBS.fetch(self._pool, job_ids=list(job_ids))
+        return {r["id"]: r["queue"] for r in rows}
 
     async def settle_dependants(
         self, job_ids: Sequence[uuid.UUID], *, max_transactions: int | None = None

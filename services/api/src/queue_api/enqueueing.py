@@ -16,6 +16,7 @@ not new.
 Keys are decided by the database (``queue_core.keyed``), so this holds across replicas.
 """
 
+from collections.abc import Iterable
 from typing import Annotated, Final
 
 from litestar.datastructures import ResponseHeader
@@ -106,6 +107,7 @@ async def enqueue_one(
     for a duplicate the caller may not read is a 409 instead (module docstring)."""
     caller, services = ctx.caller, ctx.services
     caller.check_queues([data.queue])
+    await check_dependencies_usable(ctx, [data])
     await services.worker_directory.check([(data.type, data.queue)])
     await services.rate_limiter.admit_jobs(caller.key, 1)
     job = data.to_new_job(idempotency(caller, idempotency_key, data, services.idempotency_ttl_s))
@@ -122,6 +124,20 @@ async def enqueue_one(
     if enqueued.outcome is EnqueueOutcome.DUPLICATE:
         check_holder_readable(caller, record)
     return enqueued, record
+
+
+async def check_dependencies_usable(ctx: RequestContext, jobs: Iterable[JobCreate]) -> None:
+    """403 unless a key restricted to some queues may use the queue of every job these jobs
+    depend on: a dependency's status shows in the dependant (GET /v1/jobs/{id}), so depending
+    on another tenant's job would be a way to watch it. (An item of the same batch, "$n", is
+    checked as an item; an unknown id is the enqueue's 400.)"""
+    caller = ctx.caller
+    if caller.queues is None:
+        return
+    ids = {ref for job in jobs for ref in job.dependency_ids()}
+    if ids:
+        found = await ctx.services.queue.queues_of(ids)
+        caller.check_queues(found.values(), what="the queue of a job it depends on")
 
 
 def check_holder_readable(caller: Caller, holder: JobRecord) -> None:

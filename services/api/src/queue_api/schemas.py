@@ -291,6 +291,10 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             depends_on=tuple(_dependency(ref) for ref in self.depends_on or ()),
         )
 
+    def dependency_ids(self) -> list[UUID]:
+        """The ids of the existing jobs this one depends on (not the "$n" of a batch)."""
+        return [UUID(ref) for ref in self.depends_on or () if not ref.startswith("$")]
+
     def fingerprint(self) -> bytes:
         """SHA-256 of the job as requested, in a canonical form: every field of a job (the
         defaults filled in, so leaving a field out or sending its default is one request), as

@@ -192,6 +192,13 @@ WHERE dependants_unsettled
   AND updated_at < now() - make_interval(secs => :min_age_s::float8)
 LIMIT :limit;
 
+-- name: queues_of_jobs
+-- The queue of each of the jobs :job_ids that exists: what the API checks a key restricted to
+-- some queues against before it lets a job depend on them (a dependency shows its status).
+SELECT id, queue
+FROM jobs
+WHERE id = ANY (:job_ids::uuid[]);
+
 -- name: job_dependencies
 -- What job :job_id depends on: each parent's id, its status (NULL: deleted since) and whether
 -- it completed for this job, in id order.

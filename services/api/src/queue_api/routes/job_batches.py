@@ -9,7 +9,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from queue_api.auth import requires
 from queue_api.context import RequestContext
-from queue_api.enqueueing import UNPROCESSABLE, idempotency
+from queue_api.enqueueing import UNPROCESSABLE, check_dependencies_usable, idempotency
 from queue_api.json_body import strict_json_body
 from queue_api.metrics import count_enqueued
 from queue_api.openapi_document import NEW_BATCH_LINKS, linked_operation
@@ -52,6 +52,7 @@ class JobBatchesController(Controller):
     ) -> Response[JobBatchCreated]:
         caller, services = ctx.caller, ctx.services
         caller.check_queues(job.queue for job in data.jobs)  # all or nothing, like the insert
+        await check_dependencies_usable(ctx, data.jobs)
         await services.worker_directory.check((job.type, job.queue) for job in data.jobs)
         await services.rate_limiter.admit_jobs(caller.key, len(data.jobs))
         ttl_s = services.idempotency_ttl_s
