@@ -128,7 +128,10 @@ async def _make_keys(url: str) -> Keys:
         by_scope = {
             scope: (
                 await store.create(
-                    name=f"{scope.replace(':', '-')}-{tag}", scopes=[scope], queues=[ALLOWED]
+                    name=f"{scope.replace(':', '-')}-{tag}",
+                    scopes=[scope],
+                    # /metrics covers every queue: a key limited to some may not read it.
+                    queues=None if scope is Scope.METRICS_READ else [ALLOWED],
                 )
             ).secret
             for scope in ALL_SCOPES
@@ -322,6 +325,19 @@ def test_every_route_is_public_or_names_its_scopes_and_the_document_agrees(
                 assert {"401", "403", "429"} <= set(operation["responses"]), path
     scheme = document["components"]["securitySchemes"]["BearerKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+
+
+async def test_a_metrics_key_limited_to_some_queues_may_not_read_the_fleets_metrics(
+    client: ApiClient, db_url: str
+) -> None:
+    # Every queue's depth and every key's request counts: nothing there is one tenant's alone.
+    limited = await _create(db_url, "tenant-metrics", scopes=[Scope.METRICS_READ], queues=["a"])
+
+    response = await client.get("/metrics", headers=bearer(limited))
+
+    assert response.status_code == 403, response.text
+    assert "limited to some" in error_body(response)["detail"]
+    assert "queue_" not in response.text
 
 
 # -- keys over HTTP ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from litestar import get
 from litestar.di import NamedDependency
+from litestar.exceptions import PermissionDeniedException
 from litestar.plugins.prometheus import PrometheusController
 from litestar.response import Response
 from prometheus_client import REGISTRY, Counter, Gauge
@@ -30,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from queue_api.auth import requires
-from queue_api.context import Services
+from queue_api.context import RequestContext
 from queue_core.errors import TransientDatabaseError
 from queue_core.jobs import JobsTableStats, QueueStats
 from queue_core.keys import Scope
@@ -277,6 +278,12 @@ class MetricsController(PrometheusController):
     """``/metrics``: refreshes the queue statistics (at most every few seconds), then renders."""
 
     @get(include_in_schema=False, **requires(Scope.METRICS_READ))
-    async def get(self, services: NamedDependency[Services]) -> Response:  # type: ignore[type-arg]
-        await QUEUE_STATS.refresh_if_stale(services.queue)
+    async def get(self, ctx: NamedDependency[RequestContext]) -> Response:  # type: ignore[type-arg]
+        if ctx.caller.queues is not None:
+            # Every queue's depth, every key's requests: nothing here is one tenant's alone.
+            raise PermissionDeniedException(
+                detail="this API key may not read /metrics: they cover every queue, and the "
+                "key is limited to some"
+            )
+        await QUEUE_STATS.refresh_if_stale(ctx.services.queue)
         return await super().get.fn(self)  # type: ignore[no-any-return]
