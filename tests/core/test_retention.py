@@ -1,8 +1,12 @@
 """Retention's statements on a real database (queue_core.retention): old finished rows written
 straight into the table are deleted per status; pending and running rows never are; batches are
-small; a key that still holds keeps its job; one replica at a time works."""
+small; a key that still holds keeps its job; one replica at a time works; rows whose ids are not
+UUIDv7 (the Go service's) are deleted too, without reading the history the queue made."""
 
-from datetime import timedelta
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -83,7 +87,8 @@ async def test_deletes_in_batches_of_the_given_size(pool: asyncpg.Pool) -> None:
     result = await Retention(pool, RETENTION_S, batch=10).run_round()
 
     assert result.deleted[JobStatus.COMPLETED] == 35
-    assert result.batches[JobStatus.COMPLETED] == 4  # 10, 10, 10, 5
+    # 10, 10, 10, 5 in id order, then (a full sweep) one statement above the UUIDv7s: none.
+    assert result.batches[JobStatus.COMPLETED] == 5
     assert await job_ids(pool) == {kept}
 
 
@@ -227,3 +232,93 @@ async def test_a_row_without_finished_at_does_not_hide_how_far_behind_retention_
     result = await Retention(pool, {JobStatus.COMPLETED: 60 * DAY.total_seconds()}).run_round()
 
     assert result.oldest_s[JobStatus.COMPLETED] == pytest.approx(30 * DAY.total_seconds(), abs=60)
+
+
+# -- ids that are not UUIDv7 (rows carried over from the Go service, which made UUIDv4s) --------
+
+
+def _uuid4_clear_of_recent_times(rng: random.Random, window: timedelta) -> uuid.UUID:
+    """A random UUIDv4 whose first 48 bits do not read as a time within ``window`` of now. A few
+    in a million do, and retention deletes those late on purpose (test_a_non_uuid7_id_that_
+    reads_as_a_recent_time_...): drawn by the hundred, they would fail a test now and then."""
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    while True:
+        drawn = uuid.UUID(int=rng.getrandbits(128), version=4)
+        if abs((drawn.int >> 80) - now_ms) > window.total_seconds() * 1000:
+            return drawn
+
+
+async def _reid(pool: asyncpg.Pool, job_id: uuid.UUID, new_id: uuid.UUID) -> uuid.UUID:
+    """The job under ``new_id``: insert_job makes UUIDv7s, as the queue does."""
+    await pool.execute("UPDATE jobs SET id = $2 WHERE id = $1", job_id, new_id)
+    return new_id
+
+
+async def _insert_uuid4_job(
+    pool: asyncpg.Pool, rng: random.Random, status: JobStatus, **kwargs: Any
+) -> uuid.UUID:
+    job_id = await insert_job(pool, status, **kwargs)
+    return await _reid(pool, job_id, _uuid4_clear_of_recent_times(rng, 10 * DAY))
+
+
+async def test_finished_jobs_with_uuidv4_ids_are_deleted_past_their_retention(
+    pool: asyncpg.Pool,
+) -> None:
+    """The reviewer's case: 600 jobs from the Go service, finished 90 days ago. The walk in id
+    order found only the few whose random id fell below the cutoff's UUID."""
+    rng = random.Random(20261207)  # noqa: S311 - ids, not secrets
+    statuses = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+    gone = {
+        await _insert_uuid4_job(pool, rng, statuses[i % 3], created_ago=90 * DAY)
+        for i in range(600)
+    }
+    # The extremes of the id space: below every UUIDv7 and above them all.
+    for edge in (uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)):
+        job_id = await insert_job(pool, JobStatus.COMPLETED, created_ago=90 * DAY)
+        gone.add(await _reid(pool, job_id, edge))
+    kept = {
+        # Finished within their status's retention.
+        await _insert_uuid4_job(pool, rng, JobStatus.COMPLETED, created_ago=12 * HOUR),
+        await _insert_uuid4_job(pool, rng, JobStatus.FAILED, created_ago=2 * DAY),
+        await _insert_uuid4_job(pool, rng, JobStatus.CANCELLED, created_ago=DAY + HOUR),
+        await _insert_uuid4_job(
+            pool, rng, JobStatus.COMPLETED, created_ago=90 * DAY, finished_ago=HOUR
+        ),
+        # Never deleted, however old.
+        await _insert_uuid4_job(pool, rng, JobStatus.PENDING, created_ago=400 * DAY),
+        await _insert_uuid4_job(pool, rng, JobStatus.RUNNING, created_ago=400 * DAY),
+        # A key that still holds.
+        await _insert_uuid4_job(
+            pool,
+            rng,
+            JobStatus.COMPLETED,
+            created_ago=90 * DAY,
+            idempotency_key="k-live",
+            idempotency_expires_in=HOUR,
+        ),
+    }
+    # Dependants not told of its outcome yet.
+    unsettled = await _insert_uuid4_job(pool, rng, JobStatus.FAILED, created_ago=90 * DAY)
+    await pool.execute("UPDATE jobs SET dependants_unsettled = true WHERE id = $1", unsettled)
+    kept.add(unsettled)
+    # A deleted job's own dependency edges go with it, whatever its id.
+    dependant = next(iter(gone))
+    await pool.execute(
+        "INSERT INTO job_dependencies (job_id, depends_on, satisfied) VALUES ($1, $2, true)",
+        dependant,
+        uuid.uuid4(),
+    )
+    # UUIDv7 rows alongside, deleted and kept as before.
+    gone.add(await insert_job(pool, JobStatus.COMPLETED, created_ago=2 * DAY))
+    kept.add(await insert_job(pool, JobStatus.COMPLETED, created_ago=HOUR))
+
+    result = await Retention(pool, RETENTION_S, batch=100).run_round()
+
+    assert await job_ids(pool) == kept
+    assert await pool.fetchval("SELECT count(*) FROM job_dependencies") == 0
+    assert sum(result.deleted.values()) == len(gone)
+    assert result.deleted == {
+        JobStatus.COMPLETED: 200 + 2 + 1,
+        JobStatus.FAILED: 200,
+        JobStatus.CANCELLED: 200,
+    }

@@ -15,6 +15,17 @@ How it stays cheap on a big, busy table:
   so a walk of the primary key (completed) or of ``ix_jobs_failed_cancelled`` (failed,
   cancelled) in id order, bounded above by the UUID of the cutoff, reads the rows to delete
   and the few kept among them (see ``sql/retention.sql``).
+- **Ids that are not UUIDv7**, such as the UUIDv4s of the rows carried over from the Go
+  service this one replaced, say nothing of when their job was made, so the walk above finds
+  only the few that fall below its bound. Each full sweep (below) also walks the same index
+  from the UUID of (now + :data:`CLOCK_SLACK_S`), above every id the queue makes, to the end of
+  the id space, and deletes by ``finished_at`` the rows there whose id is not a UUIDv7
+  (``delete_finished_batch_not_uuid7``): the same rules, the same batches. It reads the
+  non-UUIDv7 rows in that range (completed: all of them; failed and cancelled: theirs), once a
+  full sweep, and never a row the queue made; with none left, one index probe a status. That
+  set only shrinks: the queue makes UUIDv7s only. A non-UUIDv7 id whose first 48 bits read
+  as a time within the last retention (1 in 100,000 for 30 days) lies among the recent UUIDv7s
+  and is deleted by the walk in id order once that time passes the cutoff.
 - **A cursor.** Each batch starts where the last one ended, so a round reads each row once. The
   next round starts where this one ended too: rows below were kept because they were not
   finished long enough then (running, or failed and kept longer while the walk is for
@@ -53,7 +64,7 @@ import asyncpg
 import asyncpg.pool
 
 from queue_core.db import translate_connection_errors
-from queue_core.sql import RETENTION_QUERIES
+from queue_core.sql import RETENTION_QUERIES, Statement
 from queue_core.states import JobStatus
 
 Q_TRY_LOCK: Final = RETENTION_QUERIES["retention_try_lock"]
@@ -65,10 +76,18 @@ RETAINED_STATUSES: Final = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CAN
 # lowercase words, so quoting them needs no escaping. The placeholder is no parameter, so the
 # statement's parameters stay as they are.
 _DELETE_BATCH: Final = RETENTION_QUERIES["delete_finished_batch"]
-Q_DELETE_BATCH: Final = {
-    status: replace(_DELETE_BATCH, text=_DELETE_BATCH.text.replace("{status}", f"'{status.value}'"))
-    for status in RETAINED_STATUSES
-}
+_DELETE_NOT_UUID7_BATCH: Final = RETENTION_QUERIES["delete_finished_batch_not_uuid7"]
+
+
+def _per_status(template: Statement) -> dict[JobStatus, Statement]:
+    return {
+        status: replace(template, text=template.text.replace("{status}", f"'{status.value}'"))
+        for status in RETAINED_STATUSES
+    }
+
+
+Q_DELETE_BATCH: Final = _per_status(_DELETE_BATCH)
+Q_DELETE_NOT_UUID7_BATCH: Final = _per_status(_DELETE_NOT_UUID7_BATCH)
 
 # The advisory lock key of retention: an arbitrary constant no other part of the code uses
 # ("retain" in ASCII); the migrations' lock is another.
@@ -126,12 +145,15 @@ class Retention:
                 return RoundResult(locked=False)
             try:
                 result = RoundResult(locked=True)
-                if self._rounds % self._full_sweep_every == 0:
+                full_sweep = self._rounds % self._full_sweep_every == 0
+                if full_sweep:
                     self._cursor = dict.fromkeys(RETAINED_STATUSES, _FIRST_ID)
                 self._rounds += 1
                 for status, seconds in self._retention_s.items():
                     if seconds is not None:
                         await self._delete_status(conn, status, seconds, result)
+                        if full_sweep:
+                            await self._delete_not_uuid7(conn, status, seconds, result)
                 row = await Q_OLDEST_FINISHED.fetchrow(conn)
                 if row is not None:
                     result.oldest_s = {s: row[s.value] for s in RETAINED_STATUSES}
@@ -173,3 +195,32 @@ class Retention:
         finally:
             result.deleted[status] = deleted
             result.batches[status] = batches
+
+    async def _delete_not_uuid7(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy,
+        status: JobStatus,
+        seconds: float,
+        result: RoundResult,
+    ) -> None:
+        """The rows of ``status`` whose ids are not UUIDv7 (see the module docstring), batch by
+        batch from the first id above those the queue makes; counted with the status's own."""
+        query = Q_DELETE_NOT_UUID7_BATCH[status]
+        # Its own cursor, for this pass only: the statement starts no lower than its bound.
+        cursor = _FIRST_ID
+        while True:
+            rows = await query.fetch(
+                conn,
+                retention_s=seconds,
+                batch=self._batch,
+                from_id=cursor,
+                clock_slack_s=CLOCK_SLACK_S,
+            )
+            # Added to what _delete_status counted (it ran first): one figure per status, for
+            # the logs and metrics, however the rows were found.
+            result.batches[status] += 1
+            result.deleted[status] += len(rows)
+            if rows:
+                cursor = max(r["id"] for r in rows)
+            if len(rows) < self._batch:
+                return

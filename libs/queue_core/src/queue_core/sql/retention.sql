@@ -20,7 +20,8 @@
 -- never lets it. So delete_finished_batch is written once with the placeholder {status} (not a
 -- :name, which would become a parameter), and queue_core.retention makes one statement of it
 -- per final status, the status's quoted literal in place of the placeholder (left in, it is a
--- syntax error, not a wrong delete).
+-- syntax error, not a wrong delete). delete_finished_batch_not_uuid7, for the ids that are not
+-- UUIDv7 (rows carried over from the Go service), is made the same way.
 
 -- name: retention_try_lock
 -- The session-level advisory lock that makes one replica at a time do retention; false when
@@ -59,6 +60,51 @@ gone AS (
 ),
 edges AS (
     -- The deleted jobs' own dependency edges go with them (migration 0014).
+    DELETE FROM job_dependencies AS e USING gone WHERE e.job_id = gone.id
+)
+SELECT id FROM gone;
+
+-- name: delete_finished_batch_not_uuid7
+-- Up to :batch jobs of status {status} finished more than :retention_s seconds ago whose id is
+-- not a UUIDv7, from id :from_id up, with their own dependency edges; the same rules as
+-- delete_finished_batch otherwise. Such ids are the rows carried over from the Go service this
+-- one replaced (random UUIDv4s). delete_finished_batch finds few of them: a random id says
+-- nothing of when its job was made, and only the ids whose first 48 bits read as a time before
+-- the cutoff (0.6 % of UUIDv4s today) fall below its bound. Every full sweep runs this too.
+--
+-- Where they are without a new index: every id this queue makes is a UUIDv7 from a clock at
+-- most :clock_slack_s ahead of the database's, so none is at or above the UUID of
+-- (now + :clock_slack_s). Above that bound lie the other ids (99.4 % of UUIDv4s), so this
+-- walks the same index as delete_finished_batch from there to the end of the id space, reading
+-- the non-UUIDv7 rows (completed: all of them; failed, cancelled: theirs) and no row the queue
+-- made. Below the cutoff's UUID, delete_finished_batch deletes them along with the UUIDv7 rows
+-- (it tests no version). In between, a band as wide as the retention, a UUIDv4 falls with odds
+-- of retention / 2^48 ms (1 in 108,000 for 30 days): such a row is deleted by
+-- delete_finished_batch once its id's time passes the cutoff, at most one retention late. The
+-- version test leaves a UUIDv7 from a clock running far ahead to delete_finished_batch, as
+-- before: this pass changes nothing for the ids the queue makes.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status = {status}
+      AND id >= greatest(:from_id::uuid,
+                         (lpad(to_hex((extract(epoch FROM now() + make_interval(
+                                           secs => :clock_slack_s::float8))
+                                       * 1000)::bigint), 12, '0') || '00000000000000000000')::uuid)
+      -- The version digit: xxxxxxxx-xxxx-Vxxx-xxxx-xxxxxxxxxxxx.
+      AND substr(id::text, 15, 1) <> '7'
+      AND finished_at < now() - make_interval(secs => :retention_s)
+      AND (idempotency_expires_at IS NULL OR idempotency_expires_at <= now())
+      AND (unique_until IS NULL OR unique_until <= now())
+      AND NOT dependants_unsettled
+    ORDER BY id
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+),
+gone AS (
+    DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
+    RETURNING j.id
+),
+edges AS (
     DELETE FROM job_dependencies AS e USING gone WHERE e.job_id = gone.id
 )
 SELECT id FROM gone;
