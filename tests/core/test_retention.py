@@ -4,6 +4,7 @@ small; a key that still holds keeps its job; one replica at a time works; rows w
 UUIDv7 (the Go service's) are deleted too, without reading the history the queue made."""
 
 import random
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,13 @@ import pytest
 
 from core.retention_rows import insert_job, job_ids
 from queue_core.queue import Queue
-from queue_core.retention import RETENTION_LOCK_KEY, Retention
+from queue_core.retention import (
+    CLOCK_SLACK_S,
+    Q_DELETE_NOT_UUID7_BATCH,
+    RETAINED_STATUSES,
+    RETENTION_LOCK_KEY,
+    Retention,
+)
 from queue_core.states import JobStatus
 
 DAY = timedelta(days=1)
@@ -322,3 +329,120 @@ async def test_finished_jobs_with_uuidv4_ids_are_deleted_past_their_retention(
         JobStatus.FAILED: 200,
         JobStatus.CANCELLED: 200,
     }
+
+
+async def test_uuidv4_rows_are_deleted_in_batches_and_only_by_full_sweeps(
+    pool: asyncpg.Pool,
+) -> None:
+    rng = random.Random(7)  # noqa: S311 - ids, not secrets
+    for _ in range(25):
+        await _insert_uuid4_job(pool, rng, JobStatus.COMPLETED, created_ago=5 * DAY)
+    retention = Retention(pool, RETENTION_S, batch=10, full_sweep_every=2)
+
+    first = await retention.run_round()  # a full sweep
+
+    assert first.deleted[JobStatus.COMPLETED] == 25
+    # One statement in id order (none of these below the cutoff's UUID), then 10, 10, 5.
+    assert first.batches[JobStatus.COMPLETED] == 1 + 3
+    assert await job_ids(pool) == set()
+
+    late = await _insert_uuid4_job(pool, rng, JobStatus.COMPLETED, created_ago=5 * DAY)
+    resumed = await retention.run_round()  # the walk in id order only, from its cursor
+    assert resumed.deleted[JobStatus.COMPLETED] == 0
+    assert resumed.batches[JobStatus.COMPLETED] == 1
+    assert await job_ids(pool) == {late}
+
+    swept = await retention.run_round()  # a full sweep again
+    assert swept.deleted[JobStatus.COMPLETED] == 1
+    assert await job_ids(pool) == set()
+
+
+async def test_a_non_uuid7_id_that_reads_as_a_recent_time_waits_for_the_walk_in_id_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """A UUIDv4 whose first 48 bits read as a time between the cutoff and now (one in about
+    100,000 for a 30-day retention) lies among the recent UUIDv7s, where neither statement
+    reads: it is deleted by the walk in id order once that time passes the cutoff."""
+    job_id = await insert_job(pool, JobStatus.COMPLETED, created_ago=5 * DAY)
+    recent_ms = int((datetime.now(UTC) - HOUR).timestamp() * 1000)
+    odd = await _reid(
+        pool, job_id, uuid.UUID(int=(recent_ms << 80) | (uuid.uuid4().int & (2**80 - 1)))
+    )
+    assert odd.version == 4
+
+    # Retention 1 day: the cutoff's UUID is below the id's time; kept for now.
+    await Retention(pool, RETENTION_S).run_round()
+    assert await job_ids(pool) == {odd}
+
+    # As if the day had passed: a retention of 30 minutes puts the cutoff after its time.
+    short = Retention(pool, {JobStatus.COMPLETED: 30 * 60.0})
+    assert (await short.run_round()).deleted[JobStatus.COMPLETED] == 1
+    assert await job_ids(pool) == set()
+
+
+async def test_the_pass_over_non_uuid7_ids_reads_none_of_the_uuid7_history(
+    pool: asyncpg.Pool,
+) -> None:
+    """Its cost: the non-UUIDv7 rows of the status's index, never the history the queue made.
+    20,000 UUIDv7 jobs finished within their retention, of every final status, and 30 UUIDv4
+    ones: each status's statement reads far fewer pages than a scan of the table."""
+    await pool.execute(
+        """
+        INSERT INTO jobs (id, type, payload, status, created_at, started_at, finished_at)
+        SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
+                || substr(md5(i::text), 1, 3) || '8' || substr(md5(i::text), 4, 15))::uuid,
+               'noop', '{}', (ARRAY['completed', 'failed', 'cancelled'])[1 + i % 3], t, t, t
+        FROM generate_series(1, 20000) AS i,
+             LATERAL (SELECT now() - interval '12 hours' + i * interval '1 second') AS at(t)
+        """
+    )
+    rng = random.Random(3)  # noqa: S311 - ids, not secrets
+    for i in range(30):
+        await _insert_uuid4_job(pool, rng, RETAINED_STATUSES[i % 3], created_ago=5 * DAY)
+    await pool.execute("VACUUM ANALYZE jobs")
+    pages: int = await pool.fetchval("SELECT relpages FROM pg_class WHERE oid = 'jobs'::regclass")
+    assert pages > 100, "the history must be big enough for a scan of it to show"
+
+    async with pool.acquire() as conn:
+        for status in RETAINED_STATUSES:
+            statement = Q_DELETE_NOT_UUID7_BATCH[status]
+            args = statement.args(
+                retention_s=DAY.total_seconds(),
+                batch=1000,
+                from_id=uuid.UUID(int=0),
+                clock_slack_s=CLOCK_SLACK_S,
+            )
+            # EXPLAIN ANALYZE runs the delete: rolled back, each status starts from the same rows.
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                rows = await conn.fetch(
+                    "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + statement.text, *args
+                )
+            finally:
+                await transaction.rollback()
+            plan = "\n".join(r[0] for r in rows)
+            assert "Seq Scan on jobs" not in plan, f"{status}:\n{plan}"
+            # The walk: the rows it met, deleted or kept, are UUIDv4 ones only.
+            walk = re.search(
+                r"Index Scan using (\w+) on jobs \(actual rows=(\d+)"
+                r"(?:(?!->).)*?Rows Removed by Filter: (\d+)",
+                plan,
+                re.DOTALL,
+            )
+            assert walk is not None, plan
+            index, met, removed = walk.group(1), int(walk.group(2)), int(walk.group(3))
+            expected = "pk_jobs" if status is JobStatus.COMPLETED else "ix_jobs_failed_cancelled"
+            assert index == expected, plan
+            assert met == 10, f"{status}: its 10 rows deleted\n{plan}"
+            assert met + removed <= 30, f"{status}: read {met + removed} rows\n{plan}"
+            touched = _pages_touched(plan)
+            assert touched < pages // 4, f"{status}: {touched} of {pages} pages\n{plan}"
+
+
+def _pages_touched(plan: str) -> int:
+    """Shared buffers hit or read by the whole statement: its top node's Buffers line."""
+    execution = plan.split("\nPlanning:", maxsplit=1)[0]
+    match = re.search(r"Buffers: shared((?: (?:hit|read|dirtied|written)=\d+)+)", execution)
+    assert match is not None, plan
+    return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", match.group(1)))
