@@ -340,3 +340,38 @@ async def test_a_payload_python_cannot_read_fails_no_reading_of_the_schedules(
     odd: object = states["odd"].definition.payload  # read as the row has it, unchecked
     assert odd is UNDECODABLE_JSON
     assert states["report"].definition.payload == {}
+
+
+async def test_a_row_with_a_time_zone_too_long_for_a_file_name_is_listed_without_a_next_run(
+    pool: asyncpg.Pool,
+) -> None:
+    # ZoneInfo raised OSError ("File name too long"), which neither reading nor listing caught:
+    # one such row failed GET /v1/schedules and every turn of the scheduler.
+    store = Schedules(pool)
+    await store.register(
+        [Schedule(name="odd", cron="0 * * * *"), Schedule(name="report", cron="0 * * * *")]
+    )
+    await pool.execute("UPDATE schedules SET tz = repeat('x', 300) WHERE name = 'odd'")
+    listed = {s.definition.name: s for s in await store.list()}
+    assert listed["odd"].next_run(datetime.now(UTC)) is None
+    assert listed["report"].next_run(datetime.now(UTC)) is not None
+    _, states = await store.states(["odd", "report"])
+    assert states["odd"].definition.tz == "x" * 300
+
+
+async def test_a_timestamp_beyond_year_9999_fails_no_reading_of_the_schedules(
+    pool: asyncpg.Pool,
+) -> None:
+    store = Schedules(pool)
+    await store.register([Schedule(name="odd", every_s=60), Schedule(name="report", every_s=60)])
+    await pool.execute("UPDATE schedules SET paused_at = '10000-01-01Z' WHERE name = 'odd'")
+    _, states = await store.states(["odd", "report"])
+    assert states["odd"].unreadable is not None
+    assert states["odd"].paused_at is None
+    with pytest.raises(ScheduleError, match="unreadable"):
+        _ = states["odd"].watermark
+    assert states["report"].unreadable is None
+    assert [s.definition.name for s in await store.list()] == ["odd", "report"]
+    paused = await store.set_paused("odd", paused=True)  # keeps its paused_at
+    assert paused is not None
+    assert paused.unreadable is not None

@@ -5,10 +5,12 @@ test_schedules.py the ticks and the statements.)"""
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from helpers import eventually
 from queue_core.schedules import Schedule, Schedules
@@ -131,5 +133,50 @@ async def test_a_row_its_ticks_cannot_be_computed_from_stops_that_schedule_only(
         await pool.execute("DELETE FROM jobs")
 
     await pool.execute("UPDATE schedules SET last_tick_at = NULL WHERE name = 'odd_row'")
+    await scheduler.turn()
+    assert _unreadable("odd_row") == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("last_tick_at", "10000-01-01 00:00:00+00"),
+        ("paused_at", "10000-01-01 00:00:00+00"),
+        ("last_run_at", "4713-01-01 00:00:00+00 BC"),
+        ("created_at", "4713-01-01 00:00:00+00 BC"),
+    ],
+)
+async def test_a_timestamp_python_cannot_hold_stops_that_schedule_only(
+    pool: asyncpg.Pool, column: str, value: str
+) -> None:
+    """asyncpg raised OverflowError for the whole read: every turn of every scheduler failed,
+    /healthz answered 503, and GET /v1/schedules failed too."""
+    broken, fine = Schedule(name="odd_row", every_s=60), Schedule(name="fine_row", every_s=1)
+    schedules = Schedules(pool)
+    scheduler = Scheduler(schedules, [broken, fine], refresh_s=60)
+    await schedules.register([broken, fine])
+    await pool.execute(
+        f"UPDATE schedules SET {column} = $1::text::timestamptz WHERE name = 'odd_row'", value
+    )
+    await pool.execute(
+        "UPDATE schedules SET last_tick_at = now() - interval '3 seconds' WHERE name = 'fine_row'"
+    )
+    with capture_logs() as captured:
+        await scheduler.turn()
+        await scheduler.turn()
+    assert _unreadable("odd_row") == 1
+    assert _unreadable("fine_row") == 0
+    made: int = await pool.fetchval("SELECT count(*) FROM jobs WHERE type = 'fine_row'")
+    assert made >= 1
+    said = [e for e in captured if e["event"] == "schedule_unreadable"]
+    assert [e["schedule"] for e in said] == ["odd_row"], "said once, not every turn"
+    listed = {s.definition.name: s for s in await schedules.list()}
+    assert listed["odd_row"].unreadable is not None
+    assert listed["odd_row"].next_run(datetime.now(UTC)) is None
+    assert listed["fine_row"].unreadable is None
+
+    await pool.execute(
+        f"UPDATE schedules SET {column} = now() - interval '1 minute' WHERE name = 'odd_row'"
+    )
     await scheduler.turn()
     assert _unreadable("odd_row") == 0

@@ -115,7 +115,7 @@ class Schedule:
             )
         try:
             zone = ZoneInfo(self.tz)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
             raise ScheduleError(f"schedule {self.name!r}: unknown time zone {self.tz!r}") from None
         if self.cron is not None:
             try:
@@ -216,29 +216,38 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScheduleState:
-    """A schedule's row: its definition as last registered, and its state."""
+    """A schedule's row: its definition as last registered, and its state. ``unreadable``
+    says why the row cannot be read (a timestamp beyond what Python holds, say); its
+    timestamps are then None and no tick is taken from it until it is mended."""
 
     definition: Schedule
     paused_at: datetime | None
     last_tick_at: datetime | None
     last_run_at: datetime | None
     last_job_id: UUID | None
-    created_at: datetime
+    created_at: datetime | None  # None only when unreadable: the column is NOT NULL
+    unreadable: str | None = None
 
     @property
     def watermark(self) -> datetime:
         """Ticks after this are still to deal with: the latest tick dealt with, else the
         schedule's registration (a new schedule runs none of the ticks before it existed)."""
-        return self.last_tick_at or self.created_at
+        watermark = self.last_tick_at or self.created_at
+        if self.unreadable is not None or watermark is None:
+            raise ScheduleError(
+                f"schedule {self.definition.name!r}: its row is unreadable: {self.unreadable}"
+            )
+        return watermark
 
     def next_run(self, now: datetime) -> datetime | None:
         """When its next job is due: its first tick after ``now`` not dealt with yet (None
-        while paused)."""
-        if self.paused_at is not None:
+        while paused, or when it cannot be computed from the row)."""
+        if self.paused_at is not None or self.unreadable is not None:
             return None
         try:
             return self.definition.next_tick(max(self.watermark, now))
-        except (CronSimError, KeyError, ValueError, TypeError, OverflowError):  # unchecked
+        except Exception:  # noqa: BLE001 - an unchecked row may fail anywhere (zoneinfo's OSError)
+            # Listing the schedules must not fail for one row written by hand.
             return None
 
 
@@ -250,6 +259,32 @@ class Taken:
 
 
 def _state(row: asyncpg.Record) -> ScheduleState:
+    """The row as a state; a row that cannot be read (whatever the reason) is marked
+    unreadable rather than raising, so that it fails no reading of the other schedules."""
+    try:
+        return _read_state(row)
+    except Exception as exc:  # noqa: BLE001 - one row written by hand must not stop the others
+        return ScheduleState(
+            definition=Schedule.unchecked(
+                name=row["name"],
+                cron=None,
+                every_s=None,
+                tz="UTC",
+                missed="once",
+                grace_s=DEFAULT_GRACE_S,
+                queue=row["queue"],
+                payload={},
+            ),
+            paused_at=None,
+            last_tick_at=None,
+            last_run_at=None,
+            last_job_id=None,
+            created_at=None,
+            unreadable=f"{type(exc).__name__}: {exc}",
+        )
+
+
+def _read_state(row: asyncpg.Record) -> ScheduleState:
     fields = {
         "name": row["name"],
         "cron": row["cron"],
@@ -263,7 +298,7 @@ def _state(row: asyncpg.Record) -> ScheduleState:
     }
     try:
         definition = Schedule(**fields)
-    except ScheduleError:
+    except Exception:  # noqa: BLE001 - ScheduleError, or what a value no check foresaw raises
         definition = Schedule.unchecked(**fields)
     return ScheduleState(
         definition=definition,
@@ -272,6 +307,12 @@ def _state(row: asyncpg.Record) -> ScheduleState:
         last_run_at=row["last_run_at"],
         last_job_id=row["last_job_id"],
         created_at=row["created_at"],
+        unreadable=(
+            "a timestamp (paused_at, last_tick_at, last_run_at or created_at) is outside the "
+            "years 1 to 9999"
+            if row["out_of_range"]
+            else None
+        ),
     )
 
 

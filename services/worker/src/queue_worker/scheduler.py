@@ -81,7 +81,8 @@ class Scheduler:
         self._declared = {s.name: s for s in declared}
         self._refresh_s = refresh_s
         self._registered = False
-        self._broken: set[str] = set()  # schedules whose ticks cannot be computed from their row
+        # Schedules not run because of their row, each with the event that said so (once).
+        self._broken: dict[str, str] = {}
         for s in declared:
             UNREADABLE.labels(s.name).set(0)  # a series from the start, for the alert
             if queues is not None and s.queue not in queues:
@@ -106,63 +107,71 @@ class Scheduler:
             if state is None:  # its row was deleted by hand: register it again next turn
                 self._registered = False
                 continue
+            if state.unreadable is not None:  # checked first: its paused_at may not be read
+                LAG.labels(name).set(0)
+                self._unreadable(name, state.unreadable)
+                continue
             if state.paused_at is not None:
                 LAG.labels(name).set(0)
                 self._readable(name)  # a paused schedule is not run: nothing to mend for it
                 continue
+            watermark = state.watermark
             try:
-                oldest = schedule.next_tick(state.watermark)
-                due = schedule.due(state.watermark, now)
+                oldest = schedule.next_tick(watermark)
+                due = schedule.due(watermark, now)
                 upcoming = schedule.next_tick(now)
             except (ArithmeticError, ValueError) as exc:  # ScheduleError is a ValueError
                 # A row edited by hand (a last tick at 'infinity', say): this schedule waits
                 # for it to be mended, the others carry on.
-                self._unreadable(name, state.watermark, exc)
+                self._unreadable(name, str(exc) or type(exc).__name__, watermark=watermark)
                 continue
             self._readable(name)
             LAG.labels(name).set(max(0.0, (now - oldest).total_seconds()))
-            for tick, run in due:
-                taken = await self._schedules.take_tick(schedule, tick, run=run)
-                if taken is None:
-                    continue  # another worker took it first, or a pause came meanwhile
-                # How late the tick was when this turn read the clock: what decided whether
-                # it was missed (later than grace_s), unlike the job's created_at, which also
-                # counts the turn's own time.
-                late_s = (now - tick).total_seconds()
-                if taken.job_id is not None:
-                    TICKS.labels(name, "enqueued").inc()
-                    log.info(
-                        "schedule_enqueued", schedule=name, tick=tick.isoformat(), late_s=late_s
-                    )
-                else:
-                    TICKS.labels(name, "skipped").inc()
-                    log.info(
-                        "schedule_ticks_skipped",
-                        schedule=name,
-                        through=tick.isoformat(),
-                        late_s=late_s,
-                    )
+            await self._take(name, schedule, due, now)
             wake_at = upcoming if wake_at is None else min(wake_at, upcoming)
         refresh_s = jittered(self._refresh_s)
         if wake_at is None:
             return refresh_s
         return min(refresh_s, max(0.0, (wake_at - now).total_seconds()) + TICK_SLACK_S)
 
+    async def _take(
+        self, name: str, schedule: Schedule, due: Sequence[tuple["datetime", bool]], now: "datetime"
+    ) -> None:
+        """Take each due tick in order, as :meth:`Schedule.due` gave them."""
+        for tick, run in due:
+            taken = await self._schedules.take_tick(schedule, tick, run=run)
+            if taken is None:
+                continue  # another worker took it first, or a pause came meanwhile
+            # How late the tick was when this turn read the clock: what decided whether
+            # it was missed (later than grace_s), unlike the job's created_at, which also
+            # counts the turn's own time.
+            late_s = (now - tick).total_seconds()
+            if taken.job_id is not None:
+                TICKS.labels(name, "enqueued").inc()
+                log.info("schedule_enqueued", schedule=name, tick=tick.isoformat(), late_s=late_s)
+            else:
+                TICKS.labels(name, "skipped").inc()
+                log.info(
+                    "schedule_ticks_skipped",
+                    schedule=name,
+                    through=tick.isoformat(),
+                    late_s=late_s,
+                )
+
     def _readable(self, name: str) -> None:
-        if name in self._broken:
-            self._broken.discard(name)
+        if self._broken.pop(name, None) is not None:
             UNREADABLE.labels(name).set(0)
             log.info("schedule_readable_again", schedule=name)
 
-    def _unreadable(self, name: str, watermark: "datetime", exc: Exception) -> None:
+    def _unreadable(self, name: str, error: str, *, watermark: "datetime | None" = None) -> None:
         UNREADABLE.labels(name).set(1)
-        if name not in self._broken:  # said once, not every turn
-            self._broken.add(name)
+        if self._broken.get(name) != "schedule_unreadable":  # said once, not every turn
+            self._broken[name] = "schedule_unreadable"
             log.error(
                 "schedule_unreadable",
                 schedule=name,
-                watermark=str(watermark),
-                error=str(exc) or type(exc).__name__,
-                detail="its ticks cannot be computed from its row (last_tick_at, created_at): "
-                "mend the row, or delete it and it is registered again",
+                watermark=None if watermark is None else str(watermark),
+                error=error,
+                detail="its ticks cannot be computed from its row (last_tick_at, created_at, "
+                "paused_at...): mend the row, or delete it and it is registered again",
             )

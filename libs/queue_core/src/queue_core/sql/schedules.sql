@@ -27,11 +27,29 @@ WHERE (s.queue, s.cron, s.every_s, s.tz, s.missed, s.grace_s, s.payload)
 -- The database's clock and the rows of schedules :names: what a worker's scheduler reads each
 -- turn. Every worker judges which ticks are due by this one clock, not by its own. The outer
 -- row keeps now() when no schedule matches.
+--
+-- This statement, list_schedules and set_schedule_paused return a row's timestamps only when
+-- Python's datetime can hold them all (years 1 to 9999, or an infinity, which asyncpg reads as
+-- its min or max): the table has no range check, and one timestamp edited by hand beyond that
+-- made asyncpg fail the whole fetch, stopping every schedule. Otherwise the four come back NULL
+-- and out_of_range true: that schedule alone is unreadable, the others read as ever.
 SELECT n.now, s.name, s.queue, s.cron, s.every_s, s.tz, s.missed, s.grace_s,
-       CAST(s.payload AS text) AS payload, s.paused_at, s.last_tick_at, s.last_run_at,
-       s.last_job_id, s.created_at
+       CAST(s.payload AS text) AS payload,
+       CASE WHEN r.readable THEN s.paused_at END AS paused_at,
+       CASE WHEN r.readable THEN s.last_tick_at END AS last_tick_at,
+       CASE WHEN r.readable THEN s.last_run_at END AS last_run_at,
+       s.last_job_id, CASE WHEN r.readable THEN s.created_at END AS created_at,
+       NOT r.readable AS out_of_range
 FROM (SELECT now() AS now) AS n
-LEFT JOIN schedules AS s ON s.name = ANY(:names::text[])
+LEFT JOIN (
+    schedules AS s
+    CROSS JOIN LATERAL (
+        SELECT bool_and(ts IS NULL OR NOT isfinite(ts)
+                        OR ts BETWEEN '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00')
+               AS readable
+        FROM unnest(ARRAY[s.paused_at, s.last_tick_at, s.last_run_at, s.created_at]) AS t (ts)
+    ) AS r
+) ON s.name = ANY(:names::text[])
 ORDER BY s.name;
 
 -- name: take_tick
@@ -76,10 +94,21 @@ LEFT JOIN LATERAL (
 
 -- name: list_schedules
 -- Every schedule, by name (GET /v1/schedules): a row per declared schedule, so no paging.
-SELECT name, queue, cron, every_s, tz, missed, grace_s, CAST(payload AS text) AS payload,
-       paused_at, last_tick_at, last_run_at, last_job_id, created_at
-FROM schedules
-ORDER BY name;
+SELECT s.name, s.queue, s.cron, s.every_s, s.tz, s.missed, s.grace_s,
+       CAST(s.payload AS text) AS payload,
+       CASE WHEN r.readable THEN s.paused_at END AS paused_at,
+       CASE WHEN r.readable THEN s.last_tick_at END AS last_tick_at,
+       CASE WHEN r.readable THEN s.last_run_at END AS last_run_at,
+       s.last_job_id, CASE WHEN r.readable THEN s.created_at END AS created_at,
+       NOT r.readable AS out_of_range
+FROM schedules AS s
+CROSS JOIN LATERAL (
+    SELECT bool_and(ts IS NULL OR NOT isfinite(ts)
+                    OR ts BETWEEN '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00')
+           AS readable
+    FROM unnest(ARRAY[s.paused_at, s.last_tick_at, s.last_run_at, s.created_at]) AS t (ts)
+) AS r
+ORDER BY s.name;
 
 -- name: set_schedule_paused
 -- Pause (:paused true) or resume (:paused false) schedule :name; no row back if there is none.
@@ -99,6 +128,16 @@ WITH changed AS (
     RETURNING s.*
 )
 SELECT c.name, c.queue, c.cron, c.every_s, c.tz, c.missed, c.grace_s,
-       CAST(c.payload AS text) AS payload, c.paused_at, c.last_tick_at, c.last_run_at,
-       c.last_job_id, c.created_at
-FROM changed AS c;
+       CAST(c.payload AS text) AS payload,
+       CASE WHEN r.readable THEN c.paused_at END AS paused_at,
+       CASE WHEN r.readable THEN c.last_tick_at END AS last_tick_at,
+       CASE WHEN r.readable THEN c.last_run_at END AS last_run_at,
+       c.last_job_id, CASE WHEN r.readable THEN c.created_at END AS created_at,
+       NOT r.readable AS out_of_range
+FROM changed AS c
+CROSS JOIN LATERAL (
+    SELECT bool_and(ts IS NULL OR NOT isfinite(ts)
+                    OR ts BETWEEN '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00')
+           AS readable
+    FROM unnest(ARRAY[c.paused_at, c.last_tick_at, c.last_run_at, c.created_at]) AS t (ts)
+) AS r;
