@@ -180,3 +180,31 @@ async def test_a_timestamp_python_cannot_hold_stops_that_schedule_only(
     )
     await scheduler.turn()
     assert _unreadable("odd_row") == 0
+
+
+async def test_a_watermark_in_the_future_is_reported_once_until_the_clock_passes_it(
+    pool: asyncpg.Pool,
+) -> None:
+    """A last_tick_at ahead of the clock stalled its schedule without a word: no tick was due,
+    the lag read 0 and the schedule counted as readable."""
+    ahead, fine = Schedule(name="ahead", every_s=1), Schedule(name="fine_row", every_s=1)
+    schedules = Schedules(pool)
+    scheduler = Scheduler(schedules, [ahead, fine], refresh_s=60)
+    await schedules.register([ahead, fine])
+    await pool.execute(
+        "UPDATE schedules SET last_tick_at = now() + interval '1 day' WHERE name = 'ahead'"
+    )
+    with capture_logs() as captured:
+        await scheduler.turn()
+        await scheduler.turn()
+    assert _unreadable("ahead") == 1
+    assert _unreadable("fine_row") == 0
+    said = [e for e in captured if e["event"] == "schedule_watermark_in_future"]
+    assert [(e["schedule"], e["log_level"]) for e in said] == [("ahead", "warning")]
+
+    # Within grace_s of the clock is not reported: a clock a little behind is no stall.
+    await pool.execute(
+        "UPDATE schedules SET last_tick_at = now() + interval '10 seconds' WHERE name = 'ahead'"
+    )
+    await scheduler.turn()
+    assert _unreadable("ahead") == 0

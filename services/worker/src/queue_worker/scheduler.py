@@ -15,6 +15,7 @@ timing, makes each tick one job. A worker killed mid-turn leaves the rest to the
 
 import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Counter, Gauge
@@ -49,11 +50,13 @@ LAG = Gauge(
 )
 
 # 1 while a schedule's row holds what its ticks cannot be computed from (a timestamp edited by
-# hand to 'infinity', say): it takes no tick until the row is mended; the others carry on.
+# hand to 'infinity', say), or a watermark later than the clock plus grace_s, which stalls it
+# just as surely: it takes no tick until the row is mended; the others carry on.
 UNREADABLE = Gauge(
     "queue_worker_schedule_unreadable",
-    "1 while this worker cannot compute a schedule's ticks from its row (see the log event "
-    "schedule_unreadable); the schedule is not run until the row is mended",
+    "1 while this worker cannot run a schedule because of its row (see the log events "
+    "schedule_unreadable and schedule_watermark_in_future); the schedule is not run until the "
+    "row is mended",
     ["schedule"],
 )
 
@@ -125,6 +128,14 @@ class Scheduler:
                 # for it to be mended, the others carry on.
                 self._unreadable(name, str(exc) or type(exc).__name__, watermark=watermark)
                 continue
+            if watermark > now + timedelta(seconds=schedule.grace_s):
+                # Ticks are taken only after the watermark: one set ahead of the clock (by
+                # hand, or a database restored with a clock behind) stalls the schedule until
+                # the clock passes it. Not moved back here: it is what keeps each tick one job.
+                LAG.labels(name).set(0)
+                self._watermark_ahead(name, watermark, now)
+                wake_at = upcoming if wake_at is None else min(wake_at, upcoming)
+                continue
             self._readable(name)
             LAG.labels(name).set(max(0.0, (now - oldest).total_seconds()))
             await self._take(name, schedule, due, now)
@@ -174,4 +185,17 @@ class Scheduler:
                 error=error,
                 detail="its ticks cannot be computed from its row (last_tick_at, created_at, "
                 "paused_at...): mend the row, or delete it and it is registered again",
+            )
+
+    def _watermark_ahead(self, name: str, watermark: "datetime", now: "datetime") -> None:
+        UNREADABLE.labels(name).set(1)
+        if self._broken.get(name) != "schedule_watermark_in_future":  # once, not every turn
+            self._broken[name] = "schedule_watermark_in_future"
+            log.warning(
+                "schedule_watermark_in_future",
+                schedule=name,
+                watermark=watermark.isoformat(),
+                now=now.isoformat(),
+                detail="no tick is taken until the database's clock passes its last_tick_at: "
+                "set it back by hand to resume sooner",
             )
