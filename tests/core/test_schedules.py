@@ -107,11 +107,29 @@ def test_six_field_cron_has_seconds() -> None:
         ({"every_s": 1, "missed": "twice"}, "missed must be"),
         ({"every_s": 1, "grace_s": -1}, "grace_s must be"),
         ({"every_s": 1, "payload": {"x": object()}}, "payload must be JSON"),
+        # What the table cannot hold failed register() on every worker at every start.
+        ({"every_s": 1, "payload": {"x": ["a\u0000b"]}}, r"payload text at \['x', 0\]"),
+        ({"every_s": 1, "payload": {"\ud800": 1}}, "payload text at"),
+        ({"every_s": 1, "queue": "q" * 256}, "queue must be 1 to 255"),
+        ({"every_s": 1, "queue": " "}, "queue must be 1 to 255"),
+        ({"every_s": 1, "queue": "a\u0000"}, "queue must not contain NUL"),
+        ({"cron": "0 * * * *", "tz": "x" * 300}, "unknown time zone"),
+        ({"cron": "0 * * * *", "tz": "UTC\u0000"}, "tz must not contain NUL"),
     ],
 )
 def test_a_bad_schedule_is_refused_at_declaration(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ScheduleError, match=message):
         Schedule(name="bad", **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["n" * 256, "a\u0000b", "a\udc00b", " "])
+def test_a_schedule_name_the_table_cannot_hold_is_refused_at_import(name: str) -> None:
+    registry = TaskRegistry()
+    with pytest.raises(ScheduleError, match="name must"):
+
+        @registry.task(name, every_s=60)
+        async def report(_job: object) -> None:
+            pass
 
 
 def test_the_task_decorator_declares_a_schedule_named_after_the_task() -> None:

@@ -9,8 +9,9 @@ raises), and one at ``+infinity`` never runs. A range no real schedule leaves ke
 timestamp finite and every subtraction defined.
 """
 
+import re
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 # A job may be scheduled from the Unix epoch (anything earlier is as good as "now") up to, not
 # including, the year 2200 (a century and more ahead: no schedule needs longer). Every other
@@ -50,3 +51,31 @@ MAX_KEY_RATE_BURST: Final = 10_000
 
 # The most jobs one job may depend on (depends_on): each is an edge row and a lock at enqueue.
 MAX_DEPENDENCIES: Final = 100
+
+# The longest queue name and job type (jobs.queue, jobs.type, schedules.name, schedules.queue
+# are varchar(255)); the API refuses longer ones with a 400.
+MAX_NAME_CHARS: Final = 255
+
+# What PostgreSQL's text and jsonb cannot store: a NUL character, and a UTF-16 surrogate, which
+# in a Python string is always a lone one (a pair decodes to one character).
+UNSTORABLE_CHARACTER: Final = re.compile("[\x00\ud800-\udfff]")
+
+JsonPath = tuple[str | int, ...]
+
+
+def unstorable_text_at(value: Any, path: JsonPath = ()) -> JsonPath | None:  # noqa: ANN401 - any JSON value
+    """The path to the first string (member name or value) of the JSON value ``value``
+    holding an :data:`UNSTORABLE_CHARACTER`; None if there is none."""
+    if isinstance(value, str):
+        return path if UNSTORABLE_CHARACTER.search(value) else None
+    if isinstance(value, dict):
+        for name, member in value.items():
+            if isinstance(name, str) and UNSTORABLE_CHARACTER.search(name):
+                return path
+            if (found := unstorable_text_at(member, (*path, name))) is not None:
+                return found
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if (found := unstorable_text_at(item, (*path, index))) is not None:
+                return found
+    return None

@@ -40,6 +40,7 @@ from cronsim import CronSim, CronSimError
 from uuid_utils.compat import uuid7
 
 from queue_core.db import decode_json, translate_connection_errors
+from queue_core.limits import MAX_NAME_CHARS, UNSTORABLE_CHARACTER, unstorable_text_at
 from queue_core.sql import SCHEDULE_QUERIES
 from queue_core.states import DEFAULT_QUEUE
 
@@ -102,6 +103,7 @@ class Schedule:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_storable()
         if (self.cron is None) == (self.every_s is None):
             raise ScheduleError(f"schedule {self.name!r}: give either cron or every_s")
         if self.every_s is not None and (
@@ -134,6 +136,28 @@ class Schedule:
             json.dumps(self.payload)
         except (TypeError, ValueError):
             raise ScheduleError(f"schedule {self.name!r}: payload must be JSON") from None
+
+    def _check_storable(self) -> None:
+        """What the schedules table can hold, as the API checks it for jobs: a bad value would
+        otherwise pass declaration and fail registration, on every worker, at every start."""
+        for field_name, value in (("name", self.name), ("queue", self.queue)):
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_CHARS:
+                raise ScheduleError(
+                    f"schedule {self.name!r}: {field_name} must be 1 to {MAX_NAME_CHARS} "
+                    "characters, not blank"
+                )
+        texts = {"name": self.name, "queue": self.queue, "cron": self.cron, "tz": self.tz}
+        for label, text in texts.items():
+            if isinstance(text, str) and UNSTORABLE_CHARACTER.search(text):
+                raise ScheduleError(
+                    f"schedule {self.name!r}: {label} must not contain NUL characters or "
+                    "unpaired surrogates, which the database cannot store"
+                )
+        if (at := unstorable_text_at(self.payload)) is not None:
+            raise ScheduleError(
+                f"schedule {self.name!r}: payload text at {list(at)} must not contain NUL "
+                "characters or unpaired surrogates, which the database cannot store"
+            )
 
     @classmethod
     def unchecked(cls, **fields: Any) -> "Schedule":  # noqa: ANN401 - a row's columns

@@ -7,7 +7,9 @@ when those bytes could break a limit, so an ordinary body pays next to nothing f
 
 import json
 import re
-from typing import Any, Final
+from typing import Final
+
+from queue_core.limits import unstorable_text_at as value_unstorable_at
 
 # The deepest nesting of arrays and objects a body may have, its own outer object included: a
 # job's payload object sits at level 2, so its contents may nest 30 levels more (a batch's, 28).
@@ -25,8 +27,6 @@ _NOT_BRACKETS: Final = bytes(sorted(set(range(256)) - set(b"[]{}")))
 # Every way JSON can spell a NUL character or a UTF-16 surrogate: as an escape (hex digits in
 # either case). Raw control bytes and invalid UTF-8 are malformed JSON, which the decoder refuses.
 _SUSPECT_ESCAPE: Final = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
-# After decoding, a surrogate left in a Python string is a lone one: pairs became one character.
-_UNSTORABLE_CHARACTER: Final = re.compile("[\x00\ud800-\udfff]")
 
 JsonPath = tuple[str | int, ...]
 
@@ -66,20 +66,4 @@ def unstorable_text_at(body: bytes) -> JsonPath | None:
         document = json.loads(body.decode())
     except ValueError:  # malformed, or beyond what json reads: the strict decoder reports it
         return None
-    return _find_unstorable(document, ())
-
-
-def _find_unstorable(value: Any, path: JsonPath) -> JsonPath | None:  # noqa: ANN401 - any JSON value
-    if isinstance(value, str):
-        return path if _UNSTORABLE_CHARACTER.search(value) else None
-    if isinstance(value, dict):
-        for name, member in value.items():
-            if _UNSTORABLE_CHARACTER.search(name):
-                return path
-            if (found := _find_unstorable(member, (*path, name))) is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            if (found := _find_unstorable(item, (*path, index))) is not None:
-                return found
-    return None
+    return value_unstorable_at(document)
