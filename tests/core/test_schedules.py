@@ -9,7 +9,14 @@ import asyncpg
 import pytest
 
 from queue_core.db import UNDECODABLE_JSON
-from queue_core.schedules import MAX_TICKS_PER_TURN, Schedule, ScheduleError, Schedules, Taken
+from queue_core.schedules import (
+    MAX_TICKS_PER_TURN,
+    MIN_GRACE_S,
+    Schedule,
+    ScheduleError,
+    Schedules,
+    Taken,
+)
 from queue_core.tasks import TaskRegistry
 
 PARIS = "Europe/Paris"
@@ -106,6 +113,8 @@ def test_six_field_cron_has_seconds() -> None:
         ({"every_s": True}, "every_s must be between"),
         ({"every_s": 1, "missed": "twice"}, "missed must be"),
         ({"every_s": 1, "grace_s": -1}, "grace_s must be"),
+        ({"every_s": 1, "grace_s": 0}, "grace_s must be between 1 and"),
+        ({"every_s": 1, "grace_s": 0.5}, "grace_s must be between 1 and"),
         ({"every_s": 1, "payload": {"x": object()}}, "payload must be JSON"),
         # What the table cannot hold failed register() on every worker at every start.
         ({"every_s": 1, "payload": {"x": ["a\u0000b"]}}, r"payload text at \['x', 0\]"),
@@ -393,3 +402,12 @@ async def test_a_timestamp_beyond_year_9999_fails_no_reading_of_the_schedules(
     paused = await store.set_paused("odd", paused=True)  # keeps its paused_at
     assert paused is not None
     assert paused.unreadable is not None
+
+
+def test_with_the_least_grace_a_tick_read_just_after_its_instant_runs_under_skip() -> None:
+    """grace_s=0 was accepted, but a scheduler reads the clock TICK_SLACK_S (and a round trip)
+    after each tick: every tick was missed and, under missed="skip", none ever ran."""
+    s = Schedule(name="s", every_s=60, missed="skip", grace_s=MIN_GRACE_S)
+    tick = utc(2026, 12, 4, 10, 1)
+    read_at = tick + timedelta(milliseconds=50)
+    assert s.due(utc(2026, 12, 4, 10), read_at) == [(tick, True)]

@@ -20,11 +20,12 @@ and change nothing (``sql/schedules.sql``). The job also carries the unique key
 ``schedule:<name>:<tick>`` held for :data:`TICK_KEY_HOLD_S`, a second guard through the jobs
 table's partial unique index. Ticks are taken in order, so the watermark never goes back.
 
-**Late ticks.** A tick run within ``grace_s`` of its instant is on time; each such tick gets its
-job (a worker that stalled a few seconds catches up every tick). Ticks later than that were
-*missed* (every worker was down, or the schedule paused), and the schedule's ``missed`` policy
-decides: ``"once"`` enqueues one job, for the latest missed tick; ``"skip"`` enqueues none.
-Ticks due while a schedule is paused are never run: resuming moves the watermark to now.
+**Late ticks.** A tick run within ``grace_s`` (1 s to an hour) of its instant is on time; each
+such tick gets its job (a worker that stalled a few seconds catches up every tick). Ticks later
+than that were *missed* (every worker was down, or the schedule paused), and the schedule's
+``missed`` policy decides: ``"once"`` enqueues one job, for the latest missed tick; ``"skip"``
+enqueues none. Ticks due while a schedule is paused are never run: resuming moves the
+watermark to now.
 """
 
 import json
@@ -50,6 +51,11 @@ MISSED_POLICIES: Final[tuple[Missed, ...]] = ("once", "skip")
 # A tick this late is still on time and runs whatever the policy: a minute covers a worker's
 # restart or a database failover without calling its ticks "missed".
 DEFAULT_GRACE_S: Final = 60.0
+# A scheduler wakes a few milliseconds after each tick (queue_worker.scheduler.TICK_SLACK_S),
+# then reads the clock over the network: a grace shorter than that made every tick "missed",
+# and under missed="skip" no tick ever ran. A second covers the wake-up, a slow read and a GC
+# pause; lateness is still measured from the tick, the one instant every worker agrees on.
+MIN_GRACE_S: Final = 1.0
 MAX_GRACE_S: Final = 3600.0
 # The shortest and longest every_s: second-level schedules for tests, and at most a week.
 MIN_EVERY_S: Final = 1.0
@@ -128,9 +134,10 @@ class Schedule:
                 ) from None
         if self.missed not in MISSED_POLICIES:
             raise ScheduleError(f"schedule {self.name!r}: missed must be 'once' or 'skip'")
-        if not 0 <= self.grace_s <= MAX_GRACE_S:
+        if not MIN_GRACE_S <= self.grace_s <= MAX_GRACE_S:
             raise ScheduleError(
-                f"schedule {self.name!r}: grace_s must be between 0 and {MAX_GRACE_S:g}"
+                f"schedule {self.name!r}: grace_s must be between {MIN_GRACE_S:g} and "
+                f"{MAX_GRACE_S:g} seconds"
             )
         try:
             json.dumps(self.payload)
