@@ -8,8 +8,11 @@ Declare one with the handler (``queue_core.tasks``)::
 A schedule is named after its task and enqueues a job of that type on ``queue`` with
 ``payload`` at each *tick*: each instant its cron expression matches in its time zone (five
 fields, or six with seconds first; evaluated by ``cronsim``, which handles DST as Debian's cron
-does: a time skipped by the spring change runs at the first instant after it, a time repeated
-in autumn runs once), or each multiple of ``every_s`` seconds since the Unix epoch.
+does for five fields: a time skipped by the spring change runs at the first instant after it, a
+time repeated in autumn runs once), or each multiple of ``every_s`` seconds since the Unix epoch.
+cronsim applies that DST rule to five fields only: a six-field expression is read by the wall
+clock alone, so in Europe/Paris ``0 30 2 * * *`` has no tick on the spring change's day and two
+(02:30 CEST, then 02:30 CET) on the autumn one; give a time in the changes' hours five fields.
 
 **Exactly one job per tick, enforced by the database.** Every worker whose registry declares a
 schedule runs its ticks; none is a leader. A tick's job is inserted only by the statement that
