@@ -9,10 +9,11 @@ import asyncpg
 import pytest
 
 from api.support import ApiClient, ClientFactory, assert_no_internals, error_body, problem_text
-from queue_core.bulk import BATCH_SIZE
+from queue_core.bulk import BATCH_SIZE, MAX_BULK_SCAN
 from queue_core.db import create_pool
 from queue_core.jobs import NewJob
 from queue_core.keys import KeyStore, Scope
+from queue_core.listing import encode_cursor
 from queue_core.queue import Queue
 
 WORKER = "test-host:1:cafe"
@@ -120,7 +121,7 @@ async def test_bulk_cancel_cancels_pending_asks_running_to_stop_and_leaves_the_r
     response = await client.post("/v1/jobs/cancel", json={"queue": ["a"], "limit": 100})
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"affected": 7}
+    assert response.json() == {"affected": 7, "next_cursor": None}
     assert await statuses(db, pending) == ["cancelled"] * 5
     assert await statuses(db, running) == ["running"] * 2
     requested = await db.fetchval(
@@ -139,8 +140,55 @@ async def test_bulk_cancel_stops_at_its_limit_newest_first(
 
     response = await client.post("/v1/jobs/cancel", json={"status": ["pending"], "limit": 2})
 
-    assert response.json() == {"affected": 2}
+    assert response.json() == {"affected": 2, "next_cursor": encode_cursor(ids[3])}
     assert await statuses(db, ids) == ["pending"] * 3 + ["cancelled"] * 2
+
+
+async def test_bulk_cancel_goes_on_from_the_cursor_it_answered(
+    client: ApiClient, queue: Queue, db: asyncpg.Connection
+) -> None:
+    ids = await add(queue, 5)
+    # Asked to stop by the first action, the running ones still match: the cursor, not their
+    # status, keeps the second from taking them again.
+    await set_status(db, ids[3:], "running")
+
+    first = await client.post("/v1/jobs/cancel", json={"limit": 2})
+    rest = await client.post(
+        "/v1/jobs/cancel", json={"limit": 10, "cursor": first.json()["next_cursor"]}
+    )
+
+    assert first.json() == {"affected": 2, "next_cursor": encode_cursor(ids[3])}
+    assert rest.status_code == 200, rest.text
+    assert rest.json() == {"affected": 3, "next_cursor": None}
+    assert await statuses(db, ids) == ["cancelled"] * 3 + ["running"] * 2
+
+
+@pytest.mark.parametrize("action", ["cancel", "retry"])
+async def test_a_bulk_action_matching_nothing_stops_at_its_bound_and_says_where_to_go_on(
+    client: ApiClient, db: asyncpg.Connection, action: str
+) -> None:
+    # More finished jobs than one action walks, none of the type asked for: the reviewer's
+    # {"limit":1,"type":["nope"]} read every one of them. Cancelled: retry walks them through
+    # ix_jobs_failed_cancelled, cancel through the primary key.
+    await db.execute(
+        "INSERT INTO jobs (id, type, payload, status, attempts, started_at, finished_at)"
+        " SELECT gen_random_uuid(), 'noop', '{}'::jsonb, 'cancelled', 1, now(), now()"
+        " FROM generate_series(1, $1)",
+        MAX_BULK_SCAN + 500,
+    )
+    bound = await db.fetchval(
+        "SELECT id FROM jobs ORDER BY id DESC OFFSET $1 - 1 LIMIT 1", MAX_BULK_SCAN
+    )
+    body: dict[str, Any] = {"limit": 1, "type": ["nope"]}
+
+    first = await client.post(f"/v1/jobs/{action}", json=body)
+    rest = await client.post(
+        f"/v1/jobs/{action}", json={**body, "cursor": first.json()["next_cursor"]}
+    )
+
+    assert first.status_code == 200, first.text
+    assert first.json() == {"affected": 0, "next_cursor": encode_cursor(bound)}
+    assert rest.json() == {"affected": 0, "next_cursor": None}  # the last 500: the end
 
 
 # -- POST /v1/jobs/retry -----------------------------------------------------------------------
@@ -162,7 +210,10 @@ async def test_bulk_retry_takes_failed_and_cancelled_jobs_of_a_type_back_in_batc
     )
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"affected": BATCH_SIZE + 200}  # newest first: 50 failed left
+    assert response.json() == {  # newest first: 50 failed left
+        "affected": BATCH_SIZE + 200,
+        "next_cursor": encode_cursor(failed[50]),
+    }
     after = await statuses(db, failed + cancelled)
     assert after.count("pending") == BATCH_SIZE + 200
     assert after[:50] == ["failed"] * 50
@@ -185,7 +236,7 @@ async def test_bulk_retry_of_statuses_it_cannot_retry_changes_nothing(
 
     response = await client.post("/v1/jobs/retry", json={"status": ["completed"], "limit": 10})
 
-    assert response.json() == {"affected": 0}
+    assert response.json() == {"affected": 0, "next_cursor": None}
     assert await statuses(db, ids) == ["completed"] * 2
 
 
@@ -199,7 +250,7 @@ async def test_bulk_retry_skips_a_job_whose_unique_key_another_job_holds(
 
     response = await client.post("/v1/jobs/retry", json={"limit": 10})
 
-    assert response.json() == {"affected": 1}
+    assert response.json() == {"affected": 1, "next_cursor": None}
     assert await statuses(db, [held, free, holder]) == ["failed", "pending", "pending"]
 
 
@@ -220,6 +271,10 @@ async def test_bulk_retry_skips_a_job_whose_unique_key_another_job_holds(
         ({"limit": 5, "created_after": "2026-12-04T10:00:00"}, "created_after"),
         ({"limit": 5, "finished_before": "2300-01-01T00:00:00Z"}, "finished_before"),
         ({"limit": 5, "everything": True}, "everything"),
+        ({"limit": 5, "cursor": "nope"}, "cursor"),
+        ({"limit": 5, "cursor": "A" * 65}, "cursor"),
+        ({"limit": 5, "cursor": 5}, "cursor"),
+        ({"limit": 5, "cursor": "AAAAAAAAAAAAAAAAAAAAAB"}, "cursor"),
     ],
 )
 @pytest.mark.parametrize("action", ["cancel", "retry"])
@@ -249,8 +304,27 @@ async def test_a_key_restricted_to_queues_acts_on_its_queues_only(
         named = await client.post("/v1/jobs/cancel", json={"limit": 100, "queue": ["theirs"]})
         deleted = await client.delete(f"/v1/jobs/{theirs[0]}")
 
-    assert everything.json() == {"affected": 2}
+    assert everything.json() == {"affected": 2, "next_cursor": None}
     assert await statuses(db, mine + theirs) == ["cancelled"] * 2 + ["pending"] * 2
     assert named.status_code == 403
     assert deleted.status_code == 403
     assert "theirs" not in error_body(deleted)["detail"]
+
+
+def _schema(document: dict[str, Any], name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = document["components"]["schemas"][name]
+    return schema
+
+
+async def test_the_openapi_document_describes_the_cursor_of_a_bulk_action(
+    shared_client: ApiClient,
+) -> None:
+    document = (await shared_client.get("/schema/openapi.json")).json()
+    action, result = _schema(document, "JobBulkAction"), _schema(document, "JobBulkResult")
+
+    assert "cursor" in action["properties"]
+    assert "cursor" not in action.get("required", [])
+    assert sorted(result["required"]) == ["affected", "next_cursor"]
+    assert "`cursor`" in result["properties"]["next_cursor"]["description"]
+    for path in ("/v1/jobs/cancel", "/v1/jobs/retry"):
+        assert "next_cursor" in document["paths"][path]["post"]["description"]

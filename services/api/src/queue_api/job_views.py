@@ -8,8 +8,10 @@ from uuid import UUID
 import msgspec
 
 from queue_api.schemas import ErrorDetail
+from queue_core.bulk import MAX_BULK_SCAN
 from queue_core.db import UndecodableJson
 from queue_core.jobs import Dependency, JobRecord, JobSummary
+from queue_core.listing import InvalidCursorError, decode_cursor
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
 
@@ -226,13 +228,46 @@ class JobBulkAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     created_before: _Instant | None = None
     finished_after: _Instant | None = None
     finished_before: _Instant | None = None
+    cursor: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=64,
+                description=(
+                    "`next_cursor` of the previous answer (with the same filters): go on with "
+                    "older jobs from where its walk stopped"
+                ),
+                examples=["AZPhuLJqcxG8XYJ3CK6jQg"],
+            ),
+        ]
+        | None
+    ) = None
 
     def problems(self) -> list[ErrorDetail]:
-        """None here: the filter's own checks (offsets, ranges, text) are job_filter's."""
+        """The cursor's: one this API made. The filter's own checks (offsets, ranges, text) are
+        job_filter's."""
+        if self.cursor is None:
+            return []
+        try:
+            decode_cursor(self.cursor)
+        except InvalidCursorError as exc:
+            return [ErrorDetail(message=str(exc), key="cursor", source="body")]
         return []
 
 
 class JobBulkResult(msgspec.Struct, kw_only=True):
     affected: Annotated[
         int, msgspec.Meta(description="Jobs cancelled (or asked to stop), or retried")
+    ]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(
+            description=(
+                "Null: every job the filter matches (older than `cursor`, if given) was walked. "
+                "Else the action stopped at `limit` or at the most rows one action reads "
+                f"({MAX_BULK_SCAN:,}), even with `affected` 0: pass it as `cursor` (with the "
+                "same filters) to go on"
+            ),
+            examples=["AZPhuLJqcxG8XYJ3CK6jQg"],
+        ),
     ]
