@@ -72,6 +72,29 @@ async def test_the_list_shows_each_schedule_with_its_next_and_last_run(
     assert (ping["every_s"], ping["missed"], ping["grace_s"]) == (60.0, "skip", 5.0)
     assert ping["last_run_at"] is None
     assert datetime.fromisoformat(ping["next_run_at"]).second == 0
+    assert report["readable"]
+    assert ping["readable"]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "last_tick_at = '10000-01-01Z'",
+        "paused_at = '4713-01-01 BC'",
+    ],
+    ids=["year-10000", "before-year-1"],
+)
+async def test_a_row_edited_beyond_reading_is_listed_as_unreadable_beside_the_others(
+    client: ApiClient, db: Any, db_url: str, edit: str
+) -> None:
+    await _register(db_url, HOURLY_PARIS, EVERY_MINUTE)
+    await db.execute(f"UPDATE schedules SET {edit} WHERE name = 'report'")
+
+    listed = await _list(client)
+
+    assert (listed["report"]["readable"], listed["report"]["next_run_at"]) == (False, None)
+    assert "9999" not in str(listed["report"])  # the reason is logged, not answered
+    assert listed["ping"]["readable"] is True
 
 
 async def test_pause_and_resume_a_schedule(client: ApiClient, db_url: str) -> None:

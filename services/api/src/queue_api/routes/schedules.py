@@ -65,6 +65,14 @@ class ScheduleView(msgspec.Struct, kw_only=True):
         datetime | None, msgspec.Meta(description="The tick of its latest job; null: none yet")
     ]
     last_job_id: Annotated[UUID | None, msgspec.Meta(description="Its latest job")]
+    readable: Annotated[
+        bool,
+        msgspec.Meta(
+            description="false: a timestamp in its row is beyond what can be read (edited by "
+            "hand), so the workers do not run it until the row is mended; they log "
+            "schedule_unreadable with the reason"
+        ),
+    ]
 
     @classmethod
     def of(cls, state: ScheduleState, now: datetime) -> "ScheduleView":
@@ -82,6 +90,7 @@ class ScheduleView(msgspec.Struct, kw_only=True):
             next_run_at=state.next_run(now),
             last_run_at=state.last_run_at,
             last_job_id=state.last_job_id,
+            readable=state.unreadable is None,
         )
 
 
