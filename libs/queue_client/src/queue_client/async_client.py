@@ -2,7 +2,7 @@
 tests/client checks that they have the same methods."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 from uuid import UUID
@@ -15,6 +15,7 @@ from queue_client.errors import WaitTimeoutError
 from queue_client.models import (
     ApiKey,
     BatchEnqueued,
+    BulkResult,
     CreatedApiKey,
     Enqueued,
     EnqueueOptions,
@@ -144,12 +145,23 @@ class AsyncClient:
         await self.call(calls.delete_job(job_id))
 
     async def cancel_jobs(self, *, limit: int, **where: Unpack[JobFilter]) -> int:
-        """Cancel up to ``limit`` pending or running jobs matching the filters: how many."""
-        return await self.call(calls.cancel_jobs(where, limit))
+        """Cancel up to ``limit`` pending or running jobs matching the filters: how many (in
+        as many requests as the API's bound on the jobs one request reads takes)."""
+        return await self._bulk(calls.bulk_steps(calls.cancel_jobs, where, limit))
 
     async def retry_jobs(self, *, limit: int, **where: Unpack[JobFilter]) -> int:
-        """Run again up to ``limit`` failed or cancelled jobs matching the filters: how many."""
-        return await self.call(calls.retry_jobs(where, limit))
+        """Run again up to ``limit`` failed or cancelled jobs matching the filters: how many
+        (in as many requests as the API's bound on the jobs one request reads takes)."""
+        return await self._bulk(calls.bulk_steps(calls.retry_jobs, where, limit))
+
+    async def _bulk(self, steps: Generator[Call[BulkResult], BulkResult, int]) -> int:
+        try:
+            call = next(steps)
+            while True:
+                call = steps.send(await self.call(call))
+        except StopIteration as done:
+            affected: int = done.value
+            return affected
 
     # -- the seed's endpoints -----------------------------------------------------------------
 

@@ -4,7 +4,7 @@ sync and async clients only send a ``Call`` (with retries) and hand the answer t
 """
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Generic, TypeVar, cast
@@ -280,18 +280,37 @@ def retry_job(job_id: UUID | str) -> Call[JobStatusRecord]:
     return Call("POST", f"/v1/jobs/{_segment(job_id)}/retry", _decoder(JobStatusRecord))
 
 
-def _bulk(action: str, where: JobFilter, limit: int) -> Call[int]:
-    body = {"limit": limit, **_filter_fields(where)}
-    decode = _decoder(BulkResult)
-    return Call("POST", f"/v1/jobs/{action}", lambda r: decode(r).affected, body=body)
+def _bulk(action: str, where: JobFilter, limit: int, cursor: str | None) -> Call[BulkResult]:
+    body: dict[str, Any] = {"limit": limit, **_filter_fields(where)}
+    if cursor is not None:
+        body["cursor"] = cursor
+    return Call("POST", f"/v1/jobs/{action}", _decoder(BulkResult), body=body)
 
 
-def cancel_jobs(where: JobFilter, limit: int) -> Call[int]:
-    return _bulk("cancel", where, limit)
+def cancel_jobs(where: JobFilter, limit: int, cursor: str | None = None) -> Call[BulkResult]:
+    """One request of a bulk cancel; the clients follow ``next_cursor`` (bulk_steps)."""
+    return _bulk("cancel", where, limit, cursor)
 
 
-def retry_jobs(where: JobFilter, limit: int) -> Call[int]:
-    return _bulk("retry", where, limit)
+def retry_jobs(where: JobFilter, limit: int, cursor: str | None = None) -> Call[BulkResult]:
+    """One request of a bulk retry; the clients follow ``next_cursor`` (bulk_steps)."""
+    return _bulk("retry", where, limit, cursor)
+
+
+def bulk_steps(
+    step: Callable[[JobFilter, int, str | None], Call[BulkResult]], where: JobFilter, limit: int
+) -> Generator[Call[BulkResult], BulkResult, int]:
+    """The requests of one bulk action, each sent by the client and its answer sent back in:
+    the API reads at most so many jobs a request (200,000) and then answers a cursor to go on,
+    which is followed until every matching job was walked or ``limit`` were changed. Returns
+    how many were."""
+    affected, cursor = 0, None
+    while True:
+        result = yield step(where, limit - affected, cursor)
+        affected += result.affected
+        if result.next_cursor is None or affected >= limit:
+            return affected
+        cursor = result.next_cursor
 
 
 # -- the seed's endpoints ---------------------------------------------------------------------

@@ -145,7 +145,11 @@ class JobStatusRecord(Model, frozen=True, rename="pascal"):
 
 
 class BulkResult(Model, frozen=True):
+    """One bulk request's answer: how many jobs it changed, and where to go on when it stopped
+    at its bound of rows read (None: it walked every job the filter matches)."""
+
     affected: int
+    next_cursor: str | None = None
 
 
 class QueueInfo(Model, frozen=True):

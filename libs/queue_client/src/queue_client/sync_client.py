@@ -3,7 +3,7 @@ sends and sleeps, as ``queue_client.retrying`` decides. ``AsyncClient`` mirrors 
 """
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 from uuid import UUID
@@ -16,6 +16,7 @@ from queue_client.errors import WaitTimeoutError
 from queue_client.models import (
     ApiKey,
     BatchEnqueued,
+    BulkResult,
     CreatedApiKey,
     Enqueued,
     EnqueueOptions,
@@ -144,12 +145,23 @@ class Client:
         self.call(calls.delete_job(job_id))
 
     def cancel_jobs(self, *, limit: int, **where: Unpack[JobFilter]) -> int:
-        """Cancel up to ``limit`` pending or running jobs matching the filters: how many."""
-        return self.call(calls.cancel_jobs(where, limit))
+        """Cancel up to ``limit`` pending or running jobs matching the filters: how many (in
+        as many requests as the API's bound on the jobs one request reads takes)."""
+        return self._bulk(calls.bulk_steps(calls.cancel_jobs, where, limit))
 
     def retry_jobs(self, *, limit: int, **where: Unpack[JobFilter]) -> int:
-        """Run again up to ``limit`` failed or cancelled jobs matching the filters: how many."""
-        return self.call(calls.retry_jobs(where, limit))
+        """Run again up to ``limit`` failed or cancelled jobs matching the filters: how many
+        (in as many requests as the API's bound on the jobs one request reads takes)."""
+        return self._bulk(calls.bulk_steps(calls.retry_jobs, where, limit))
+
+    def _bulk(self, steps: Generator[Call[BulkResult], BulkResult, int]) -> int:
+        try:
+            call = next(steps)
+            while True:
+                call = steps.send(self.call(call))
+        except StopIteration as done:
+            affected: int = done.value
+            return affected
 
     # -- the seed's endpoints -----------------------------------------------------------------
 
