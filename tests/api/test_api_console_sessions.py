@@ -4,8 +4,11 @@ no session from a Bearer key, and nothing of /ui in the OpenAPI document."""
 
 import re
 
+import asyncpg
+
 from api.support import ApiClient, ClientFactory, bearer
 from queue_api.ui.sessions import SESSION_COOKIE
+from queue_core.bulk import MAX_BULK_SCAN
 
 DOMAIN = "testserver.local"  # AsyncTestClient's host
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -245,3 +248,27 @@ async def test_hostile_console_forms_get_a_4xx_not_a_500(
             follow_redirects=False,
         )
         assert answer.status_code == 303, answer.text
+
+
+async def test_a_bulk_action_that_stopped_at_its_bound_says_so_in_its_notice(
+    make_client: ClientFactory, db_url: str, admin_key: str, db: asyncpg.Connection
+) -> None:
+    # More jobs than one action reads, none of them matching: pressing the button again would
+    # walk the same ones, so the notice must say how to reach the older jobs.
+    await db.execute(
+        "INSERT INTO jobs (id, type, payload, status, attempts, started_at, finished_at)"
+        " SELECT gen_random_uuid(), 'noop', '{}'::jsonb, 'cancelled', 1, now(), now()"
+        " FROM generate_series(1, $1)",
+        MAX_BULK_SCAN + 10,
+    )
+    async with make_client(db_url, key=None) as client:
+        await sign_in(client, admin_key)
+        token = _TOKEN.search((await client.get("/ui/jobs")).text)
+        assert token
+        for action in ("retry", "cancel"):
+            answer = await client.post(
+                "/ui/bulk",
+                data={"csrf_token": token.group(1), "action": action, "limit": "5", "type": "x"},
+            )
+            assert answer.status_code == 200, answer.text
+            assert f"Done: {action}:0 (stopped after reading {MAX_BULK_SCAN:,} jobs" in answer.text

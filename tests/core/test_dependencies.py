@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from queue_core import bulk
-from queue_core.bulk import retry_matching
+from queue_core.bulk import retry_matching_step
 from queue_core.dependencies import MAX_LEVELS_PER_TRANSACTION
 from queue_core.errors import DependencyEndedError, InvalidJobError, UnknownDependencyError
 from queue_core.gated import enqueue_gated_all
@@ -317,7 +317,8 @@ async def test_a_failed_chain_is_retried_whole_or_not_at_all(
     # One job a batch, so that the chain crosses batches: the oldest goes first.
     monkeypatch.setattr(bulk, "BATCH_SIZE", 1)
     failed = JobFilter(statuses=(JobStatus.FAILED,))
-    assert await retry_matching(queue, JobListing(pool), failed, limit=10) == 3
+    step = await retry_matching_step(queue, JobListing(pool), failed, limit=10)
+    assert step.affected == 3
     for job in (a, b, c):
         assert await _claim(queue) == [job]
         await queue.complete(worker_id="w1", job_ids=[job])

@@ -52,20 +52,6 @@ class BulkStep:
     next_cursor: str | None
 
 
-async def cancel_matching(
-    queue: Queue, listing: JobListing, where: JobFilter, *, limit: int
-) -> int:
-    """Cancel (pending) or ask to stop (running) up to ``limit`` jobs matching ``where``, within
-    one bounded walk (:func:`cancel_matching_step`); returns how many."""
-    return (await cancel_matching_step(queue, listing, where, limit=limit)).affected
-
-
-async def retry_matching(queue: Queue, listing: JobListing, where: JobFilter, *, limit: int) -> int:
-    """Put up to ``limit`` failed or cancelled jobs matching ``where`` back to pending, within
-    one bounded walk (:func:`retry_matching_step`); returns how many."""
-    return (await retry_matching_step(queue, listing, where, limit=limit)).affected
-
-
 async def cancel_matching_step(  # noqa: PLR0913 - the walk's position and bounds, by name
     queue: Queue,
     listing: JobListing,

@@ -21,7 +21,7 @@ from queue_api.routes.job_list import delete_job
 from queue_api.routes.queues import MAX_QUEUE_NAME_LENGTH, set_queue_paused
 from queue_api.ui.filters import FilterForm
 from queue_api.ui.pages import BULK_MAX_LIMIT
-from queue_core.bulk import cancel_matching, retry_matching
+from queue_core.bulk import MAX_BULK_SCAN, cancel_matching_step, retry_matching_step
 from queue_core.keys import Scope
 
 JobId = Annotated[UUID, Parameter(description="The job's id")]
@@ -81,15 +81,23 @@ class ConsoleActions(Controller):
         limit = int(limit_text)
         services = ctx.services
         if action == "retry":
-            affected = await retry_matching(services.queue, services.listing, where, limit=limit)
+            step = await retry_matching_step(services.queue, services.listing, where, limit=limit)
         elif action == "cancel":
-            affected = await cancel_matching(services.queue, services.listing, where, limit=limit)
+            step = await cancel_matching_step(services.queue, services.listing, where, limit=limit)
         else:
             raise ValidationException(detail="the action must be retry or cancel")
+        done = f"{action}:{step.affected}"
+        if step.next_cursor is not None and step.affected < limit:
+            # The walk stopped at its bound, not at the limit: pressing again would walk the
+            # same newest jobs again, so the notice says how to reach older ones.
+            done += (
+                f" (stopped after reading {MAX_BULK_SCAN:,} jobs: narrow the filter, by time "
+                "say, to reach older ones)"
+            )
         target = "/jobs?" + form.query() if form.query() else "/jobs"
         separator = "&" if "?" in target else "?"
         return Redirect(
-            f"/ui{target}{separator}{urlencode({'done': f'{action}:{affected}'})}",
+            f"/ui{target}{separator}{urlencode({'done': done})}",
             status_code=HTTP_303_SEE_OTHER,
         )
 
