@@ -61,6 +61,26 @@ def test_a_daily_time_skipped_in_spring_runs_at_the_first_instant_after_and_once
     ]
 
 
+@pytest.mark.parametrize("second", [0, 15])
+def test_six_fields_with_one_second_follow_the_dst_rule_of_five(second: int) -> None:
+    # Read whole by cronsim, "0 30 2 * * *" had no tick on 2026-03-29 in Paris and two on
+    # 2026-10-25: as "30 2 * * *" it has one each day, the given second into its minute.
+    daily = Schedule(name="nightly", cron=f"{second} 30 2 * * *", tz=PARIS)
+    offset = timedelta(seconds=second)
+    assert _ticks(daily, utc(2026, 3, 28, 12), 2) == [
+        utc(2026, 3, 29, 1) + offset,
+        utc(2026, 3, 30, 0, 30) + offset,
+    ]
+    assert _ticks(daily, utc(2026, 10, 24, 12), 2) == [
+        utc(2026, 10, 25, 0, 30) + offset,
+        utc(2026, 10, 26, 1, 30) + offset,
+    ]
+    t = utc(2026, 10, 24, 23)
+    while t < utc(2026, 10, 25, 3):  # through the repeated hour, a second either side of ticks
+        assert daily.next_tick(t) > t >= daily.latest_tick(t), t
+        t += timedelta(seconds=7)
+
+
 def test_in_the_repeated_hour_the_next_tick_is_after_and_the_latest_at_or_before() -> None:
     """cronsim yields the repeated hour's times in their first occurrence: from inside the
     second one, the "next" 02:30 was 00:30 UTC, before the instant asked about, and the

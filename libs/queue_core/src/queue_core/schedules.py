@@ -10,9 +10,10 @@ A schedule is named after its task and enqueues a job of that type on ``queue`` 
 fields, or six with seconds first; evaluated by ``cronsim``, which handles DST as Debian's cron
 does for five fields: a time skipped by the spring change runs at the first instant after it, a
 time repeated in autumn runs once), or each multiple of ``every_s`` seconds since the Unix epoch.
-cronsim applies that DST rule to five fields only: a six-field expression is read by the wall
-clock alone, so in Europe/Paris ``0 30 2 * * *`` has no tick on the spring change's day and two
-(02:30 CEST, then 02:30 CET) on the autumn one; give a time in the changes' hours five fields.
+cronsim applies that DST rule to five fields only, so a six-field expression whose seconds are
+one number (``0 30 2 * * *``) is evaluated as its five minute fields, that second added: it
+follows the same rule. One with several seconds a minute (``*/10 * * * * *``) is read by the
+wall clock alone: in the repeated hour of the autumn change it runs in both.
 
 **Exactly one job per tick, enforced by the database.** Every worker whose registry declares a
 schedule runs its ticks; none is a leader. A tick's job is inserted only by the statement that
@@ -94,6 +95,21 @@ def _since_epoch_us(at: datetime) -> int:
 
 def _cron(expr: str, start: datetime, *, reverse: bool = False) -> Iterator[datetime]:
     return iter(CronSim(expr, start, reverse=reverse))
+
+
+_NO_SECONDS: Final = timedelta(0)
+
+
+def _minutes_and_second(expr: str) -> tuple[str, timedelta]:
+    """A six-field expression whose seconds field is one number (``0 30 2 * * *``) as its five
+    minute fields and that second: cronsim gives DST its rule for five fields only (a time
+    skipped by the spring change runs just after it, one repeated in autumn runs once), and
+    read whole, such an expression ran twice on the autumn change's day and not at all on the
+    spring one's. Every other expression as it is."""
+    fields = expr.split()
+    if len(fields) == 6 and fields[0].isascii() and fields[0].isdigit() and int(fields[0]) < 60:
+        return " ".join(fields[1:]), timedelta(seconds=int(fields[0]))
+    return expr, _NO_SECONDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,9 +210,16 @@ class Schedule:
             step = self._every_us()
             return _EPOCH + (_since_epoch_us(after) // step + 1) * step * _ONE_US
         assert self.cron is not None  # noqa: S101 - __post_init__ checked it
+        expr, second = _minutes_and_second(self.cron)
+        # A tick at second s of a five-field expression's minute t is after `after` when t is
+        # after `after` - s: the five fields' DST rule, then the seconds (never across a clock
+        # change, which falls on a whole minute).
+        return self._next_cron_tick(expr, after - second) + second
+
+    def _next_cron_tick(self, expr: str, after: datetime) -> datetime:
         # cronsim works in whole seconds: from the second `after` is in, it yields later ones.
         start = after.astimezone(ZoneInfo(self.tz)).replace(microsecond=0)
-        for tick in _cron(self.cron, start):
+        for tick in _cron(expr, start):
             # Past a clock going back (the autumn change), cronsim yields the hour's repeated
             # ticks in their first occurrence, before `after`: skipped, or the scheduler would
             # read again and again, every few milliseconds, for up to an hour.
@@ -210,8 +233,10 @@ class Schedule:
             step = self._every_us()
             return _EPOCH + _since_epoch_us(at) // step * step * _ONE_US
         assert self.cron is not None  # noqa: S101 - __post_init__ checked it
+        expr, second = _minutes_and_second(self.cron)
+        at -= second  # as in next_tick
         start = at.astimezone(ZoneInfo(self.tz)).replace(microsecond=0) + timedelta(seconds=1)
-        for tick in _cron(self.cron, start, reverse=True):
+        for tick in _cron(expr, start, reverse=True):
             if (latest := tick.astimezone(UTC)) <= at:
                 break
         else:
@@ -219,9 +244,9 @@ class Schedule:
         # cronsim goes back by the clock on the wall, which in the repeated hour of the autumn
         # change is behind ticks already past (02:00:05 CET comes after 02:30 CEST): the ticks
         # between are taken forward. Elsewhere the first next one is already after `at`.
-        while (later := self.next_tick(latest)) <= at:
+        while (later := self._next_cron_tick(expr, latest)) <= at:
             latest = later
-        return latest
+        return latest + second
 
     def due(self, watermark: datetime, now: datetime) -> list[tuple[datetime, bool]]:
         """The ticks after ``watermark`` and at or before ``now`` to deal with, in order, each
