@@ -28,7 +28,7 @@ from queue_api.schemas import (
     KeyView,
     error_responses,
 )
-from queue_core.keys import KeyInfo, RateLimits, Scope
+from queue_core.keys import ApiKeyNotFoundError, KeyInfo, RateLimits, Scope
 
 _NO_KEY = {404: "No key has this name or prefix"}
 _DUPLICATE = {409: "A key with this name exists"}
@@ -71,15 +71,14 @@ def _beyond_caller(caller: Caller, key: KeyInfo) -> str | None:
     )
 
 
-def _may_manage(caller: Caller) -> Callable[[KeyInfo], None]:
-    """The check KeyStore runs on the key to revoke or change, locked: 403 unless the caller
-    has every power that key has."""
+def _may_manage(caller: Caller, name_or_prefix: str) -> Callable[[KeyInfo], None]:
+    """The check KeyStore runs on the key to revoke or change, locked: unless the caller has
+    every power that key has, 404 as for no key at all. The listing leaves such keys out; a
+    403 saying what the key has would tell a tenant that another's key exists, and its powers."""
 
     def check(key: KeyInfo) -> None:
-        if reason := _beyond_caller(caller, key):
-            raise PermissionDeniedException(
-                detail=f"this API key cannot manage a key with {reason}"
-            )
+        if _beyond_caller(caller, key) is not None:
+            raise ApiKeyNotFoundError(name_or_prefix)
 
     return check
 
@@ -167,7 +166,7 @@ class KeysController(Controller):
         description=(
             "Every replica refuses the key within API_AUTH_CACHE_S seconds (default 5). "
             "Revoking a revoked key changes nothing. A key with more power than the caller's "
-            "(scopes, queues, rate limits, expiry): 403."
+            "(scopes, queues, rate limits, expiry) is answered as no key: 404."
         ),
         status_code=HTTP_200_OK,
         responses=error_responses(401, 403, 404, 503, meanings=_NO_KEY),
@@ -179,7 +178,9 @@ class KeysController(Controller):
         ctx: NamedDependency[RequestContext],
     ) -> KeyView:
         key_store = ctx.services.key_store
-        return KeyView.of(await key_store.revoke(name_or_prefix, check=_may_manage(ctx.caller)))
+        return KeyView.of(
+            await key_store.revoke(name_or_prefix, check=_may_manage(ctx.caller, name_or_prefix))
+        )
 
     @put(
         "/{name_or_prefix:str}/limits",
@@ -188,7 +189,8 @@ class KeysController(Controller):
         description=(
             "A limit left out is removed. Every replica applies the new limits within "
             "API_AUTH_CACHE_S seconds (default 5). A key with more power than the caller's "
-            "(scopes, queues, rate limits, expiry), or limits looser than the caller's: 403."
+            "(scopes, queues, rate limits, expiry) is answered as no key (404); limits looser "
+            "than the caller's: 403."
         ),
         status_code=HTTP_200_OK,
         before_request=strict_json_body(KeyLimits),
@@ -205,5 +207,7 @@ class KeysController(Controller):
         limits = data.to_limits()
         _check_limits(caller, limits)
         return KeyView.of(
-            await key_store.set_limits(name_or_prefix, limits, check=_may_manage(caller))
+            await key_store.set_limits(
+                name_or_prefix, limits, check=_may_manage(caller, name_or_prefix)
+            )
         )
