@@ -28,6 +28,7 @@ from queue_api.auth import Caller
 from queue_api.context import RequestContext
 from queue_api.metrics import count_enqueued
 from queue_api.schemas import JobCreate
+from queue_core.errors import UnknownDependencyError
 from queue_core.jobs import Enqueued, EnqueueOutcome, Idempotency, JobRecord
 from queue_core.keyed import IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, is_keyed
 from queue_core.keys import Scope
@@ -127,17 +128,20 @@ async def enqueue_one(
 
 
 async def check_dependencies_usable(ctx: RequestContext, jobs: Iterable[JobCreate]) -> None:
-    """403 unless a key restricted to some queues may use the queue of every job these jobs
-    depend on: a dependency's status shows in the dependant (GET /v1/jobs/{id}), so depending
-    on another tenant's job would be a way to watch it. (An item of the same batch, "$n", is
-    checked as an item; an unknown id is the enqueue's 400.)"""
+    """For a key restricted to some queues, the jobs these jobs depend on in other queues are
+    as jobs that do not exist (the enqueue's 400): a dependency's status shows in the
+    dependant (GET /v1/jobs/{id}), so depending on another tenant's job would be a way to
+    watch it, and a 403 would tell that it exists. (An item of the same batch, "$n", is
+    checked as an item.)"""
     caller = ctx.caller
     if caller.queues is None:
         return
     ids = {ref for job in jobs for ref in job.dependency_ids()}
     if ids:
         found = await ctx.services.queue.queues_of(ids)
-        caller.check_queues(found.values(), what="the queue of a job it depends on")
+        hidden = sorted(i for i in ids if i not in found or not caller.allows_queue(found[i]))
+        if hidden:
+            raise UnknownDependencyError(hidden)
 
 
 def check_holder_readable(caller: Caller, holder: JobRecord) -> None:
