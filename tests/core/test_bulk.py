@@ -59,10 +59,10 @@ async def test_a_filter_matching_nothing_stops_at_the_bound_and_its_cursor_goes_
         )
 
     first = await step(None)
-    assert first == BulkStep(0, encode_cursor(await _id_at(pool, 100)))
+    assert first == BulkStep(0, encode_cursor(await _id_at(pool, 100)), bounded=True)
     assert first.next_cursor is not None
     second = await step(decode_cursor(first.next_cursor))
-    assert second == BulkStep(0, encode_cursor(await _id_at(pool, 200)))
+    assert second == BulkStep(0, encode_cursor(await _id_at(pool, 200)), bounded=True)
     assert second.next_cursor is not None
     assert await step(decode_cursor(second.next_cursor)) == BulkStep(0, None)  # the end
 
@@ -154,3 +154,22 @@ async def test_bounds_outside_their_range_are_refused(
             max_scan=max_scan,
             scan_budget=scan_budget,
         )
+
+
+async def test_an_action_at_its_limit_is_not_bounded_even_when_it_changed_nothing(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    # The newest cancelled job cannot be retried (a pending job holds its unique key): the
+    # action stops at its limit of 1 having changed none, with a cursor; only the bound being
+    # reached is "bounded" (the console says the walk was cut short only then).
+    older, newer = await _add(queue, 2)
+    await pool.execute("UPDATE jobs SET unique_key = 'k' WHERE id = $1", newer)
+    await pool.execute(
+        "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = ANY($1::uuid[])",
+        [older, newer],
+    )
+    await queue.enqueue(NewJob(type="noop", payload={"i": 9}, unique_key="k"))
+
+    step = await retry_matching_step(queue, JobListing(pool), JobFilter(), limit=1)
+
+    assert step == BulkStep(0, encode_cursor(newer), bounded=False)

@@ -50,6 +50,9 @@ class BulkStep:
     # As a listing page's: the walk stopped at its limit or at MAX_BULK_SCAN, and this
     # continues it (older jobs, the same filter). None: every matching job was walked.
     next_cursor: str | None
+    # The walk stopped at MAX_BULK_SCAN with fewer matching jobs than its limit: those older
+    # than next_cursor are still unread (at its limit it stopped because it had enough).
+    bounded: bool = False
 
 
 async def cancel_matching_step(  # noqa: PLR0913 - the walk's position and bounds, by name
@@ -141,4 +144,6 @@ async def _act(  # noqa: PLR0913 - the one body of both actions
     done = 0
     for start in range(0, len(ids), BATCH_SIZE):
         done += await action(ids[start : start + BATCH_SIZE])
-    return BulkStep(done, page.next_cursor)
+    return BulkStep(
+        done, page.next_cursor, bounded=page.next_cursor is not None and len(ids) < limit
+    )

@@ -87,7 +87,7 @@ class ConsoleActions(Controller):
         else:
             raise ValidationException(detail="the action must be retry or cancel")
         done = f"{action}:{step.affected}"
-        if step.next_cursor is not None and step.affected < limit:
+        if step.bounded:
             # The walk stopped at its bound, not at the limit: pressing again would walk the
             # same newest jobs again, so the notice says how to reach older ones.
             done += (
