@@ -298,6 +298,27 @@ class ScheduleState:
             )
         return watermark
 
+    def blocked(self, schedule: Schedule, now: datetime) -> tuple[str, str] | None:
+        """Why no tick of ``schedule`` is taken from this row now, as (the event the workers
+        log, the reason), or None: the row cannot be read, no tick can be computed from its
+        last one, or that one is ahead of the clock by more than the grace (set by hand, or by
+        a database restored with a clock behind; not moved back, which could run a tick twice).
+        ``schedule`` is what ticks are computed with: a worker's own declaration, or the row's
+        for a listing."""
+        if self.unreadable is not None:
+            return "schedule_unreadable", self.unreadable
+        if self.paused_at is not None:
+            return None  # not run, and nothing to mend
+        watermark = self.watermark
+        try:
+            schedule.next_tick(watermark)
+            schedule.next_tick(now)
+        except (ArithmeticError, ValueError, OSError) as exc:  # ScheduleError is a ValueError
+            return "schedule_unreadable", str(exc) or type(exc).__name__
+        if watermark > now + timedelta(seconds=schedule.grace_s):
+            return "schedule_watermark_in_future", f"its last tick, {watermark}, is ahead"
+        return None
+
     def next_run(self, now: datetime) -> datetime | None:
         """When its next job is due: its first tick after ``now`` not dealt with yet (None
         while paused, or when it cannot be computed from the row)."""

@@ -15,7 +15,6 @@ timing, makes each tick one job. A worker killed mid-turn leaves the rest to the
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Counter, Gauge
@@ -110,32 +109,27 @@ class Scheduler:
             if state is None:  # its row was deleted by hand: register it again next turn
                 self._registered = False
                 continue
-            if state.unreadable is not None:  # checked first: its paused_at may not be read
+            # A row edited by hand (a last tick at 'infinity', say, or ahead of the clock):
+            # this schedule waits for it to be mended, the others carry on. The same test as
+            # GET /v1/schedules's "readable" (ScheduleState.blocked).
+            if (blocked := state.blocked(schedule, now)) is not None:
                 LAG.labels(name).set(0)
-                self._unreadable(name, state.unreadable)
+                event, reason = blocked
+                if event == "schedule_watermark_in_future":
+                    self._watermark_ahead(name, state.watermark, now)
+                    upcoming = schedule.next_tick(now)  # it could be computed (blocked)
+                    wake_at = upcoming if wake_at is None else min(wake_at, upcoming)
+                else:
+                    self._unreadable(name, reason, watermark=state.last_tick_at)
                 continue
             if state.paused_at is not None:
                 LAG.labels(name).set(0)
                 self._readable(name)  # a paused schedule is not run: nothing to mend for it
                 continue
             watermark = state.watermark
-            try:
-                oldest = schedule.next_tick(watermark)
-                due = schedule.due(watermark, now)
-                upcoming = schedule.next_tick(now)
-            except (ArithmeticError, ValueError) as exc:  # ScheduleError is a ValueError
-                # A row edited by hand (a last tick at 'infinity', say): this schedule waits
-                # for it to be mended, the others carry on.
-                self._unreadable(name, str(exc) or type(exc).__name__, watermark=watermark)
-                continue
-            if watermark > now + timedelta(seconds=schedule.grace_s):
-                # Ticks are taken only after the watermark: one set ahead of the clock (by
-                # hand, or a database restored with a clock behind) stalls the schedule until
-                # the clock passes it. Not moved back here: it is what keeps each tick one job.
-                LAG.labels(name).set(0)
-                self._watermark_ahead(name, watermark, now)
-                wake_at = upcoming if wake_at is None else min(wake_at, upcoming)
-                continue
+            oldest = schedule.next_tick(watermark)  # blocked computed both already
+            due = schedule.due(watermark, now)
+            upcoming = schedule.next_tick(now)
             self._readable(name)
             LAG.labels(name).set(max(0.0, (now - oldest).total_seconds()))
             await self._take(name, schedule, due, now)

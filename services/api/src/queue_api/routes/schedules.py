@@ -68,9 +68,9 @@ class ScheduleView(msgspec.Struct, kw_only=True):
     readable: Annotated[
         bool,
         msgspec.Meta(
-            description="false: a timestamp in its row is beyond what can be read (edited by "
-            "hand), so the workers do not run it until the row is mended; they log "
-            "schedule_unreadable with the reason"
+            description="false: its row holds what no tick can be computed from, or a last "
+            "tick ahead of the clock (edited by hand), so the workers do not run it until the "
+            "row is mended; they log schedule_unreadable or schedule_watermark_in_future"
         ),
     ]
 
@@ -90,7 +90,7 @@ class ScheduleView(msgspec.Struct, kw_only=True):
             next_run_at=state.next_run(now),
             last_run_at=state.last_run_at,
             last_job_id=state.last_job_id,
-            readable=state.unreadable is None,
+            readable=state.blocked(state.definition, now) is None,
         )
 
 
