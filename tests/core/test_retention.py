@@ -21,6 +21,7 @@ from queue_core.retention import (
     RETENTION_LOCK_KEY,
     Retention,
 )
+from queue_core.sql import RETENTION_QUERIES
 from queue_core.states import JobStatus
 
 DAY = timedelta(days=1)
@@ -446,3 +447,18 @@ def _pages_touched(plan: str) -> int:
     match = re.search(r"Buffers: shared((?: (?:hit|read|dirtied|written)=\d+)+)", execution)
     assert match is not None, plan
     return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", match.group(1)))
+
+
+def test_both_deletes_keep_the_same_jobs_beyond_their_id_ranges() -> None:
+    # Two statements, so that each walks an exact index range under any plan; everything that
+    # keeps a job (its age, a live key, unsettled dependants) and what goes with a deleted one
+    # must stay the same in both, or one would delete what the other keeps.
+    def rules(name: str) -> list[str]:
+        statement = RETENTION_QUERIES[name]
+        # Each statement numbers its parameters in its own order: by name again.
+        text = re.sub(r"\$(\d+)", lambda m: ":" + statement.params[int(m[1]) - 1], statement.text)
+        lines = [line.split("--")[0].strip() for line in text.splitlines()]
+        code = [line for line in lines if line]
+        return code[next(i for i, line in enumerate(code) if line.startswith("AND finished_at")) :]
+
+    assert rules("delete_finished_batch") == rules("delete_finished_batch_not_uuid7")

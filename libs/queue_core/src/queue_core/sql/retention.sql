@@ -83,6 +83,9 @@ SELECT id FROM gone;
 -- delete_finished_batch once its id's time passes the cutoff, at most one retention late. The
 -- version test leaves a UUIDv7 from a clock running far ahead to delete_finished_batch, as
 -- before: this pass changes nothing for the ids the queue makes.
+-- A statement of its own, so that each walks an exact index range under any plan (a bound
+-- switched by a parameter is no index bound in a generic plan); from finished_at on, it is
+-- delete_finished_batch line for line, which tests/core/test_retention.py checks.
 WITH doomed AS (
     SELECT id FROM jobs
     WHERE status = {status}
