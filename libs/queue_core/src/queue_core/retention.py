@@ -151,9 +151,25 @@ class Retention:
                 self._rounds += 1
                 for status, seconds in self._retention_s.items():
                     if seconds is not None:
-                        await self._delete_status(conn, status, seconds, result)
+                        await self._delete_batches(
+                            conn,
+                            Q_DELETE_BATCH[status],
+                            status,
+                            seconds=seconds,
+                            cursors=self._cursor,
+                            result=result,
+                        )
                         if full_sweep:
-                            await self._delete_not_uuid7(conn, status, seconds, result)
+                            # The ids that are not UUIDv7 (module docstring), with a cursor
+                            # of this pass's own: the statement starts no lower than its bound.
+                            await self._delete_batches(
+                                conn,
+                                Q_DELETE_NOT_UUID7_BATCH[status],
+                                status,
+                                seconds=seconds,
+                                cursors={status: _FIRST_ID},
+                                result=result,
+                            )
                 row = await Q_OLDEST_FINISHED.fetchrow(conn)
                 if row is not None:
                     result.oldest_s = {s: row[s.value] for s in RETAINED_STATUSES}
@@ -168,59 +184,31 @@ class Retention:
                         conn.terminate()
                         raise
 
-    async def _delete_status(
+    async def _delete_batches(  # noqa: PLR0913 - the walk's statement, status and position
         self,
         conn: asyncpg.pool.PoolConnectionProxy,
+        query: Statement,
         status: JobStatus,
+        *,
         seconds: float,
+        cursors: dict[JobStatus, uuid.UUID],
         result: RoundResult,
     ) -> None:
-        query = Q_DELETE_BATCH[status]
-        deleted = batches = 0
-        try:
-            while True:
-                rows = await query.fetch(
-                    conn,
-                    retention_s=seconds,
-                    batch=self._batch,
-                    from_id=self._cursor[status],
-                    clock_slack_s=CLOCK_SLACK_S,
-                )
-                batches += 1
-                deleted += len(rows)
-                if rows:
-                    self._cursor[status] = max(r["id"] for r in rows)
-                if len(rows) < self._batch:
-                    return
-        finally:
-            result.deleted[status] = deleted
-            result.batches[status] = batches
-
-    async def _delete_not_uuid7(
-        self,
-        conn: asyncpg.pool.PoolConnectionProxy,
-        status: JobStatus,
-        seconds: float,
-        result: RoundResult,
-    ) -> None:
-        """The rows of ``status`` whose ids are not UUIDv7 (see the module docstring), batch by
-        batch from the first id above those the queue makes; counted with the status's own."""
-        query = Q_DELETE_NOT_UUID7_BATCH[status]
-        # Its own cursor, for this pass only: the statement starts no lower than its bound.
-        cursor = _FIRST_ID
+        """Run ``query``, one of the per-status deletes, batch by batch from ``cursors[status]``
+        until a batch comes back short, moving that cursor past each batch (kept if a later
+        one fails) and counting into ``result``: one figure per status, for the logs and
+        metrics, whichever statement found the rows."""
         while True:
             rows = await query.fetch(
                 conn,
                 retention_s=seconds,
                 batch=self._batch,
-                from_id=cursor,
+                from_id=cursors[status],
                 clock_slack_s=CLOCK_SLACK_S,
             )
-            # Added to what _delete_status counted (it ran first): one figure per status, for
-            # the logs and metrics, however the rows were found.
-            result.batches[status] += 1
-            result.deleted[status] += len(rows)
+            result.batches[status] = result.batches.get(status, 0) + 1
+            result.deleted[status] = result.deleted.get(status, 0) + len(rows)
             if rows:
-                cursor = max(r["id"] for r in rows)
+                cursors[status] = max(r["id"] for r in rows)
             if len(rows) < self._batch:
                 return
