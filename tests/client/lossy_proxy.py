@@ -4,6 +4,8 @@ never hears back. That is the failure that makes naive retries duplicate work.
 
 - ``drop``: once the answer starts arriving, the client's connection is reset.
 - ``hold``: the answer is swallowed and the connection kept open, so the client times out.
+- ``gateway``: the answer is replaced by a load balancer's 504 page (its timeout for the API
+  ran out), which tells the client nothing of what the API did.
 
 It runs its own event loop in a thread, so sync and async clients alike can use it.
 """
@@ -16,10 +18,11 @@ from typing import Any, Literal, TypeVar
 T = TypeVar("T")
 
 
+Mode = Literal["drop", "hold", "gateway"]
+
+
 class LossyProxy:
-    def __init__(
-        self, target_port: int, *, lose_first: int, mode: Literal["drop", "hold"] = "drop"
-    ) -> None:
+    def __init__(self, target_port: int, *, lose_first: int, mode: Mode = "drop") -> None:
         self._target_port = target_port
         self._lose_first = lose_first
         self._mode = mode
@@ -70,6 +73,10 @@ class LossyProxy:
         if self._mode == "drop":
             client_w.transport.abort()  # a reset, as from a crashed load balancer
             return
+        if self._mode == "gateway":
+            client_w.write(GATEWAY_TIMEOUT)
+            await client_w.drain()
+            return
         # hold: say nothing until the client gives up and closes (its read timeout)
         await upstream
 
@@ -84,6 +91,13 @@ class LossyProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+
+
+_PAGE = b"<html><head><title>504 Gateway Time-out</title></head><body>nginx</body></html>"
+GATEWAY_TIMEOUT = (
+    b"HTTP/1.1 504 Gateway Time-out\r\nContent-Type: text/html\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_PAGE), _PAGE)
+)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

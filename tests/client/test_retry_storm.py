@@ -20,6 +20,7 @@ from queue_client import (
     NewJob,
     Outcome,
     RateLimitedError,
+    UnavailableError,
 )
 from queue_client.retrying import NO_RETRY, RetryPolicy
 from reliability_figures import Scenario, record
@@ -187,3 +188,35 @@ def test_a_rate_limit_is_waited_out_as_retry_after_says(
     stored = _jobs_in(client, queue_name)
     assert len(stored) == 3, "one job per enqueue: the first, and the two that waited"
     assert set(made) <= set(stored)
+
+
+def test_a_gateway_timeout_resends_only_what_is_safe_to_repeat(
+    system: System, client: Client, queue_name: str
+) -> None:
+    """A load balancer's 504 comes after it passed the request on: the API may have acted, as
+    when no answer came. An enqueue is sent again (its Idempotency-Key makes that safe); a bulk
+    cancel is not, or its retry would cancel ``limit`` more jobs."""
+    proxy = LossyProxy(_port(system.url), lose_first=1, mode="gateway")
+    try:
+        with Client(proxy.url, system.key, retry=FAST) as gated:
+            enqueued = gated.enqueue("noop", {"gated": True}, queue=queue_name)
+    finally:
+        proxy.close()
+    assert (proxy.lost, enqueued.outcome) == (1, Outcome.REPLAYED)
+    assert _jobs_in(client, queue_name) == [enqueued.job.id]
+
+    for n in range(3):
+        client.enqueue("noop", {"n": n}, queue=queue_name)
+    proxy = LossyProxy(_port(system.url), lose_first=1, mode="gateway")
+    try:
+        with (
+            Client(proxy.url, system.key, retry=FAST) as gated,
+            pytest.raises(UnavailableError) as unavailable,
+        ):
+            gated.cancel_jobs(limit=2, queue=queue_name)
+    finally:
+        proxy.close()
+    assert unavailable.value.status == 504
+    assert proxy.connections == 1
+    statuses = sorted(job.status for job in client.iter_jobs(queue=queue_name))
+    assert statuses == ["cancelled"] * 2 + ["pending"] * 2, "the limit held: one request went"

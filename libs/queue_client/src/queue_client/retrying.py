@@ -3,10 +3,12 @@
 
 A request is sent again on 503 (the API cannot reach its database), 502/504 (a proxy without
 an API), 429 (the key's rate limit: after ``Retry-After``) and when no answer came. An answer
-that never came is ambiguous (the API may have acted on the request), so that case is retried
-only for requests that are safe to repeat: reads, pauses, and enqueues, which always carry an
-``Idempotency-Key`` so that a repeat answers with the job the first one made. A connection
-that was refused or never opened sent nothing, so any request is retried then.
+that never came is ambiguous (the API may have acted on the request), and so are 502 and 504:
+a proxy answers them after it passed the request on (the API dropped the connection, or was
+slower than the proxy's timeout). Those cases are retried only for requests that are safe to
+repeat: reads, pauses, and enqueues, which always carry an ``Idempotency-Key`` so that a repeat
+answers with the job the first one made. A connection that was refused or never opened sent
+nothing, so any request is retried then.
 
 Backoff is capped exponential with "equal jitter" (half fixed, half random), so that many
 clients failing together do not come back together, and none comes back at once.
@@ -24,6 +26,8 @@ from queue_client.errors import ConnectionFailedError, retry_after_s
 T = TypeVar("T")
 
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+# A proxy's answers once it passed the request on: the API may have acted on it.
+_MAYBE_ACTED = frozenset({502, 504})
 
 # Errors raised before the request left: nothing reached the API.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -71,7 +75,9 @@ class Attempts:
         return self._policy.backoff_s(self.tries)
 
     def after_answer(self, response: httpx.Response) -> float | None:
-        if not self._retry_statuses or response.status_code not in RETRIED_STATUSES:
+        status = response.status_code
+        unsafe = status in _MAYBE_ACTED and not self._idempotent
+        if not self._retry_statuses or status not in RETRIED_STATUSES or unsafe:
             self.tries += 1
             return None
         pause = self._next()
