@@ -70,6 +70,13 @@ def test_retry_after_as_an_http_date() -> None:
     )
     assert retry_after_s(dated) == 5
     assert retry_after_s(answer(503, {"Retry-After": "soon"})) is None
+    # A date against a Date header that is not one: unknown, the backoff's own pause then.
+    when = "Fri, 04 Dec 2026 10:00:05 GMT"
+    for date in ("garbage", ""):
+        odd = answer(503, {"Retry-After": when, "Date": date})
+        assert retry_after_s(odd) is None
+        assert error_for(odd).retry_after_s is None
+        assert Attempts(POLICY, idempotent=True, retry_statuses=True).after_answer(odd)
 
 
 def test_an_answer_that_never_came_is_resent_only_when_that_is_safe() -> None:

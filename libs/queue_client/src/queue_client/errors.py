@@ -127,9 +127,11 @@ def retry_after_s(response: httpx.Response) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    date = response.headers.get("Date")
-    now = parsedate_to_datetime(date) if date else None
-    if now is None or when.tzinfo is None or now.tzinfo is None:
+    try:
+        now = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None or now.tzinfo is None:
         return None
     return max((when - now).total_seconds(), 0.0)
 
