@@ -151,6 +151,20 @@ def test_pausing_a_queue_holds_its_jobs_and_wait_times_out(client: Client, syste
     assert client.wait(job.id, timeout_s=20).status is JobStatus.COMPLETED
 
 
+def test_a_name_or_id_of_dots_stays_one_path_segment(client: Client) -> None:
+    """``.`` and ``..`` are names like any other in a path, not steps up it: pausing the queue
+    ``.`` must reach it, and ``cancel_job(".")`` must not reach POST /v1/jobs/cancel (the bulk
+    cancel)."""
+    for name in (".", ".."):
+        assert client.pause_queue(name).name == name
+        assert next(q for q in client.list_queues() if q.name == name).paused
+        assert not client.resume_queue(name).paused
+        with pytest.raises(BadRequestError, match="job_id: Invalid UUID"):
+            client.cancel_job(name)
+        with pytest.raises(BadRequestError, match="job_id: Invalid UUID"):
+            client.get_job(name)
+
+
 def test_workers_and_schedules(client: Client, system: System) -> None:
     (worker,) = client.list_workers()
     assert worker.pid == system.worker.proc.pid

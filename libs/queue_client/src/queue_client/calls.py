@@ -145,8 +145,10 @@ def _message(response: httpx.Response) -> str:
 
 
 def _segment(value: str | UUID) -> str:
-    """A path segment, escaped: a queue named ``a/b`` must not become two segments."""
-    return quote(str(value), safe="")
+    """A path segment, escaped: a queue named ``a/b`` must not become two segments, nor one
+    named ``.`` or ``..`` a step up the path (``/v1/jobs/./cancel`` is the bulk cancel)."""
+    segment = quote(str(value), safe="")
+    return segment.replace(".", "%2E") if segment in {".", ".."} else segment
 
 
 def _instant(value: datetime) -> str:
