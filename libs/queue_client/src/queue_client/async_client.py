@@ -126,14 +126,14 @@ class AsyncClient:
         self, *, page_size: int | None = None, **where: Unpack[JobFilter]
     ) -> AsyncIterator[JobSummary]:
         """Every job matching the filters, newest first, a page at a time."""
-        cursor = None
+        cursor, cursors = None, calls.Cursors("GET /v1/jobs")
         while True:
             page = await self.call(calls.list_jobs(where, cursor=cursor, limit=page_size))
+            cursor = cursors.follow(page.next_cursor)  # before its jobs: none seen twice
             for job in page.jobs:
                 yield job
-            if page.next_cursor is None:
+            if cursor is None:
                 return
-            cursor = page.next_cursor
 
     async def cancel_job(self, job_id: UUID | str) -> JobStatusRecord:
         return await self.call(calls.cancel_job(job_id))

@@ -139,9 +139,7 @@ def _ready(response: httpx.Response) -> bool:
     return True
 
 
-def _message(response: httpx.Response) -> str:
-    check(response)
-    return str(response.json().get("message", ""))
+_message = _decoder(str, field_name="message")
 
 
 def _segment(value: str | UUID) -> str:
@@ -299,6 +297,25 @@ def retry_jobs(where: JobFilter, limit: int, cursor: str | None = None) -> Call[
     return _bulk("retry", where, limit, cursor)
 
 
+class Cursors:
+    """The cursors one walk of pages was answered: one answered twice would send the walk
+    round for ever (a buggy API, a proxy caching a page), so it is an error instead."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._seen: set[str] = set()
+
+    def follow(self, cursor: str | None) -> str | None:
+        """``cursor`` (None: the walk ended); UnexpectedResponseError when seen before."""
+        if cursor is not None:
+            if cursor in self._seen:
+                raise UnexpectedResponseError(
+                    f"{self._what} answered the cursor {cursor!r} again: a walk that never ends"
+                )
+            self._seen.add(cursor)
+        return cursor
+
+
 def bulk_steps(
     step: Callable[[JobFilter, int, str | None], Call[BulkResult]], where: JobFilter, limit: int
 ) -> Generator[Call[BulkResult], BulkResult, int]:
@@ -306,23 +323,23 @@ def bulk_steps(
     the API reads at most so many jobs a request (200,000) and then answers a cursor to go on,
     which is followed until every matching job was walked or ``limit`` were changed. Returns
     how many were."""
-    affected, cursor = 0, None
+    affected, cursor, cursors = 0, None, Cursors("a bulk action")
     while True:
         result = yield step(where, limit - affected, cursor)
         affected += result.affected
         if result.next_cursor is None or affected >= limit:
             return affected
-        cursor = result.next_cursor
+        cursor = cursors.follow(result.next_cursor)
 
 
 # -- the seed's endpoints ---------------------------------------------------------------------
 
 _SEED_ID_PREFIX = "Message of id: "
+_seed_id = _decoder(str, field_name="id")
 
 
 def _seed_created(response: httpx.Response) -> UUID:
-    check(response)
-    text = str(response.json().get("id", ""))
+    text = _seed_id(response)
     try:
         return UUID(text.removeprefix(_SEED_ID_PREFIX))
     except ValueError:

@@ -6,6 +6,7 @@ Every error answer of the API is ``{"status_code", "detail", "extra"?}``; a body
 """
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,11 @@ def error_for(response: httpx.Response) -> QueueError:
 
 
 def _detail(response: httpx.Response) -> tuple[str, list[Mapping[str, Any]]]:
+    if response.is_redirect:  # an http:// URL to an https:// API, say: never followed
+        target = response.headers["Location"]
+        with suppress(httpx.InvalidURL):
+            target = str(response.url.join(target))
+        return f"redirected to {target}; the client does not follow redirects: fix the URL", []
     try:
         body = response.json()
     except ValueError:

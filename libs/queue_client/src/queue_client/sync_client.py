@@ -127,13 +127,13 @@ class Client:
         self, *, page_size: int | None = None, **where: Unpack[JobFilter]
     ) -> Iterator[JobSummary]:
         """Every job matching the filters, newest first, a page at a time."""
-        cursor = None
+        cursor, cursors = None, calls.Cursors("GET /v1/jobs")
         while True:
             page = self.call(calls.list_jobs(where, cursor=cursor, limit=page_size))
+            cursor = cursors.follow(page.next_cursor)  # before its jobs: none seen twice
             yield from page.jobs
-            if page.next_cursor is None:
+            if cursor is None:
                 return
-            cursor = page.next_cursor
 
     def cancel_job(self, job_id: UUID | str) -> JobStatusRecord:
         return self.call(calls.cancel_job(job_id))
