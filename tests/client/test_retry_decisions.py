@@ -87,6 +87,21 @@ def test_an_answer_that_never_came_is_resent_only_when_that_is_safe() -> None:
     assert Attempts(POLICY, idempotent=False, retry_statuses=True).after_error(never_sent)
 
 
+def test_no_retry_starts_past_the_callers_deadline() -> None:
+    now = 100.0
+    attempts = Attempts(
+        POLICY, idempotent=True, retry_statuses=True, deadline=101.0, clock=lambda: now
+    )
+    assert attempts.after_answer(answer(503)) is not None  # at most 0.5 s: before the deadline
+    now = 100.9
+    assert attempts.after_answer(answer(503)) is None  # at least 0.5 s: past it
+    lost = httpx.ReadTimeout("timed out", request=REQUEST)
+    assert (
+        Attempts(POLICY, idempotent=True, retry_statuses=True, deadline=100.0).after_error(lost)
+        is None
+    )
+
+
 def test_a_call_settles_to_its_decoded_answer_its_error_or_a_pause() -> None:
     probe = Retrying(calls.health(), POLICY, "http://api")
     assert isinstance(probe.settle(answer(503)), Pause)

@@ -3,6 +3,7 @@ connections, timeouts), a database outage (503) and a rate limit (429), each aga
 API, counting the jobs it stored."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from queue_client import (
     RateLimitedError,
     UnavailableError,
 )
+from queue_client.calls import WAIT_SLACK_S
 from queue_client.retrying import NO_RETRY, RetryPolicy
 from reliability_figures import Scenario, record
 
@@ -220,3 +222,24 @@ def test_a_gateway_timeout_resends_only_what_is_safe_to_repeat(
     assert proxy.connections == 1
     statuses = sorted(job.status for job in client.iter_jobs(queue=queue_name))
     assert statuses == ["cancelled"] * 2 + ["pending"] * 2, "the limit held: one request went"
+
+
+def test_wait_keeps_its_deadline_when_the_api_stops_answering(
+    system: System, client: Client, queue_name: str
+) -> None:
+    """Each long poll may take its wait and WAIT_SLACK_S more; the retries of one that got no
+    answer must not start past the caller's deadline, or wait(timeout_s=1) takes a minute."""
+    job = client.enqueue("noop", {"a": 1}, queue=queue_name).job  # no worker serves the queue
+    proxy = LossyProxy(_port(system.url), lose_first=100, mode="hold")
+    policy = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
+    started = time.monotonic()
+    try:
+        with (
+            Client(proxy.url, system.key, retry=policy) as hung,
+            pytest.raises(ConnectionFailedError, match="after 1 try"),
+        ):
+            hung.wait(job.id, timeout_s=1)
+    finally:
+        proxy.close()
+    assert time.monotonic() - started < 1 + WAIT_SLACK_S + 3
+    assert proxy.connections == 1

@@ -109,7 +109,8 @@ class AsyncClient:
         ``WaitTimeoutError`` (with the job as last seen) after ``timeout_s``."""
         waiting = Waiting(timeout_s)
         while True:
-            job = await self.call(calls.get_job(job_id, wait_s=waiting.poll_s()))
+            poll = calls.get_job(job_id, wait_s=waiting.poll_s(), deadline=waiting.deadline)
+            job = await self.call(poll)
             if job.status.is_final:
                 return job
             if waiting.expired():

@@ -61,6 +61,8 @@ class Call(Generic[T]):
     # Retried on 429 and 503; off for probes, whose 503 is the answer.
     retry_statuses: bool = True
     timeout_s: float | None = None  # the read timeout, when not the client's
+    # A time.monotonic() past which no retry starts: the caller's own deadline (wait()).
+    deadline: float | None = None
 
     def build(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         """The request, built by either client (both take the same arguments)."""
@@ -212,7 +214,9 @@ def enqueue_batch(jobs: Iterable[NewJob]) -> Call[BatchEnqueued]:
     )
 
 
-def get_job(job_id: UUID | str, wait_s: float | None = None) -> Call[Job]:
+def get_job(
+    job_id: UUID | str, wait_s: float | None = None, deadline: float | None = None
+) -> Call[Job]:
     params = []
     timeout_s = None
     if wait_s is not None:
@@ -226,6 +230,7 @@ def get_job(job_id: UUID | str, wait_s: float | None = None) -> Call[Job]:
         params=params,
         idempotent=True,
         timeout_s=timeout_s,
+        deadline=deadline,
     )
 
 

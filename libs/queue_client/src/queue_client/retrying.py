@@ -11,10 +11,13 @@ answers with the job the first one made. A connection that was refused or never 
 nothing, so any request is retried then.
 
 Backoff is capped exponential with "equal jitter" (half fixed, half random), so that many
-clients failing together do not come back together, and none comes back at once.
+clients failing together do not come back together, and none comes back at once. No retry
+starts past a call's ``deadline`` (the caller's, in ``wait()``).
 """
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -62,10 +65,20 @@ class Attempts:
     """The retry decisions for one logical call: after each try, the pause before the next, or
     None to stop (return the answer, or raise)."""
 
-    def __init__(self, policy: RetryPolicy, *, idempotent: bool, retry_statuses: bool) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        idempotent: bool,
+        retry_statuses: bool,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._policy = policy
         self._idempotent = idempotent
         self._retry_statuses = retry_statuses
+        self._deadline = deadline
+        self._clock = clock
         self.tries = 0
 
     def _next(self) -> float | None:
@@ -73,6 +86,11 @@ class Attempts:
         if self.tries >= self._policy.attempts:
             return None
         return self._policy.backoff_s(self.tries)
+
+    def _before_deadline(self, pause: float | None) -> float | None:
+        if pause is None or self._deadline is None:
+            return pause
+        return pause if self._clock() + pause < self._deadline else None
 
     def after_answer(self, response: httpx.Response) -> float | None:
         status = response.status_code
@@ -85,17 +103,18 @@ class Attempts:
             return None
         asked = retry_after_s(response)
         if asked is None:
-            return pause
+            return self._before_deadline(pause)
         if asked > self._policy.max_retry_after_s:
             return None
         # At least what the server asked, plus a little jitter so waiters do not stampede.
-        return asked + random.uniform(0, self._policy.base_delay_s)  # noqa: S311
+        asked += random.uniform(0, self._policy.base_delay_s)  # noqa: S311
+        return self._before_deadline(asked)
 
     def after_error(self, error: httpx.TransportError) -> float | None:
         if not self._idempotent and not isinstance(error, _NOT_SENT):
             self.tries += 1
             return None
-        return self._next()
+        return self._before_deadline(self._next())
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +133,10 @@ class Retrying(Generic[T]):
         self._call = call
         self._base_url = base_url  # named in the error when no answer came
         self._attempts = Attempts(
-            policy, idempotent=call.idempotent, retry_statuses=call.retry_statuses
+            policy,
+            idempotent=call.idempotent,
+            retry_statuses=call.retry_statuses,
+            deadline=call.deadline,
         )
 
     def settle(self, outcome: httpx.Response | httpx.TransportError) -> T | Pause:

@@ -110,7 +110,8 @@ class Client:
         ``WaitTimeoutError`` (with the job as last seen) after ``timeout_s``."""
         waiting = Waiting(timeout_s)
         while True:
-            job = self.call(calls.get_job(job_id, wait_s=waiting.poll_s()))
+            poll = calls.get_job(job_id, wait_s=waiting.poll_s(), deadline=waiting.deadline)
+            job = self.call(poll)
             if job.status.is_final:
                 return job
             if waiting.expired():

@@ -17,23 +17,24 @@ class Waiting:
         self, timeout_s: float | None, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._clock = clock
-        self._deadline = None if timeout_s is None else clock() + timeout_s
+        # Also the deadline of each poll's retries: none starts after it.
+        self.deadline = None if timeout_s is None else clock() + timeout_s
         self._started = clock()
 
     def poll_s(self) -> float:
         """The ``wait`` of the next request; marks its start."""
         self._started = self._clock()
-        if self._deadline is None:
+        if self.deadline is None:
             return MAX_WAIT_S
-        return min(max(self._deadline - self._started, 0.001), MAX_WAIT_S)
+        return min(max(self.deadline - self._started, 0.001), MAX_WAIT_S)
 
     def expired(self) -> bool:
-        return self._deadline is not None and self._clock() >= self._deadline
+        return self.deadline is not None and self._clock() >= self.deadline
 
     def pause_s(self) -> float:
         """How long to pause before the next poll: only when the last one came back early."""
         elapsed = self._clock() - self._started
         pause = max(MIN_POLL_INTERVAL_S - elapsed, 0.0)
-        if self._deadline is not None:
-            pause = min(pause, max(self._deadline - self._clock(), 0.0))
+        if self.deadline is not None:
+            pause = min(pause, max(self.deadline - self._clock(), 0.0))
         return pause
