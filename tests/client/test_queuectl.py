@@ -264,6 +264,12 @@ def test_settings_come_from_flags_then_env_then_the_config_file(
     assert "does not exist" in one_line_error(absent, 2)
 
 
+def test_a_malformed_url_is_a_usage_error(home: Path) -> None:
+    for url in ("http://[::1", "http://host:port", "http://", "https:///v1"):
+        result = queuectl("queues", url=url, key=None, home=home)
+        assert "the API URL" in one_line_error(result, 2), url
+
+
 def test_shell_completion(home: Path) -> None:
     script = queuectl("completion", "bash", url=None, key=None, home=home)
     assert script.returncode == 0

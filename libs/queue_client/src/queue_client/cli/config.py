@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+import httpx
+
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_S: Final = 10.0
 OUTPUTS: Final = ("table", "json")
@@ -90,6 +92,12 @@ def resolve(
     url = pick("url") or DEFAULT_URL
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ConfigError(f"the API URL must start with http:// or https://, not {url!r}")
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"the API URL {url!r} is malformed: {exc}") from None
+    if not host:
+        raise ConfigError(f"the API URL {url!r} names no host")
     api_key = pick("api_key")
     if api_key is not None and not isinstance(api_key, str):
         raise ConfigError("api_key must be a string")
