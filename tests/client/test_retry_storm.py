@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import pytest
 
@@ -18,6 +19,7 @@ from queue_client import (
     AsyncClient,
     Client,
     ConnectionFailedError,
+    JobStatus,
     NewJob,
     Outcome,
     RateLimitedError,
@@ -243,3 +245,44 @@ def test_wait_keeps_its_deadline_when_the_api_stops_answering(
         proxy.close()
     assert time.monotonic() - started < 1 + WAIT_SLACK_S + 3
     assert proxy.connections == 1
+
+
+async def test_a_bulk_action_the_database_cut_short_is_not_sent_again(
+    system: System, client: Client, queue_name: str
+) -> None:
+    """The API changes a bulk action's jobs 500 a transaction, so its 503 may come after some
+    were: sent again, the action would change ``limit`` more. The database is cut under the
+    second batch (held on a lock until its connection is terminated)."""
+    for first in (0, 1000):
+        client.enqueue_batch(
+            [NewJob(type="noop", payload={"n": first + n}, queue=queue_name) for n in range(750)]
+        )
+    conn = await asyncpg.connect(system.database_url)
+    try:
+        lock = conn.transaction()
+        await lock.start()
+        # The newest job: in the action's second batch (its jobs are changed oldest first).
+        await conn.execute(
+            "SELECT id FROM jobs WHERE queue = $1 ORDER BY id DESC LIMIT 1 FOR UPDATE", queue_name
+        )
+        async with AsyncClient(system.url, system.key, retry=FAST) as admin:
+            action = asyncio.ensure_future(admin.cancel_jobs(limit=1000, queue=queue_name))
+            blocked = None
+            for _ in range(400):
+                blocked = await conn.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                if blocked is not None or action.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert blocked is not None, "the second batch never waited on the lock"
+            await conn.execute("SELECT pg_terminate_backend($1)", blocked)
+            await lock.rollback()
+            with pytest.raises(UnavailableError) as unavailable:
+                await action
+    finally:
+        await conn.close()
+    assert unavailable.value.status == 503
+    statuses = [job.status for job in client.iter_jobs(queue=queue_name)]
+    assert statuses.count(JobStatus.CANCELLED) == 500, "the first batch only, not 1000 more"

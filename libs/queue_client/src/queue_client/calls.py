@@ -58,7 +58,8 @@ class Call(Generic[T]):
     headers: Mapping[str, str] = field(default_factory=dict)
     # Safe to send again when no answer came (the API may have acted on the first).
     idempotent: bool = False
-    # Retried on 429 and 503; off for probes, whose 503 is the answer.
+    # Retried on 429 and 503; off for probes, whose 503 is the answer, and for bulk actions,
+    # whose 503 may come after some of their batches were committed.
     retry_statuses: bool = True
     timeout_s: float | None = None  # the read timeout, when not the client's
     # A time.monotonic() past which no retry starts: the caller's own deadline (wait()).
@@ -289,7 +290,10 @@ def _bulk(action: str, where: JobFilter, limit: int, cursor: str | None) -> Call
     body: dict[str, Any] = {"limit": limit, **_filter_fields(where)}
     if cursor is not None:
         body["cursor"] = cursor
-    return Call("POST", f"/v1/jobs/{action}", _decoder(BulkResult), body=body)
+    # Never sent again once it may have reached the API: the API changes the jobs 500 a
+    # transaction, so even its 503 may come after some were, and a repeat would change up to
+    # ``limit`` more.
+    return Call("POST", f"/v1/jobs/{action}", _decoder(BulkResult), body=body, retry_statuses=False)
 
 
 def cancel_jobs(where: JobFilter, limit: int, cursor: str | None = None) -> Call[BulkResult]:

@@ -8,7 +8,8 @@ a proxy answers them after it passed the request on (the API dropped the connect
 slower than the proxy's timeout). Those cases are retried only for requests that are safe to
 repeat: reads, pauses, and enqueues, which always carry an ``Idempotency-Key`` so that a repeat
 answers with the job the first one made. A connection that was refused or never opened sent
-nothing, so any request is retried then.
+nothing, so any request is retried then. A bulk cancel or retry is not retried on any status:
+the API commits it a batch at a time, so even its 503 may come after some jobs were changed.
 
 Backoff is capped exponential with "equal jitter" (half fixed, half random), so that many
 clients failing together do not come back together, and none comes back at once. No retry
