@@ -12,7 +12,7 @@ import pytest
 
 from client.conftest import System
 from helpers import BIN
-from queue_client import Client
+from queue_client import NO_RETRY, Client, ConnectionFailedError
 from queue_devtools.pgcluster import free_port
 
 pytestmark = pytest.mark.e2e
@@ -268,6 +268,21 @@ def test_a_malformed_url_is_a_usage_error(home: Path) -> None:
     for url in ("http://[::1", "http://host:port", "http://", "https:///v1"):
         result = queuectl("queues", url=url, key=None, home=home)
         assert "the API URL" in one_line_error(result, 2), url
+
+
+def test_a_password_in_the_url_is_never_printed(home: Path) -> None:
+    """A proxy's basic auth in the URL (https://user:password@host) is a secret like the key."""
+    url = f"http://ops:s3cret@127.0.0.1:{free_port()}"
+    down = queuectl("queues", url=url, key="tq_secret_" + "x" * 32, home=home)
+    line = one_line_error(down, 5)
+    assert "s3cret" not in line
+    assert "tq_secret_" not in line
+    assert "127.0.0.1" in line
+    with Client(url, retry=NO_RETRY) as client:
+        assert "s3cret" not in client.base_url
+        with pytest.raises(ConnectionFailedError) as failed:
+            client.list_queues()
+    assert "s3cret" not in str(failed.value)
 
 
 def test_shell_completion(home: Path) -> None:

@@ -103,6 +103,12 @@ def set_up(http: HttpT, base_url: str, api_key: str | None) -> HttpT:
     return http
 
 
+def shown_url(url: httpx.URL | str) -> str:
+    """``url`` without its user and password (a proxy's basic auth): for messages and
+    screens, never the secret in it."""
+    return str(httpx.URL(url).copy_with(userinfo=b""))
+
+
 def _decoder(kind: type[T], *, field_name: str | None = None) -> Callable[[httpx.Response], T]:
     """Decode a 2xx body as ``kind`` (inside ``{field_name: ...}`` if given); raise the API's
     error for any other status."""

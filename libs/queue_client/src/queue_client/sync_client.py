@@ -59,7 +59,8 @@ class Client:
 
     @property
     def base_url(self) -> str:
-        return str(self._http.base_url)
+        """The API's URL, as shown in errors: without a user and password in it."""
+        return calls.shown_url(self._http.base_url)
 
     def __enter__(self) -> Self:
         return self

@@ -18,6 +18,7 @@ import click
 import httpx
 from click.shell_completion import get_completion_class
 
+from queue_client.calls import shown_url
 from queue_client.cli import exit_codes
 from queue_client.cli import output as render
 from queue_client.cli.config import OUTPUTS, ConfigError, Settings, resolve
@@ -91,7 +92,7 @@ class State:
 
 
 def _hint(error: QueueError, settings: Settings | None) -> str:
-    url = settings.url if settings is not None else "the API"
+    url = shown_url(settings.url) if settings is not None else "the API"
     if isinstance(error, ConnectionFailedError):
         return f"{error}; is the API running at {url}? (--url / QUEUE_URL)"
     if isinstance(error, UnauthorizedError):
