@@ -270,6 +270,23 @@ def test_a_malformed_url_is_a_usage_error(home: Path) -> None:
         assert "the API URL" in one_line_error(result, 2), url
 
 
+def test_what_no_http_header_can_carry_is_a_usage_error(home: Path) -> None:
+    """An API key or idempotency key with a character a header cannot carry (a non-breaking
+    space or an accent pasted with it, a line break) is refused before anything is sent."""
+    url = f"http://127.0.0.1:{free_port()}"
+    for key in ("tq_pasted\u00a0", "tq_clé", "tq_two\nlines"):
+        result = queuectl("queues", url=url, key=key, home=home)
+        line = one_line_error(result, 2)
+        assert "API key" in line
+        assert "tq_" not in line, "the key is not printed"
+    for idempotency_key in ("clé", "two\nlines", " padded", "x" * 256):
+        result = queuectl("enqueue", "noop", "-p", '{"a": 1}', "--idempotency-key",
+                          idempotency_key, url=url, key=None, home=home)  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "printable ASCII" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_a_password_in_the_url_is_never_printed(home: Path) -> None:
     """A proxy's basic auth in the URL (https://user:password@host) is a secret like the key."""
     url = f"http://ops:s3cret@127.0.0.1:{free_port()}"

@@ -16,6 +16,8 @@ import msgspec
 
 from queue_client.errors import UnexpectedResponseError, error_for
 from queue_client.models import (
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     ApiKey,
     BatchEnqueued,
     BulkResult,
@@ -177,11 +179,21 @@ def _job_body(
     return body
 
 
+def check_idempotency_key(key: str) -> str:
+    """``key``, or ValueError if the API would refuse it, or no header could carry it."""
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        raise ValueError(
+            f"an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII"
+            " characters, with no space at either end"
+        )
+    return key
+
+
 def _idempotency(options: Mapping[str, Any]) -> dict[str, str]:
     """The call's Idempotency-Key: the caller's, or a new UUID. Made once per call, so the
     client's retries of it all carry the same key."""
     key = options.get("idempotency_key") or str(uuid.uuid4())
-    return {IDEMPOTENCY_HEADER: key}
+    return {IDEMPOTENCY_HEADER: check_idempotency_key(key)}
 
 
 def _enqueued(response: httpx.Response) -> Enqueued:

@@ -5,6 +5,7 @@ The shapes follow the API's own (``GET /schema/openapi.json``); the names of the
 not one-to-one (``Enqueued``, ``JobStatusRecord``) say what the client builds from the answer.
 """
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -230,6 +231,9 @@ MAX_KEY_RATE_PER_S = 10_000.0
 MIN_RATE_PER_S = 1 / 86_400  # one a day
 MAX_KEY_RATE_BURST = 10_000
 MAX_DEPENDENCIES = 100
+# An Idempotency-Key: 1 to 255 printable ASCII characters, no space at either end.
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]([ -~]*[!-~])?")
 
 
 class EnqueueOptions(TypedDict, total=False):

@@ -69,6 +69,18 @@ def read_config(path: Path, *, required: bool) -> dict[str, object]:
     return values
 
 
+def _api_key(value: object | None) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError("api_key must be a string")
+    if value is not None and not (value.isascii() and value.isprintable()):
+        # Never the key itself in the message: it is a secret, even when mistyped.
+        raise ConfigError(
+            "the API key holds a character no HTTP header can carry (a non-ASCII one, a line"
+            " break: pasted with it?)"
+        )
+    return value
+
+
 def resolve(
     *,
     flags: Mapping[str, object | None],
@@ -98,9 +110,7 @@ def resolve(
         raise ConfigError(f"the API URL {url!r} is malformed: {exc}") from None
     if not host:
         raise ConfigError(f"the API URL {url!r} names no host")
-    api_key = pick("api_key")
-    if api_key is not None and not isinstance(api_key, str):
-        raise ConfigError("api_key must be a string")
+    api_key = _api_key(pick("api_key"))
     output = pick("output") or "table"
     if output not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")

@@ -18,7 +18,7 @@ import click
 import httpx
 from click.shell_completion import get_completion_class
 
-from queue_client.calls import shown_url
+from queue_client.calls import check_idempotency_key, shown_url
 from queue_client.cli import exit_codes
 from queue_client.cli import output as render
 from queue_client.cli.config import OUTPUTS, ConfigError, Settings, resolve
@@ -217,6 +217,13 @@ def _read_file(name: str) -> str:
         return file.read(MAX_PAYLOAD_BYTES + 1)
 
 
+def _idempotency_key(value: str | None) -> str | None:
+    try:
+        return None if value is None else check_idempotency_key(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _instant(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -266,7 +273,12 @@ def _limits(
 @click.option("--at", "at", default=None, help="Run at: RFC 3339 time, or +DURATION (+10m).")
 @click.option("--max-attempts", type=click.IntRange(1, 1000), default=None)
 @click.option("--unique-key", default=None, help="At most one pending/running job with this key.")
-@click.option("--idempotency-key", default=None, help="Default: a new UUID per command.")
+@click.option(
+    "--idempotency-key",
+    default=None,
+    callback=lambda _ctx, _param, value: _idempotency_key(value),
+    help="Default: a new UUID per command.",
+)
 @click.option(
     "--concurrency-key",
     type=click.STRING,
