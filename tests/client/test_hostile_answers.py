@@ -114,3 +114,16 @@ def test_an_html_page_with_a_200_is_an_unexpected_answer_from_every_endpoint() -
             with pytest.raises(UnexpectedResponseError) as unexpected:
                 call()
             assert unexpected.value.status == 200
+
+
+def test_a_body_that_does_not_decompress_is_an_unexpected_answer() -> None:
+    def garbled(_method: str, _path: str) -> Answer:
+        return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, b"{}nope"
+
+    with (
+        hostile_server(garbled) as (url, _),
+        Client(url, retry=NO_RETRY) as client,
+        pytest.raises(UnexpectedResponseError) as unexpected,
+    ):
+        client.list_queues()
+    assert "GET /v1/queues" in str(unexpected.value)

@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 import httpx
 
 from queue_client.calls import Call
-from queue_client.errors import ConnectionFailedError, retry_after_s
+from queue_client.errors import ConnectionFailedError, UnexpectedResponseError, retry_after_s
 
 T = TypeVar("T")
 
@@ -140,14 +140,20 @@ class Retrying(Generic[T]):
             deadline=call.deadline,
         )
 
-    def settle(self, outcome: httpx.Response | httpx.TransportError) -> T | Pause:
+    def settle(self, outcome: httpx.Response | httpx.RequestError) -> T | Pause:
         """The decoded answer (or the API's error, raised), or the pause before the next try;
-        ``ConnectionFailedError`` when no answer came and the call may not be sent again."""
+        ``ConnectionFailedError`` when no answer came and the call may not be sent again,
+        ``UnexpectedResponseError`` when one came that httpx could not read (a body that does
+        not decompress)."""
         if isinstance(outcome, httpx.TransportError):
             pause = self._attempts.after_error(outcome)
             if pause is None:
                 tries = self._attempts.tries
                 raise ConnectionFailedError.of(outcome, self._base_url, tries) from outcome
+        elif isinstance(outcome, httpx.RequestError):
+            request = outcome.request
+            detail = f"{request.method} {request.url.path}: {outcome}"
+            raise UnexpectedResponseError(detail) from outcome
         else:
             pause = self._attempts.after_answer(outcome)
             if pause is None:

@@ -82,7 +82,7 @@ class Client:
         while True:
             try:
                 response = self._http.send(call.build(self._http))
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # no answer, or one that would not decode
                 settled = retrying.settle(exc)
             else:
                 settled = retrying.settle(response)
