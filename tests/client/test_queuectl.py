@@ -287,6 +287,19 @@ def test_what_no_http_header_can_carry_is_a_usage_error(home: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_payload_json_cannot_carry_is_refused_before_sending(home: Path, tmp_path: Path) -> None:
+    """A file in UTF-16 (PowerShell's redirection writes it), or numbers JSON has no form for,
+    which would be sent as null: usage errors, not a traceback or a changed payload."""
+    utf16 = tmp_path / "payload.json"
+    utf16.write_text('{"a": 1}', encoding="utf-16")
+    url = f"http://127.0.0.1:{free_port()}"
+    for payload in (f"@{utf16}", '{"a": NaN}', '{"a": -Infinity}', '{"a": 1e999}'):
+        result = queuectl("enqueue", "noop", "-p", payload, url=url, key=None, home=home)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "Invalid value" in result.stderr, result.stderr
+
+
 def test_a_password_in_the_url_is_never_printed(home: Path) -> None:
     """A proxy's basic auth in the URL (https://user:password@host) is a secret like the key."""
     url = f"http://ops:s3cret@127.0.0.1:{free_port()}"

@@ -5,6 +5,7 @@ traceback."""
 import functools
 import itertools
 import json
+import math
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -200,15 +201,29 @@ def _payload(text: str) -> dict[str, Any]:
             raw = sys.stdin.read(MAX_PAYLOAD_BYTES + 1) if name == "-" else _read_file(name)
         except OSError as exc:
             raise click.BadParameter(f"cannot read {name}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise click.BadParameter(f"{name} is not UTF-8 text") from None
         if len(raw) > MAX_PAYLOAD_BYTES:
             raise click.BadParameter(f"{name} is larger than {MAX_PAYLOAD_BYTES} bytes")
         text = raw
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except ValueError as exc:  # JSONDecodeError, or one of the two below
         raise click.BadParameter(f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise click.BadParameter("the payload must be a JSON object")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    """Python reads NaN and Infinity, which are not JSON: sent, they would become null."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: read as infinity, sent as null
+        raise ValueError(f"{text} is too large for a JSON number")
     return value
 
 
