@@ -1,18 +1,20 @@
 """A loopback HTTP server that answers what a test tells it to, as a broken proxy or a buggy API
 might: a redirect, an HTML page with a 200, a cursor that never ends. Each request is answered
-by ``answer(method, path_and_query)``: a status, headers and a body; the requests are kept.
+by ``answer(method, path_and_query)``: a status, headers and a body; the requests are kept. A
+body given as chunks is sent a chunk at a time, as they come (a trickle, a flood), under the
+Content-Length the headers give.
 
 It serves from a thread of its own, so sync and async clients alike can use it.
 """
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Answer = tuple[int, Mapping[str, str], bytes]
+Answer = tuple[int, Mapping[str, str], bytes | Iterable[bytes]]
 
 
 def json_answer(status: int, value: Any) -> Answer:
@@ -42,9 +44,16 @@ def hostile_server(answer: Callable[[str, str], Answer]) -> Iterator[tuple[str, 
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
+            if isinstance(body, bytes):
+                self.send_header("Content-Length", str(len(body)))
+                body = [body]
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                for chunk in body:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except ConnectionError:  # the client hung up: what some tests expect of it
+                self.close_connection = True
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -5,15 +5,23 @@ a loop, an untyped exception or a traceback."""
 
 import itertools
 import subprocess
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from client.hostile_server import Answer, hostile_server, json_answer
 from helpers import BIN
-from queue_client import AsyncClient, Client, QueueError, UnexpectedResponseError
+from queue_client import (
+    AsyncClient,
+    Client,
+    ConnectionFailedError,
+    QueueError,
+    UnexpectedResponseError,
+)
+from queue_client.calls import MAX_ANSWER_BYTES
 from queue_client.retrying import NO_RETRY
 
 JOB_ID = uuid.uuid4()
@@ -127,3 +135,40 @@ def test_a_body_that_does_not_decompress_is_an_unexpected_answer() -> None:
     ):
         client.list_queues()
     assert "GET /v1/queues" in str(unexpected.value)
+
+
+def test_an_answer_that_trickles_in_times_out_as_a_whole() -> None:
+    """httpx's read timeout bounds each read only: a body a byte at a time would hold the
+    caller for as long as it lasts. The whole body must arrive within the read timeout."""
+    body = b'{"message": "ok"}' + b" " * 40
+
+    def byte_by_byte() -> Iterator[bytes]:
+        for i in range(len(body)):
+            time.sleep(0.1)
+            yield body[i : i + 1]
+
+    def trickle(_method: str, _path: str) -> Answer:
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        return 200, headers, byte_by_byte()
+
+    with hostile_server(trickle) as (url, _), Client(url, timeout_s=1, retry=NO_RETRY) as client:
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailedError, match="timed out"):
+            client.health()
+        assert time.monotonic() - started < 3, "not the 6 s the body takes"
+
+
+def test_an_answer_too_large_to_be_the_apis_is_refused_unread() -> None:
+    chunk = b" " * (1024 * 1024)
+    chunks = MAX_ANSWER_BYTES // len(chunk) + 16
+
+    def flood(_method: str, _path: str) -> Answer:
+        headers = {"Content-Type": "application/json", "Content-Length": str(chunks * len(chunk))}
+        return 200, headers, (chunk for _ in range(chunks))
+
+    with (
+        hostile_server(flood) as (url, _),
+        Client(url, retry=NO_RETRY) as client,
+        pytest.raises(UnexpectedResponseError, match="larger than"),
+    ):
+        client.list_queues()

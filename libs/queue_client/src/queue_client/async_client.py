@@ -80,7 +80,7 @@ class AsyncClient:
         retrying = Retrying(call, self._retry, self.base_url)
         while True:
             try:
-                response = await self._http.send(call.build(self._http))
+                response = await self._send(call.build(self._http))
             except httpx.RequestError as exc:  # no answer, or one that would not decode
                 settled = retrying.settle(exc)
             else:
@@ -88,6 +88,17 @@ class AsyncClient:
             if not isinstance(settled, Pause):
                 return settled
             await asyncio.sleep(settled.seconds)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """The answer to ``request``, its body read within ``calls.Answer``'s bounds."""
+        streamed = await self._http.send(request, stream=True)
+        try:
+            answer = calls.Answer(streamed)
+            async for chunk in streamed.aiter_raw():
+                answer.feed(chunk)
+        finally:
+            await streamed.aclose()
+        return answer.whole()
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ sync and async clients only send a ``Call`` (with retries) and hand the answer t
 ``decode``; an endpoint added here is one line in each of them.
 """
 
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ _VERSION: Final = "0.1.0"
 MAX_WAIT_S: Final = 60.0  # the longest ?wait= the API takes
 # Beyond a long poll's own wait: time for the API to answer once the job finishes.
 WAIT_SLACK_S: Final = 10.0
+# The largest answer read. The API's largest, a job with its payload and result, is a few MiB;
+# a larger one (a URL that serves a file, say) is refused before it fills the memory.
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,49 @@ class Call(Generic[T]):
             headers=headers,
             timeout=timeout,
         )
+
+
+class Answer:
+    """An answer's body, fed in as it arrives (``send(..., stream=True)``), within bounds: at
+    most ``MAX_ANSWER_BYTES``, and all of it within the request's read timeout of its headers.
+    httpx's own read timeout bounds each read only, so a body that trickles in a byte at a time
+    would hold the caller for as long as it lasts."""
+
+    def __init__(
+        self, streamed: httpx.Response, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._streamed = streamed
+        self._clock = clock
+        read_s = streamed.request.extensions.get("timeout", {}).get("read")
+        self._deadline = None if read_s is None else clock() + read_s
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        request = self._streamed.request
+        self._size += len(chunk)
+        if self._size > MAX_ANSWER_BYTES:
+            raise UnexpectedResponseError(
+                f"{request.method} {request.url.path}: an answer larger than"
+                f" {MAX_ANSWER_BYTES} bytes",
+                status=self._streamed.status_code,
+            )
+        if self._deadline is not None and self._clock() > self._deadline:
+            raise httpx.ReadTimeout("the answer's body outlasted the read timeout", request=request)
+        self._chunks.append(chunk)
+
+    def whole(self) -> httpx.Response:
+        """The answer, read (its body decoded as its Content-Encoding says)."""
+        streamed = self._streamed
+        response = httpx.Response(
+            streamed.status_code,
+            headers=streamed.headers,
+            content=b"".join(self._chunks),
+            request=streamed.request,
+            extensions=streamed.extensions,
+        )
+        response.read()
+        return response
 
 
 def set_up(http: HttpT, base_url: str, api_key: str | None) -> HttpT:

@@ -81,7 +81,7 @@ class Client:
         retrying = Retrying(call, self._retry, self.base_url)
         while True:
             try:
-                response = self._http.send(call.build(self._http))
+                response = self._send(call.build(self._http))
             except httpx.RequestError as exc:  # no answer, or one that would not decode
                 settled = retrying.settle(exc)
             else:
@@ -89,6 +89,17 @@ class Client:
             if not isinstance(settled, Pause):
                 return settled
             time.sleep(settled.seconds)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """The answer to ``request``, its body read within ``calls.Answer``'s bounds."""
+        streamed = self._http.send(request, stream=True)
+        try:
+            answer = calls.Answer(streamed)
+            for chunk in streamed.iter_raw():
+                answer.feed(chunk)
+        finally:
+            streamed.close()
+        return answer.whole()
 
     # -- jobs ---------------------------------------------------------------------------------
 
