@@ -2,7 +2,9 @@
 real API and worker; JSON output read back, exit codes and one-line errors checked."""
 
 import json
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -222,6 +224,50 @@ def test_exit_codes_and_one_line_errors(system: System, home: Path) -> None:
     bad_since = queuectl("list", "--since", "soon", url=system.url, key=system.key, home=home)
     assert bad_since.returncode == 2
     assert "Traceback" not in bad_since.stderr + not_json.stderr
+
+
+def test_wait_exit_codes_tell_a_failure_and_a_timeout_from_a_completion(
+    system: System, home: Path, fresh_queue: str
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return queuectl(*args, "-o", "json", url=system.url, key=system.key, home=home)
+
+    failed = run("enqueue", "fail", "-p", '{"message": "boom"}', "--max-attempts", "1",
+                 "--wait", "20")  # fmt: skip
+    line = one_line_error(failed, 6)
+    job = json.loads(failed.stdout)["job"]  # printed all the same, with its error
+    assert job["status"] == "failed"
+    assert job["id"] in line
+    assert "failed" in line
+    # Without --wait, showing a failed job is no error.
+    assert ok_json(run("status", job["id"]))["status"] == "failed"
+    assert "failed" in one_line_error(run("status", job["id"], "--wait", "5"), 6)
+
+    unserved = run("enqueue", "noop", "-p", '{"a": 1}', "-q", fresh_queue, "--wait", "0.5")
+    line = one_line_error(unserved, 7)
+    assert json.loads(unserved.stdout)["job"]["status"] == "pending"
+    assert "still pending after 0.5 s" in line
+    pending_id = json.loads(unserved.stdout)["job"]["id"]
+    assert "still pending" in one_line_error(run("status", pending_id, "--wait", "0.5"), 7)
+
+
+def test_ctrl_c_exits_130_with_one_line(system: System, home: Path, fresh_queue: str) -> None:
+    with Client(system.url, system.key) as client:
+        job = client.enqueue("noop", {"a": 1}, queue=fresh_queue).job  # nobody serves it
+    waiting = subprocess.Popen(
+        [str(BIN / "queuectl"), "status", str(job.id), "--wait", "30"],
+        env={"PATH": "/usr/bin:/bin", "XDG_CONFIG_HOME": str(home),
+             "QUEUE_URL": system.url, "QUEUE_API_KEY": system.key},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # started and long polling (it would wait 30 s)
+        waiting.send_signal(signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=20)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["queuectl: error: interrupted"]
 
 
 def test_settings_come_from_flags_then_env_then_the_config_file(

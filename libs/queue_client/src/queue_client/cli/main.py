@@ -40,6 +40,7 @@ from queue_client.models import (
     MAX_KEY_RATE_PER_S,
     MIN_RATE_PER_S,
     EnqueueOptions,
+    Job,
     JobFilter,
     JobStatus,
     Scope,
@@ -127,6 +128,10 @@ class QueuectlGroup(click.Group):
         except click.Abort:
             _fail("aborted, nothing changed")
             ctx.exit(exit_codes.API_ERROR)
+        except KeyboardInterrupt:
+            # Not "nothing changed": a request may have reached the API before Ctrl-C.
+            _fail("interrupted")
+            ctx.exit(exit_codes.INTERRUPTED)
         except httpx.HTTPError as exc:  # what the client does not wrap: an undecodable answer
             _fail(f"{type(exc).__name__}: {exc}")
             ctx.exit(exit_codes.UNAVAILABLE)
@@ -182,7 +187,8 @@ def cli(  # noqa: PLR0913 - one parameter per option
     """Drive the task queue's API from a terminal.
 
     Settings: flags, then QUEUE_URL / QUEUE_API_KEY, then the config file. Exit codes: 0 ok,
-    1 the API refused, 2 usage, 3 not found, 4 auth, 5 API unavailable.
+    1 the API refused, 2 usage, 3 not found, 4 auth, 5 API unavailable; with --wait, 6 the
+    job failed or was cancelled, 7 it had not finished in time; 130 interrupted.
     """
     flags = {"url": url, "api_key": api_key, "timeout_s": timeout_s, "output": output}
     state = State(flags=flags, config=config)
@@ -372,12 +378,9 @@ def enqueue(  # noqa: PLR0913 - one parameter per option
         options["idempotency_key"] = idempotency_key
     client = state.client()
     enqueued = client.enqueue(job_type, _payload(payload), **options)
-    job = enqueued.job
+    job, unfinished = enqueued.job, None
     if wait_s is not None:
-        try:
-            job = client.wait(job.id, timeout_s=wait_s)
-        except WaitTimeoutError as exc:
-            job = exc.job
+        job, unfinished = _wait(client, job.id, wait_s)
     out = state.output(output)
     render.emit(
         out,
@@ -386,6 +389,7 @@ def enqueue(  # noqa: PLR0913 - one parameter per option
     )
     if enqueued.outcome.value != "created" and out == "table":
         render.errors.print(f"not new: {enqueued.outcome.value}", markup=False)
+    _exit_if(ctx, unfinished)
 
 
 @cli.command()
@@ -403,14 +407,38 @@ def status(ctx: click.Context, job_id: str, wait_s: float | None, output: str | 
     """Show a job, every field."""
     state = _state(ctx)
     client = state.client()
-    if wait_s is None:
-        job = client.get_job(job_id)
-    else:
-        try:
-            job = client.wait(job_id, timeout_s=wait_s)
-        except WaitTimeoutError as exc:
-            job = exc.job
+    job, unfinished = (
+        (client.get_job(job_id), None) if wait_s is None else _wait(client, job_id, wait_s)
+    )
     render.emit(state.output(output), job, lambda: render.job_details(job))
+    _exit_if(ctx, unfinished)
+
+
+# Why a --wait did not end in a completed job: the exit code and the line for stderr.
+_Unfinished = tuple[int, str]
+
+
+def _wait(client: Client, job_id: uuid.UUID | str, wait_s: float) -> tuple[Job, _Unfinished | None]:
+    """The job once finished, or as last seen when ``wait_s`` ran out. It is printed either way;
+    the exit code then tells a script whether it completed, so that
+    `queuectl enqueue … --wait 60 && next-step` stops at a failure."""
+    try:
+        job = client.wait(job_id, timeout_s=wait_s)
+    except WaitTimeoutError as exc:
+        return exc.job, (
+            exit_codes.WAIT_TIMED_OUT,
+            f"job {exc.job.id} is still {exc.job.status.value} after {wait_s:g} s",
+        )
+    if job.status is JobStatus.COMPLETED:
+        return job, None
+    return job, (exit_codes.JOB_NOT_COMPLETED, f"job {job.id} {job.status.value}")
+
+
+def _exit_if(ctx: click.Context, unfinished: _Unfinished | None) -> None:
+    if unfinished is not None:
+        code, line = unfinished
+        _fail(line)
+        ctx.exit(code)
 
 
 def filter_options(func: Callable[..., None]) -> Callable[..., None]:
