@@ -271,3 +271,19 @@ def test_the_client_covers_every_operation_of_the_api(system: System) -> None:
     assert operations - NOT_FOR_THE_CLIENT == set(CLIENT_METHODS)
     for method in CLIENT_METHODS.values():
         assert callable(getattr(Client, method))
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_a_payload_json_cannot_carry_is_refused_not_sent_as_null(
+    client: Client, fresh_queue: str, number: float
+) -> None:
+    with pytest.raises(ValueError, match="NaN and infinity"):
+        client.enqueue("noop", {"ratio": [1.0, {"deep": number}], "none": None}, queue=fresh_queue)
+    with pytest.raises(ValueError, match="NaN and infinity"):
+        client.enqueue_batch(
+            [NewJob(type="noop", payload={"a": 1}, queue=fresh_queue),
+             NewJob(type="noop", payload={"ratio": number}, queue=fresh_queue)]
+        )  # fmt: skip
+    assert client.list_jobs(queue=[fresh_queue]).jobs == []  # nothing was sent
+    kept = client.enqueue("noop", {"none": None, "ratio": 0.5}, queue=fresh_queue).job
+    assert client.get_job(kept.id).payload == {"none": None, "ratio": 0.5}

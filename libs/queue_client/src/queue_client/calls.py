@@ -3,6 +3,7 @@ sync and async clients only send a ``Call`` (with retries) and hand the answer t
 ``decode``; an endpoint added here is one line in each of them.
 """
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -76,7 +77,7 @@ class Call(Generic[T]):
         headers = dict(self.headers)
         content = None
         if self.body is not None:
-            content = msgspec.json.encode(self.body)
+            content = _json(self.body)
             headers["Content-Type"] = "application/json"
         timeout: Any = httpx.USE_CLIENT_DEFAULT
         if self.timeout_s is not None:
@@ -95,6 +96,25 @@ class Call(Generic[T]):
             headers=headers,
             timeout=timeout,
         )
+
+
+def _json(body: Any) -> bytes:  # noqa: ANN401 - any JSON value
+    """``body`` as JSON, or ValueError if it holds a NaN or an infinity: msgspec writes those
+    as null, which would change the payload the API stores without a word."""
+    content = msgspec.json.encode(body)
+    if b"null" in content and not _finite(msgspec.to_builtins(body)):
+        raise ValueError("NaN and infinity have no form in JSON: send null or a number")
+    return content
+
+
+def _finite(value: Any) -> bool:  # noqa: ANN401 - any JSON value
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
 
 
 class Answer:
