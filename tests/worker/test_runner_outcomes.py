@@ -191,6 +191,43 @@ async def test_a_handler_calling_sys_exit_fails_its_attempt_and_the_worker_goes_
     await wait_for_status(queue, later, JobStatus.COMPLETED, timeout_s=5)  # still working
 
 
+async def test_a_handler_raising_cancelled_error_or_generator_exit_fails_its_attempt(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    """CancelledError raised by the handler itself (no stop was asked of its attempt: e.g. it
+    awaited a future someone else cancelled) and GeneratorExit are BaseExceptions too: the
+    job's task ended with them, nothing recorded or logged, and the job stayed running until
+    its lease ran out (for ever, with no rescuer)."""
+    registry = TaskRegistry()
+
+    @registry.task("cancels_itself")
+    async def cancels_itself(_job: JobContext) -> None:
+        raise asyncio.CancelledError
+
+    @registry.task("cancels_itself_in_a_thread")
+    def cancels_itself_in_a_thread(_job: JobContext) -> None:
+        raise asyncio.CancelledError
+
+    @registry.task("generator_exit")
+    async def generator_exit(_job: JobContext) -> None:
+        raise GeneratorExit
+
+    job_ids = await queue.enqueue_many(
+        [NewJob(type=name, payload={}, max_attempts=1) for name in registry.names()]
+    )
+    await start_worker(registry, lease_s=60.0)
+
+    failed = [await wait_for_status(queue, i, JobStatus.FAILED, timeout_s=5) for i in job_ids]
+    assert sorted(job.error_message or "" for job in failed) == [
+        "CancelledError: ",
+        "CancelledError: ",
+        "GeneratorExit: ",
+    ]
+    later = await queue.enqueue(NewJob(type="cancels_itself", payload={}, max_attempts=2))
+    job = await wait_for_status(queue, later, JobStatus.FAILED, timeout_s=5)
+    assert job.attempts == 2  # ordinary failed attempts: retried with backoff
+
+
 async def test_an_outcome_the_database_refuses_costs_only_its_own_job(
     queue: Queue, pool: asyncpg.Pool, start_worker: StartWorker
 ) -> None:

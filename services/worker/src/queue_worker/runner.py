@@ -184,6 +184,13 @@ _JSON_TYPE_NAMES: dict[type, str] = {
 }
 
 
+def _cancelled_from_outside(entry: "_Active") -> bool:
+    """Whether a CancelledError reaching the attempt's code is a cancel of its task (a stop the
+    runner asked for, or the event loop closing), not one the handler raised on its own."""
+    task = asyncio.current_task()
+    return entry.stop_reason is not None or (task is not None and task.cancelling() > 0)
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -644,8 +651,13 @@ class Runner:
         # Any handler error is a failed attempt; so are SystemExit and KeyboardInterrupt (a
         # library calling sys.exit()), which would otherwise leave the event loop and end the
         # worker with every other job. Signals reach the worker through its own handlers
-        # (__main__), never as these exceptions; CancelledError still goes through.
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
+        # (__main__), never as these exceptions. So are GeneratorExit, and a CancelledError the
+        # handler raised itself (it awaited a future someone else cancelled): either ended the
+        # job's task unrecorded, the job left running until its lease ran out. A cancel of
+        # this attempt (a stop, the loop closing) still goes through.
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside(entry):
+                raise
             retry_in_s = self._config.backoff.delay(job.attempt)
             if isinstance(exc, TimeoutError) and scope is not None and scope.expired():
                 error = f"timed out after {entry.timeout_s:g} s"
