@@ -1,17 +1,19 @@
 """enqueue: the stored row and its defaults, and the NOTIFY that wakes workers."""
 
+import asyncio
+import math
+import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
 import asyncpg
+import pytest
 
 from core.notifications import next_notification
+from queue_core.errors import InvalidJobError
 from queue_core.jobs import NewJob
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
-
-if TYPE_CHECKING:
-    import asyncio
 
 
 async def test_enqueue_stores_a_pending_row_with_the_defaults(
@@ -112,3 +114,69 @@ async def test_a_stored_payload_reads_back_whatever_numbers_postgresql_holds(
         "text": "é",
         "list": [1.5, None, True],
     }
+
+
+# Payloads a Python caller may pass that PostgreSQL's jsonb cannot hold, or that are not JSON.
+UNSTORABLE_PAYLOADS: list[Any] = [
+    {"tags": {"a", "b"}},  # not JSON at all
+    {"n": 10**5000},  # more digits than Python writes out
+    {"ratio": math.nan},
+    {"ratio": math.inf},
+    {"name": "a\x00b"},
+    {"path": "caf\udce9"},  # a file name decoded with surrogateescape
+    {"a\x00": 1},
+    ["not", "an", "object"],
+]
+
+
+@pytest.mark.parametrize("payload", UNSTORABLE_PAYLOADS)
+async def test_a_payload_that_cannot_be_stored_fails_only_its_own_enqueue(
+    queue: Queue, pool: asyncpg.Pool, payload: Any
+) -> None:
+    """Concurrent enqueues share one statement (group commit). A payload json.dumps refused
+    raised its TypeError or ValueError from building that statement, and every other
+    caller's enqueue failed with it; each of the others is a job of its own."""
+    results = await asyncio.gather(
+        queue.enqueue(NewJob(type="noop", payload={"n": 1})),
+        queue.enqueue(NewJob(type="noop", payload=payload)),
+        queue.enqueue(NewJob(type="noop", payload={"n": 2})),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[1], InvalidJobError), results[1]
+    assert "payload" in str(results[1])
+    assert [type(r) for r in (results[0], results[2])] == [uuid.UUID, uuid.UUID], results
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 2
+    with pytest.raises(InvalidJobError, match="payload"):
+        await queue.enqueue_many([NewJob(type="noop", payload=payload)])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("type", ""),
+        ("type", "x" * 256),
+        ("type", "a\x00b"),
+        ("queue", "q\udce9"),
+        ("priority", 2**15),
+        ("max_attempts", 0),
+        ("max_attempts", 2**31),
+        ("timeout_s", 0.0),
+        ("timeout_s", -1.0),
+        ("timeout_s", math.nan),
+        ("timeout_s", math.inf),
+        ("scheduled_at", datetime(1, 1, 1, tzinfo=UTC)),
+        ("scheduled_at", datetime.max.replace(tzinfo=UTC)),
+    ],
+)
+async def test_a_field_the_schema_refuses_is_refused_by_name_before_any_statement(
+    queue: Queue, pool: asyncpg.Pool, field: str, value: object
+) -> None:
+    """The database's refusal named nothing (one message for every field), and in a caller's
+    transaction (queue_core.transactional) aborted it; the field is named now, and the job
+    refused before any statement, in a batch or alone."""
+    job = NewJob(**{"type": "noop", "payload": {}, field: value})  # type: ignore[arg-type]
+    for enqueue in (queue.enqueue, lambda j: queue.enqueue_many([j])):
+        with pytest.raises(InvalidJobError, match=field):
+            await enqueue(job)
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 0

@@ -3,7 +3,9 @@ only if the transaction commits, and its queue is woken at commit, on a plain as
 and on SQLAlchemy's AsyncConnection and AsyncSession alike."""
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from core.notifications import CHANNEL, next_notification
 from helpers import eventually
 from queue_core.db import sqlalchemy_url
+from queue_core.errors import InvalidJobError
 from queue_core.jobs import EnqueueOutcome, NewJob
 from queue_core.transactional import enqueue_in, enqueue_many_in
 
@@ -200,3 +203,39 @@ async def test_a_job_is_enqueued_in_a_sqlalchemy_sessions_transaction(
 async def test_enqueue_in_refuses_what_is_not_a_connection() -> None:
     with pytest.raises(TypeError, match="asyncpg Connection or a SQLAlchemy"):
         await enqueue_in(object(), _ship(1))  # type: ignore[arg-type]
+
+
+UNSTORABLE = [{"ratio": math.nan}, {"name": "a\x00b"}, {"path": "caf\udce9"}, {"tags": {1}}]
+
+
+@pytest.mark.parametrize("payload", UNSTORABLE)
+async def test_a_payload_the_database_cannot_store_is_refused_and_the_transaction_goes_on(
+    conn: asyncpg.Connection, pool: asyncpg.Pool, payload: dict[str, Any]
+) -> None:
+    """Such a payload reached PostgreSQL, whose error aborted the caller's whole transaction
+    (every statement after it refused until the rollback). It is refused before any statement
+    now, with InvalidJobError."""
+    async with conn.transaction():
+        await conn.execute("INSERT INTO orders VALUES (1)")
+        with pytest.raises(InvalidJobError, match="payload"):
+            await enqueue_in(conn, NewJob(type="ship_order", payload=payload))
+        await enqueue_in(conn, _ship(1))
+
+    assert await _orders(pool) == [1]
+    assert await _jobs(pool) == [("ship_order", {"order": 1})]
+
+
+@pytest.mark.parametrize("payload", UNSTORABLE)
+async def test_a_payload_the_database_cannot_store_is_refused_on_sqlalchemy_too(
+    engine: AsyncEngine, pool: asyncpg.Pool, payload: dict[str, Any]
+) -> None:
+    """On SQLAlchemy the database's refusal also came back as SQLAlchemy's own DBAPIError,
+    not the InvalidJobError the same job gets through Queue."""
+    async with engine.begin() as alchemy:
+        await alchemy.execute(text("INSERT INTO orders VALUES (2)"))
+        with pytest.raises(InvalidJobError, match="payload"):
+            await enqueue_in(alchemy, NewJob(type="ship_order", payload=payload))
+        await enqueue_in(alchemy, _ship(2))
+
+    assert await _orders(pool) == [2]
+    assert await _jobs(pool) == [("ship_order", {"order": 2})]

@@ -34,7 +34,13 @@ class DatabaseConflictError(TransientDatabaseError):
 
 class InvalidJobError(QueueError):
     """PostgreSQL cannot store the job as given (a NUL character in text or JSON, an instant
-    outside the years it can represent). The caller's input is at fault, not the database."""
+    outside the years it can represent). The caller's input is at fault, not the database.
+
+    The fields the schema bounds (a payload that is not a JSON object, or holds NaN, an
+    infinity, a NUL or an unpaired surrogate; names, priority, ``max_attempts``,
+    ``timeout_s``, ``scheduled_at``) are checked before any statement, and the message names
+    the field: such a job fails alone, never the other jobs group-committed with it, and
+    never the caller's transaction (``queue_core.transactional``), which may go on."""
 
 
 class JobStateConflictError(QueueError):

@@ -22,6 +22,7 @@ snapshot cannot see raises a serialization failure instead: retry the transactio
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 from uuid import UUID
 
@@ -37,6 +38,14 @@ from queue_core.errors import (
     TransientDatabaseError,
 )
 from queue_core.jobs import Enqueued, EnqueueOutcome, NewJob
+from queue_core.limits import (
+    MAX_NAME_CHARS,
+    MAX_TIMEOUT_S,
+    SCHEDULED_AT_MAX,
+    SCHEDULED_AT_MIN,
+    UNSTORABLE_CHARACTER,
+    unstorable_text_at,
+)
 from queue_core.sql import KEYED_QUERIES, QUERIES
 
 Q_ENQUEUE_MANY: Final = QUERIES["enqueue_many"]
@@ -80,19 +89,84 @@ def is_keyed(job: NewJob) -> bool:
     return job.unique_key is not None or job.idempotency is not None
 
 
+def payload_json(payload: object) -> str:
+    """``payload`` as the JSON text stored in jobs.payload. Raises :class:`InvalidJobError`,
+    saying why, for what jsonb cannot hold or a worker cannot run: a value that is not JSON
+    (a set, NaN or an infinity, an int too long to write out), a NUL character or an unpaired
+    surrogate in any string, or a payload that is not an object. Checked before any statement:
+    such a value failed the statement of every job sharing it (concurrent enqueues are
+    group-committed) and aborted a caller's transaction (``queue_core.transactional``)."""
+    if not isinstance(payload, dict):
+        kind = type(payload).__name__
+        raise InvalidJobError(f"the payload must be a JSON object (a dict), not {kind}")
+    try:
+        # Unescaped, a surrogate stays one character for the search below (a NUL is written
+        # \u0000 either way: the text "\\u0000" matches too, and the walk tells them apart).
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJobError(f"the payload is not JSON: {str(exc)[:200]}") from None
+    if "\\u0000" in text or UNSTORABLE_CHARACTER.search(text) is not None:
+        at = unstorable_text_at(payload)
+        if at is not None:
+            where = "payload" + "".join(f"[{step!r}]" for step in at)
+            raise InvalidJobError(
+                f"{where} holds text the database cannot store: a NUL character or an "
+                "unpaired surrogate"
+            )
+    return text
+
+
+# The columns' own ranges: smallint and integer.
+_PRIORITY_RANGE: Final = range(-(2**15), 2**15)
+_MAX_ATTEMPTS_RANGE: Final = range(1, 2**31)
+
+
+def check_job(job: NewJob) -> None:
+    """Raise :class:`InvalidJobError`, saying which field, for a job the schema would refuse
+    (its CHECK constraints, its column types): refused here, before any statement, it fails
+    neither the statement of other jobs nor a caller's transaction, and reads the same on every
+    driver. The payload is :func:`payload_json`'s."""
+    for field, name in (("type", job.type), ("queue", job.queue)):
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS:
+            raise InvalidJobError(f"{field} must be a string of 1 to {MAX_NAME_CHARS} characters")
+        if UNSTORABLE_CHARACTER.search(name) is not None:
+            raise InvalidJobError(f"{field} holds a NUL character or an unpaired surrogate")
+    if not isinstance(job.priority, int) or job.priority not in _PRIORITY_RANGE:
+        raise InvalidJobError("priority must be an integer from -32768 to 32767")
+    if not isinstance(job.max_attempts, int) or job.max_attempts not in _MAX_ATTEMPTS_RANGE:
+        raise InvalidJobError("max_attempts must be an integer from 1 to 2147483647")
+    timeout_s = job.timeout_s
+    if timeout_s is not None and not (
+        isinstance(timeout_s, int | float) and 0 < timeout_s <= MAX_TIMEOUT_S  # refuses NaN
+    ):
+        raise InvalidJobError(f"timeout_s must be above 0 and at most {MAX_TIMEOUT_S:g}")
+    at = job.scheduled_at
+    if at is not None:
+        if not isinstance(at, datetime):
+            raise InvalidJobError("scheduled_at must be a datetime")
+        aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        if not SCHEDULED_AT_MIN <= aware < SCHEDULED_AT_MAX:
+            raise InvalidJobError(
+                f"scheduled_at must be from {SCHEDULED_AT_MIN.year} to before "
+                f"{SCHEDULED_AT_MAX.year}"
+            )
+
+
 def job_columns(
     jobs: Sequence[NewJob], ids: Sequence[UUID | None] | None = None
 ) -> dict[str, list[Any]]:
     """The columns every insert of jobs fills, by the name of their parameter (``enqueue_many``,
     ``enqueue_gated``, ``enqueue_keyed_many``): each column's values for ``jobs``, in order.
     ``ids`` are the jobs' ids, new ones when not given (``columns["id"]``)."""
+    for job in jobs:
+        check_job(job)
     # Time-ordered ids (UUIDv7): jobs made together sit together in the primary key, so a
     # batch claimed or finished touches a few index pages, not one random page per job,
     # however much history the table holds.
     return {
         "id": [uuid7() for _ in jobs] if ids is None else list(ids),
         "type": [j.type for j in jobs],
-        "payload": [json.dumps(j.payload) for j in jobs],
+        "payload": [payload_json(j.payload) for j in jobs],
         "queue": [j.queue for j in jobs],
         "priority": [j.priority for j in jobs],
         "max_attempts": [j.max_attempts for j in jobs],
