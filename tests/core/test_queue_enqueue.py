@@ -147,6 +147,16 @@ async def test_a_payload_that_cannot_be_stored_fails_only_its_own_enqueue(
     assert "payload" in str(results[1])
     assert [type(r) for r in (results[0], results[2])] == [uuid.UUID, uuid.UUID], results
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 2
+    # Jobs with unique keys are group-committed by a statement of their own.
+    results = await asyncio.gather(
+        queue.enqueue(NewJob(type="noop", payload={"n": 3}, unique_key="a")),
+        queue.enqueue(NewJob(type="noop", payload=payload, unique_key="b")),
+        queue.enqueue(NewJob(type="noop", payload={"n": 4}, unique_key="c")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], InvalidJobError), results[1]
+    assert [type(r) for r in (results[0], results[2])] == [uuid.UUID, uuid.UUID], results
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 4
     with pytest.raises(InvalidJobError, match="payload"):
         await queue.enqueue_many([NewJob(type="noop", payload=payload)])
 

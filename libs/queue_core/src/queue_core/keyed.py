@@ -242,7 +242,12 @@ async def enqueue_keyed_group(
 
     ``in_transaction``: ``db`` is a connection in its caller's transaction, which a job the
     database refuses has aborted: that raises, instead of trying the jobs one by one."""
-    columns = job_columns(jobs) | key_columns(jobs)
+    try:
+        columns = job_columns(jobs) | key_columns(jobs)
+    except InvalidJobError:
+        if len(jobs) == 1 or in_transaction:
+            raise
+        return await _without_refused(db, jobs)
     ids: list[UUID] = columns["id"]
     try:
         rows = await Q_ENQUEUE_KEYED_MANY.fetch(db, **columns)
@@ -262,6 +267,20 @@ async def enqueue_keyed_group(
         except (IdempotencyKeyReusedError, InvalidJobError, TransientDatabaseError) as exc:
             results.append(exc)
     return results
+
+
+async def _without_refused(db: Db, jobs: Sequence[NewJob]) -> list[Enqueued | BaseException]:
+    """:func:`enqueue_keyed_group` for a group some of whose jobs :func:`job_columns` refuses:
+    those fail alone, with their own error, and the others are enqueued together."""
+    refused: dict[int, InvalidJobError] = {}
+    for index, job in enumerate(jobs):
+        try:
+            job_columns([job])
+        except InvalidJobError as exc:
+            refused[index] = exc
+    valid = [job for index, job in enumerate(jobs) if index not in refused]
+    enqueued = iter(await enqueue_keyed_group(db, valid) if valid else [])
+    return [refused[i] if i in refused else next(enqueued) for i in range(len(jobs))]
 
 
 async def enqueue_all(db: Db, jobs: Sequence[NewJob]) -> list[Enqueued]:
