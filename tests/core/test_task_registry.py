@@ -1,5 +1,6 @@
 """TaskRegistry: naming handlers, refusing clashes, and where each kind of handler runs."""
 
+import math
 import threading
 import uuid
 
@@ -178,3 +179,17 @@ async def test_an_async_callable_object_is_awaited() -> None:
     await task.run(job)
 
     assert calls == [job.id], "the handler's coroutine was never awaited; the job did nothing"
+
+
+@pytest.mark.parametrize("timeout_s", [0.0, -1.0, math.nan])
+def test_a_timeout_that_is_not_a_positive_number_is_refused_at_registration(
+    timeout_s: float,
+) -> None:
+    """NaN passed "timeout_s <= 0": registered, every job of the type then failed at run time
+    with an opaque "internal error running the job: ValueError", attempt after attempt."""
+    registry = TaskRegistry()
+    with pytest.raises(ValueError, match="timeout_s must be positive"):
+
+        @registry.task("t", timeout_s=timeout_s)
+        async def _t(_job: JobContext) -> None:
+            pass

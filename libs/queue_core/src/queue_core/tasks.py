@@ -147,7 +147,7 @@ class TaskRegistry:
     ) -> Task:
         if not name:
             raise ValueError("a task name must not be empty")
-        if timeout_s is not None and timeout_s <= 0:
+        if timeout_s is not None and not timeout_s > 0:  # also refuses NaN
             raise ValueError("timeout_s must be positive")
         existing = self._tasks.get(name)
         if existing is not None and existing.handler is not handler:
