@@ -1,6 +1,7 @@
 """Handlers for tests/e2e/test_e2e_shutdown.py, loaded by real queue-worker processes
 (``WORKER_TASKS=queue_worker.builtin_tasks,shutdown_tasks`` with this directory on PYTHONPATH)."""
 
+import asyncio
 import threading
 
 from queue_core.tasks import JobContext, task
@@ -10,3 +11,13 @@ from queue_core.tasks import JobContext, task
 def hang_forever(_job: JobContext) -> None:
     """A sync handler that never returns: its thread cannot be interrupted."""
     threading.Event().wait()
+
+
+@task("ignores_cancellation")
+async def ignores_cancellation(_job: JobContext) -> None:
+    """An async handler that swallows every cancellation and runs on."""
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue

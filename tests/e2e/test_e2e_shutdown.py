@@ -88,3 +88,37 @@ def test_sigterm_ends_a_worker_whose_sync_handler_never_returns(stack: Stack, db
     assert final["Status"] == "pending", f"{final}\n{logs}"
     assert final["Attempts"] == 0, f"{final}\n{logs}"  # a release gives its attempt back
     assert [e["threads"] for e in worker.events("worker_exit_abandoning_threads")] == [1], logs
+
+
+def test_sigterm_ends_a_worker_whose_async_handler_ignores_cancellation(
+    stack: Stack, db_url: str
+) -> None:
+    """An async handler that swallows CancelledError outlives the drain's cancel. The worker
+    logged it as released, left its job running under a lease no one renewed, and never
+    exited: closing the event loop cancels every task and waits for them all."""
+    api = stack.spawn_api(db_url)
+    worker = stack.spawn_worker(
+        db_url,
+        "worker",
+        {
+            "WORKER_TASKS": "queue_worker.builtin_tasks,shutdown_tasks",
+            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "WORKER_SHUTDOWN_GRACE_S": "1",
+            "WORKER_LEASE_S": "300",
+        },
+    )
+    stack.wait_ready(api, worker)
+
+    with api.client() as client:
+        stuck = enqueue(client, {"type": "ignores_cancellation", "payload": {"stuck": True}})
+        wait_for_status(stack, client, stuck, statuses={"running"}, timeout_s=10)
+
+        worker.proc.signal(signal.SIGTERM)
+        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
+        final = job_status(client, stuck)
+
+    logs = stack.logs()
+    # Released for a worker that is still there, not left to a lease nobody renews.
+    assert final["Status"] == "pending", f"{final}\n{logs}"
+    assert final["Attempts"] == 0, f"{final}\n{logs}"
+    assert [e["jobs"] for e in worker.events("worker_exit_abandoning_jobs")] == [1], logs

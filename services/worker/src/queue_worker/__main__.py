@@ -110,16 +110,26 @@ async def serve(settings: WorkerSettings, hung: list[int]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.request_stop)
     log.info("worker_side_port", port=side.port)
+    stopped = False
     try:
         # The listener, the rescuer, the presence, the retention and the pauses run under its
         # supervisor, all stopped when it returns: no beat can register this worker again
         # after leave().
         await runner.run()
         await _leave(presence)
+        stopped = True
     finally:
         hung.append(runner.threads_still_running)
         side.stop()
         await pool.close()
+        if handlers := runner.handlers_still_running:
+            # Async handlers that ignored their cancel (their jobs released): closing the event
+            # loop cancels every task and waits for each, for ever for these. Ending the
+            # process is what stops them.
+            log.warning("worker_exit_abandoning_jobs", jobs=handlers)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0 if stopped else 1)
 
 
 def _scheduler(pool: asyncpg.Pool, queues: Sequence[str]) -> list[Scheduler]:

@@ -15,7 +15,8 @@ work that was done is not forgotten. If the worker dies before recording, the le
 a rescuer puts the job back, and it runs again (at-least-once delivery).
 
 On stop: claiming ends at once, running jobs get ``shutdown_grace_s`` to finish, and those still
-running then are cancelled and released to pending for another worker straight away.
+running then are cancelled and released to pending for another worker straight away. A handler
+that swallows that cancel too is released all the same, and the process exits around it.
 
 Each loop (claim, heartbeat, completer, timeouts, plus the listener and rescuer handed in) is a
 service under one Supervisor (supervisor.py): an error is logged, counted and followed by a
@@ -320,6 +321,8 @@ class Runner:
         # lost) keeps its slot until it returns, and /healthz counts it as stuck.
         self._threads = ThreadPoolExecutor(config.concurrency, thread_name_prefix="handler")
         self._orphans: dict[Future[object], float] = {}  # such threads, since when
+        # Tasks of async handlers that ignored their cancel at shutdown (_abandon_handlers).
+        self._abandoned: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.last_loop_at = clock()
@@ -528,6 +531,8 @@ class Runner:
             retry_in_s = self._config.backoff.delay(job.attempt)
             outcome, timed_out = _outcome(job, OutcomeKind.FAILED, error, retry_in_s), False
         duration_s = self._clock() - started
+        if asyncio.current_task() in self._abandoned:
+            return  # released already, at shutdown
         if outcome is None:
             log.warning("job_abandoned", job_id=str(job.id), type=job.type, reason="lease lost")
             lost = _outcome(job, OutcomeKind.FAILED, "lease lost")
@@ -746,7 +751,9 @@ class Runner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RECORD_DEADLINE_S
         if self._active:  # stopped handlers hand in their "released" outcomes
-            await asyncio.wait(self._tasks_alive(), timeout=RECORD_DEADLINE_S)
+            # Half the time for that, so that writing them still has the other half.
+            await asyncio.wait(self._tasks_alive(), timeout=RECORD_DEADLINE_S / 2)
+        self._abandon_handlers()
         await self._completer.wait_written(max(deadline - loop.time(), 0.0))
         await self.supervisor.stop()  # the completer first of all: it may hold a batch
         if dropped := self._completer.abandon():
@@ -754,5 +761,30 @@ class Runner:
         for task in self._tasks_alive():
             task.cancel()
 
+    def _abandon_handlers(self) -> None:
+        """Release the jobs of handlers still running after their stop: async ones that
+        swallowed the cancel. Their tasks cannot be ended, and they kept the event loop from
+        closing, so the process never exited while their jobs sat under leases nobody renewed.
+        The process ends them instead (``__main__``, on :attr:`handlers_still_running`), so
+        their jobs go back to pending now, for another worker."""
+        for key, entry in list(self._active.items()):
+            del self._active[key]
+            self._abandoned.add(entry.task)
+            job = entry.job
+            log.error("job_ignored_cancellation", job_id=str(job.id), type=job.type)
+            error = "ignored its cancel at worker shutdown; released"
+            released = _outcome(job, OutcomeKind.RELEASED, error)
+            duration_s = self._clock() - entry.started_at
+            finished = _Finished(job, released, duration_s, timed_out=False)
+            # Recorded (and counted) as any released job; the task's own outcome, should
+            # its handler ever return, is never handed in (see _execute).
+            self._completer.add(finished)
+
+    @property
+    def handlers_still_running(self) -> int:
+        """Async handlers that ignored their cancel at shutdown and still run (their jobs
+        released): only ending the process stops them."""
+        return sum(1 for task in self._abandoned if not task.done())
+
     def _tasks_alive(self) -> set[asyncio.Task[None]]:
-        return {entry.task for entry in self._active.values()}
+        return {entry.task for entry in self._active.values()} | self._abandoned
