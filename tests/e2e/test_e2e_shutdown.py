@@ -121,4 +121,32 @@ def test_sigterm_ends_a_worker_whose_async_handler_ignores_cancellation(
     # Released for a worker that is still there, not left to a lease nobody renews.
     assert final["Status"] == "pending", f"{final}\n{logs}"
     assert final["Attempts"] == 0, f"{final}\n{logs}"
-    assert [e["jobs"] for e in worker.events("worker_exit_abandoning_jobs")] == [1], logs
+    assert [e["tasks"] for e in worker.events("worker_exit_abandoning_tasks")] == [1], logs
+    assert [e["job_id"] for e in worker.events("job_ignored_cancellation")] == [str(stuck)], logs
+
+
+def test_sigterm_ends_a_worker_whose_handler_left_a_task_that_ignores_cancellation(
+    stack: Stack, db_url: str
+) -> None:
+    """A task a handler started and left behind, swallowing its cancel, kept the stopped
+    worker's process alive: closing the event loop waits for every task."""
+    api = stack.spawn_api(db_url)
+    worker = stack.spawn_worker(
+        db_url,
+        "worker",
+        {
+            "WORKER_TASKS": "queue_worker.builtin_tasks,shutdown_tasks",
+            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        },
+    )
+    stack.wait_ready(api, worker)
+
+    with api.client() as client:
+        job = enqueue(client, {"type": "leaves_a_stubborn_task", "payload": {"n": 1}})
+        wait_for_status(stack, client, job, statuses={"completed"}, timeout_s=10)
+
+        worker.proc.signal(signal.SIGTERM)
+        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
+
+    logs = stack.logs()
+    assert [e["tasks"] for e in worker.events("worker_exit_abandoning_tasks")] == [1], logs

@@ -41,6 +41,9 @@ STALL_MIN_S = 30.0
 # How long a stopping worker tries to delete its row from the workers table; failing that, the
 # row is pruned once it has not been seen for WORKER_GONE_AFTER_S.
 LEAVE_TIMEOUT_S = 5.0
+# How long tasks left behind by handlers get to end once cancelled, before the process exits
+# around them.
+STRAY_TASKS_WAIT_S = 2.0
 
 
 async def serve(settings: WorkerSettings, hung: list[int]) -> None:
@@ -122,14 +125,28 @@ async def serve(settings: WorkerSettings, hung: list[int]) -> None:
         hung.append(runner.threads_still_running)
         side.stop()
         await pool.close()
-        if handlers := runner.handlers_still_running:
-            # Async handlers that ignored their cancel (their jobs released): closing the event
-            # loop cancels every task and waits for each, for ever for these. Ending the
-            # process is what stops them.
-            log.warning("worker_exit_abandoning_jobs", jobs=handlers)
+        if stray := await _cancel_stray_tasks(STRAY_TASKS_WAIT_S):
+            # Tasks that ignore their cancel: handlers that swallowed it at shutdown (their
+            # jobs released by the drain), or tasks a handler started and left behind. Closing
+            # the event loop cancels every task and waits for each, for ever for these: ending
+            # the process is what stops them.
+            log.warning("worker_exit_abandoning_tasks", tasks=stray)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0 if stopped else 1)
+
+
+async def _cancel_stray_tasks(timeout_s: float) -> int:
+    """Cancel every task but this one (the worker's own have ended by now: what is left was
+    started by handlers) and wait up to ``timeout_s``. Returns how many are still running."""
+    current = asyncio.current_task()
+    stray = [task for task in asyncio.all_tasks() if task is not current]
+    if not stray:
+        return 0
+    for task in stray:
+        task.cancel()
+    _, pending = await asyncio.wait(stray, timeout=timeout_s)
+    return len(pending)
 
 
 def _scheduler(pool: asyncpg.Pool, queues: Sequence[str]) -> list[Scheduler]:

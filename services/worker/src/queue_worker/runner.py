@@ -765,8 +765,8 @@ class Runner:
         """Release the jobs of handlers still running after their stop: async ones that
         swallowed the cancel. Their tasks cannot be ended, and they kept the event loop from
         closing, so the process never exited while their jobs sat under leases nobody renewed.
-        The process ends them instead (``__main__``, on :attr:`handlers_still_running`), so
-        their jobs go back to pending now, for another worker."""
+        The process ends them instead (``__main__``, which exits around tasks that ignore
+        their cancel), so their jobs go back to pending now, for another worker."""
         for key, entry in list(self._active.items()):
             del self._active[key]
             self._abandoned.add(entry.task)
@@ -779,12 +779,6 @@ class Runner:
             # Recorded (and counted) as any released job; the task's own outcome, should
             # its handler ever return, is never handed in (see _execute).
             self._completer.add(finished)
-
-    @property
-    def handlers_still_running(self) -> int:
-        """Async handlers that ignored their cancel at shutdown and still run (their jobs
-        released): only ending the process stops them."""
-        return sum(1 for task in self._abandoned if not task.done())
 
     def _tasks_alive(self) -> set[asyncio.Task[None]]:
         return {entry.task for entry in self._active.values()} | self._abandoned
