@@ -21,6 +21,7 @@ snapshot cannot see raises a serialization failure instead: retry the transactio
 """
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -89,6 +90,12 @@ def is_keyed(job: NewJob) -> bool:
     return job.unique_key is not None or job.idempotency is not None
 
 
+# One encoder: json.dumps with any option builds a new one per call. ASCII-only output, so that
+# what jsonb refuses shows as an escape that one search finds.
+_PAYLOAD_ENCODER: Final = json.JSONEncoder(allow_nan=False)
+_NUL_OR_SURROGATE_ESCAPE: Final = re.compile(r"\\u(?:0000|d[89a-f])")
+
+
 def payload_json(payload: object) -> str:
     """``payload`` as the JSON text stored in jobs.payload. Raises :class:`InvalidJobError`,
     saying why, for what jsonb cannot hold or a worker cannot run: a value that is not JSON
@@ -100,12 +107,12 @@ def payload_json(payload: object) -> str:
         kind = type(payload).__name__
         raise InvalidJobError(f"the payload must be a JSON object (a dict), not {kind}")
     try:
-        # Unescaped, a surrogate stays one character for the search below (a NUL is written
-        # \u0000 either way: the text "\\u0000" matches too, and the walk tells them apart).
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+        text = _PAYLOAD_ENCODER.encode(payload)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJobError(f"the payload is not JSON: {str(exc)[:200]}") from None
-    if "\\u0000" in text or UNSTORABLE_CHARACTER.search(text) is not None:
+    # Every NUL and surrogate is written as an escape; so are characters beyond the BMP (as a
+    # pair), and a backslash before "u0000" as text: the walk tells those apart, rarely needed.
+    if "\\u" in text and _NUL_OR_SURROGATE_ESCAPE.search(text) is not None:
         at = unstorable_text_at(payload)
         if at is not None:
             where = "payload" + "".join(f"[{step!r}]" for step in at)
