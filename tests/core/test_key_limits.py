@@ -2,6 +2,7 @@
 a keyed job out of running giving its slot back (finish, release, rescue)."""
 
 import asyncio
+import math
 import uuid
 
 import asyncpg
@@ -136,6 +137,34 @@ async def test_a_rate_below_one_a_day_is_refused(queue: Queue) -> None:
         await queue.enqueue(_job("crawl", rate_limit=1e-300))
     await queue.enqueue(_job("crawl", rate_limit=MIN_RATE_PER_S))
     assert len(await _claim(queue)) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rate_limit", math.nan),
+        ("rate_limit", math.inf),
+        ("rate_limit", 0.0),
+        ("concurrency_limit", 0),
+        ("concurrency_limit", 10**6),
+        ("rate_burst", 0),
+    ],
+)
+async def test_a_limit_out_of_bounds_is_refused_by_name_before_any_statement(
+    db_url: str, field: str, value: float
+) -> None:
+    """A NaN or infinite rate raised a bare ValueError or OverflowError from the middle of
+    the enqueue; the other values failed a statement, aborting the caller's transaction."""
+    limits = {field: value} if field != "rate_burst" else {"rate_limit": 1.0, field: value}
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with conn.transaction():
+            with pytest.raises(InvalidJobError, match=field):
+                await enqueue_in(conn, _job("crawl", **limits))
+            await enqueue_in(conn, _job("crawl"))  # the transaction goes on
+        assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
+    finally:
+        await conn.close()
 
 
 async def test_a_rate_raised_after_a_slow_one_applies_at_once(

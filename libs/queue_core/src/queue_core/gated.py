@@ -30,7 +30,13 @@ from queue_core.dependencies import settle
 from queue_core.errors import InvalidJobError, UnknownDependencyError
 from queue_core.jobs import Enqueued, EnqueueOutcome, NewJob
 from queue_core.keyed import Db, enqueue_keyed, is_keyed, job_columns
-from queue_core.limits import MAX_DEPENDENCIES, MAX_KEY_RATE_BURST
+from queue_core.limits import (
+    MAX_CONCURRENCY_LIMIT,
+    MAX_DEPENDENCIES,
+    MAX_KEY_RATE_BURST,
+    MAX_KEY_RATE_PER_S,
+    MIN_RATE_PER_S,
+)
 from queue_core.sql import GATED_QUERIES, QUERIES
 from queue_core.states import FINAL_STATUSES
 
@@ -69,6 +75,26 @@ def _check(jobs: Sequence[NewJob]) -> None:
             raise InvalidJobError("concurrency_limit and rate_limit need a concurrency_key")
         if job.rate_burst is not None and job.rate_limit is None:
             raise InvalidJobError("rate_burst needs a rate_limit")
+        _check_limits(job)
+
+
+def _check_limits(job: NewJob) -> None:
+    """The bounds the concurrency_keys table holds (limits_bounded), checked before any
+    statement: a NaN or infinite rate raised a bare ValueError or OverflowError from the middle
+    of the enqueue, and the others failed a statement of the caller's transaction."""
+    limit, rate, burst = job.concurrency_limit, job.rate_limit, job.rate_burst
+    if limit is not None and not (isinstance(limit, int) and 1 <= limit <= MAX_CONCURRENCY_LIMIT):
+        raise InvalidJobError(
+            f"concurrency_limit must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}"
+        )
+    if rate is not None and not (
+        isinstance(rate, int | float) and MIN_RATE_PER_S <= rate <= MAX_KEY_RATE_PER_S
+    ):  # also refuses NaN
+        raise InvalidJobError(
+            f"rate_limit must be from {MIN_RATE_PER_S:.3g} (one a day) to {MAX_KEY_RATE_PER_S:g}"
+        )
+    if burst is not None and not (isinstance(burst, int) and 1 <= burst <= MAX_KEY_RATE_BURST):
+        raise InvalidJobError(f"rate_burst must be an integer from 1 to {MAX_KEY_RATE_BURST}")
 
 
 def _parents(job: NewJob, ids: Sequence[UUID | None]) -> list[UUID]:
