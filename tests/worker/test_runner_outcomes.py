@@ -195,7 +195,7 @@ async def test_a_handler_raising_cancelled_error_or_generator_exit_fails_its_att
     queue: Queue, start_worker: StartWorker
 ) -> None:
     """CancelledError raised by the handler itself (no stop was asked of its attempt: e.g. it
-    awaited a future someone else cancelled) and GeneratorExit are BaseExceptions too: the
+    awaited a future someone else cancelled), GeneratorExit and any BaseException: the
     job's task ended with them, nothing recorded or logged, and the job stayed running until
     its lease ran out (for ever, with no rescuer)."""
     registry = TaskRegistry()
@@ -212,6 +212,10 @@ async def test_a_handler_raising_cancelled_error_or_generator_exit_fails_its_att
     async def generator_exit(_job: JobContext) -> None:
         raise GeneratorExit
 
+    @registry.task("base_exception")
+    async def base_exception(_job: JobContext) -> None:
+        raise BaseException("of its own")  # noqa: TRY002 - what a hostile handler raises
+
     job_ids = await queue.enqueue_many(
         [NewJob(type=name, payload={}, max_attempts=1) for name in registry.names()]
     )
@@ -219,6 +223,7 @@ async def test_a_handler_raising_cancelled_error_or_generator_exit_fails_its_att
 
     failed = [await wait_for_status(queue, i, JobStatus.FAILED, timeout_s=5) for i in job_ids]
     assert sorted(job.error_message or "" for job in failed) == [
+        "BaseException: of its own",
         "CancelledError: ",
         "CancelledError: ",
         "GeneratorExit: ",
