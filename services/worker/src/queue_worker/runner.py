@@ -771,10 +771,13 @@ class Runner:
             del self._active[key]
             self._abandoned.add(entry.task)
             job = entry.job
-            log.error("job_ignored_cancellation", job_id=str(job.id), type=job.type)
-            error = "ignored its cancel at worker shutdown; released"
+            error = "interrupted by worker shutdown; released"
+            if not entry.task.done():  # else cancelled before it ever ran: released all the same
+                log.error("job_ignored_cancellation", job_id=str(job.id), type=job.type)
+                error = "ignored its cancel at worker shutdown; released"
             released = _outcome(job, OutcomeKind.RELEASED, error)
-            duration_s = self._clock() - entry.started_at
+            started = entry.started_at
+            duration_s = 0.0 if started == math.inf else self._clock() - started
             finished = _Finished(job, released, duration_s, timed_out=False)
             # Recorded (and counted) as any released job; the task's own outcome, should
             # its handler ever return, is never handed in (see _execute).
