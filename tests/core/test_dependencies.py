@@ -123,6 +123,17 @@ async def test_a_batch_index_must_name_an_earlier_job(queue: Queue, ref: int) ->
         await queue.enqueue_batch([_job(), _job(ref), _job()])
 
 
+@pytest.mark.parametrize("ref", ["3f1c0f64-0000-4000-8000-000000000000", 1.0, None, True])
+async def test_a_dependency_that_is_neither_a_job_id_nor_an_index_is_refused(
+    queue: Queue, pool: asyncpg.Pool, ref: object
+) -> None:
+    """A job id as text (or any other value) raised a bare TypeError (or was taken for an
+    index, True for 1) once the batch's statements had begun."""
+    with pytest.raises(InvalidJobError, match="depends_on"):
+        await queue.enqueue_batch([_job(), _job(ref)])  # type: ignore[arg-type]
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 0
+
+
 async def test_a_dependant_enqueued_while_its_parent_finishes_is_released(
     queue: Queue, pool: asyncpg.Pool
 ) -> None:

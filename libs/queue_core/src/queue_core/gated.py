@@ -65,6 +65,11 @@ def _check(jobs: Sequence[NewJob]) -> None:
         if len(job.depends_on) > MAX_DEPENDENCIES:
             raise InvalidJobError(f"a job may depend on at most {MAX_DEPENDENCIES} jobs")
         for ref in job.depends_on:
+            if isinstance(ref, bool) or not isinstance(ref, UUID | int):
+                raise InvalidJobError(
+                    f"depends_on holds a {type(ref).__name__}: only a job id (a UUID) or the "
+                    "index of an earlier job of the batch"
+                )
             if isinstance(ref, int) and not 0 <= ref < index:
                 raise InvalidJobError(
                     f"job {index} of the batch depends on job {ref}: only an earlier job of "
