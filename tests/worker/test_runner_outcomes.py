@@ -233,6 +233,31 @@ async def test_a_handler_raising_cancelled_error_or_generator_exit_fails_its_att
     assert job.attempts == 2  # ordinary failed attempts: retried with backoff
 
 
+class _UnprintableError(PermanentError):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+async def test_an_error_whose_str_raises_is_recorded_as_the_handlers_own(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    """Writing the error message called str() on the exception inside the handler's except
+    clause: its RuntimeError made the attempt "internal error running the job", retried even
+    though the handler raised a PermanentError."""
+    registry = TaskRegistry()
+
+    @registry.task("unprintable")
+    async def unprintable(_job: JobContext) -> None:
+        raise _UnprintableError
+
+    job_id = await queue.enqueue(NewJob(type="unprintable", payload={}, max_attempts=5))
+    await start_worker(registry)
+
+    job = await wait_for_status(queue, job_id, JobStatus.FAILED, timeout_s=5)
+    assert job.attempts == 1
+    assert job.error_message == "_UnprintableError: <str() raised RuntimeError>"
+
+
 async def test_an_outcome_the_database_refuses_costs_only_its_own_job(
     queue: Queue, pool: asyncpg.Pool, start_worker: StartWorker
 ) -> None:

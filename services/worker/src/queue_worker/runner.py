@@ -90,8 +90,14 @@ def error_text(exc: BaseException) -> str:
     text cannot hold, which would fail the statement recording the whole batch of outcomes:
     NUL characters, and unpaired surrogates (from a file name decoded as ``os.listdir``
     decodes one, with ``surrogateescape``, then put in a message). Both are spelled as
-    escapes."""
-    text = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    escapes. An exception whose ``str()`` raises is named by its type alone."""
+    try:
+        message = str(exc)
+    except Exception as str_error:  # noqa: BLE001 - a handler's exception may be anything
+        # Else the handler's error would become an internal error of ours (and a
+        # PermanentError's attempt be retried).
+        message = f"<str() raised {type(str_error).__name__}>"
+    text = f"{type(exc).__name__}: {message}"[:MAX_ERROR_CHARS]
     text = text.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
     return text[:MAX_ERROR_CHARS]
 
