@@ -14,14 +14,18 @@ Content-Security-Policy (``script-src 'self'``, no inline script or style:
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from litestar import Request, Response, Router
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import HTTPException
+from litestar.file_system import BaseLocalFileSystem
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import PathType
+from litestar.types.file_types import FileInfo
 
 from queue_api.auth import PUBLIC
 from queue_api.errors import EXCEPTION_HANDLERS
@@ -77,6 +81,21 @@ def console_router() -> Router:
     )
 
 
+class ShippedFiles(BaseLocalFileSystem):
+    """The static directory as shipped: its files, listed once at start-up, and nothing else.
+    Any other path is a 404 before the disk is asked, so that a client's odd path cannot become
+    a 500 (a NUL, a name too long, a file taken for a directory all made the operating system
+    raise), nor a 404 naming where the API is installed (Litestar's, for a directory)."""
+
+    def __init__(self, root: Path) -> None:
+        self._files = frozenset(str(p) for p in root.resolve().rglob("*") if p.is_file())
+
+    async def info(self, path: PathType, **kwargs: Any) -> FileInfo:  # noqa: ANN401 - Litestar's
+        if str(path) not in self._files:
+            raise FileNotFoundError(path)
+        return await super().info(path, **kwargs)
+
+
 def static_router() -> Router:
     """The console's own CSS and script and the vendored ones (htmx; Redoc and Swagger UI for
     ``/schema``), open to anyone like the pages that load them. Vendored files carry their
@@ -84,6 +103,7 @@ def static_router() -> Router:
     return create_static_files_router(
         path=STATIC_PATH,
         directories=[UI_DIR / "static"],
+        file_system=ShippedFiles(UI_DIR / "static"),
         opt=PUBLIC,
         include_in_schema=False,
         cache_control=CacheControlHeader(max_age=STATIC_MAX_AGE_S),
