@@ -21,7 +21,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=OneSendPerTurnProtocol,
+        http=OneSendPerTurnProtocol.with_head_timeout(settings.body_timeout_s),
         log_config=None,  # our structlog configuration renders uvicorn's records too
         access_log=False,  # one canonical line per request comes from the app instead
         proxy_headers=True,

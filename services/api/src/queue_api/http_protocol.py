@@ -22,16 +22,42 @@ What is collected goes out, in order:
   transport says its buffer is full);
 - before the connection closes, or ends its writing side, and when the client ends its own (a
   half-close, after which the transport closes itself).
+
+It also bounds a request's head (request line and headers), which uvicorn does not:
+
+- its size, :data:`MAX_HEAD_BYTES`: past it, a 431 and the connection closed. httptools grows
+  a header's value by copying it whole for every piece that arrives, so one client sending a
+  100 MB header held the event loop for seconds at a time (every other request waited 7 to 13
+  s), and the memory for as long as it liked;
+- its time, ``head_timeout_s`` (``API_BODY_TIMEOUT_S``, as for the body): from the connection's
+  opening, or a later request's first byte, to the end of its headers. Past it, a 408 and the
+  connection closed: a connection that sends nothing, or a header now and then, no longer holds
+  a socket and its buffers for ever (uvicorn's keep-alive timeout only starts once a response
+  is sent).
 """
 
 import asyncio
+import json
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # Collected bytes past which a connection's writes go out without waiting for the turn's end.
 SEND_AT_BYTES: Final = 64 * 1024
+# The most a request's head may take (request line and headers), give or take one read: ours
+# are well under 1 KiB; a browser's cookies for the host may add a few (nginx takes 32 KiB).
+MAX_HEAD_BYTES: Final = 64 * 1024
+DEFAULT_HEAD_TIMEOUT_S: Final = 10.0
+
+
+def _refusal(status: int, reason: str, detail: str) -> bytes:
+    """A whole response in the API's error shape, closing the connection."""
+    body = json.dumps({"status_code": status, "detail": detail}).encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
 
 
 class _WritesPerTurn:
@@ -91,7 +117,15 @@ class _WritesPerTurn:
 
 
 class OneSendPerTurnProtocol(HttpToolsProtocol):
-    """What ``queue-api`` passes to uvicorn as its ``http`` protocol."""
+    """What ``queue-api`` passes to uvicorn as its ``http`` protocol
+    (:meth:`with_head_timeout`)."""
+
+    head_timeout_s: ClassVar[float] = DEFAULT_HEAD_TIMEOUT_S
+
+    @classmethod
+    def with_head_timeout(cls, seconds: float) -> type["OneSendPerTurnProtocol"]:
+        """This protocol with heads due within ``seconds`` (uvicorn builds the instances)."""
+        return type(cls.__name__, (cls,), {"head_timeout_s": seconds})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -99,6 +133,69 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         # self.transport to each request it reads); flow control keeps the real transport.
         self._writes = _WritesPerTurn(transport, self.loop)
         self.transport = self._writes  # type: ignore[assignment]
+        self._head_bytes = 0
+        self._reading_head = True
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._start_head_deadline()
+
+    def _start_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+
+    def _stop_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _refuse(self, response: bytes) -> None:
+        self._stop_head_deadline()
+        if not self.transport.is_closing():
+            self.transport.write(response)
+            self.transport.close()
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        self._refuse(
+            _refusal(
+                408,
+                "Request Timeout",
+                f"request headers not received within {self.head_timeout_s:g} s",
+            )
+        )
+
+    def data_received(self, data: bytes) -> None:
+        reading_head = self._reading_head
+        if reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Judged once the parser has had the data: a read that ends the head (and may carry
+        # a body) is never refused, so a head is refused past the bound plus at most one read.
+        if reading_head and self._reading_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(
+                _refusal(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+                )
+            )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_head_deadline()  # a later request's: from its first byte
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._stop_head_deadline()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_head = True
+        self._head_bytes = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_deadline()
+        super().connection_lost(exc)
 
     def eof_received(self) -> None:
         # The client will send no more: the transport closes itself when this returns, and
