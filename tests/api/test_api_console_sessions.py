@@ -272,3 +272,32 @@ async def test_a_bulk_action_that_stopped_at_its_bound_says_so_in_its_notice(
             )
             assert answer.status_code == 200, answer.text
             assert f"Done: {action}:0 (stopped after reading {MAX_BULK_SCAN:,} jobs" in answer.text
+
+
+async def test_a_notice_shows_only_what_this_session_did_not_words_from_a_link(
+    make_client: ClientFactory, db_url: str, admin_key: str
+) -> None:
+    # The notice ("Done: ...") came from the URL: a link from anywhere put any words in the
+    # console, in its own voice ("Done: your session expired, sign in again at ...").
+    spoof = "your session expired, sign in again at evil.example"
+    async with make_client(db_url, key=None) as client:
+        await sign_in(client, admin_key)
+        for path in ("/ui/", "/ui/jobs"):
+            page = await client.get(path, params={"done": spoof})
+            assert page.status_code == 200, page.text
+            assert "evil.example" not in page.text
+            assert "Done:" not in page.text
+        token = _TOKEN.search((await client.get("/ui/")).text)
+        assert token
+        answer = await client.post(
+            "/ui/queues/pause", data={"csrf_token": token.group(1), "name": "default"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert "Done: paused:default" in answer.text
+        # The same link, in another session, shows nothing.
+        link = str(answer.url)
+        await client.post("/ui/logout", data={"csrf_token": token.group(1)})
+        await sign_in(client, admin_key)
+        again = await client.get(link)
+        assert again.status_code == 200, again.text
+        assert "Done:" not in again.text

@@ -21,6 +21,7 @@ from queue_api.routes.job_list import delete_job
 from queue_api.routes.queues import MAX_QUEUE_NAME_LENGTH, set_queue_paused
 from queue_api.ui.filters import FilterForm
 from queue_api.ui.pages import BULK_MAX_LIMIT
+from queue_api.ui.rendering import notice_query
 from queue_core.bulk import MAX_BULK_SCAN, cancel_matching_step, retry_matching_step
 from queue_core.keys import Scope
 
@@ -28,10 +29,9 @@ JobId = Annotated[UUID, Parameter(description="The job's id")]
 _FILTER_FIELDS: Final = ("status", "type", "queue", "created_after", "created_before")
 
 
-def _see(path: str, **query: str) -> Redirect:
-    target = f"/ui{path}"
-    if query:
-        target += "?" + urlencode(query)
+def _see(request: Request[Any, Any, Any], path: str, *, done: str) -> Redirect:
+    """303 to the console's ``path``, which shows ``done`` (to this session only)."""
+    target = f"/ui{path}?" + urlencode(notice_query(request, done))
     return Redirect(target, status_code=HTTP_303_SEE_OTHER)
 
 
@@ -48,19 +48,25 @@ class ConsoleActions(Controller):
     path = "/"
 
     @post("/jobs/{job_id:uuid}/retry", **requires_session(Scope.JOBS_ADMIN))
-    async def retry(self, job_id: JobId, ctx: NamedDependency[RequestContext]) -> Redirect:
+    async def retry(
+        self, request: Request[Any, Any, Any], job_id: JobId, ctx: NamedDependency[RequestContext]
+    ) -> Redirect:
         await retry_job(ctx, job_id)
-        return _see(f"/jobs/{job_id}", done="retried")
+        return _see(request, f"/jobs/{job_id}", done="retried")
 
     @post("/jobs/{job_id:uuid}/cancel", **requires_session(Scope.JOBS_ADMIN))
-    async def cancel(self, job_id: JobId, ctx: NamedDependency[RequestContext]) -> Redirect:
+    async def cancel(
+        self, request: Request[Any, Any, Any], job_id: JobId, ctx: NamedDependency[RequestContext]
+    ) -> Redirect:
         await cancel_job(ctx, job_id)
-        return _see(f"/jobs/{job_id}", done="cancelled")
+        return _see(request, f"/jobs/{job_id}", done="cancelled")
 
     @post("/jobs/{job_id:uuid}/delete", **requires_session(Scope.JOBS_ADMIN))
-    async def delete(self, job_id: JobId, ctx: NamedDependency[RequestContext]) -> Redirect:
+    async def delete(
+        self, request: Request[Any, Any, Any], job_id: JobId, ctx: NamedDependency[RequestContext]
+    ) -> Redirect:
         await delete_job(ctx, job_id)
-        return _see("/jobs", done="deleted")
+        return _see(request, "/jobs", done="deleted")
 
     @post("/bulk", **requires_session(Scope.JOBS_ADMIN))
     async def bulk(
@@ -97,7 +103,7 @@ class ConsoleActions(Controller):
         target = "/jobs?" + form.query() if form.query() else "/jobs"
         separator = "&" if "?" in target else "?"
         return Redirect(
-            f"/ui{target}{separator}{urlencode({'done': done})}",
+            f"/ui{target}{separator}{urlencode(notice_query(request, done))}",
             status_code=HTTP_303_SEE_OTHER,
         )
 
@@ -107,7 +113,7 @@ class ConsoleActions(Controller):
     ) -> Redirect:
         name = await _field(request, "name", max_chars=MAX_QUEUE_NAME_LENGTH)
         await set_queue_paused(ctx, name, paused=True)
-        return _see("/", done=f"paused:{name}")
+        return _see(request, "/", done=f"paused:{name}")
 
     @post("/queues/resume", **requires_session(Scope.QUEUES_ADMIN))
     async def resume(
@@ -115,4 +121,4 @@ class ConsoleActions(Controller):
     ) -> Redirect:
         name = await _field(request, "name", max_chars=MAX_QUEUE_NAME_LENGTH)
         await set_queue_paused(ctx, name, paused=False)
-        return _see("/", done=f"resumed:{name}")
+        return _see(request, "/", done=f"resumed:{name}")

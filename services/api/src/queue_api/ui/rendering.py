@@ -1,6 +1,7 @@
 """How the console's pages are rendered: the Jinja environment and its filters, and the context
 every page shares (who is signed in, what the key may do, the CSRF token)."""
 
+import hmac
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ SESSIONS_STATE: Final = "ui_sessions"
 SESSION_STATE: Final = "ui_session"
 MAX_JSON_SHOWN: Final = 256 * 1024  # characters of a payload or result shown in a page
 HTMX_VERSION: Final = "2.0.11"
+NOTICE_FIELD: Final = "done"
+NOTICE_TOKEN_FIELD: Final = "done_token"  # noqa: S105 - a query parameter's name
 
 
 def _when(value: datetime | None) -> str:
@@ -80,6 +83,24 @@ def sessions_of(request: Request[Any, Any, Any]) -> Sessions:
     return sessions
 
 
+def notice_query(request: Request[Any, Any, Any], notice: str) -> dict[str, str]:
+    """The query parameters that show ``notice`` on the page an action sends the browser to
+    (post/redirect/get), to this session only."""
+    session: Session = request.scope["state"][SESSION_STATE]
+    token = sessions_of(request).signer.notice_token(session.nonce, notice)
+    return {NOTICE_FIELD: notice, NOTICE_TOKEN_FIELD: token}
+
+
+def _notice(request: Request[Any, Any, Any], session: Session | None) -> str | None:
+    """What an action of this session just did, from the URL: only if the session made it."""
+    notice = request.query_params.get(NOTICE_FIELD)
+    token = request.query_params.get(NOTICE_TOKEN_FIELD) or ""
+    if not notice or session is None:
+        return None
+    expected = sessions_of(request).signer.notice_token(session.nonce, notice)
+    return notice if hmac.compare_digest(token.encode(), expected.encode()) else None
+
+
 def page(
     request: Request[Any, Any, Any],
     name: str,
@@ -107,7 +128,7 @@ def page(
                 "" if session is None else sessions_of(request).signer.csrf_token(session.nonce)
             ),
             "path": request.url.path,
-            "done": request.query_params.get("done"),  # what an action just did (303 to here)
+            "done": _notice(request, session),  # what an action just did (303 to here)
             **context,
         },
     )

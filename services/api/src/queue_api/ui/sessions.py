@@ -130,6 +130,11 @@ class SessionSigner:
     def login_token(self, login_nonce: str) -> str:
         return self._mac("login", login_nonce.encode())
 
+    def notice_token(self, nonce: str, notice: str) -> str:
+        """What makes an action's notice (``?done=``) shown: made for this session's nonce and
+        these words, so a link from elsewhere cannot put words of its own in the console."""
+        return self._mac("notice", nonce.encode() + b"|" + notice.encode())
+
 
 def new_nonce() -> str:
     return secrets.token_urlsafe(_NONCE_BYTES)
