@@ -1,6 +1,8 @@
 """Headers every answer carries (security headers, no server banner) and CORS, off unless an
 allow-list is configured."""
 
+import re
+
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
@@ -57,6 +59,20 @@ async def test_html_pages_may_load_their_scripts_but_not_be_framed(
     # Their scripts and styles are the API's own copies, no CDN's.
     assert "/ui/static/vendor/swagger-ui-" in response.text
     assert "https://" not in response.text.split("<body", 1)[0]
+
+
+@pytest.mark.parametrize("path", ["/schema", "/schema/redoc", "/schema/swagger"])
+async def test_the_openapi_pages_may_run_no_inline_script(
+    shared_client: ApiClient, path: str
+) -> None:
+    # They share the console's origin: a script injected there could read a console page and
+    # its CSRF token. Their renderers start from the API's own files, not an inline script.
+    response = await shared_client.get(path)
+
+    assert response.status_code == 200
+    directives = [d.strip() for d in response.headers["content-security-policy"].split(";")]
+    assert "script-src 'self'" in directives
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", response.text) == []
 
 
 async def test_the_console_pages_may_run_only_their_own_scripts(

@@ -6,9 +6,9 @@ today, a web console later), and a shared cache may sit in front of it.
 - ``Content-Security-Policy``: a JSON answer may load nothing and be framed by nobody. The web
   console (``/ui``) may load only its own scripts, styles and images, with no inline script or
   style, and post forms only to us. The OpenAPI pages (``/schema``) may load only from this
-  origin too (their vendored bundles), but keep the inline script and styles their renderers
-  write. Any other HTML page gets ``frame-ancestors 'none'``; a page that sets a policy of its
-  own is left alone.
+  origin too (their vendored bundles), and run no inline script either (``openapi_pages``),
+  but keep the inline styles their renderers write. Any other HTML page gets
+  ``frame-ancestors 'none'``; a page that sets a policy of its own is left alone.
 - ``X-Frame-Options: DENY`` for browsers that predate ``frame-ancestors``.
 - ``Referrer-Policy: no-referrer``: job ids in our URLs go nowhere else.
 - ``Cache-Control: no-store`` unless a route says otherwise: job payloads and statuses must not
@@ -38,7 +38,7 @@ CSP_FOR_CONSOLE: Final = (
     b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 CSP_FOR_DOCS: Final = (
-    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
     b"form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
