@@ -13,6 +13,7 @@ import pytest
 from api.support import BODY_TIMEOUT_S, read_until_closed
 from e2e.stack import Api
 from queue_api.http_protocol import MAX_HEAD_BYTES
+from queue_api.security_headers import CSP_FOR_DATA
 
 # Longer than the deadline, short enough that a test that fails waits little.
 READ_TIMEOUT_S = BODY_TIMEOUT_S + 4
@@ -46,6 +47,8 @@ def test_a_head_larger_than_the_bound_gets_431_and_the_connection_closed(
 
     assert status == 431
     assert headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["content-security-policy"] == CSP_FOR_DATA.decode()
     assert json.loads(body) == {
         "status_code": 431,
         "detail": f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",

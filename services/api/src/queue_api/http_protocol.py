@@ -43,6 +43,8 @@ from typing import Any, ClassVar, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from queue_api.security_headers import ALWAYS, CSP_FOR_DATA
+
 # Collected bytes past which a connection's writes go out without waiting for the turn's end.
 SEND_AT_BYTES: Final = 64 * 1024
 # The most a request's head may take (request line and headers), give or take one read: ours
@@ -52,12 +54,19 @@ DEFAULT_HEAD_TIMEOUT_S: Final = 10.0
 
 
 def _refusal(status: int, reason: str, detail: str) -> bytes:
-    """A whole response in the API's error shape, closing the connection."""
+    """A whole response in the API's error shape, closing the connection, with the headers
+    every answer carries (``queue_api.security_headers``; the app never sees this one)."""
     body = json.dumps({"status_code": status, "detail": detail}).encode()
-    return (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode() + body
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *ALWAYS,
+        (b"content-security-policy", CSP_FOR_DATA),
+        (b"cache-control", b"no-store"),
+    ]
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    return f"HTTP/1.1 {status} {reason}\r\n".encode() + head + b"\r\n" + body
 
 
 class _WritesPerTurn:

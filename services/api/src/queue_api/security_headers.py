@@ -25,7 +25,7 @@ from litestar.types import Message, Scope
 
 # Raw (name, value) pairs, lower-case names as ASGI wants them: appended to each answer's header
 # list as they are, which costs a fraction of parsing the headers into a mapping per request.
-_ALWAYS: Final[list[tuple[bytes, bytes]]] = [
+ALWAYS: Final[list[tuple[bytes, bytes]]] = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -68,7 +68,7 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
             cache_control = True
         elif lowered == b"content-type":
             is_page = value.startswith(b"text/html")
-    headers.extend(_ALWAYS)
+    headers.extend(ALWAYS)
     if not csp:
         policy = _page_policy(scope.get("path", "")) if is_page else CSP_FOR_DATA
         headers.append((b"content-security-policy", policy))
