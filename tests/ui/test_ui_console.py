@@ -11,9 +11,10 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from e2e.stack import Stack, fetch
 from queue_core.keys import Scope
@@ -373,3 +374,43 @@ def test_the_api_reference_loads_nothing_from_elsewhere(console: Console, page: 
         if url.startswith(("http:", "https:")) and not url.startswith(console.api.base_url)
     ]
     assert foreign == []
+
+
+def test_what_clients_and_handlers_wrote_stays_text_on_every_page(
+    stack: Stack, console: Console, page: Page
+) -> None:
+    # Every field a tenant or a handler controls, as markup that would run if it were read as
+    # HTML: a dialog, or an element made from it, fails the test.
+    hostile = '"><img src=x id=injected onerror=alert(1)><script>alert(2)</script>'
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    queued = enqueue(
+        console,
+        hostile,
+        queue=hostile,
+        payload={hostile: hostile},
+        concurrency_key=hostile,
+        unique_key=hostile,
+    )
+    failed = failed_job(stack, console, message=hostile)
+    sign_in(page, console, console.admin_key)
+    for path in (
+        "/ui/",
+        "/ui/jobs",
+        f"/ui/jobs/{queued}",
+        f"/ui/jobs/{failed}",
+        "/ui/jobs?" + urlencode({"type": hostile, "queue": hostile}),
+        "/ui/bulk?" + urlencode({"action": "retry", "type": hostile, "queue": hostile}),
+        "/ui/jobs?" + urlencode({"created_after": hostile}),  # an error page naming the field
+    ):
+        page.goto(console.api.base_url + path)
+        page.wait_for_load_state("networkidle")
+        assert page.locator("#injected, script:not([src])").count() == 0, path
+    page.goto(console.api.base_url + f"/ui/jobs/{queued}")
+    expect(page.locator("main")).to_contain_text(hostile)
+    assert dialogs == []
