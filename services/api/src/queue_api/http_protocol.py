@@ -51,6 +51,8 @@ SEND_AT_BYTES: Final = 64 * 1024
 # are well under 1 KiB; a browser's cookies for the host may add a few (nginx takes 32 KiB).
 MAX_HEAD_BYTES: Final = 64 * 1024
 DEFAULT_HEAD_TIMEOUT_S: Final = 10.0
+# After a refusal, how long what the client still sends is read and dropped before closing.
+LINGER_S: Final = 1.0
 
 
 def _refusal(status: int, reason: str, detail: str) -> bytes:
@@ -144,6 +146,7 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         self.transport = self._writes  # type: ignore[assignment]
         self._head_bytes = 0
         self._reading_head = True
+        self._refused = False
         self._head_deadline: asyncio.TimerHandle | None = None
         self._start_head_deadline()
 
@@ -158,9 +161,15 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
 
     def _refuse(self, response: bytes) -> None:
         self._stop_head_deadline()
-        if not self.transport.is_closing():
-            self.transport.write(response)
-            self.transport.close()
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        self.transport.write(response)
+        # Closing while the client's bytes still arrive would make the kernel reset the
+        # connection, and the client could lose the refusal: end our side after it, drop what
+        # still comes for a moment, then close.
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
@@ -173,6 +182,8 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         reading_head = self._reading_head
         if reading_head:
             self._head_bytes += len(data)
