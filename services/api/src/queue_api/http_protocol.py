@@ -166,9 +166,10 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         self._refused = True
         self.transport.write(response)
         # Closing while the client's bytes still arrive would make the kernel reset the
-        # connection, and the client could lose the refusal: end our side after it, drop what
-        # still comes for a moment, then close.
-        self.transport.write_eof()
+        # connection, and the client could lose the refusal: end our side after it (a TLS
+        # transport cannot: it only closes), drop what still comes for a moment, then close.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
 
     def _head_too_slow(self) -> None:
