@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,31 +60,38 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
     assert lifecycle == ["worker_draining", "worker_stopped"], f"{lifecycle}\n{logs}"
 
 
+def _sigterm_during(
+    stack: Stack, db_url: str, job_type: str, *, until: str, env: dict[str, str]
+) -> tuple[Worker, dict[str, Any], str]:
+    """Run a job of ``job_type`` (tests/e2e/shutdown_tasks.py) on a worker until it is
+    ``until``, then SIGTERM the worker: it must exit 0 in time. The job as the API then shows
+    it, and the logs."""
+    api = stack.spawn_api(db_url)
+    tasks = {
+        "WORKER_TASKS": "queue_worker.builtin_tasks,shutdown_tasks",
+        "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    worker = stack.spawn_worker(db_url, "worker", tasks | env)
+    stack.wait_ready(api, worker)
+
+    with api.client() as client:
+        job = enqueue(client, {"type": job_type, "payload": {"n": 1}})
+        wait_for_status(stack, client, job, statuses={until}, timeout_s=10)
+
+        worker.proc.signal(signal.SIGTERM)
+        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
+        final = job_status(client, job)
+    return worker, final, stack.logs()
+
+
 def test_sigterm_ends_a_worker_whose_sync_handler_never_returns(stack: Stack, db_url: str) -> None:
     """Python joins a thread pool's threads at exit: a hung sync handler kept the stopped
     worker's process alive (until Kubernetes' SIGKILL), its released job free to start again
     elsewhere while it still ran here."""
-    api = stack.spawn_api(db_url)
-    worker = stack.spawn_worker(
-        db_url,
-        "worker",
-        {
-            "WORKER_TASKS": "queue_worker.builtin_tasks,shutdown_tasks",
-            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-            "WORKER_SHUTDOWN_GRACE_S": "1",
-        },
+    worker, final, logs = _sigterm_during(
+        stack, db_url, "hang_forever", until="running", env={"WORKER_SHUTDOWN_GRACE_S": "1"}
     )
-    stack.wait_ready(api, worker)
 
-    with api.client() as client:
-        hung = enqueue(client, {"type": "hang_forever", "payload": {"hang": True}})
-        wait_for_status(stack, client, hung, statuses={"running"}, timeout_s=10)
-
-        worker.proc.signal(signal.SIGTERM)
-        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
-        final = job_status(client, hung)
-
-    logs = stack.logs()
     # Released by the drain, to run on a worker that is still there.
     assert final["Status"] == "pending", f"{final}\n{logs}"
     assert final["Attempts"] == 0, f"{final}\n{logs}"  # a release gives its attempt back
@@ -96,33 +104,20 @@ def test_sigterm_ends_a_worker_whose_async_handler_ignores_cancellation(
     """An async handler that swallows CancelledError outlives the drain's cancel. The worker
     logged it as released, left its job running under a lease no one renewed, and never
     exited: closing the event loop cancels every task and waits for them all."""
-    api = stack.spawn_api(db_url)
-    worker = stack.spawn_worker(
+    worker, final, logs = _sigterm_during(
+        stack,
         db_url,
-        "worker",
-        {
-            "WORKER_TASKS": "queue_worker.builtin_tasks,shutdown_tasks",
-            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-            "WORKER_SHUTDOWN_GRACE_S": "1",
-            "WORKER_LEASE_S": "300",
-        },
+        "ignores_cancellation",
+        until="running",
+        env={"WORKER_SHUTDOWN_GRACE_S": "1", "WORKER_LEASE_S": "300"},
     )
-    stack.wait_ready(api, worker)
 
-    with api.client() as client:
-        stuck = enqueue(client, {"type": "ignores_cancellation", "payload": {"stuck": True}})
-        wait_for_status(stack, client, stuck, statuses={"running"}, timeout_s=10)
-
-        worker.proc.signal(signal.SIGTERM)
-        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
-        final = job_status(client, stuck)
-
-    logs = stack.logs()
     # Released for a worker that is still there, not left to a lease nobody renews.
     assert final["Status"] == "pending", f"{final}\n{logs}"
     assert final["Attempts"] == 0, f"{final}\n{logs}"
     assert [e["tasks"] for e in worker.events("worker_exit_abandoning_tasks")] == [1], logs
-    assert [e["job_id"] for e in worker.events("job_ignored_cancellation")] == [str(stuck)], logs
+    job_id = final["ID"]
+    assert [e["job_id"] for e in worker.events("job_ignored_cancellation")] == [job_id], logs
 
 
 def test_sigterm_ends_a_worker_whose_handler_left_a_task_that_ignores_cancellation(
@@ -130,23 +125,8 @@ def test_sigterm_ends_a_worker_whose_handler_left_a_task_that_ignores_cancellati
 ) -> None:
     """A task a handler started and left behind, swallowing its cancel, kept the stopped
     worker's process alive: closing the event loop waits for every task."""
-    api = stack.spawn_api(db_url)
-    worker = stack.spawn_worker(
-        db_url,
-        "worker",
-        {
-            "WORKER_TASKS": "queue_worker.builtin_tasks,shutdown_tasks",
-            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        },
+    worker, _, logs = _sigterm_during(
+        stack, db_url, "leaves_a_stubborn_task", until="completed", env={}
     )
-    stack.wait_ready(api, worker)
 
-    with api.client() as client:
-        job = enqueue(client, {"type": "leaves_a_stubborn_task", "payload": {"n": 1}})
-        wait_for_status(stack, client, job, statuses={"completed"}, timeout_s=10)
-
-        worker.proc.signal(signal.SIGTERM)
-        assert (code := _exit_status(worker)) == 0, f"worker exit status {code}\n{stack.logs()}"
-
-    logs = stack.logs()
     assert [e["tasks"] for e in worker.events("worker_exit_abandoning_tasks")] == [1], logs
