@@ -29,9 +29,11 @@ JobId = Annotated[UUID, Parameter(description="The job's id")]
 _FILTER_FIELDS: Final = ("status", "type", "queue", "created_after", "created_before")
 
 
-def _see(request: Request[Any, Any, Any], path: str, *, done: str) -> Redirect:
-    """303 to the console's ``path``, which shows ``done`` (to this session only)."""
-    target = f"/ui{path}?" + urlencode(notice_query(request, done))
+def _see(request: Request[Any, Any, Any], path: str, *, done: str, query: str = "") -> Redirect:
+    """303 to the console's ``path`` (with ``query``, already encoded), which shows ``done``
+    (to this session only)."""
+    notice = urlencode(notice_query(request, done))
+    target = f"/ui{path}?" + (f"{query}&{notice}" if query else notice)
     return Redirect(target, status_code=HTTP_303_SEE_OTHER)
 
 
@@ -100,12 +102,7 @@ class ConsoleActions(Controller):
                 f" (stopped after reading {MAX_BULK_SCAN:,} jobs: narrow the filter, by time "
                 "say, to reach older ones)"
             )
-        target = "/jobs?" + form.query() if form.query() else "/jobs"
-        separator = "&" if "?" in target else "?"
-        return Redirect(
-            f"/ui{target}{separator}{urlencode(notice_query(request, done))}",
-            status_code=HTTP_303_SEE_OTHER,
-        )
+        return _see(request, "/jobs", done=done, query=form.query())
 
     @post("/queues/pause", **requires_session(Scope.QUEUES_ADMIN))
     async def pause(
