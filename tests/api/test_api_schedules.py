@@ -101,6 +101,21 @@ async def test_a_row_edited_beyond_reading_is_listed_as_unreadable_beside_the_ot
     assert listed["ping"]["readable"] is True
 
 
+@pytest.mark.parametrize("grace_s", ["'NaN'", "'Infinity'", "1e300"])
+async def test_a_row_with_a_grace_no_instant_comes_of_is_listed_as_unreadable_beside_the_others(
+    client: ApiClient, db: Any, db_url: str, grace_s: str
+) -> None:
+    # grace_s has no check in the table: such a value, written by hand, failed the listing
+    # (and the console's page) with a 500 for every schedule.
+    await _register(db_url, HOURLY_PARIS, EVERY_MINUTE)
+    await db.execute(f"UPDATE schedules SET grace_s = {grace_s} WHERE name = 'report'")
+
+    listed = await _list(client)
+
+    assert listed["report"]["readable"] is False
+    assert listed["ping"]["readable"] is True
+
+
 async def test_pause_and_resume_a_schedule(client: ApiClient, db_url: str) -> None:
     await _register(db_url, EVERY_MINUTE)
     paused = await client.post("/v1/schedules/ping/pause")

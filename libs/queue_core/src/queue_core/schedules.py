@@ -313,9 +313,12 @@ class ScheduleState:
         try:
             schedule.next_tick(watermark)
             schedule.next_tick(now)
+            # In the try too: a listed row's grace_s has no check in the table, and one set by
+            # hand to NaN, infinity or 1e300 is no timedelta (a worker checked its own).
+            latest_ok = now + timedelta(seconds=schedule.grace_s)
         except (ArithmeticError, ValueError, OSError) as exc:  # ScheduleError is a ValueError
             return "schedule_unreadable", str(exc) or type(exc).__name__
-        if watermark > now + timedelta(seconds=schedule.grace_s):
+        if watermark > latest_ok:
             return "schedule_watermark_in_future", f"its last tick, {watermark}, is ahead"
         return None
 
