@@ -9,7 +9,7 @@ import pytest
 
 from queue_core import bulk
 from queue_core.bulk import retry_matching_step
-from queue_core.dependencies import MAX_LEVELS_PER_TRANSACTION
+from queue_core.dependencies import MAX_LEVELS_PER_TRANSACTION, SETTLE_LOCK_TIMEOUT_S
 from queue_core.errors import DependencyEndedError, InvalidJobError, UnknownDependencyError
 from queue_core.gated import enqueue_gated_all
 from queue_core.jobs import EnqueueOutcome, Failure, Idempotency, NewJob
@@ -151,6 +151,32 @@ async def test_a_dependant_enqueued_while_its_parent_finishes_is_released(
         await tx.commit()
     assert await finishing == {parent}
     assert await _claim(queue) == [enqueued.id]
+
+
+async def test_settling_gives_up_on_a_dependant_an_open_transaction_holds_and_the_sweep_retries(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """A caller's own transaction that enqueues a job depending on a waiting one locks that
+    one until it ends (queue_core.transactional). Settling waited on that lock for as long: the
+    worker's settler, the rescuer (whose sweep then waited on the parent the settler held, and
+    rescued no lease meanwhile) and a cancel over HTTP, silently, for as long as the caller's
+    transaction stayed open. It now gives up after SETTLE_LOCK_TIMEOUT_S, leaving the parent
+    flagged for the sweep."""
+    parent, child = await queue.enqueue_many([_job(), _job(0)])
+    assert await _claim(queue) == [parent]
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await enqueue_gated_all(AsyncpgDb(conn), [_job(child)])  # locks child until the end
+        async with asyncio.timeout(SETTLE_LOCK_TIMEOUT_S + 5):
+            assert await queue.complete(worker_id="w1", job_ids=[parent]) == {parent}
+        assert (await queue.get(child)).waiting_for == 1
+        await tx.commit()
+    await pool.execute(
+        "UPDATE jobs SET updated_at = now() - interval '1 minute' WHERE id = $1", parent
+    )
+    assert await queue.settle_stragglers() == 1
+    assert await _claim(queue) == [child]
 
 
 async def test_the_sweep_settles_dependants_a_lost_process_left(

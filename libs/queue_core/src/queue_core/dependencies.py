@@ -37,11 +37,18 @@ Q_FAIL_DEPENDANTS: Final = GATED_QUERIES["fail_dependants"]
 Q_MARK_SETTLED: Final = GATED_QUERIES["mark_settled"]
 Q_UNSETTLED_PARENTS: Final = GATED_QUERIES["unsettled_parents"]
 Q_JOB_DEPENDENCIES: Final = GATED_QUERIES["job_dependencies"]
+Q_SETTLE_LOCK_TIMEOUT: Final = GATED_QUERIES["settle_lock_timeout"]
 
 
 # Levels of dependants settled in one transaction: a chain of thousands failing with its first
 # job is settled a bounded piece at a time, each piece's locks held for a fraction of a second.
 MAX_LEVELS_PER_TRANSACTION: Final = 50
+# The longest a settling transaction waits for a row lock. A caller's own transaction that
+# enqueues a job depending on a waiting one (queue_core.transactional) locks that one until it
+# commits, which may be minutes; settling waited as long, and with it the settler, the rescuer
+# (its sweep, then its rescues) and a cancel over HTTP. Given up, the parent stays flagged and
+# the sweep settles it once the lock is gone. Finishes and claims hold rows for milliseconds.
+SETTLE_LOCK_TIMEOUT_S: Final = 2.0
 
 
 async def settle(db: Db, parent_ids: Sequence[UUID]) -> list[UUID]:

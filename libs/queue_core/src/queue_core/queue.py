@@ -20,7 +20,9 @@ from queue_core.db import HeldConnection, translate_connection_errors, translate
 from queue_core.dependencies import (
     Q_JOB_DEPENDENCIES,
     Q_QUEUES_OF_JOBS,
+    Q_SETTLE_LOCK_TIMEOUT,
     Q_UNSETTLED_PARENTS,
+    SETTLE_LOCK_TIMEOUT_S,
     settle,
 )
 from queue_core.errors import (
@@ -279,6 +281,9 @@ class Queue:
                     self._pool.acquire() as conn,
                     conn.transaction(),
                 ):
+                    await Q_SETTLE_LOCK_TIMEOUT.execute(
+                        conn, lock_timeout=f"{round(SETTLE_LOCK_TIMEOUT_S * 1000)}ms"
+                    )
                     parents = await settle(AsyncpgDb(conn), parents)
             except (QueueError, asyncpg.PostgresError) as exc:
                 log.warning("dependants_not_settled", jobs=len(parents), error=str(exc))

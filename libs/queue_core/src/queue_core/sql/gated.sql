@@ -96,6 +96,13 @@ SELECT job_id, depends_on
 FROM unnest(:job_id::uuid[], :depends_on::uuid[]) AS e(job_id, depends_on)
 ON CONFLICT DO NOTHING;
 
+-- name: settle_lock_timeout
+-- Settling, first: the longest this transaction waits for a row lock (:lock_timeout, e.g.
+-- '2000ms'), for this transaction only. A caller's transaction that enqueues a dependant of a
+-- waiting job holds that job's lock until it ends; settling gives up (lock_not_available)
+-- rather than wait that long, and the sweep settles the parent later.
+SELECT set_config('lock_timeout', :lock_timeout::text, true);
+
 -- name: lock_settled_parents
 -- Settling, step 1: of the jobs :parent_ids, lock (in id order) those that have an outcome
 -- and dependants to settle. Returns them with their status.
