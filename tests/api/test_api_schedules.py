@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.support import ApiClient, ClientFactory, bearer, error_body
+from api.support import ApiClient, ClientFactory, bearer, error_body, problem_text
 from queue_core.db import create_pool
 from queue_core.keys import KeyStore, Scope
 from queue_core.schedules import Schedule, Schedules
@@ -162,3 +162,29 @@ async def test_a_key_restricted_to_queues_sees_and_pauses_their_schedules_only(
         assert "default" not in error_body(refused)["detail"]
         allowed = await client.post("/v1/schedules/report/pause", headers=bearer(admin))
         assert allowed.status_code == 200, allowed.text
+
+
+async def test_a_client_may_not_hold_the_unique_key_of_a_schedules_tick(
+    make_client: ClientFactory, db_url: str
+) -> None:
+    """A tick's job carries the unique key schedule:<name>:<tick>, and unique keys span every
+    queue: a key that may enqueue on one queue only held the keys of a schedule's coming ticks
+    on another, and each of those ticks came and went without its job (logged as skipped)."""
+    await _register(db_url, HOURLY_PARIS)
+    writer = await _key(db_url, [Scope.JOBS_WRITE], queues=["default"])
+    tick = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    squat = {"type": "noop", "payload": {"n": 1}, "unique_key": HOURLY_PARIS.unique_key(tick)}
+    async with make_client(db_url, key=None) as client:
+        one = await client.post("/v1/jobs", json=squat, headers=bearer(writer))
+        batch = await client.post("/v1/jobs/batch", json={"jobs": [squat]}, headers=bearer(writer))
+
+    for response in (one, batch):
+        assert response.status_code == 400, response.text
+        assert "unique_key" in problem_text(error_body(response))
+    pool = await create_pool(db_url, max_size=1)
+    try:
+        taken = await Schedules(pool).take_tick(HOURLY_PARIS, tick, run=True)
+    finally:
+        await pool.close()
+    assert taken is not None
+    assert taken.job_id is not None

@@ -67,6 +67,10 @@ MAX_EVERY_S: Final = 7 * 24 * 3600.0
 # How long a tick's unique key is held after the tick. The watermark alone keeps a tick from
 # running twice; the key is a second guard that must outlive any retry of the tick's statement.
 TICK_KEY_HOLD_S: Final = 7 * 24 * 3600.0
+# What every tick's unique key starts with: ``schedule:<name>:<tick>``. Unique keys span every
+# queue, so the API refuses it in a client's key (queue_api.schemas): a client holding a coming
+# tick's key made that tick pass without its job.
+TICK_KEY_PREFIX: Final = "schedule:"
 # The most ticks one turn of a scheduler enqueues for one schedule (grace_s / every_s is at most
 # 3600); the rest wait for its next turn, a few milliseconds later.
 MAX_TICKS_PER_TURN: Final = 1000
@@ -270,7 +274,7 @@ class Schedule:
         return ticks
 
     def unique_key(self, tick: datetime) -> str:
-        return f"schedule:{self.name}:{tick.astimezone(UTC).isoformat()}"
+        return f"{TICK_KEY_PREFIX}{self.name}:{tick.astimezone(UTC).isoformat()}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,6 +37,7 @@ from queue_core.limits import (
     SCHEDULED_AT_MAX,
     SCHEDULED_AT_MIN,
 )
+from queue_core.schedules import TICK_KEY_PREFIX
 from queue_core.states import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 
@@ -138,7 +139,8 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             msgspec.Meta(
                 description=(
                     "At most one job with this key is pending or running (across all queues); "
-                    "enqueueing another answers with that job instead (X-Job-Duplicate: true)"
+                    "enqueueing another answers with that job instead (X-Job-Duplicate: true). "
+                    "Keys starting with 'schedule:' are the schedules' own: 400"
                 ),
                 examples=["report:2026-12-04"],
             ),
@@ -238,6 +240,9 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.unique_for_s is not None and self.unique_key is None:
             message = "needs a unique_key: it says how long that key is held"
             found.append(ErrorDetail(message=message, key=f"{at}unique_for_s", source="body"))
+        if self.unique_key is not None and self.unique_key.startswith(TICK_KEY_PREFIX):
+            message = f"must not start with {TICK_KEY_PREFIX!r}: those are the schedules' keys"
+            found.append(ErrorDetail(message=message, key=f"{at}unique_key", source="body"))
         scheduled_at = self.scheduled_at
         if scheduled_at is None:
             return found
