@@ -136,6 +136,10 @@ def test_six_field_cron_has_seconds() -> None:
         ({"every_s": 1, "grace_s": 0}, "grace_s must be between 1 and"),
         ({"every_s": 1, "grace_s": 0.5}, "grace_s must be between 1 and"),
         ({"every_s": 1, "payload": {"x": object()}}, "payload must be JSON"),
+        # Python writes them as NaN and Infinity, which no JSON (and no jsonb) reads: register()
+        # failed on every worker at every start, and every other schedule with it.
+        ({"every_s": 1, "payload": {"x": [float("nan")]}}, "payload must be JSON"),
+        ({"every_s": 1, "payload": {"x": float("-inf")}}, "payload must be JSON"),
         # What the table cannot hold failed register() on every worker at every start.
         ({"every_s": 1, "payload": {"x": ["a\u0000b"]}}, r"payload text at \['x', 0\]"),
         ({"every_s": 1, "payload": {"\ud800": 1}}, "payload text at"),

@@ -163,7 +163,9 @@ class Schedule:
                 f"{MAX_GRACE_S:g} seconds"
             )
         try:
-            json.dumps(self.payload)
+            # allow_nan=False: Python writes NaN and Infinity, which jsonb refuses; registering
+            # the schedule then failed on every worker at every start.
+            json.dumps(self.payload, allow_nan=False)
         except (TypeError, ValueError):
             raise ScheduleError(f"schedule {self.name!r}: payload must be JSON") from None
 
