@@ -401,3 +401,18 @@ def test_enqueue_with_a_concurrency_key_and_dependencies(system: System, home: P
     assert too_big.returncode == 2
     unknown = run("enqueue", "noop", "-p", '{"n": 3}', "--depends-on", str(uuid.uuid4()))
     assert "do not exist" in one_line_error(unknown, 1)
+
+
+def test_tables_show_the_tenants_text_as_written_not_as_markup(
+    system: System, home: Path, client: Client
+) -> None:
+    """A job's type, queue and error are the tenants' text: rich read "[/x]" in one as a
+    closing tag, and the table ended in a MarkupError traceback (and "[bold]" restyled it)."""
+    queue = f"q-[bold]{uuid.uuid4().hex[:8]}"
+    client.enqueue("[/x]report", {"a": 1}, queue=queue)
+    listed = queuectl("list", "--queue", queue, url=system.url, key=system.key, home=home)
+    queues = queuectl("queues", url=system.url, key=system.key, home=home)
+    for result in (listed, queues):
+        assert result.returncode == 0, result.stderr
+        assert queue in result.stdout
+    assert "[/x]report" in listed.stdout

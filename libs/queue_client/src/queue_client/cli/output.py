@@ -9,6 +9,7 @@ from typing import Any
 from rich import box
 from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from queue_client.models import (
     ApiKey,
@@ -29,7 +30,10 @@ STATUS_STYLES: Mapping[str, str] = {
     JobStatus.CANCELLED: "magenta",
 }
 
-console = Console(highlight=False, soft_wrap=False)
+# markup=False: a table's cells are mostly the tenants' text (a job's type, queue, error), which
+# rich would read as markup: "[/x]" in one ended the table in a MarkupError traceback, and
+# "[bold]" restyled it. What the code styles is a Text with its style (status, the states).
+console = Console(highlight=False, soft_wrap=False, markup=False)
 errors = Console(stderr=True, highlight=False)
 
 
@@ -70,9 +74,13 @@ def seconds(value: float | None) -> str:
     return f"{value / 3600:.1f}h"
 
 
-def status(value: str) -> str:
-    style = STATUS_STYLES.get(value)
-    return value if style is None else f"[{style}]{value}[/{style}]"
+def status(value: str) -> Text:
+    return Text(value, style=STATUS_STYLES.get(value, ""))
+
+
+def _state(stopped: bool, label: str, otherwise: str) -> Text:  # noqa: FBT001 - the row's state
+    """``label`` in red when the row is stopped (paused, revoked), else ``otherwise``."""
+    return Text(label, style="red") if stopped else Text(otherwise)
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -81,7 +89,7 @@ def _table(*columns: str, title: str | None = None) -> Table:
     return table
 
 
-def details(rows: Iterable[tuple[str, str]]) -> Table:
+def details(rows: Iterable[tuple[str, str | Text]]) -> Table:
     table = Table(box=box.SIMPLE, show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -95,7 +103,7 @@ def _json(value: object) -> str:
 
 
 def job_details(job: Job) -> Table:
-    rows = [
+    rows: list[tuple[str, str | Text]] = [
         ("id", str(job.id)),
         ("type", job.type),
         ("queue", job.queue),
@@ -152,8 +160,8 @@ def queues_table(
         columns[6:6] = ["DONE/MIN", "FAILED/MIN"]
     table = _table(*columns, title=title)
     for queue in queues:
-        state = "[red]paused[/red]" if queue.paused else "running"
-        row = [
+        state = _state(queue.paused, "paused", "running")
+        row: list[str | Text] = [
             queue.name,
             str(queue.due),
             str(queue.scheduled),
@@ -191,7 +199,7 @@ def schedules_table(schedules: Sequence[Schedule]) -> Table:
     table = _table("NAME", "QUEUE", "EVERY", "TZ", "NEXT RUN", "LAST RUN", "STATE")
     for schedule in schedules:
         every = schedule.cron or seconds(schedule.every_s)
-        state = "[red]paused[/red]" if schedule.paused else "active"
+        state = _state(schedule.paused, "paused", "active")
         table.add_row(
             schedule.name,
             schedule.queue,
@@ -207,7 +215,7 @@ def schedules_table(schedules: Sequence[Schedule]) -> Table:
 def keys_table(keys: Sequence[ApiKey]) -> Table:
     table = _table("NAME", "PREFIX", "SCOPES", "QUEUES", "EXPIRES", "LAST USED", "STATE")
     for key in keys:
-        state = "[red]revoked[/red]" if key.revoked_at is not None else "active"
+        state = _state(key.revoked_at is not None, "revoked", "active")
         table.add_row(
             key.name,
             key.prefix,
