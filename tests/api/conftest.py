@@ -22,6 +22,7 @@ from structlog.typing import EventDict
 from api.support import (
     ADMIN_KEY_NAME,
     BODY_TIMEOUT_S,
+    TEST_CLIENT_BASE_URL,
     ApiClient,
     ClientFactory,
     Outage,
@@ -88,8 +89,9 @@ def _forget_this_modules_request_series() -> Iterator[None]:
 
 @pytest.fixture(name="make_client")
 def fx_make_client(admin_key: str) -> ClientFactory:
-    """``make_client(database_url, max_body_bytes=..., key=..., **settings)``: a started client
-    for a fresh app, sending ``key`` (the admin key by default; None: no Authorization).
+    """``make_client(database_url, max_body_bytes=..., key=..., base_url=..., **settings)``: a
+    started client for a fresh app, sending ``key`` (the admin key by default; None: no
+    Authorization), its requests naming ``base_url``'s host in their Host header.
 
     The app checks the key once before the test starts, when the database answers: a key it
     has checked stays good while the database is down (auth.py), so outage tests see the 503s
@@ -101,10 +103,11 @@ def fx_make_client(admin_key: str) -> ClientFactory:
         *,
         max_body_bytes: int | None = None,
         key: str | None = admin_key,
+        base_url: str = TEST_CLIENT_BASE_URL,
         **settings: Any,
     ) -> AsyncIterator[ApiClient]:
         app = build_app(database_url, max_body_bytes=max_body_bytes, **settings)
-        async with AsyncTestClient(app=app) as client:
+        async with AsyncTestClient(app=app, base_url=base_url) as client:
             if key is not None:
                 client.headers.update(bearer(key))
                 # The app runs on the client's portal (another thread and loop).

@@ -21,6 +21,9 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[ApiClient]]
 # The key every API test database holds, with every scope (tests/api/conftest.py makes it).
 ADMIN_KEY_NAME = "test-admin"
 
+# Where AsyncTestClient's requests go by default (their Host: testserver.local).
+TEST_CLIENT_BASE_URL = "http://testserver.local"
+
 # API_BODY_TIMEOUT_S of the real queue-api process the socket and Schemathesis tests start.
 BODY_TIMEOUT_S = 1.0
 
