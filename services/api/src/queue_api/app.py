@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, Reference, SecurityScheme
 
 from queue_api.auth import BEARER_SCHEME, PUBLIC, Authorizer, KeyChecker
 from queue_api.body_timeout import BodyDeadlines
+from queue_api.browser_requests import BrowserRequestGuard
 from queue_api.context import SERVICES_STATE, Services, provide_context, provide_services
 from queue_api.enqueue_fast_path import check_nothing_bypassed
 from queue_api.errors import EXCEPTION_HANDLERS
@@ -107,6 +108,7 @@ def create_app(settings: ApiSettings) -> Litestar:
     )
 
     body_deadlines = BodyDeadlines(settings.body_timeout_s)
+    cors = _cors(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -169,6 +171,10 @@ def create_app(settings: ApiSettings) -> Litestar:
         ],
         middleware=[
             request_telemetry_middleware,
+            # Before anything reads the body or the key: another site's request is refused as
+            # it arrives (queue_api.browser_requests says why for every route, the enqueue
+            # fast path's included, whatever API_AUTH says).
+            BrowserRequestGuard(cors=cors).middleware,
             body_deadlines.middleware,
             Authorizer(
                 key_checker, rate_limiter, enabled=auth_enabled, session=sessions.caller
@@ -181,7 +187,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
-        cors_config=_cors(settings),
+        cors_config=cors,
         lifespan=[lifespan],
         template_config=template_config(),
         plugins=[StrictStructSchemaPlugin()],

@@ -1,0 +1,147 @@
+"""Requests that another site's page makes the operator's browser send: refused before any route.
+
+The API answers whoever reaches it, and a browser reaches it on behalf of every page it shows:
+a cross-site request forgery (CSRF) needs no more.
+
+A page on ``evil.example`` may send a form POST, or
+``fetch(url, {method: "POST", mode: "no-cors"})``, to ``http://localhost:8080/v1/jobs/<id>/
+cancel``: the browser sends it, and only hides the answer. With ``API_AUTH=off`` nothing
+else stops it. So a request that changes state (any method but GET, HEAD and OPTIONS) is
+refused with a 403 when the browser says it comes from another site:
+
+- ``Sec-Fetch-Site`` (sent by current browsers to https and localhost origins) is anything
+  but ``same-origin`` or ``none`` (typed by the user): ``cross-site``, ``same-site`` (a
+  sibling subdomain is another origin), or a value no browser sends;
+- otherwise ``Origin`` (sent on every cross-origin POST, also from plain-http pages) is not
+  the request's own: its host and port are not the ``Host`` header's. The scheme is not
+  compared: behind a proxy that ends TLS the API sees http while the page is https, and a
+  page of the same host over the other scheme is the same machine's. ``null`` (a sandboxed
+  frame, ``file:``, a redirect), anything that is not ``scheme://host[:port]``, and more
+  than one ``Origin`` header are refused too;
+- unless that ``Origin`` is one of ``API_CORS_ALLOW_ORIGINS`` (matched as the CORS
+  middleware matches it): those pages are meant to call the API.
+
+A request with neither header is not a browser's on another site's behalf (curl, the
+Python client, workers, other services) and is let through. This is the check Go's
+``net/http.CrossOriginProtection`` makes.
+
+It applies whatever ``API_AUTH`` says. With auth on, a browser never attaches the bearer
+key by itself, so a cross-site request fails anyway, and no caller is lost by refusing it
+earlier: the console's forms and htmx requests are same-origin (``Sec-Fetch-Site:
+same-origin``, ``Origin`` its own); Swagger UI on ``/schema`` is same-origin; pages of
+other origins can only send a key through CORS, whose origins are let through. One code
+path also means the check is exercised by every test and deployment, not only by the
+rare one with auth off.
+
+Cost: one pass over the raw headers for a request that changes state; nothing else unless a
+browser's header is there.
+"""
+
+from typing import Final
+
+from litestar.config.cors import CORSConfig
+from litestar.enums import ScopeType
+from litestar.exceptions import PermissionDeniedException
+from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sec-Fetch-Site values of a request the API's own pages, or the user, made.
+_OWN_SITE: Final = frozenset({b"same-origin", b"none"})
+_SHOWN_CHARS: Final = 100  # of a hostile header value, in a refusal's detail
+
+
+def _shown(value: bytes | str) -> str:
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    return repr(text[:_SHOWN_CHARS] + ("…" if len(text) > _SHOWN_CHARS else ""))
+
+
+def _same_host(origin: bytes, host: bytes | None) -> bool:
+    """Whether ``origin`` is ``scheme://<host>``: the request's own, whatever its scheme."""
+    scheme, separator, authority = origin.partition(b"://")
+    return (
+        host is not None
+        and bool(separator)
+        and scheme.lower() in (b"http", b"https")
+        and authority.lower() == host.lower()
+        and not any(c in authority for c in b"/?#@\\")
+    )
+
+
+class BrowserRequestGuard:
+    """The checks of the module's docstring, as middleware (:meth:`middleware`, for
+    Litestar's ``middleware=[...]``, before the key check and the enqueue fast path)."""
+
+    def __init__(self, *, cors: CORSConfig | None) -> None:
+        self._cors = cors
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        check = self.check
+
+        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == ScopeType.HTTP:
+                check(scope)
+            await app(scope, receive, send)
+
+        # A refusal is answered here, through request telemetry's send (as the key check's):
+        # logged and counted with its status and request id.
+        return ExceptionHandlerMiddleware(app=guarded, debug=None)
+
+    def check(self, scope: HTTPScope) -> None:
+        """403 if the request is refused (module docstring)."""
+        if scope["method"] in SAFE_METHODS:
+            return
+        host: bytes | None = None
+        origin: bytes | None = None
+        origins = 0
+        fetch_site = False
+        foreign_site: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"origin":
+                origins += 1
+                origin = value
+            elif name == b"sec-fetch-site":
+                fetch_site = True
+                if value not in _OWN_SITE:
+                    foreign_site = value
+        if origins or fetch_site:
+            self._check_site(origin, origins, foreign_site, host, fetch_site=fetch_site)
+
+    def _check_site(
+        self,
+        origin: bytes | None,
+        origins: int,
+        foreign_site: bytes | None,
+        host: bytes | None,
+        *,
+        fetch_site: bool,
+    ) -> None:
+        if origins > 1:
+            raise PermissionDeniedException(
+                detail="more than one Origin header: no browser sends that; refused"
+            )
+        if (
+            origin is not None
+            and self._cors is not None
+            and self._cors.is_origin_allowed(origin.decode("latin-1"))
+        ):
+            return  # a page API_CORS_ALLOW_ORIGINS lets in
+        if foreign_site is not None:
+            raise PermissionDeniedException(
+                detail=(
+                    f"a page of another site (Sec-Fetch-Site: {_shown(foreign_site)}) may not "
+                    "change anything through this API; only the origins in "
+                    "API_CORS_ALLOW_ORIGINS may"
+                )
+            )
+        if fetch_site:
+            return  # the browser says the API's own page sent it: Origin is not needed
+        if origin is not None and not _same_host(origin, host):
+            raise PermissionDeniedException(
+                detail=(
+                    f"a page of another site (Origin: {_shown(origin)}) may not change "
+                    "anything through this API; only the origins in API_CORS_ALLOW_ORIGINS may"
+                )
+            )
