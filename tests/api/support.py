@@ -23,7 +23,8 @@ ADMIN_KEY_NAME = "test-admin"
 
 # Where AsyncTestClient's requests go by default (their Host: testserver.local).
 TEST_CLIENT_BASE_URL = "http://testserver.local"
-# Where a test that plays the operator's browser sends its requests: the API on this machine.
+# What a test of API_AUTH=off names: the default host allow-list takes loopback names and IP
+# literals only (and the test client wants a dot in its host, for cookies).
 LOCAL_BASE_URL = "http://127.0.0.1:8080"
 
 # API_BODY_TIMEOUT_S of the real queue-api process the socket and Schemathesis tests start.

@@ -17,7 +17,7 @@ import pytest
 from litestar.exceptions import NotAuthorizedException
 from structlog.typing import EventDict
 
-from api.support import ApiClient, ClientFactory, bearer, build_app, error_body
+from api.support import LOCAL_BASE_URL, ApiClient, ClientFactory, bearer, build_app, error_body
 from helpers import eventually
 from pg_provider import run_sync
 from queue_api.auth import PUBLIC_OPT, SCOPES_OPT, SESSION_OPT, KeyChecker
@@ -548,7 +548,7 @@ async def test_a_key_body_that_is_no_good_json_gets_a_4xx_saying_why(
 async def test_with_auth_off_anyone_may_call_and_the_api_says_so(
     make_client: ClientFactory, db_url: str, logs: list[EventDict]
 ) -> None:
-    async with make_client(db_url, key=None, auth="off") as client:
+    async with make_client(db_url, key=None, auth="off", base_url=LOCAL_BASE_URL) as client:
         created = await client.post("/jobs", json=_job(OTHER))
         metrics = await client.get("/metrics")
 

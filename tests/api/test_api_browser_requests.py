@@ -1,5 +1,6 @@
 """What another site's page may make the operator's browser do to the API: nothing that changes
-state (a cross-site request is refused, whatever API_AUTH says).
+state (a cross-site request is refused, whatever API_AUTH says), and nothing at all through a
+name that a DNS-rebinding attacker controls (with API_AUTH=off, or API_ALLOWED_HOSTS set).
 
 Clients that are not browsers send neither ``Origin`` nor ``Sec-Fetch-Site`` and are let
 through as before; so are the console's own same-origin forms and the CORS origins."""
@@ -11,9 +12,12 @@ from uuid import uuid4
 import asyncpg
 import httpx
 import pytest
+from pydantic import ValidationError
+from structlog.typing import EventDict
 
 from api.support import LOCAL_BASE_URL, ApiClient, ClientFactory, error_body
 from e2e.stack import Stack
+from queue_api.settings import ApiSettings
 
 EVIL = "https://evil.example"
 CORS_ORIGIN = "https://console.example.com"
@@ -227,10 +231,150 @@ async def test_a_configured_cors_origin_may_still_change_state(
     assert other.status_code == 403, other.text
 
 
+# -- the Host: DNS rebinding --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "localhost:8080",
+        "LOCALHOST:8080",
+        "localhost.:8080",
+        "app.localhost:8080",
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "10.1.2.3:8080",  # a Kubernetes probe: the pod's IP
+        "[::1]",
+        "[::1]:8080",
+        "[fd00::1]:8080",
+    ],
+)
+async def test_with_auth_off_loopback_names_and_ip_literals_are_served(
+    open_client: ApiClient, host: str
+) -> None:
+    response = await open_client.get("/v1/jobs", headers={"Host": host})
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:8080",
+        "localhost.evil.example:8080",  # rebinding needs a name the attacker's DNS answers
+        "127.0.0.1.evil.example",
+        "api:8080",
+        "localhost:8080:8080",
+        "localhost:http",
+        "[::1",
+        "[::1]x",
+        "[not-an-ip]:8080",
+        "",
+    ],
+)
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/jobs"), ("POST", "/jobs")])
+async def test_with_auth_off_other_hosts_are_refused_even_to_read(
+    open_client: ApiClient, shared_db: asyncpg.Connection, host: str, method: str, path: str
+) -> None:
+    jobs_before = await shared_db.fetchval("SELECT count(*) FROM jobs")
+
+    response = await _request(open_client, method, path, JOB, [("host", host)])
+
+    assert response.status_code == 403, response.text
+    assert "API_ALLOWED_HOSTS" in error_body(response)["detail"]
+    assert await shared_db.fetchval("SELECT count(*) FROM jobs") == jobs_before
+
+
+async def test_with_auth_off_the_console_is_not_served_to_another_host(
+    open_client: ApiClient,
+) -> None:
+    refused = await open_client.get("/ui/login", headers={"Host": "evil.example:8080"})
+    served = await open_client.get("/ui/login")
+
+    assert refused.status_code == 403
+    assert served.status_code == 200
+
+
+async def test_allowed_hosts_add_names_and_keep_loopback(
+    make_client: ClientFactory, shared_db_url: str
+) -> None:
+    async with make_client(
+        shared_db_url,
+        key=None,
+        auth="off",
+        allowed_hosts=("queue.internal", "Queue-API"),
+        base_url="http://queue.internal",
+    ) as client:
+        statuses = {
+            host: (await client.get("/v1/jobs", headers={"Host": host})).status_code
+            for host in ("queue.internal", "QUEUE.internal:8080", "queue-api:8080",
+                         "localhost:8080", "10.0.0.7", "evil.example")
+        }  # fmt: skip
+
+    assert statuses == {
+        "queue.internal": 200,
+        "QUEUE.internal:8080": 200,
+        "queue-api:8080": 200,
+        "localhost:8080": 200,
+        "10.0.0.7": 200,
+        "evil.example": 403,
+    }
+
+
+async def test_with_auth_on_any_host_is_served_unless_allowed_hosts_says(
+    make_client: ClientFactory, shared_db_url: str
+) -> None:
+    async with make_client(shared_db_url) as default:
+        any_host = await default.get("/v1/jobs", headers={"Host": "evil.example"})
+    async with make_client(shared_db_url, allowed_hosts=("queue.example.com",)) as configured:
+        listed = await configured.get("/v1/jobs", headers={"Host": "queue.example.com"})
+        other = await configured.get("/v1/jobs", headers={"Host": "evil.example"})
+
+    assert any_host.status_code == 200
+    assert listed.status_code == 200
+    assert other.status_code == 403
+
+
+async def test_allowed_hosts_star_serves_any_host(
+    make_client: ClientFactory, shared_db_url: str
+) -> None:
+    async with make_client(shared_db_url, key=None, auth="off", allowed_hosts=("*",)) as client:
+        response = await client.get("/v1/jobs", headers={"Host": "anything.example"})
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value", ["http://queue.example.com", "queue.example.com:8080", "a/b", "two words", "*.x"]
+)
+def test_allowed_hosts_takes_bare_host_names_only(value: str) -> None:
+    with pytest.raises(ValidationError, match="allowed_hosts"):
+        ApiSettings(DATABASE_URL="postgresql://x/y", allowed_hosts=value)
+
+
+def test_allowed_hosts_are_lower_cased_and_empty_entries_dropped() -> None:
+    settings = ApiSettings(DATABASE_URL="postgresql://x/y", allowed_hosts=" Queue-API, ,[::1],*")
+
+    assert settings.allowed_hosts == ("queue-api", "[::1]", "*")
+
+
+async def test_with_auth_off_the_start_log_says_which_hosts_are_served(
+    make_client: ClientFactory, shared_db_url: str, logs: list[EventDict]
+) -> None:
+    async with make_client(shared_db_url, key=None, auth="off", base_url=LOCAL_BASE_URL):
+        pass
+
+    started = next(e for e in logs if e["event"] == "api_hosts_served")
+    assert "localhost" in started["hosts"]
+    assert "IP" in started["detail"]
+
+
 # -- a real server: headers as httptools hands them over -----------------------------------------
 
 
-def test_the_real_server_refuses_cross_site_requests(
+def test_the_real_server_refuses_cross_site_and_foreign_hosts(
     tmp_path_factory: pytest.TempPathFactory, shared_db_url: str
 ) -> None:
     stack = Stack(tmp_path_factory.mktemp("api-browser"))
@@ -245,6 +389,7 @@ def test_the_real_server_refuses_cross_site_requests(
                 json=JOB,
                 headers=[("origin", f"http://127.0.0.1:{port}"), ("origin", EVIL)],
             )
+            rebound = client.get("/v1/jobs", headers={"Host": f"evil.example:{port}"})
             ipv6 = client.get("/v1/jobs", headers={"Host": f"[::1]:{port}"})
             upper = client.get("/v1/jobs", headers={"Host": f"LOCALHOST:{port}"})
     finally:
@@ -253,5 +398,6 @@ def test_the_real_server_refuses_cross_site_requests(
     assert plain.status_code == 201, plain.text
     assert two_origins.status_code == 403, two_origins.text
     assert "Origin" in error_body(two_origins)["detail"]
+    assert rebound.status_code == 403, rebound.text
     assert ipv6.status_code == 200, ipv6.text
     assert upper.status_code == 200, upper.text

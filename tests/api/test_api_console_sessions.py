@@ -6,7 +6,7 @@ import re
 
 import asyncpg
 
-from api.support import ApiClient, ClientFactory, bearer
+from api.support import LOCAL_BASE_URL, ApiClient, ClientFactory, bearer
 from queue_api.ui.sessions import SESSION_COOKIE
 from queue_core.bulk import MAX_BULK_SCAN
 
@@ -155,7 +155,7 @@ async def test_signing_out_ends_the_session_not_only_the_browsers_cookie(
 async def test_with_auth_off_the_console_signs_in_without_a_key(
     make_client: ClientFactory, db_url: str
 ) -> None:
-    async with make_client(db_url, key=None, auth="off") as client:
+    async with make_client(db_url, key=None, auth="off", base_url=LOCAL_BASE_URL) as client:
         form = await client.get("/ui/login")
         assert 'name="key"' not in form.text
         await sign_in(client, None)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from api.support import ApiClient, ClientFactory, bearer, error_body
+from api.support import LOCAL_BASE_URL, ApiClient, ClientFactory, bearer, error_body
 from queue_core.db import create_pool
 from queue_core.keys import KeyStore, Scope
 from queue_core.queue import Queue
@@ -248,7 +248,7 @@ async def test_two_api_keys_idempotency_keys_never_collide(
 async def test_idempotency_keys_work_with_auth_off(
     make_client: ClientFactory, db_url: str, db: asyncpg.Connection
 ) -> None:
-    async with make_client(db_url, key=None, auth="off") as client:
+    async with make_client(db_url, key=None, auth="off", base_url=LOCAL_BASE_URL) as client:
         first = await client.post("/v1/jobs", json=JOB, headers=_key("k"))
         again = await client.post("/v1/jobs", json=JOB, headers=_key("k"))
 

@@ -13,7 +13,7 @@ from litestar.openapi.spec import Components, Reference, SecurityScheme
 
 from queue_api.auth import BEARER_SCHEME, PUBLIC, Authorizer, KeyChecker
 from queue_api.body_timeout import BodyDeadlines
-from queue_api.browser_requests import BrowserRequestGuard
+from queue_api.browser_requests import BrowserRequestGuard, host_allow_list
 from queue_api.context import SERVICES_STATE, Services, provide_context, provide_services
 from queue_api.enqueue_fast_path import check_nothing_bypassed
 from queue_api.errors import EXCEPTION_HANDLERS
@@ -109,6 +109,7 @@ def create_app(settings: ApiSettings) -> Litestar:
 
     body_deadlines = BodyDeadlines(settings.body_timeout_s)
     cors = _cors(settings)
+    hosts = host_allow_list(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -139,6 +140,13 @@ def create_app(settings: ApiSettings) -> Litestar:
             log.warning(
                 "api_auth_disabled",
                 detail="API_AUTH=off: anyone who can reach the API may do anything",
+            )
+        if hosts is not None:
+            log.info(
+                "api_hosts_served",
+                hosts=sorted(hosts.names | {"localhost", "*.localhost"}),
+                detail="and any IP literal; a request naming another Host gets 403 "
+                "(API_ALLOWED_HOSTS)",
             )
         flusher = asyncio.create_task(key_checker.run_flusher(), name="api-keys-last-used")
         body_timer = asyncio.create_task(body_deadlines.run(), name="api-body-deadlines")
@@ -174,7 +182,7 @@ def create_app(settings: ApiSettings) -> Litestar:
             # Before anything reads the body or the key: another site's request is refused as
             # it arrives (queue_api.browser_requests says why for every route, the enqueue
             # fast path's included, whatever API_AUTH says).
-            BrowserRequestGuard(cors=cors).middleware,
+            BrowserRequestGuard(hosts=hosts, cors=cors).middleware,
             body_deadlines.middleware,
             Authorizer(
                 key_checker, rate_limiter, enabled=auth_enabled, session=sessions.caller

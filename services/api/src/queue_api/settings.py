@@ -1,9 +1,10 @@
 """The API process's configuration, from environment variables. Every variable, with its
 default and bounds: docs/reference/settings.md, generated from this class by `make docs`."""
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import AfterValidator, Field, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
 from queue_core.settings import CommaList, CommonSettings, Secret
@@ -15,6 +16,23 @@ DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600.0
 DEFAULT_MAX_BODY_BYTES = (
     1024 * 1024
 )  # 1 MiB: generous for a job payload, small enough to refuse abuse
+
+
+# A host name or an IP literal as a Host header names it, without scheme or port; or "*".
+_HOST_NAME = re.compile(r"\*|[a-z0-9_.-]+|\[[0-9a-f:.]+\]", re.IGNORECASE)
+
+
+def _host_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    for name in names:
+        if not _HOST_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a bare host name: give names as the Host header has them, "
+                "without scheme or port (queue.example.com), or * for any"
+            )
+    return tuple(name.lower() for name in names)
+
+
+HostNames = Annotated[CommaList, AfterValidator(_host_names)]
 
 
 class ApiSettings(CommonSettings):
@@ -34,6 +52,11 @@ class ApiSettings(CommonSettings):
     # Origins whose pages may call the API from a browser (CORS). Empty: no CORS headers at all,
     # so browsers keep other sites' scripts out.
     cors_allow_origins: CommaList = ()
+    # The host names (Host header, any port) the API answers to, so that a page on a foreign
+    # domain cannot reach it by DNS rebinding; "*" for any. localhost and IP literals are always
+    # answered. Empty: any host with API_AUTH=on, those only with API_AUTH=off
+    # (queue_api.browser_requests).
+    allowed_hosts: HostNames = ()
     # API keys on every route but /health and /ready. "off" only for a trusted network whose
     # clients predate keys: the API then logs a warning at start and queue_api_auth_enabled is 0.
     auth: Literal["on", "off"] = "on"
