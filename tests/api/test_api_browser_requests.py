@@ -155,7 +155,7 @@ async def test_a_refused_cross_site_cancel_leaves_the_job_as_it_was(
 
 
 async def test_with_auth_on_a_cross_site_request_is_refused_before_its_key_is_looked_at(
-    shared_client: ApiClient, shared_db: asyncpg.Connection
+    shared_client: ApiClient, shared_db: asyncpg.Connection, logs: list[EventDict]
 ) -> None:
     # The shared client sends the admin key: a browser never would on its own, but the check
     # does not depend on auth being off.
@@ -168,6 +168,11 @@ async def test_with_auth_on_a_cross_site_request_is_refused_before_its_key_is_lo
     assert response.status_code == 403, response.text
     assert "another site" in error_body(response)["detail"]
     assert await shared_db.fetchval("SELECT count(*) FROM jobs") == jobs_before
+    # Answered through request telemetry and the app's hooks, as every refusal is.
+    assert response.headers["x-request-id"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    line = next(e for e in logs if e["event"] == "request" and e["path"] == "/jobs")
+    assert line["status"] == 403
 
 
 @pytest.mark.parametrize(

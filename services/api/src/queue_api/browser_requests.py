@@ -165,6 +165,18 @@ def host_allow_list(settings: ApiSettings) -> HostAllowList | None:
     return None
 
 
+async def _answer(refusal: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+    """``refusal`` answered by the app's exception handlers, through request telemetry's
+    ``send`` (as the key check's refusals are): logged and counted with its status and request
+    id. Litestar's exception middleware is built for the refusal only: wrapped around every
+    request it cost 1.2 µs each, three times the check."""
+
+    async def refuse(_scope: Scope, _receive: Receive, _send: Send) -> None:
+        raise refusal
+
+    await ExceptionHandlerMiddleware(app=refuse, debug=None)(scope, receive, send)
+
+
 def _same_host(origin: bytes, host: bytes | None) -> bool:
     """Whether ``origin`` is ``scheme://<host>``: the request's own, whatever its scheme."""
     scheme, separator, authority = origin.partition(b"://")
@@ -190,12 +202,14 @@ class BrowserRequestGuard:
 
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == ScopeType.HTTP:
-                check(scope)
+                try:
+                    check(scope)
+                except PermissionDeniedException as refusal:
+                    await _answer(refusal, scope, receive, send)
+                    return
             await app(scope, receive, send)
 
-        # A refusal is answered here, through request telemetry's send (as the key check's):
-        # logged and counted with its status and request id.
-        return ExceptionHandlerMiddleware(app=guarded, debug=None)
+        return guarded
 
     def check(self, scope: HTTPScope) -> None:
         """403 if the request is refused (module docstring)."""
