@@ -5,7 +5,8 @@ What it leaves out (the HTTP parser, the socket) is what `make bench`'s http_sin
     python benchmarks/api_cpu.py postgresql://postgres@127.0.0.1:5432/scratch [--profile]
 
 The database must be empty or migrated; the script migrates it and makes an API key. Requests
-are the wrk script's (post_job.lua): API key on, optionally an Idempotency-Key each."""
+are the wrk script's (post_job.lua): API key on (or ``--auth off``: no key, and the Host
+allow-list checked instead), optionally an Idempotency-Key each."""
 
 import argparse
 import asyncio
@@ -104,7 +105,7 @@ async def _request(app: Any, scope: dict[str, Any], statuses: list[int]) -> None
 
 async def _run(args: argparse.Namespace) -> None:
     key = await _key(args.url)
-    app = create_app(ApiSettings(database_url=args.url, auth="on"))
+    app = create_app(ApiSettings(database_url=args.url, auth=args.auth))
     async with _lifespan(app):  # the lifespan makes the pool and the services
         statuses: list[int] = []
         counter = 0
@@ -152,6 +153,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--idempotency", action="store_true")
+    parser.add_argument(
+        "--auth", choices=["on", "off"], default="on", help="API_AUTH (off: the Host check runs)"
+    )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
