@@ -76,8 +76,10 @@ ANY_HOST: Final = "*"
 LOOPBACK_NAME: Final = "localhost"
 # Sec-Fetch-Site values of a request the API's own pages, or the user, made.
 _OWN_SITE: Final = frozenset({b"same-origin", b"none"})
-# Served Host values remembered, so that a client sending new ones cannot grow memory.
+# Served Host values remembered, so that a client sending new ones cannot grow memory: so
+# many, so long at most (a *.localhost name may be as long as a request's head).
 _REMEMBERED_HOSTS: Final = 1024
+_REMEMBERED_HOST_BYTES: Final = 256
 _SHOWN_CHARS: Final = 100  # of a hostile header value, in a refusal's detail
 
 
@@ -152,7 +154,7 @@ class HostAllowList:
                     "by DNS rebinding)"
                 )
             )
-        if len(self._served) < _REMEMBERED_HOSTS:
+        if len(self._served) < _REMEMBERED_HOSTS and len(host) <= _REMEMBERED_HOST_BYTES:
             self._served.add(host)
 
 
