@@ -292,6 +292,18 @@ async def test_with_auth_off_other_hosts_are_refused_even_to_read(
     assert await shared_db.fetchval("SELECT count(*) FROM jobs") == jobs_before
 
 
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics"])
+async def test_with_auth_off_probes_and_scrapes_are_served_to_any_host(
+    open_client: ApiClient, path: str
+) -> None:
+    # Prometheus scrapes the API by its service name in compose (api:8080), which no
+    # allow-list names by default: refused, the dashboards of a deployment with auth off
+    # went blank.
+    response = await open_client.get(path, headers={"Host": "api:8080"})
+
+    assert response.status_code == 200, response.text
+
+
 async def test_with_auth_off_the_console_is_not_served_to_another_host(
     open_client: ApiClient,
 ) -> None:

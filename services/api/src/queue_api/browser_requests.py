@@ -47,7 +47,8 @@ Two ways a foreign page could use that, and what stops each:
 
    Always served: ``localhost`` and ``*.localhost`` (browsers resolve them to loopback
    themselves) and IP literals (a rebinding page's ``Host`` is its own domain name, never an
-   address). A request without ``Host`` (HTTP/1.0) is not a browser's and is served.
+   address). A request without ``Host`` (HTTP/1.0) is not a browser's and is served. Reads of
+   ``/health``, ``/ready`` and ``/metrics`` are served to any host (``ANY_HOST_PATHS``).
 
 Litestar's ``AllowedHostsConfig`` does not fit: it wraps each route's own handler, which the
 enqueue fast path skips (``enqueue_fast_path.check_nothing_bypassed`` refuses to start with
@@ -72,6 +73,11 @@ from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 from queue_api.settings import ApiSettings
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+# Read by whatever name the caller knows the API by: Prometheus scrapes ``api:8080`` in
+# compose, and probes come by address or name. Reading them by rebinding tells a page
+# counts and liveness, which it could not act on; refusing them blanked the dashboards of
+# every deployment with auth off that names no hosts.
+ANY_HOST_PATHS: Final = frozenset({"/health", "/ready", "/metrics"})
 ANY_HOST: Final = "*"
 LOOPBACK_NAME: Final = "localhost"
 # Sec-Fetch-Site values of a request the API's own pages, or the user, made.
@@ -217,7 +223,7 @@ class BrowserRequestGuard:
         """403 if the request is refused (module docstring)."""
         changes = scope["method"] not in SAFE_METHODS
         hosts = self._hosts
-        if not changes and hosts is None:
+        if not changes and (hosts is None or scope["path"] in ANY_HOST_PATHS):
             return
         host: bytes | None = None
         origin: bytes | None = None
