@@ -7,11 +7,13 @@ import uuid
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
-from queue_core.errors import InvalidJobError
+from queue_core import queue as queue_module
+from queue_core.errors import DatabaseUnavailableError, InvalidJobError
 from queue_core.jobs import NewJob, Outcome, OutcomeKind
 from queue_core.limits import MIN_RATE_PER_S
-from queue_core.queue import Q_CLAIM_KEYED, Q_CLAIM_KEYED_SETTINGS, Queue
+from queue_core.queue import Q_CLAIM_KEYED, Q_CLAIM_KEYED_SETTINGS, Q_LOCK_KEYED_CLAIMS, Queue
 from queue_core.transactional import enqueue_in
 
 DEFAULT = ("default",)
@@ -223,18 +225,87 @@ async def test_a_full_keys_backlog_ahead_does_not_starve_the_keys_behind_it(
     assert set(await _claim(queue, limit=5)) == set(behind)
 
 
-async def test_a_key_whose_row_another_claimer_holds_is_skipped_not_waited_for(
+async def test_a_rated_key_whose_row_is_held_is_skipped_not_waited_for(
     queue: Queue, pool: asyncpg.Pool
 ) -> None:
-    held = await queue.enqueue_many([_job("held", concurrency_limit=5) for _ in range(3)])
-    free = await queue.enqueue_many([_job("free", concurrency_limit=5) for _ in range(3)])
+    # A claim moves a rated key's tat on, so it locks the key's row, SKIP LOCKED: it holds
+    # every other keyed claim's turn, and must not wait for an enqueue changing the key.
+    held = await queue.enqueue_many([_job("held", rate_limit=100.0) for _ in range(3)])
+    free = await queue.enqueue_many([_job("free", rate_limit=100.0) for _ in range(3)])
+    limited = await queue.enqueue_many([_job("limited", concurrency_limit=5) for _ in range(3)])
 
     async with pool.acquire() as other, other.transaction():
-        # What a concurrent claim of "held" does to its row: rewrites it, uncommitted yet.
-        await other.execute("UPDATE concurrency_keys SET updated_at = now() WHERE key = 'held'")
+        # What an enqueue changing the key's limits does to its row, uncommitted yet. A key
+        # with no rate has no row written by a claim: its row's lock holds nothing back.
+        await other.execute(
+            "UPDATE concurrency_keys SET updated_at = now() WHERE key IN ('held', 'limited')"
+        )
         claimed = set(await asyncio.wait_for(_claim(queue), timeout=5))
-    assert claimed == set(free)
+    assert claimed == set(free) | set(limited)
     assert set(await _claim(queue)) == set(held)
+
+
+async def test_keyed_claims_take_turns_and_a_turn_ends_at_commit(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    ids = await queue.enqueue_many([_job("k", concurrency_limit=2) for _ in range(3)])
+
+    async with pool.acquire() as other:
+        async with other.transaction():
+            await other.execute(Q_LOCK_KEYED_CLAIMS.text)  # another claim's turn, under way
+            waiting = asyncio.create_task(_claim(queue))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+        assert len(set(await asyncio.wait_for(waiting, timeout=5)) & set(ids)) == 2
+
+
+async def test_a_claim_kept_from_its_turn_takes_plain_jobs_alone_and_says_so(
+    queue: Queue, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue_module, "KEYED_TURN_WAIT_S", 0.3)
+    await queue.enqueue_many([_job("k", concurrency_limit=2) for _ in range(3)])
+    plain = await queue.enqueue_many([_job() for _ in range(2)])
+
+    async with pool.acquire() as other, other.transaction():
+        await other.execute(Q_LOCK_KEYED_CLAIMS.text)  # a holder that stalled
+        with capture_logs() as logs:
+            claimed = await asyncio.wait_for(_claim(queue), timeout=5)
+    assert set(claimed) == set(plain)
+    assert [e["event"] for e in logs] == ["keyed_claim_turn_timed_out"]
+    assert await _running(pool, "k") == 0
+    assert len(await _claim(queue)) == 2  # the next claim gets its turn
+
+
+async def test_a_claim_stalled_in_its_turn_is_ended_and_the_next_one_goes_on(
+    queue: Queue, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker whose event loop stalls (or whose host vanished) in the middle of its claim's
+    # transaction: PostgreSQL ends that session, its claim rolls back, and other claimers
+    # get the turn, instead of every keyed claim of the fleet waiting for it.
+    monkeypatch.setattr(queue_module, "KEYED_TURN_IDLE_S", 0.3)
+    ids = await queue.enqueue_many([_job("k", concurrency_limit=2) for _ in range(3)])
+    real = Q_CLAIM_KEYED
+    stall = asyncio.Event()
+
+    class Stalling:
+        text = real.text
+
+        async def fetch(self, db: asyncpg.Connection, /, **values: object) -> object:
+            if not stall.is_set():
+                stall.set()
+                await asyncio.sleep(1.5)  # idle in the transaction, holding the turn
+            return await real.fetch(db, **values)
+
+    monkeypatch.setattr(queue_module, "Q_CLAIM_KEYED", Stalling())
+    stalled = asyncio.create_task(_claim(queue, worker="stalled"))
+    await stall.wait()
+    other = await asyncio.wait_for(_claim(queue, worker="other"), timeout=5)
+    assert not stalled.done()  # the other claim went on while this one stalled
+    assert len(set(other) & set(ids)) == 2
+    with pytest.raises(DatabaseUnavailableError):
+        await stalled
+    running = "SELECT count(*) FROM jobs WHERE lease_owner = 'stalled'"
+    assert await pool.fetchval(running) == 0
 
 
 async def test_enqueueing_more_of_a_key_leaves_its_row_unless_a_limit_changes(
@@ -288,14 +359,15 @@ async def test_a_claim_reads_its_own_keys_rows_not_every_key_there_is(
     assert "Seq Scan on concurrency_keys" not in plan, plan
 
 
-async def test_an_enqueue_left_open_holds_back_no_claim_unless_it_changes_the_limits(
+async def test_an_enqueue_left_open_holds_back_no_claim_unless_it_changes_a_rate(
     queue: Queue, pool: asyncpg.Pool, db_url: str
 ) -> None:
     # A caller's transaction that enqueued a job of a busy key and is still open: the key's
     # row must not be locked, or claims pass over the key, and its jobs at the head of the
     # scan fill the claim, other keys' jobs left behind.
     busy = await queue.enqueue_many([_job("busy", concurrency_limit=50) for _ in range(30)])
-    await queue.enqueue_many([_job(f"other-{i}", concurrency_limit=1) for i in range(5)])
+    rated = await queue.enqueue_many([_job("rated", rate_limit=1000.0) for _ in range(5)])
+    others = await queue.enqueue_many([_job(f"other-{i}", concurrency_limit=1) for i in range(5)])
 
     caller = await asyncpg.connect(db_url)  # an application's own connection
     try:
@@ -307,11 +379,18 @@ async def test_an_enqueue_left_open_holds_back_no_claim_unless_it_changes_the_li
             assert await _running(pool, "busy") == 10
 
         async with caller.transaction():
-            # A new limit rewrites the row: claims leave the key until the caller commits.
-            await enqueue_in(caller, _job("busy", concurrency_limit=40))
-            claimed = await asyncio.wait_for(_claim(queue, limit=10), timeout=5)
-            assert not set(claimed) & set(busy)
+            await enqueue_in(caller, _job("busy", concurrency_limit=12))
+            await enqueue_in(caller, _job("rated", rate_limit=500.0))
+            started = set(await asyncio.wait_for(_claim(queue, limit=100), timeout=5))
+            # A new limit: claims go on by the limit their snapshot has until the caller
+            # commits (they count no row version but a rated key's).
+            assert len(started & set(busy)) == 20
+            assert set(others) <= started
+            # A new rate rewrites the row that a claim moves the key's tat on in: the key
+            # waits until the caller commits.
+            assert not started & set(rated)
     finally:
         await caller.close()
     limit = "SELECT concurrency_limit FROM concurrency_keys WHERE key = 'busy'"
-    assert await pool.fetchval(limit) == 40
+    assert await pool.fetchval(limit) == 12
+    assert set(await _claim(queue, limit=10)) >= set(rated)

@@ -77,6 +77,8 @@ CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
     asyncpg.CannotConnectNowError,  # starting up or shutting down
     asyncpg.AdminShutdownError,
+    # Ended by the server for sitting idle in a transaction (a keyed claim's, Queue.claim).
+    asyncpg.IdleInTransactionSessionTimeoutError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed", pool closing

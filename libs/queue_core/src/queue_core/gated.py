@@ -2,10 +2,11 @@
 (``depends_on``): the jobs, their dependency edges and their keys' rows, in the caller's
 transaction.
 
-Limits per key are enforced by the claim (``sql/queries.sql``: ``claim``): a claimer holds a
-key's row in ``concurrency_keys`` (and rewrites it when it starts the key's jobs) while it
-starts at most what the limits leave of the key's running jobs. Here the key's row is made, or
-its limits replaced by the latest enqueue's (a limit left out keeps the key's).
+Limits per key are enforced by the claim (``sql/queries.sql``: ``claim_keyed``): keyed claims
+take turns across the fleet, and each starts at most what the key's limits in
+``concurrency_keys`` leave of its running jobs (holding, and rewriting, the row of a key with a
+rate, whose tat it moves on). Here the key's row is made, or its limits replaced by the latest
+enqueue's (a limit left out keeps the key's).
 
 A job with dependencies is inserted waiting for all of them (``waiting_for``); its parents are
 locked and flagged (``lock_parents``), which is what serialises it with their outcomes; then the

@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import asyncpg
 import structlog
@@ -74,6 +75,7 @@ Q_CLAIM_KEYED = QUERIES["claim_keyed"]
 # of units), past jit_above_cost: where the server has JIT, each claim compiled its plan
 # first (90 ms, for a statement that runs in 10).
 Q_CLAIM_KEYED_SETTINGS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off"
+Q_LOCK_KEYED_CLAIMS = QUERIES["lock_keyed_claims"]
 Q_KEYED_DUE = QUERIES["keyed_due"]
 Q_FINISH = QUERIES["finish"]
 Q_NOTIFY_QUEUES = QUERIES["notify_queues"]
@@ -99,8 +101,25 @@ SETTLE_TRANSACTIONS_INLINE = 10
 # see keyed jobs, so this is the longest a keyed job can wait for a worker that saw none,
 # bought with one probe per interval instead of a heavier statement on every claim.
 KEYED_PROBE_INTERVAL_S = 0.2
+# Keyed claims take turns (lock_keyed_claims). How long a claim waits for its turn before it
+# takes plain jobs alone this time: far above a turn (one statement of milliseconds per
+# claimer ahead), so only a holder that stalls runs into it.
+KEYED_TURN_WAIT_S = 5.0
+# How long a claim's transaction may sit idle between its statements, holding the turn,
+# before PostgreSQL ends its session (and rolls it back): a worker whose event loop stalls, or
+# whose host vanished, must not hold every keyed claim of the fleet until TCP notices.
+KEYED_TURN_IDLE_S = 2.0
 
 log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("queue_core.queue")
+
+
+def _usable_in_transaction(conn: Any) -> bool:  # noqa: ANN401 - an asyncpg pool connection
+    """Whether ``conn`` is open and inside a transaction (one a failed step left behind, which
+    a ROLLBACK ends before the pool takes the connection back)."""
+    try:
+        return not conn.is_closed() and bool(conn.is_in_transaction())
+    except asyncpg.InterfaceError:  # the pool took it back itself when its session ended
+        return False
 
 
 class Queue:
@@ -306,10 +325,11 @@ class Queue:
     async def claim(
         self, *, worker_id: str, queues: Sequence[str], limit: int, lease_s: float
     ) -> list[ClaimedJob]:
-        """Lease at most ``limit`` due jobs to ``worker_id``; never blocks on other claimers.
-        Jobs with a concurrency key are claimed only while :meth:`_keyed_due` says some are
-        due, by ``claim_keyed``, plain and keyed jobs together within each key's limits; plain
-        jobs alone pay nothing for that (``claim``)."""
+        """Lease at most ``limit`` due jobs to ``worker_id``. Jobs with a concurrency key are
+        claimed only while :meth:`_keyed_due` says some are due, by ``claim_keyed``, plain and
+        keyed jobs together within each key's limits, in turns across the fleet
+        (:meth:`_claim_keyed`); plain jobs alone pay nothing for that and never wait for
+        other claimers (``claim``)."""
         if limit <= 0:
             return []
         values = {
@@ -322,12 +342,7 @@ class Queue:
             if not await self._keyed_due(queues):
                 rows = await Q_CLAIM.fetch(self._pool, **values)
             else:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    # Planned once per connection: a custom plan, made for each call's values,
-                    # costs a good part of what the statement takes to run (0.7 of 13 ms, a
-                    # claim of 500), and the generic one is the same plan.
-                    await conn.execute(Q_CLAIM_KEYED_SETTINGS)
-                    rows = await Q_CLAIM_KEYED.fetch(conn, **values)
+                rows = await self._claim_keyed(values)
         return [
             ClaimedJob(
                 id=r["id"],
@@ -342,6 +357,41 @@ class Queue:
             )
             for r in rows
         ]
+
+    async def _claim_keyed(self, values: dict[str, object]) -> list[asyncpg.Record]:
+        """``claim_keyed`` in its turn: in a transaction of its own, once it holds
+        ``lock_keyed_claims``. A claim that waits ``KEYED_TURN_WAIT_S`` for its turn (a holder
+        stalled) takes plain jobs alone this time, so that they still flow.
+
+        Three round trips, where ``conn.transaction()`` would take four: the transaction, its
+        settings and the turn go in one. Each await in a busy worker queues behind its running
+        jobs' tasks, and a claim is on the worker's critical path."""
+        begin = (
+            f"BEGIN; {Q_CLAIM_KEYED_SETTINGS}; "
+            f"SET LOCAL lock_timeout = {round(KEYED_TURN_WAIT_S * 1000)}; "
+            f"SET LOCAL idle_in_transaction_session_timeout = {round(KEYED_TURN_IDLE_S * 1000)}; "
+            f"{Q_LOCK_KEYED_CLAIMS.text}"
+        )
+        async with self._pool.acquire() as conn:
+            try:
+                await conn.execute(begin)
+                # Planned once per connection (force_generic_plan): a custom plan, made for
+                # each call's values, costs a good part of what the statement takes to run
+                # (0.7 of 13 ms, a claim of 500), and the generic one is the same plan.
+                rows: list[asyncpg.Record] = await Q_CLAIM_KEYED.fetch(conn, **values)
+                await conn.execute("COMMIT")
+            except asyncpg.LockNotAvailableError:
+                await conn.execute("ROLLBACK")
+                log.warning("keyed_claim_turn_timed_out", waited_s=KEYED_TURN_WAIT_S)
+            except BaseException:
+                if _usable_in_transaction(conn):
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
+            else:
+                return rows
+            plain: list[asyncpg.Record] = await Q_CLAIM.fetch(conn, **values)
+            return plain
 
     async def _keyed_due(self, queues: Sequence[str]) -> bool:
         """Whether ``queues`` have keyed jobs due, as last seen at most

@@ -31,9 +31,9 @@ FROM (
 -- The keys :key that have no row yet, with their limits (the caller merges a batch's values per
 -- key, in key order: rows are inserted in that order). A key that has a row is left to
 -- update_concurrency_keys: ON CONFLICT DO UPDATE would lock the row even where nothing changes,
--- and a claim passes over a key whose row is locked, so an enqueue of a busy key in a
--- transaction left open (queue_core.transactional) would keep the key's jobs from starting,
--- and the claim's scan, filled with them, other keys' jobs too.
+-- and a claim passes over a rated key whose row is locked (claim_keyed), so an enqueue of a
+-- busy key in a transaction left open (queue_core.transactional) would keep the key's jobs
+-- from starting, and the claim's scan, filled with them, other keys' jobs too.
 INSERT INTO concurrency_keys (key, concurrency_limit, rate_per_s, rate_burst)
 SELECT key, concurrency_limit, rate_per_s, rate_burst
 FROM unnest(:key::text[], :concurrency_limit::int[], :rate_per_s::float8[], :rate_burst::int[])
@@ -44,9 +44,9 @@ ON CONFLICT (key) DO NOTHING;
 -- name: update_concurrency_keys
 -- The keys :key whose limits these change: their rows locked in key order and rewritten. A
 -- limit given replaces the key's; one left out (NULL) keeps it. A row whose limits stay as they
--- were is neither locked nor rewritten: a claim whose snapshot read a key's row starts none of
--- its jobs if the row changed since, or is locked (claim_keyed), and enqueueing more jobs of a
--- key must not keep its claims from starting them. A new rate brings tat back to at most one
+-- were is neither locked nor rewritten: a claim starts none of a rated key's jobs if the key's
+-- row changed since its snapshot read it, or is locked (claim_keyed), and enqueueing more jobs
+-- of a key must not keep its claims from starting them. A new rate brings tat back to at most one
 -- burst ahead at that rate: a bucket emptied at one a day would otherwise keep a key raised to
 -- thousands a second waiting for days. A statement of its own, after insert_concurrency_keys:
 -- its snapshot has the rows other enqueues inserted meanwhile (the insert waited for them).

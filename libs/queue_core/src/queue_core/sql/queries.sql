@@ -110,33 +110,43 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
           j.timeout_s,
           extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
 
+-- name: lock_keyed_claims
+-- The keyed claims' turn: a transaction-level advisory lock that every claim_keyed runs under,
+-- taken in a statement before it (so that claim_keyed's snapshot is taken once it is had) and
+-- let go at commit. The key is an arbitrary constant ("qkey" in ASCII) that no other lock of
+-- ours uses (retention's and the migrations' are others).
+SELECT pg_advisory_xact_lock(1902863737);
+
 -- name: claim_keyed
 -- claim, while keyed_due says the queues :queues have jobs with a concurrency key due: plain
 -- and keyed jobs together, highest priority and oldest first, each key's within its limits, in
 -- one statement. What claim says of its scan, locks, attempts and waited_s holds here too;
 -- plain is claim's scan, and keyed the same over ix_jobs_claimable_keyed with the key's
 -- conditions (two partial indexes, so that claim never walks past keyed jobs).
--- A key's running jobs are counted, never kept in a counter, so the statements that move a
--- job out of running (finish, rescue_expired) change no key row. What makes the count
--- race-free is the key's row in concurrency_keys:
---  * keyed: each candidate's key as this statement's snapshot has it: its row's version
---    (ctid) and how many jobs it may start, limit - running (ix_jobs_running_keyed, by lease:
---    see migration 0013) and the rate tokens of the generic cell rate algorithm as in keys.sql
---    (tat moves on 1/rate a start; the bucket holds rate_burst). The scan walks past the jobs
---    of keys with none to start, which cost no lock and no attempt. A lateral lookup per
---    candidate on purpose (a key lookup and a count of a few index entries), where a join
---    would let the planner count every key there is.
---  * held: the candidates' key rows, locked SKIP LOCKED (a key another claimer holds is left
---    to it: claimers never wait for each other). A locked row comes in its latest version.
---  * due: each key's candidates up to its starts, by priority, with the plain ones; only of
---    keys whose locked row is the very version the snapshot read. A claim that starts jobs of
---    a key rewrites its row (started), so an unchanged row means that every start of the key
---    is in the snapshot's count (finishes since only make it high); a key changed since is
---    left to the next claim. Rows locked but cut here stay pending, as in claim.
---  * started: the row of every key with jobs started here is rewritten (and a rate-limited
---    key's tat moved on), by the version this statement holds.
+-- Run only under lock_keyed_claims, in the same transaction: keyed claims take turns across
+-- every worker, and each commits before the next one's snapshot is taken. So this statement's
+-- snapshot holds every start any claim made, and a key's running jobs counted from it are all
+-- there are (finishes since only make the count high): the count is race-free with no write
+-- to the key's row. Nothing is counted but the running jobs, so the statements that move a job
+-- out of running (finish, rescue_expired) change no key row. Taking turns costs little: a
+-- claim is one statement of milliseconds, and plain jobs alone never come here.
+--  * keyed: each candidate with how many of its key's jobs may start: limit - running
+--    (ix_jobs_running_keyed, by lease: see migration 0013) and, for a key with a rate, the
+--    tokens of the generic cell rate algorithm as in keys.sql (tat moves on 1/rate a start;
+--    the bucket holds rate_burst). The scan walks past the jobs of keys with none to start,
+--    which cost no lock and no attempt. A lateral lookup per candidate on purpose (a key
+--    lookup and a count of a few index entries), where a join would let the planner count
+--    every key there is.
+--  * held: the rows of the candidates' keys with a rate, whose tat this claim moves on,
+--    locked SKIP LOCKED: an enqueue that changes a key's limits holds its row until it
+--    commits, and a claim, which holds every other claim's turn, must not wait for it.
+--  * due: each key's candidates up to its starts, by priority, with the plain ones; of a key
+--    with a rate, only if its locked row is the very version the snapshot read (its tat and
+--    rate as counted); one changed since is left to the next claim. Rows locked but cut here
+--    stay pending, as in claim.
+--  * started: a rated key's tat moved on by its starts, by the version this statement holds.
 WITH plain AS MATERIALIZED (
-    SELECT c.id, NULL::text AS concurrency_key, c.priority, c.due_at
+    SELECT c.id, c.priority, c.due_at
     FROM unnest(:queues::text[]) AS q(name)
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
@@ -152,14 +162,17 @@ WITH plain AS MATERIALIZED (
     ) AS c
 ),
 keyed AS MATERIALIZED (
-    SELECT c.id, c.concurrency_key, c.priority, c.due_at, c.version, c.starts
+    SELECT c.id, c.concurrency_key, c.priority, c.due_at, c.rated, c.version, c.starts
     FROM unnest(:queues::text[]) AS q(name)
     CROSS JOIN LATERAL (
         SELECT j.id, j.concurrency_key, j.priority,
-               coalesce(j.scheduled_at, j.created_at) AS due_at, k.version, k.starts
+               coalesce(j.scheduled_at, j.created_at) AS due_at, k.rated, k.version, k.starts
         FROM jobs AS j
         CROSS JOIN LATERAL (
             SELECT f.ctid AS version,
+                   -- Only a rate with a burst limits starts and moves tat on. (A rate without
+                   -- a burst, which only a row written by hand can have, limits nothing.)
+                   f.rate_per_s IS NOT NULL AND f.rate_burst IS NOT NULL AS rated,
                    least(
                        -- By lease, not by status: see migration 0013.
                        coalesce(f.concurrency_limit - (
@@ -168,8 +181,7 @@ keyed AS MATERIALIZED (
                            :limit),
                        -- Within [0, burst] before the cast: a tat far ahead (a slow rate
                        -- since raised) must not overflow the integer. (Not coalesce: the
-                       -- greatest() of a NULL is 0. A rate without a burst, which only a row
-                       -- written by hand can have, limits nothing, as before.)
+                       -- greatest() of a NULL is 0.)
                        CASE WHEN f.rate_per_s IS NULL OR f.rate_burst IS NULL THEN :limit
                             ELSE floor(greatest(f.rate_burst - f.rate_per_s * greatest(
                                 extract(epoch FROM f.tat - now()), 0), 0))::int END
@@ -196,7 +208,7 @@ held AS MATERIALIZED (
     -- (a sequential scan and a hash: 27 ms a claim of 500 once the table held 100,000 keys),
     -- and "key = ANY (ARRAY(...))" compares each key with every element of that array.
     SELECT h.key, h.version
-    FROM (SELECT DISTINCT concurrency_key FROM keyed) AS c
+    FROM (SELECT DISTINCT concurrency_key FROM keyed WHERE rated) AS c
     CROSS JOIN LATERAL (
         SELECT k.key, k.ctid AS version
         FROM concurrency_keys AS k
@@ -205,36 +217,36 @@ held AS MATERIALIZED (
     ) AS h
 ),
 due AS MATERIALIZED (
-    SELECT id, concurrency_key, version FROM (
-        SELECT id, concurrency_key, NULL::tid AS version, priority, due_at FROM plain
+    SELECT id, concurrency_key, version, rated FROM (
+        SELECT id, NULL::text AS concurrency_key, NULL::tid AS version, false AS rated,
+               priority, due_at
+        FROM plain
         UNION ALL
-        SELECT c.id, c.concurrency_key, c.version, c.priority, c.due_at
+        SELECT c.id, c.concurrency_key, c.version, c.rated, c.priority, c.due_at
         FROM (
-            SELECT id, concurrency_key, version, starts, priority, due_at,
+            SELECT id, concurrency_key, version, rated, starts, priority, due_at,
                    row_number() OVER (PARTITION BY concurrency_key
                                       ORDER BY priority DESC, due_at) AS nth
             FROM keyed
         ) AS c
-        JOIN held AS h ON h.key = c.concurrency_key AND h.version = c.version
         WHERE c.nth <= c.starts
+          AND (NOT c.rated OR EXISTS (
+              SELECT FROM held AS h WHERE h.key = c.concurrency_key AND h.version = c.version))
     ) AS both_kinds
     ORDER BY priority DESC, due_at
     LIMIT :limit
 ),
 started AS (
     UPDATE concurrency_keys AS k
-    -- Only a rate with a burst limits starts (keyed) and moves tat on: then a start needs a
-    -- token, so tat stays within a burst of now (27 years at the slowest rate), inside
-    -- ck_concurrency_keys_tat_in_range. One moved on from any instant could leave it.
-    SET tat = CASE
-            WHEN k.rate_per_s IS NULL OR k.rate_burst IS NULL THEN k.tat
-            ELSE greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s)
-        END,
+    -- A start needs a token, so tat stays within a burst of now (27 years at the slowest
+    -- rate), inside ck_concurrency_keys_tat_in_range. One moved on from any instant could
+    -- leave it.
+    SET tat = greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s),
         updated_at = now()
     FROM (
         SELECT concurrency_key AS key, version, count(*)::int AS n
         FROM due
-        WHERE concurrency_key IS NOT NULL
+        WHERE rated
         GROUP BY concurrency_key, version
     ) AS s
     WHERE k.ctid = s.version AND k.key = s.key
@@ -247,8 +259,7 @@ SET status = 'running',
     started_at = now(),
     finished_at = NULL,
     updated_at = now()
-FROM due
-WHERE j.id = due.id
+WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attempts,
           j.timeout_s,
           extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
