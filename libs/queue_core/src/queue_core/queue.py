@@ -12,12 +12,16 @@ import math
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import asyncpg
 import structlog
 
-from queue_core.db import HeldConnection, translate_connection_errors, translate_input_errors
+from queue_core.db import (
+    HeldConnection,
+    translate_connection_errors,
+    translate_input_errors,
+    usable,
+)
 from queue_core.dependencies import (
     Q_JOB_DEPENDENCIES,
     Q_QUEUES_OF_JOBS,
@@ -111,15 +115,6 @@ KEYED_TURN_WAIT_S = 5.0
 KEYED_TURN_IDLE_S = 2.0
 
 log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("queue_core.queue")
-
-
-def _usable_in_transaction(conn: Any) -> bool:  # noqa: ANN401 - an asyncpg pool connection
-    """Whether ``conn`` is open and inside a transaction (one a failed step left behind, which
-    a ROLLBACK ends before the pool takes the connection back)."""
-    try:
-        return not conn.is_closed() and bool(conn.is_in_transaction())
-    except asyncpg.InterfaceError:  # the pool took it back itself when its session ended
-        return False
 
 
 class Queue:
@@ -384,7 +379,9 @@ class Queue:
                 await conn.execute("ROLLBACK")
                 log.warning("keyed_claim_turn_timed_out", waited_s=KEYED_TURN_WAIT_S)
             except BaseException:
-                if _usable_in_transaction(conn):
+                # A failed step can leave its transaction open: end it before the pool takes
+                # the connection back.
+                if usable(conn) and conn.is_in_transaction():
                     with contextlib.suppress(Exception):
                         await conn.execute("ROLLBACK")
                 raise
