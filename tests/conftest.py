@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from helpers import TcpProxy, host_port
+from helpers import RecordedQueueEvents, TcpProxy, host_port
 from pg_provider import PgServer, create_database, drop_database, provide_server
 from queue_core.db import create_pool
 from queue_core.migrate import upgrade
@@ -76,9 +76,15 @@ async def fx_pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+@pytest.fixture(name="queue_events")
+def fx_queue_events() -> RecordedQueueEvents:
+    """What the ``queue`` fixture's Queue reported."""
+    return RecordedQueueEvents()
+
+
 @pytest.fixture(name="queue")
-def fx_queue(pool: asyncpg.Pool) -> Queue:
-    return Queue(pool)
+def fx_queue(pool: asyncpg.Pool, queue_events: RecordedQueueEvents) -> Queue:
+    return Queue(pool, events=queue_events)
 
 
 @pytest.fixture(name="db_proxy")

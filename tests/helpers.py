@@ -192,3 +192,17 @@ class TcpProxy:
 def host_port(database_url: str) -> tuple[str, int]:
     parts = urlsplit(database_url)
     return parts.hostname or "127.0.0.1", parts.port or 5432
+
+
+class RecordedQueueEvents:
+    """A :class:`queue_core.queue_events.QueueEvents` that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.keyed_turn_timeouts = 0
+        self.unsettled: list[int] = []
+
+    def keyed_claim_turn_timed_out(self) -> None:
+        self.keyed_turn_timeouts += 1
+
+    def dependants_not_settled(self, jobs: int) -> None:
+        self.unsettled.append(jobs)

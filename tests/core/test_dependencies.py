@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 import pytest
 
+from helpers import RecordedQueueEvents
 from queue_core import bulk
 from queue_core.bulk import retry_matching_step
 from queue_core.dependencies import MAX_LEVELS_PER_TRANSACTION, SETTLE_LOCK_TIMEOUT_S
@@ -154,7 +155,7 @@ async def test_a_dependant_enqueued_while_its_parent_finishes_is_released(
 
 
 async def test_settling_gives_up_on_a_dependant_an_open_transaction_holds_and_the_sweep_retries(
-    queue: Queue, pool: asyncpg.Pool
+    queue: Queue, queue_events: RecordedQueueEvents, pool: asyncpg.Pool
 ) -> None:
     """A caller's own transaction that enqueues a job depending on a waiting one locks that
     one until it ends (queue_core.transactional). Settling waited on that lock for as long: the
@@ -171,12 +172,14 @@ async def test_settling_gives_up_on_a_dependant_an_open_transaction_holds_and_th
         async with asyncio.timeout(SETTLE_LOCK_TIMEOUT_S + 5):
             assert await queue.complete(worker_id="w1", job_ids=[parent]) == {parent}
         assert (await queue.get(child)).waiting_for == 1
+        assert queue_events.unsettled == [1]  # counted in a metric, not only logged
         await tx.commit()
     await pool.execute(
         "UPDATE jobs SET updated_at = now() - interval '1 minute' WHERE id = $1", parent
     )
     assert await queue.settle_stragglers() == 1
     assert await _claim(queue) == [child]
+    assert queue_events.unsettled == [1]
 
 
 async def test_the_sweep_settles_dependants_a_lost_process_left(

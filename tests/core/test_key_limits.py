@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from helpers import RecordedQueueEvents
 from queue_core import queue as queue_module
 from queue_core.errors import DatabaseUnavailableError, InvalidJobError
 from queue_core.jobs import NewJob, Outcome, OutcomeKind
@@ -260,7 +261,10 @@ async def test_keyed_claims_take_turns_and_a_turn_ends_at_commit(
 
 
 async def test_a_claim_kept_from_its_turn_takes_plain_jobs_alone_and_says_so(
-    queue: Queue, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+    queue: Queue,
+    queue_events: RecordedQueueEvents,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(queue_module, "KEYED_TURN_WAIT_S", 0.3)
     await queue.enqueue_many([_job("k", concurrency_limit=2) for _ in range(3)])
@@ -272,8 +276,10 @@ async def test_a_claim_kept_from_its_turn_takes_plain_jobs_alone_and_says_so(
             claimed = await asyncio.wait_for(_claim(queue), timeout=5)
     assert set(claimed) == set(plain)
     assert [e["event"] for e in logs] == ["keyed_claim_turn_timed_out"]
+    assert queue_events.keyed_turn_timeouts == 1  # the worker's metric counts it
     assert await _running(pool, "k") == 0
     assert len(await _claim(queue)) == 2  # the next claim gets its turn
+    assert queue_events.keyed_turn_timeouts == 1
 
 
 async def test_a_claim_stalled_in_its_turn_is_ended_and_the_next_one_goes_on(

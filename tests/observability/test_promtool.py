@@ -93,7 +93,7 @@ def test_config_scrapes_both_services_by_dns_and_kubernetes_pods() -> None:
 
 def test_alert_rules_pass_promtool_check(prometheus_bin: PrometheusBinaries) -> None:
     output = promtool(prometheus_bin, "check", "rules", str(ALERT_RULES))
-    assert "SUCCESS: 13 rules found" in output, output
+    assert "SUCCESS: 15 rules found" in output, output
 
 
 def test_alert_rules_every_alert_has_severity_summary_and_description() -> None:

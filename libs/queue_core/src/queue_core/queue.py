@@ -67,6 +67,7 @@ from queue_core.keyed import (
     job_columns,
 )
 from queue_core.limits import MAX_ERRORS_KEPT
+from queue_core.queue_events import NoQueueEvents, QueueEvents
 from queue_core.sql import QUERIES, Statement
 from queue_core.states import STATUS_BY_VALUE, JobStatus
 
@@ -118,8 +119,9 @@ log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("queue_core.queu
 
 
 class Queue:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, events: QueueEvents | None = None) -> None:
         self._pool = pool
+        self._events: QueueEvents = events if events is not None else NoQueueEvents()
         self._enqueuer: GroupCommitter[NewJob, uuid.UUID] = GroupCommitter(
             self._enqueue_group, name="enqueue", retry_transient=False
         )
@@ -301,6 +303,7 @@ class Queue:
                     parents = await settle(AsyncpgDb(conn), parents)
             except (QueueError, asyncpg.PostgresError) as exc:
                 log.warning("dependants_not_settled", jobs=len(parents), error=str(exc))
+                self._events.dependants_not_settled(len(parents))
                 return
             done += 1
 
@@ -378,6 +381,7 @@ class Queue:
             except asyncpg.LockNotAvailableError:
                 await conn.execute("ROLLBACK")
                 log.warning("keyed_claim_turn_timed_out", waited_s=KEYED_TURN_WAIT_S)
+                self._events.keyed_claim_turn_timed_out()
             except BaseException:
                 # A failed step can leave its transaction open: end it before the pool takes
                 # the connection back.

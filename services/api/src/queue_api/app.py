@@ -18,7 +18,12 @@ from queue_api.context import SERVICES_STATE, Services, provide_context, provide
 from queue_api.enqueue_fast_path import check_nothing_bypassed
 from queue_api.errors import EXCEPTION_HANDLERS
 from queue_api.job_waiter import JobWaiter
-from queue_api.metrics import AUTH_ENABLED, MetricsController, configure_labels
+from queue_api.metrics import (
+    AUTH_ENABLED,
+    MetricsController,
+    PrometheusQueueEvents,
+    configure_labels,
+)
 from queue_api.openapi_document import StrictStructSchemaPlugin
 from queue_api.openapi_pages import render_plugins
 from queue_api.rate_limit import RateLimiter
@@ -119,7 +124,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         listing = JobListing(pool)
         key_store = KeyStore(pool)
         services = Services(
-            queue=Queue(pool),
+            queue=Queue(pool, events=PrometheusQueueEvents()),
             listing=listing,
             waiter=JobWaiter(listing),
             key_store=key_store,

@@ -55,6 +55,23 @@ AUTH_ENABLED = Gauge(
     "can reach the API may do anything.",
 )
 
+DEPENDANTS_NOT_SETTLED = Counter(
+    "queue_api_dependants_not_settled_total",
+    "Jobs cancelled or retried through the API whose dependants could not be told of it (a "
+    "lock held too long, the database away); the workers' sweep settles them later.",
+)
+
+
+class PrometheusQueueEvents:
+    """The API's :class:`~queue_core.queue_events.QueueEvents`: it claims no jobs, so only its
+    cancels and retries can fail to settle dependants."""
+
+    def keyed_claim_turn_timed_out(self) -> None:
+        pass
+
+    def dependants_not_settled(self, jobs: int) -> None:
+        DEPENDANTS_NOT_SETTLED.inc(jobs)
+
 
 class EnqueuedJob(Protocol):
     """What :func:`count_enqueued` reads of a job: a ``JobCreate`` is one."""

@@ -52,10 +52,10 @@ async def serve(settings: WorkerSettings, hung: list[int]) -> None:
     pool = await create_pool(
         settings.database_url, max_size=settings.pool_size, application_name="queue-worker"
     )
-    queue = Queue(pool)
+    events = PrometheusEvents(settings.concurrency, types=registry.names(), queues=settings.queues)
+    queue = Queue(pool, events=events)
     fleet = Fleet(pool)
     worker_id = new_worker_id()
-    events = PrometheusEvents(settings.concurrency, types=registry.names(), queues=settings.queues)
     runner: Runner | None = None
     pauses = PauseWatcher(fleet, settings.queues)
     listener = Listener(

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from queue_core.jobs import ClaimedJob, Outcome, Rescued
+from queue_core.queue_events import NoQueueEvents, QueueEvents
 from queue_core.states import JobStatus
 
 
-class WorkerEvents(Protocol):
+class WorkerEvents(QueueEvents, Protocol):
     def job_started(self, job: ClaimedJob) -> None: ...
 
     def job_finished(
@@ -38,7 +39,7 @@ class WorkerEvents(Protocol):
     def service_restarted(self, service: str) -> None: ...
 
 
-class NoEvents:
+class NoEvents(NoQueueEvents):
     """The default: report nothing."""
 
     def job_started(self, job: ClaimedJob) -> None:

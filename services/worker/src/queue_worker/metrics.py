@@ -251,6 +251,16 @@ SERVICE_RESTARTS = Counter(
     "Times the supervisor restarted a service after an error.",
     ["service"],
 )
+KEYED_TURN_TIMEOUTS = Counter(
+    "queue_worker_keyed_claim_turn_timeouts_total",
+    "Keyed claims that waited 5 s for their turn (another claimer held it) and took plain "
+    "jobs alone.",
+)
+DEPENDANTS_NOT_SETTLED = Counter(
+    "queue_worker_dependants_not_settled_total",
+    "Finished jobs whose dependants could not be told of the outcome (a lock held too long, "
+    "the database away); the sweep settles them later.",
+)
 SERVICE_UP = Gauge(
     "queue_worker_service_up",
     "1 while a supervised service runs, 0 while it waits to be restarted or is stopped.",
@@ -375,6 +385,12 @@ class PrometheusEvents:
 
     def service_restarted(self, service: str) -> None:
         SERVICE_RESTARTS.labels(service=service).inc()
+
+    def keyed_claim_turn_timed_out(self) -> None:
+        KEYED_TURN_TIMEOUTS.inc()
+
+    def dependants_not_settled(self, jobs: int) -> None:
+        DEPENDANTS_NOT_SETTLED.inc(jobs)
 
 
 # -- retention (queue_worker.retention) --------------------------------------------------------
