@@ -332,3 +332,18 @@ def test_types_and_queues_the_worker_does_not_know_are_counted_as_other(
         if s.name == "queue_worker_jobs_started_total"
     }
     assert started == {("greet", "default"): 1, ("other", "default"): 1, ("other", "other"): 1}
+
+
+def test_the_failures_the_queue_works_around_are_counted() -> None:
+    """queue_core reports them through QueueEvents; the worker's Queue is given these events."""
+    events = PrometheusEvents(2, types=TYPES, queues=QUEUES)
+    names = (
+        "queue_worker_keyed_claim_turn_timeouts_total",
+        "queue_worker_dependants_not_settled_total",
+    )
+    before = [REGISTRY.get_sample_value(name) or 0 for name in names]
+
+    events.keyed_claim_turn_timed_out()
+    events.dependants_not_settled(3)
+
+    assert [REGISTRY.get_sample_value(name) for name in names] == [before[0] + 1, before[1] + 3]
