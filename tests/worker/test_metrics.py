@@ -335,7 +335,7 @@ def test_types_and_queues_the_worker_does_not_know_are_counted_as_other(
 
 
 def test_the_failures_the_queue_works_around_are_counted() -> None:
-    """queue_core reports them through QueueEvents; the worker's Queue is given these events."""
+    """queue_core reports them through QueueEvents (the worker gives its Queue these events)."""
     events = PrometheusEvents(2, types=TYPES, queues=QUEUES)
     names = (
         "queue_worker_keyed_claim_turn_timeouts_total",

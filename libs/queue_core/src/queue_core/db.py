@@ -225,8 +225,7 @@ async def translate_connection_errors() -> AsyncIterator[None]:
         raise DatabaseUnavailableError(exc) from exc
 
 
-def usable(conn: Any) -> bool:  # noqa: ANN401 - an asyncpg PoolConnectionProxy
-    """Whether ``conn`` is still open and still ours."""
+def _usable(conn: Any) -> bool:  # noqa: ANN401 - an asyncpg PoolConnectionProxy
     try:
         return not conn.is_closed()
     except asyncpg.InterfaceError:  # the pool took it back itself when its session ended
@@ -265,14 +264,14 @@ class HeldConnection:
     @property
     def held(self) -> bool:
         """Whether a connection is kept from the pool now."""
-        return self._conn is not None and usable(self._conn)
+        return self._conn is not None and _usable(self._conn)
 
     async def __aenter__(self) -> asyncpg.Connection:
         if self._in_use:
             raise RuntimeError("HeldConnection serves one use at a time")
         self._in_use = True
         try:
-            if self._conn is not None and (self._pool.is_closing() or not usable(self._conn)):
+            if self._conn is not None and (self._pool.is_closing() or not _usable(self._conn)):
                 await self._give_back()
             if self._conn is None:
                 self._conn = await self._pool.acquire()

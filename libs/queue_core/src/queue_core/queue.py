@@ -16,12 +16,7 @@ from collections.abc import Iterable, Sequence
 import asyncpg
 import structlog
 
-from queue_core.db import (
-    HeldConnection,
-    translate_connection_errors,
-    translate_input_errors,
-    usable,
-)
+from queue_core.db import HeldConnection, translate_connection_errors, translate_input_errors
 from queue_core.dependencies import (
     Q_JOB_DEPENDENCIES,
     Q_QUEUES_OF_JOBS,
@@ -76,11 +71,6 @@ Q_ENQUEUE_ONE = QUERIES["enqueue_one"]
 Q_GET_JOB = QUERIES["get_job"]
 Q_CLAIM = QUERIES["claim"]
 Q_CLAIM_KEYED = QUERIES["claim_keyed"]
-# For claim_keyed's transaction. A generic plan is costed for any LIMIT (hundreds of thousands
-# of units), past jit_above_cost: where the server has JIT, each claim compiled its plan
-# first (90 ms, for a statement that runs in 10).
-Q_CLAIM_KEYED_SETTINGS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off"
-Q_LOCK_KEYED_CLAIMS = QUERIES["lock_keyed_claims"]
 Q_KEYED_DUE = QUERIES["keyed_due"]
 Q_FINISH = QUERIES["finish"]
 Q_NOTIFY_QUEUES = QUERIES["notify_queues"]
@@ -110,10 +100,6 @@ KEYED_PROBE_INTERVAL_S = 0.2
 # takes plain jobs alone this time: far above a turn (one statement of milliseconds per
 # claimer ahead), so only a holder that stalls runs into it.
 KEYED_TURN_WAIT_S = 5.0
-# How long a claim's transaction may sit idle between its statements, holding the turn,
-# before PostgreSQL ends its session (and rolls it back): a worker whose event loop stalls, or
-# whose host vanished, must not hold every keyed claim of the fleet until TCP notices.
-KEYED_TURN_IDLE_S = 2.0
 
 log: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger("queue_core.queue")
 
@@ -357,42 +343,20 @@ class Queue:
         ]
 
     async def _claim_keyed(self, values: dict[str, object]) -> list[asyncpg.Record]:
-        """``claim_keyed`` in its turn: in a transaction of its own, once it holds
-        ``lock_keyed_claims``. A claim that waits ``KEYED_TURN_WAIT_S`` for its turn (a holder
-        stalled) takes plain jobs alone this time, so that they still flow.
-
-        Three round trips, where ``conn.transaction()`` would take four: the transaction, its
-        settings and the turn go in one. Each await in a busy worker queues behind its running
-        jobs' tasks, and a claim is on the worker's critical path."""
-        begin = (
-            f"BEGIN; {Q_CLAIM_KEYED_SETTINGS}; "
-            f"SET LOCAL lock_timeout = {round(KEYED_TURN_WAIT_S * 1000)}; "
-            f"SET LOCAL idle_in_transaction_session_timeout = {round(KEYED_TURN_IDLE_S * 1000)}; "
-            f"{Q_LOCK_KEYED_CLAIMS.text}"
-        )
-        async with self._pool.acquire() as conn:
-            try:
-                await conn.execute(begin)
-                # Planned once per connection (force_generic_plan): a custom plan, made for
-                # each call's values, costs a good part of what the statement takes to run
-                # (0.7 of 13 ms, a claim of 500), and the generic one is the same plan.
-                rows: list[asyncpg.Record] = await Q_CLAIM_KEYED.fetch(conn, **values)
-                await conn.execute("COMMIT")
-            except asyncpg.LockNotAvailableError:
-                await conn.execute("ROLLBACK")
-                log.warning("keyed_claim_turn_timed_out", waited_s=KEYED_TURN_WAIT_S)
-                self._events.keyed_claim_turn_timed_out()
-            except BaseException:
-                # A failed step can leave its transaction open: end it before the pool takes
-                # the connection back.
-                if usable(conn) and conn.is_in_transaction():
-                    with contextlib.suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                raise
-            else:
-                return rows
-            plain: list[asyncpg.Record] = await Q_CLAIM.fetch(conn, **values)
-            return plain
+        """``claim_keyed`` in its turn, in one round trip. A claim that waits
+        ``KEYED_TURN_WAIT_S`` for its turn (a holder stalled) takes plain jobs alone this time,
+        so that they still flow."""
+        try:
+            rows: list[asyncpg.Record] = await Q_CLAIM_KEYED.fetch(
+                self._pool, turn_wait_ms=round(KEYED_TURN_WAIT_S * 1000), **values
+            )
+        except asyncpg.LockNotAvailableError:
+            log.warning("keyed_claim_turn_timed_out", waited_s=KEYED_TURN_WAIT_S)
+            self._events.keyed_claim_turn_timed_out()
+        else:
+            return rows
+        plain: list[asyncpg.Record] = await Q_CLAIM.fetch(self._pool, **values)
+        return plain
 
     async def _keyed_due(self, queues: Sequence[str]) -> bool:
         """Whether ``queues`` have keyed jobs due, as last seen at most

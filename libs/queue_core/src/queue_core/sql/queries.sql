@@ -111,158 +111,21 @@ RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attemp
           extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
 
 -- name: lock_keyed_claims
--- The keyed claims' turn: a transaction-level advisory lock that every claim_keyed runs under,
--- taken in a statement before it (so that claim_keyed's snapshot is taken once it is had) and
--- let go at commit. The key is an arbitrary constant ("qkey" in ASCII) that no other lock of
--- ours uses (retention's and the migrations' are others).
+-- The keyed claims' turn, as queue_claim_keyed (migration 0019) takes it before it claims: a
+-- transaction-level advisory lock, let go at commit. The key is an arbitrary constant ("qkey"
+-- in ASCII) that no other lock of ours uses (retention's and the migrations' are others).
+-- Queue runs it only through claim_keyed; here it names the lock for the tests that hold a
+-- turn, and for an operator who looks for its holder (pg_locks, locktype advisory, objid).
 SELECT pg_advisory_xact_lock(1902863737);
 
 -- name: claim_keyed
 -- claim, while keyed_due says the queues :queues have jobs with a concurrency key due: plain
--- and keyed jobs together, highest priority and oldest first, each key's within its limits, in
--- one statement. What claim says of its scan, locks, attempts and waited_s holds here too;
--- plain is claim's scan, and keyed the same over ix_jobs_claimable_keyed with the key's
--- conditions (two partial indexes, so that claim never walks past keyed jobs).
--- Run only under lock_keyed_claims, in the same transaction: keyed claims take turns across
--- every worker, and each commits before the next one's snapshot is taken. So this statement's
--- snapshot holds every start any claim made, and a key's running jobs counted from it are all
--- there are (finishes since only make the count high): the count is race-free with no write
--- to the key's row. Nothing is counted but the running jobs, so the statements that move a job
--- out of running (finish, rescue_expired) change no key row. Taking turns costs little: a
--- claim is one statement of milliseconds, and plain jobs alone never come here.
---  * keyed: each candidate with how many of its key's jobs may start: limit - running
---    (ix_jobs_running_keyed, by lease: see migration 0013) and, for a key with a rate, the
---    tokens of the generic cell rate algorithm as in keys.sql (tat moves on 1/rate a start;
---    the bucket holds rate_burst). The scan walks past the jobs of keys with none to start,
---    which cost no lock and no attempt. A lateral lookup per candidate on purpose (a key
---    lookup and a count of a few index entries), where a join would let the planner count
---    every key there is.
---  * held: the rows of the candidates' keys with a rate, whose tat this claim moves on,
---    locked SKIP LOCKED: an enqueue that changes a key's limits holds its row until it
---    commits, and a claim, which holds every other claim's turn, must not wait for it.
---  * due: each key's candidates up to its starts, by priority, with the plain ones; of a key
---    with a rate, only if its locked row is the very version the snapshot read (its tat and
---    rate as counted); one changed since is left to the next claim. Rows locked but cut here
---    stay pending, as in claim.
---  * started: a rated key's tat moved on by its starts, by the version this statement holds.
-WITH plain AS MATERIALIZED (
-    SELECT c.id, c.priority, c.due_at
-    FROM unnest(:queues::text[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, coalesce(j.scheduled_at, j.created_at) AS due_at
-        FROM jobs AS j
-        WHERE j.status = 'pending'
-          AND j.concurrency_key IS NULL
-          AND j.waiting_for = 0
-          AND j.queue = q.name
-          AND coalesce(j.scheduled_at, j.created_at) <= now()
-        ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ) AS c
-),
-keyed AS MATERIALIZED (
-    SELECT c.id, c.concurrency_key, c.priority, c.due_at, c.rated, c.version, c.starts
-    FROM unnest(:queues::text[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.concurrency_key, j.priority,
-               coalesce(j.scheduled_at, j.created_at) AS due_at, k.rated, k.version, k.starts
-        FROM jobs AS j
-        CROSS JOIN LATERAL (
-            SELECT f.ctid AS version,
-                   -- Only a rate with a burst limits starts and moves tat on. (A rate without
-                   -- a burst, which only a row written by hand can have, limits nothing.)
-                   f.rate_per_s IS NOT NULL AND f.rate_burst IS NOT NULL AS rated,
-                   least(
-                       -- By lease, not by status: see migration 0013.
-                       coalesce(f.concurrency_limit - (
-                           SELECT count(*)::int FROM jobs AS r
-                           WHERE r.lease_owner IS NOT NULL AND r.concurrency_key = f.key),
-                           :limit),
-                       -- Within [0, burst] before the cast: a tat far ahead (a slow rate
-                       -- since raised) must not overflow the integer. (Not coalesce: the
-                       -- greatest() of a NULL is 0.)
-                       CASE WHEN f.rate_per_s IS NULL OR f.rate_burst IS NULL THEN :limit
-                            ELSE floor(greatest(f.rate_burst - f.rate_per_s * greatest(
-                                extract(epoch FROM f.tat - now()), 0), 0))::int END
-                   ) AS starts
-            FROM concurrency_keys AS f
-            WHERE f.key = j.concurrency_key
-            -- Not pulled up into the scan's query, where each mention of starts would
-            -- count the key's running jobs again.
-            OFFSET 0
-        ) AS k
-        WHERE j.status = 'pending'
-          AND j.concurrency_key IS NOT NULL
-          AND j.waiting_for = 0
-          AND j.queue = q.name
-          AND coalesce(j.scheduled_at, j.created_at) <= now()
-          AND k.starts > 0
-        ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
-        LIMIT :limit
-        FOR UPDATE OF j SKIP LOCKED
-    ) AS c
-),
-held AS MATERIALIZED (
-    -- One probe of the primary key per key (the LATERAL). A join reads every key there is
-    -- (a sequential scan and a hash: 27 ms a claim of 500 once the table held 100,000 keys),
-    -- and "key = ANY (ARRAY(...))" compares each key with every element of that array.
-    SELECT h.key, h.version
-    FROM (SELECT DISTINCT concurrency_key FROM keyed WHERE rated) AS c
-    CROSS JOIN LATERAL (
-        SELECT k.key, k.ctid AS version
-        FROM concurrency_keys AS k
-        WHERE k.key = c.concurrency_key
-        FOR UPDATE SKIP LOCKED
-    ) AS h
-),
-due AS MATERIALIZED (
-    SELECT id, concurrency_key, version, rated FROM (
-        SELECT id, NULL::text AS concurrency_key, NULL::tid AS version, false AS rated,
-               priority, due_at
-        FROM plain
-        UNION ALL
-        SELECT c.id, c.concurrency_key, c.version, c.rated, c.priority, c.due_at
-        FROM (
-            SELECT id, concurrency_key, version, rated, starts, priority, due_at,
-                   row_number() OVER (PARTITION BY concurrency_key
-                                      ORDER BY priority DESC, due_at) AS nth
-            FROM keyed
-        ) AS c
-        WHERE c.nth <= c.starts
-          AND (NOT c.rated OR EXISTS (
-              SELECT FROM held AS h WHERE h.key = c.concurrency_key AND h.version = c.version))
-    ) AS both_kinds
-    ORDER BY priority DESC, due_at
-    LIMIT :limit
-),
-started AS (
-    UPDATE concurrency_keys AS k
-    -- A start needs a token, so tat stays within a burst of now (27 years at the slowest
-    -- rate), inside ck_concurrency_keys_tat_in_range. One moved on from any instant could
-    -- leave it.
-    SET tat = greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s),
-        updated_at = now()
-    FROM (
-        SELECT concurrency_key AS key, version, count(*)::int AS n
-        FROM due
-        WHERE rated
-        GROUP BY concurrency_key, version
-    ) AS s
-    WHERE k.ctid = s.version AND k.key = s.key
-)
-UPDATE jobs AS j
-SET status = 'running',
-    attempts = j.attempts + 1,
-    lease_owner = :worker_id,
-    lease_expires_at = now() + make_interval(secs => :lease_s),
-    started_at = now(),
-    finished_at = NULL,
-    updated_at = now()
-WHERE j.id = ANY (ARRAY(SELECT id FROM due))
-RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attempts,
-          j.timeout_s,
-          extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8 AS waited_s;
+-- and keyed jobs together, each key's within its limits, in turns across the fleet, in one
+-- round trip. queue_claim_keyed (migration 0019) takes the turn (lock_keyed_claims), then runs
+-- the claim, whose snapshot is taken once the turn is had; that function holds the statement
+-- and says why it is written so. It raises lock_not_available when the turn does not come
+-- within :turn_wait_ms; the turn is let go when this statement commits.
+SELECT * FROM queue_claim_keyed(:queues::text[], :limit, :worker_id, :lease_s, :turn_wait_ms);
 
 -- name: keyed_due
 -- Whether any of the queues :queues has a keyed job due now: Queue.claim asks at most a few
