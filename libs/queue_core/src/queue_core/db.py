@@ -77,7 +77,8 @@ CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
     asyncpg.CannotConnectNowError,  # starting up or shutting down
     asyncpg.AdminShutdownError,
-    # Ended by the server for sitting idle in a transaction (a keyed claim's, Queue.claim).
+    # Ended by the server for sitting idle in a transaction (idle_in_transaction_session_timeout,
+    # where an operator sets it on the role or the database).
     asyncpg.IdleInTransactionSessionTimeoutError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
