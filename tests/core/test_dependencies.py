@@ -182,6 +182,23 @@ async def test_settling_gives_up_on_a_dependant_an_open_transaction_holds_and_th
     assert queue_events.unsettled == [1]
 
 
+async def test_dependants_of_a_parent_deleted_by_hand_fail_naming_it_instead_of_waiting(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    parent, child, grandchild, other = await queue.enqueue_many([_job(), _job(0), _job(1), _job()])
+    waiting = await queue.enqueue(_job(other))  # its parent is there: left alone
+    await pool.execute("DELETE FROM jobs WHERE id = $1", parent)  # by hand, edges left behind
+
+    assert await queue.fail_orphaned_dependants() == 1
+    assert await _status(queue, child) == JobStatus.FAILED
+    assert (await queue.get(child)).error_message == f"dependency {parent} no longer exists"
+    assert await _status(queue, grandchild) == JobStatus.FAILED  # settled in turn
+    assert (await queue.get(grandchild)).error_message == f"dependency {child} failed"
+    assert await _status(queue, waiting) == JobStatus.PENDING
+    assert (await queue.get(waiting)).waiting_for == 1
+    assert await queue.fail_orphaned_dependants() == 0
+
+
 async def test_the_sweep_settles_dependants_a_lost_process_left(
     queue: Queue, pool: asyncpg.Pool
 ) -> None:

@@ -1,17 +1,20 @@
 """The worker's settler service on a real database: it settles what the completer hands it,
-and what it was handed survives a crash of its loop (the supervisor runs it again)."""
+and what it was handed survives a crash of its loop (the supervisor runs it again). And the
+rescuer's repair of dependants whose parent was deleted by hand."""
 
 import asyncio
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
+import pytest
 
 from helpers import eventually
 from queue_core.jobs import Failure, NewJob
 from queue_core.queue import Queue
 from queue_core.states import JobStatus
-from queue_worker.maintenance import Settler
+from queue_worker import maintenance
+from queue_worker.maintenance import Rescuer, Settler
 
 
 class _FailsOnce(Queue):
@@ -57,3 +60,28 @@ async def test_what_the_settler_was_handed_survives_a_crash_of_its_loop(
         assert settler.turns == 1
     finally:
         again.cancel()
+
+
+async def _orphan(queue: Queue, pool: asyncpg.Pool) -> uuid.UUID:
+    """A dependant whose parent was then deleted by hand."""
+    parent, child = await queue.enqueue_many(
+        [NewJob(type="noop", payload={}), NewJob(type="noop", payload={}, depends_on=(0,))]
+    )
+    await pool.execute("DELETE FROM jobs WHERE id = $1", parent)
+    return child
+
+
+async def test_the_rescuer_fails_dependants_of_deleted_parents_once_an_interval(
+    queue: Queue, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await _orphan(queue, pool)
+    rescuer = Rescuer(queue, interval_s=60.0)
+    await rescuer.rescue_once()  # the first pass sweeps
+    assert (await queue.get(first)).status == JobStatus.FAILED
+
+    second = await _orphan(queue, pool)
+    await rescuer.rescue_once()  # within ORPHAN_SWEEP_INTERVAL_S: the sweep reads every waiting job
+    assert (await queue.get(second)).status == JobStatus.PENDING
+    monkeypatch.setattr(maintenance, "ORPHAN_SWEEP_INTERVAL_S", 0.0)
+    await rescuer.rescue_once()
+    assert (await queue.get(second)).status == JobStatus.FAILED

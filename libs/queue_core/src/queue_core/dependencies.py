@@ -38,6 +38,7 @@ Q_MARK_SETTLED: Final = GATED_QUERIES["mark_settled"]
 Q_UNSETTLED_PARENTS: Final = GATED_QUERIES["unsettled_parents"]
 Q_JOB_DEPENDENCIES: Final = GATED_QUERIES["job_dependencies"]
 Q_SETTLE_LOCK_TIMEOUT: Final = GATED_QUERIES["settle_lock_timeout"]
+Q_FAIL_ORPHANED_DEPENDANTS: Final = GATED_QUERIES["fail_orphaned_dependants"]
 
 
 # Levels of dependants settled in one transaction: a chain of thousands failing with its first

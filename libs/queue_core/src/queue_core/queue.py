@@ -18,6 +18,7 @@ import structlog
 
 from queue_core.db import HeldConnection, translate_connection_errors, translate_input_errors
 from queue_core.dependencies import (
+    Q_FAIL_ORPHANED_DEPENDANTS,
     Q_JOB_DEPENDENCIES,
     Q_QUEUES_OF_JOBS,
     Q_SETTLE_LOCK_TIMEOUT,
@@ -303,6 +304,20 @@ class Queue:
         # next sweeps).
         await self.settle_dependants(
             [r["id"] for r in rows], max_transactions=SETTLE_TRANSACTIONS_INLINE
+        )
+        return len(rows)
+
+    async def fail_orphaned_dependants(self, *, limit: int = 1000) -> int:
+        """Fail up to ``limit`` pending jobs that wait for a dependency which no longer exists
+        (deleted by hand), with a reason naming it, and settle their own dependants. Returns
+        how many failed. Without it they would wait for ever."""
+        async with translate_connection_errors():
+            rows = await Q_FAIL_ORPHANED_DEPENDANTS.fetch(self._pool, limit=limit)
+        for r in rows:
+            log.warning("dependant_orphaned", job_id=str(r["id"]), missing=str(r["missing"]))
+        await self.settle_dependants(
+            [r["id"] for r in rows if r["dependants_unsettled"]],
+            max_transactions=SETTLE_TRANSACTIONS_INLINE,
         )
         return len(rows)
 

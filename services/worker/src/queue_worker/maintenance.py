@@ -1,7 +1,7 @@
-"""Maintenance that every worker replica runs: rescuing jobs whose worker was lost, and settling
+"""Maintenance that every worker replica runs: rescuing jobs whose worker was lost, settling
 the dependants of jobs whose outcome was recorded by a process that died before settling them
-(``queue_core.dependencies``); and the settler, which settles the dependants of the outcomes
-this worker records.
+(``queue_core.dependencies``), and failing the dependants of parents deleted by hand; and the
+settler, which settles the dependants of the outcomes this worker records.
 
 Safe on any number of replicas at once: the rescue statement takes rows with SKIP LOCKED and
 re-checks each lease on the locked row, so two rescuers never take the same job and a lease
@@ -10,6 +10,8 @@ renewed at the last moment is left alone; settling is idempotent.
 
 import asyncio
 import itertools
+import math
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Final
@@ -24,6 +26,9 @@ log = get_logger("queue_worker.maintenance")
 RESCUE_BATCH = 1000
 # Parents whose dependants one settling call takes up.
 SETTLE_BATCH: Final = 1000
+# How often a rescuer looks for dependants whose dependency was deleted by hand
+# (Queue.fail_orphaned_dependants): it reads every waiting job, so not on every pass.
+ORPHAN_SWEEP_INTERVAL_S: Final = 600.0
 
 
 class Rescuer:
@@ -40,6 +45,7 @@ class Rescuer:
         self._batch = batch
         self.name = "rescuer"
         self.turns = 0  # rescue passes done: the supervisor's measure of progress
+        self._orphans_swept_at = -math.inf  # monotonic seconds: the first pass sweeps
 
     async def rescue_once(self) -> int:
         """Rescue every expired lease now, in batches. Returns how many jobs were taken back."""
@@ -58,6 +64,10 @@ class Rescuer:
             if len(rescued) < self._batch:
                 break
         await self._queue.settle_stragglers(limit=self._batch)
+        if time.monotonic() - self._orphans_swept_at >= ORPHAN_SWEEP_INTERVAL_S:
+            while await self._queue.fail_orphaned_dependants(limit=self._batch) == self._batch:
+                pass
+            self._orphans_swept_at = time.monotonic()
         return total
 
     async def run(self) -> None:

@@ -214,3 +214,40 @@ FROM job_dependencies AS e
 LEFT JOIN jobs AS p ON p.id = e.depends_on
 WHERE e.job_id = :job_id
 ORDER BY e.depends_on;
+
+-- name: fail_orphaned_dependants
+-- The repair sweep: up to :limit pending dependants that wait for a dependency which no
+-- longer exists fail, with a reason naming it. Settling never deletes a parent, and neither
+-- retention nor DELETE /v1/jobs/{id} deletes one whose dependants are still to be told; but a
+-- parent deleted by hand (or by the retention of a build before 2026-12-05) left its pending
+-- dependants waiting for ever. An edge is made only to a job that exists, in the dependant's
+-- own transaction, so a missing parent never comes back. Walks the waiting jobs
+-- (ix_jobs_waiting), a probe of the edges and of the parent's primary key each: the rescuer
+-- runs it every ORPHAN_SWEEP_INTERVAL_S, not every pass. SKIP LOCKED: a dependant being
+-- settled is left to the next sweep. Returns the jobs failed, whose own dependants the caller
+-- settles.
+WITH orphaned AS (
+    SELECT DISTINCT ON (e.job_id) e.job_id, e.depends_on
+    FROM jobs AS d
+    JOIN job_dependencies AS e ON e.job_id = d.id AND NOT e.satisfied
+    WHERE d.status = 'pending'
+      AND d.waiting_for > 0
+      AND NOT EXISTS (SELECT FROM jobs AS p WHERE p.id = e.depends_on)
+    ORDER BY e.job_id, e.depends_on
+    LIMIT :limit
+),
+locked AS (
+    SELECT d.id
+    FROM jobs AS d
+    WHERE d.id IN (SELECT job_id FROM orphaned) AND d.status = 'pending'
+    ORDER BY d.id
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS d
+SET status = 'failed',
+    error_message = format('dependency %s no longer exists', o.depends_on),
+    finished_at = now(),
+    updated_at = now()
+FROM orphaned AS o
+WHERE d.id = o.job_id AND d.id IN (SELECT id FROM locked) AND d.status = 'pending'
+RETURNING d.id, d.dependants_unsettled, o.depends_on AS missing;
