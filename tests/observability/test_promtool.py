@@ -17,6 +17,7 @@ from observability.deploy_files import (
     PROMETHEUS_CONFIG,
     dump_yaml,
     load_yaml,
+    selectors,
     without_kubernetes_discovery,
 )
 from observability.prometheus_bin import PrometheusBinaries
@@ -104,6 +105,18 @@ def test_alert_rules_every_alert_has_severity_summary_and_description() -> None:
             assert rule["annotations"]["summary"], name
             assert rule["annotations"]["description"], name
             assert rule.get("for"), f"{name}: no `for`, it would fire on one evaluation"
+
+
+def test_alert_rules_name_their_metrics_so_the_proof_checks_they_are_scraped() -> None:
+    """test_prometheus_proof checks that each metric an alert reads is scraped, through the
+    selectors it finds by name (``queue_...``). A metric reached another way (a regex on
+    ``__name__``) escapes that check: a misspelt name there would leave an alert that never
+    fires, and no test would fail."""
+    for group in load_yaml(ALERT_RULES)["groups"]:
+        for rule in group["rules"]:
+            name, expr = rule["alert"], str(rule["expr"])
+            assert "__name__" not in expr, f"{name}: name its metrics: {expr}"
+            assert selectors(expr), f"{name}: reads no metric of ours by name: {expr}"
 
 
 def test_alert_rules_unit_tests_pass(prometheus_bin: PrometheusBinaries) -> None:
