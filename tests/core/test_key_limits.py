@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from helpers import RecordedQueueEvents
 from queue_core import queue as queue_module
+from queue_core.db import create_pool
 from queue_core.errors import InvalidJobError
 from queue_core.jobs import NewJob, Outcome, OutcomeKind
 from queue_core.limits import MIN_RATE_PER_S
@@ -395,3 +396,38 @@ async def test_an_enqueue_left_open_holds_back_no_claim_unless_it_changes_a_rate
     limit = "SELECT concurrency_limit FROM concurrency_keys WHERE key = 'busy'"
     assert await pool.fetchval(limit) == 12
     assert set(await _claim(queue, limit=10)) >= set(rated)
+
+
+async def test_a_database_defaulting_to_repeatable_read_still_keeps_a_key_to_its_limit(
+    queue: Queue, pool: asyncpg.Pool, db_url: str
+) -> None:
+    # The claim counts a key's running jobs in a snapshot taken once it has its turn: only
+    # under READ COMMITTED, where each statement takes its own. A database or role whose
+    # default is REPEATABLE READ would give the claim its statement's first snapshot, taken
+    # before the turn, missing the starts of the turn before it.
+    await pool.execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation"
+        " = ''repeatable read''', current_database()); END $$"
+    )
+    other = await queue.enqueue(
+        NewJob(type="noop", payload={}, queue="other", concurrency_key="k", concurrency_limit=1)
+    )
+    await queue.enqueue(_job("k", concurrency_limit=1))
+    claimers = await create_pool(db_url)  # connections made after the default changed
+    try:
+        assert await claimers.fetchval("SHOW transaction_isolation") == "read committed"
+        async with pool.acquire() as holder, holder.transaction():
+            await holder.execute(QUERIES["lock_keyed_claims"].text)  # the turn before
+            waiting = asyncio.create_task(_claim(Queue(claimers)))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+            await holder.execute(  # that turn starts the key's job in another queue
+                "UPDATE jobs SET status = 'running', attempts = 1, lease_owner = 'w0',"
+                " lease_expires_at = now() + interval '1 minute', started_at = now()"
+                " WHERE id = $1",
+                other,
+            )
+        assert await asyncio.wait_for(waiting, timeout=5) == []
+    finally:
+        await claimers.close()
+    assert await _running(pool, "k") == 1

@@ -176,7 +176,16 @@ async def create_pool(
         timeout=connect_timeout_s,
         init=_init_connection,
         reset=_keep_session,
-        server_settings={"application_name": application_name},
+        server_settings={
+            "application_name": application_name,
+            # The statements are written for READ COMMITTED, whatever the database or role
+            # defaults to: the keyed claim (queue_claim_keyed) counts a key's running jobs in
+            # the snapshot of a statement run once it has its turn, and under REPEATABLE READ
+            # that snapshot is the one taken before the turn, which misses the starts of the
+            # turn before it (a key's limit exceeded). Transactions that want another level
+            # say so (listing's repeatable read).
+            "default_transaction_isolation": "read committed",
+        },
         # A dropped connection is detected and replaced on its next use; idle ones are recycled.
         max_inactive_connection_lifetime=60.0,
     )
