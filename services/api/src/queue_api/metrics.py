@@ -57,14 +57,14 @@ AUTH_ENABLED = Gauge(
 
 DEPENDANTS_NOT_SETTLED = Counter(
     "queue_api_dependants_not_settled_total",
-    "Jobs cancelled or retried through the API whose dependants could not be told of it (a "
+    "Jobs cancelled or deleted through the API whose dependants could not be told of it (a "
     "lock held too long, the database away); the workers' sweep settles them later.",
 )
 
 
 class PrometheusQueueEvents:
     """The API's :class:`~queue_core.queue_events.QueueEvents`: it claims no jobs, so only its
-    cancels and retries can fail to settle dependants."""
+    cancels and deletes can fail to settle dependants."""
 
     def keyed_claim_turn_timed_out(self) -> None:
         pass
