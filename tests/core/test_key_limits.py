@@ -287,6 +287,32 @@ async def test_a_claim_kept_from_its_turn_takes_plain_jobs_alone_and_says_so(
     assert queue_events.keyed_turn_timeouts == 1
 
 
+async def test_a_claim_that_waited_for_its_turn_gets_its_whole_lease(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    # The lease and started_at count from when the claim had its turn, not from when the
+    # worker sent it: a claim that waited behind a slow turn must not get a lease short by
+    # that wait (rescued early, run twice).
+    await queue.enqueue(_job("k", concurrency_limit=2))
+    async with pool.acquire() as other:
+        async with other.transaction():
+            await other.execute(QUERIES["lock_keyed_claims"].text)  # a slow turn ahead
+            waiting = asyncio.create_task(
+                queue.claim(worker_id="w1", queues=DEFAULT, limit=10, lease_s=30)
+            )
+            await asyncio.sleep(1.0)
+        [job] = await asyncio.wait_for(waiting, timeout=5)
+    row = await pool.fetchrow(
+        "SELECT extract(epoch FROM lease_expires_at - clock_timestamp())::float8 AS left_s, "
+        "extract(epoch FROM lease_expires_at - started_at)::float8 AS lease_s FROM jobs "
+        "WHERE id = $1",
+        job.id,
+    )
+    assert row is not None
+    assert row["lease_s"] == pytest.approx(30)
+    assert row["left_s"] > 29.5, row  # counted from the turn: not short by the second waited
+
+
 async def test_enqueueing_more_of_a_key_leaves_its_row_unless_a_limit_changes(
     queue: Queue, pool: asyncpg.Pool
 ) -> None:
@@ -332,6 +358,7 @@ async def test_a_claim_reads_its_own_keys_rows_not_every_key_there_is(
         ("p_limit", "int"),
         ("p_worker_id", "text"),
         ("p_lease_s", "float8"),
+        ("v_now", "timestamptz"),
     ]
     for n, (variable, type_) in enumerate(variables, start=1):
         statement = re.sub(rf"\b{variable}\b", f"${n}::{type_}", statement)
@@ -350,7 +377,7 @@ async def test_a_claim_reads_its_own_keys_rows_not_every_key_there_is(
             )
             rows = await conn.fetch(
                 "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, COSTS OFF) "
-                "EXECUTE claim_keyed_plan('{default}', 500, 'w1', 30)"
+                "EXECUTE claim_keyed_plan('{default}', 500, 'w1', 30, clock_timestamp())"
             )
         finally:
             await transaction.rollback()  # leaves the jobs pending

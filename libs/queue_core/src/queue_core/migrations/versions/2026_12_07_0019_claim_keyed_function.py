@@ -51,10 +51,16 @@ SET jit = off
 SET lock_timeout = 0
 AS $claim$
 #variable_conflict use_column
+DECLARE
+    -- The instant of the claim: once the turn is had. now() is when the caller's statement
+    -- began, before the wait for the turn (up to p_turn_wait_ms): leases counted from it would
+    -- be short by that wait, and started_at and waited_s early.
+    v_now timestamptz;
 BEGIN
     PERFORM set_config('lock_timeout', p_turn_wait_ms || 'ms', true);
     -- The turn: lock_keyed_claims (sql/queries.sql), held until the caller's statement commits.
     PERFORM pg_advisory_xact_lock(1902863737);
+    v_now := clock_timestamp();
     -- The claim: plain and keyed jobs together, highest priority and oldest first, each
     -- key's within its limits, in one statement. What claim (sql/queries.sql) says of its
     -- scan, locks, attempts and waited_s holds here too; plain is claim's scan, and keyed the
@@ -95,7 +101,7 @@ BEGIN
               AND j.concurrency_key IS NULL
               AND j.waiting_for = 0
               AND j.queue = q.name
-              AND coalesce(j.scheduled_at, j.created_at) <= now()
+              AND coalesce(j.scheduled_at, j.created_at) <= v_now
             ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
@@ -124,7 +130,7 @@ BEGIN
                            -- greatest() of a NULL is 0.)
                            CASE WHEN f.rate_per_s IS NULL OR f.rate_burst IS NULL THEN p_limit
                                 ELSE floor(greatest(f.rate_burst - f.rate_per_s * greatest(
-                                    extract(epoch FROM f.tat - now()), 0), 0))::int END
+                                    extract(epoch FROM f.tat - v_now), 0), 0))::int END
                        ) AS starts
                 FROM concurrency_keys AS f
                 WHERE f.key = j.concurrency_key
@@ -136,7 +142,7 @@ BEGIN
               AND j.concurrency_key IS NOT NULL
               AND j.waiting_for = 0
               AND j.queue = q.name
-              AND coalesce(j.scheduled_at, j.created_at) <= now()
+              AND coalesce(j.scheduled_at, j.created_at) <= v_now
               AND k.starts > 0
             ORDER BY j.priority DESC, coalesce(j.scheduled_at, j.created_at)
             LIMIT p_limit
@@ -181,8 +187,8 @@ BEGIN
         -- A start needs a token, so tat stays within a burst of now (27 years at the slowest
         -- rate), inside ck_concurrency_keys_tat_in_range. One moved on from any instant could
         -- leave it.
-        SET tat = greatest(k.tat, now()) + make_interval(secs => s.n / k.rate_per_s),
-            updated_at = now()
+        SET tat = greatest(k.tat, v_now) + make_interval(secs => s.n / k.rate_per_s),
+            updated_at = v_now
         FROM (
             SELECT concurrency_key AS key, version, count(*)::int AS n
             FROM due
@@ -195,14 +201,14 @@ BEGIN
     SET status = 'running',
         attempts = j.attempts + 1,
         lease_owner = p_worker_id,
-        lease_expires_at = now() + make_interval(secs => p_lease_s),
-        started_at = now(),
+        lease_expires_at = v_now + make_interval(secs => p_lease_s),
+        started_at = v_now,
         finished_at = NULL,
-        updated_at = now()
+        updated_at = v_now
     WHERE j.id = ANY (ARRAY(SELECT id FROM due))
     RETURNING j.id, j.type, j.payload, j.queue, j.priority, j.attempts, j.max_attempts,
               j.timeout_s,
-              extract(epoch FROM now() - coalesce(j.scheduled_at, j.created_at))::float8
+              extract(epoch FROM v_now - coalesce(j.scheduled_at, j.created_at))::float8
                   AS waited_s;
 END
 $claim$
