@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from queue_core.queue_events import RepairReason
+
 BIN = Path(sys.executable).parent
 
 T = TypeVar("T")
@@ -200,9 +202,13 @@ class RecordedQueueEvents:
     def __init__(self) -> None:
         self.keyed_turn_timeouts = 0
         self.unsettled: list[int] = []
+        self.repaired: list[tuple[str, int]] = []
 
     def keyed_claim_turn_timed_out(self) -> None:
         self.keyed_turn_timeouts += 1
 
     def dependants_not_settled(self, jobs: int) -> None:
         self.unsettled.append(jobs)
+
+    def dependants_repaired(self, reason: RepairReason, jobs: int) -> None:
+        self.repaired.append((reason, jobs))

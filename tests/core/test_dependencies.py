@@ -3,6 +3,7 @@ its dependants too, transitively, with a reason naming it; and the races with a 
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -183,7 +184,7 @@ async def test_settling_gives_up_on_a_dependant_an_open_transaction_holds_and_th
 
 
 async def test_dependants_of_a_parent_deleted_by_hand_fail_naming_it_instead_of_waiting(
-    queue: Queue, pool: asyncpg.Pool
+    queue: Queue, pool: asyncpg.Pool, queue_events: RecordedQueueEvents
 ) -> None:
     parent, child, grandchild, other = await queue.enqueue_many([_job(), _job(0), _job(1), _job()])
     waiting = await queue.enqueue(_job(other))  # its parent is there: left alone
@@ -197,6 +198,54 @@ async def test_dependants_of_a_parent_deleted_by_hand_fail_naming_it_instead_of_
     assert await _status(queue, waiting) == JobStatus.PENDING
     assert (await queue.get(waiting)).waiting_for == 1
     assert await queue.fail_orphaned_dependants() == 0
+    assert queue_events.repaired == [("orphaned", 1)]  # counted in a metric, not only logged
+
+
+async def test_a_job_counted_as_waiting_with_no_dependency_left_is_released_by_the_sweep(
+    queue: Queue, pool: asyncpg.Pool, queue_events: RecordedQueueEvents
+) -> None:
+    """waiting_for raised, or an edge deleted, by hand: nothing would ever count the job down,
+    and it waited for ever. The sweep makes it due; jobs that do wait for a dependency, and a
+    job whose time has not come, keep theirs."""
+    parent, raised, edge_lost = await queue.enqueue_many([_job(), _job(0), _job(0)])
+    plain = await queue.enqueue(_job())
+    later = await queue.enqueue(
+        NewJob(type="noop", payload={}, scheduled_at=datetime.now(UTC) + timedelta(hours=1))
+    )
+    await pool.execute("UPDATE jobs SET waiting_for = 3 WHERE id = ANY($1::uuid[])", [plain, later])
+    await pool.execute("UPDATE jobs SET waiting_for = 2 WHERE id = $1", raised)
+    await pool.execute("DELETE FROM job_dependencies WHERE job_id = $1", edge_lost)
+    assert set(await _claim(queue)) == {parent}
+
+    assert await queue.release_miscounted_dependants() == 3  # plain, later, edge_lost
+    assert queue_events.repaired == [("miscounted", 3)]
+    assert (await queue.get(raised)).waiting_for == 2  # its parent has still to complete
+    assert (await queue.get(later)).waiting_for == 0
+    assert set(await _claim(queue)) == {plain, edge_lost}  # due now
+    due_at = (await queue.get(later)).scheduled_at
+    assert due_at is not None
+    assert due_at > datetime.now(UTC)  # not yet due
+
+    await queue.complete(worker_id="w1", job_ids=[parent])
+    assert (await queue.get(raised)).waiting_for == 1  # the parent counted once, as it should
+    assert await _claim(queue) == []
+    assert await queue.release_miscounted_dependants(limit=1) == 1
+    assert await _claim(queue) == [raised]
+    assert await queue.release_miscounted_dependants() == 0
+    assert queue_events.repaired == [("miscounted", 3), ("miscounted", 1)]
+
+
+async def test_the_miscount_sweep_leaves_a_job_being_changed_to_its_next_pass(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    job = await queue.enqueue(_job())
+    await pool.execute("UPDATE jobs SET waiting_for = 1 WHERE id = $1", job)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT FROM jobs WHERE id = $1 FOR UPDATE", job)
+        async with asyncio.timeout(5):  # SKIP LOCKED: it does not wait for the lock
+            assert await queue.release_miscounted_dependants() == 0
+    assert await queue.release_miscounted_dependants() == 1
+    assert await _claim(queue) == [job]
 
 
 async def test_the_sweep_settles_dependants_a_lost_process_left(

@@ -343,7 +343,23 @@ def test_the_failures_the_queue_works_around_are_counted() -> None:
     )
     before = [REGISTRY.get_sample_value(name) or 0 for name in names]
 
+    repaired = "queue_worker_dependants_repaired_total"
+    repaired_before = {
+        reason: REGISTRY.get_sample_value(repaired, {"reason": reason})
+        for reason in ("orphaned", "miscounted")
+    }
+    assert None not in repaired_before.values()  # both exist from startup, at 0 or more
+
     events.keyed_claim_turn_timed_out()
     events.dependants_not_settled(3)
+    events.dependants_repaired("orphaned", 2)
+    events.dependants_repaired("miscounted", 5)
 
     assert [REGISTRY.get_sample_value(name) for name in names] == [before[0] + 1, before[1] + 3]
+    assert {
+        reason: REGISTRY.get_sample_value(repaired, {"reason": reason})
+        for reason in ("orphaned", "miscounted")
+    } == {
+        "orphaned": (repaired_before["orphaned"] or 0) + 2,
+        "miscounted": (repaired_before["miscounted"] or 0) + 5,
+    }

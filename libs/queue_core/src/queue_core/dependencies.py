@@ -39,6 +39,7 @@ Q_UNSETTLED_PARENTS: Final = GATED_QUERIES["unsettled_parents"]
 Q_JOB_DEPENDENCIES: Final = GATED_QUERIES["job_dependencies"]
 Q_SETTLE_LOCK_TIMEOUT: Final = GATED_QUERIES["settle_lock_timeout"]
 Q_FAIL_ORPHANED_DEPENDANTS: Final = GATED_QUERIES["fail_orphaned_dependants"]
+Q_RELEASE_MISCOUNTED_DEPENDANTS: Final = GATED_QUERIES["release_miscounted_dependants"]
 
 
 # Levels of dependants settled in one transaction: a chain of thousands failing with its first

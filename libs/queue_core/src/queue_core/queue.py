@@ -21,6 +21,7 @@ from queue_core.dependencies import (
     Q_FAIL_ORPHANED_DEPENDANTS,
     Q_JOB_DEPENDENCIES,
     Q_QUEUES_OF_JOBS,
+    Q_RELEASE_MISCOUNTED_DEPENDANTS,
     Q_SETTLE_LOCK_TIMEOUT,
     Q_UNSETTLED_PARENTS,
     SETTLE_LOCK_TIMEOUT_S,
@@ -315,10 +316,29 @@ class Queue:
             rows = await Q_FAIL_ORPHANED_DEPENDANTS.fetch(self._pool, limit=limit)
         for r in rows:
             log.warning("dependant_orphaned", job_id=str(r["id"]), missing=str(r["missing"]))
+        if rows:
+            self._events.dependants_repaired("orphaned", len(rows))
         await self.settle_dependants(
             [r["id"] for r in rows if r["dependants_unsettled"]],
             max_transactions=SETTLE_TRANSACTIONS_INLINE,
         )
+        return len(rows)
+
+    async def release_miscounted_dependants(self, *, limit: int = 1000) -> int:
+        """Make due up to ``limit`` pending jobs that wait (``waiting_for`` above 0) with no
+        dependency left to complete: a count raised, or an edge deleted, by hand. Returns how
+        many were released. Without it they would wait for ever."""
+        async with translate_connection_errors():
+            rows = await Q_RELEASE_MISCOUNTED_DEPENDANTS.fetch(self._pool, limit=limit)
+        for r in rows:
+            log.warning(
+                "dependant_miscounted",
+                job_id=str(r["id"]),
+                waiting_for=r["was_waiting_for"],
+                detail="no dependency of it is left to complete: released",
+            )
+        if rows:
+            self._events.dependants_repaired("miscounted", len(rows))
         return len(rows)
 
     async def claim(

@@ -38,6 +38,7 @@ from queue_core.keys import Scope
 from queue_core.log import get_logger
 from queue_core.metric_labels import OTHER_LABEL
 from queue_core.queue import Queue
+from queue_core.queue_events import RepairReason
 
 log = get_logger("queue_api.metrics")
 
@@ -63,14 +64,17 @@ DEPENDANTS_NOT_SETTLED = Counter(
 
 
 class PrometheusQueueEvents:
-    """The API's :class:`~queue_core.queue_events.QueueEvents`: it claims no jobs, so only its
-    cancels and deletes can fail to settle dependants."""
+    """The API's :class:`~queue_core.queue_events.QueueEvents`: it claims no jobs and runs no
+    sweep, so only its cancels and deletes can fail to settle dependants."""
 
     def keyed_claim_turn_timed_out(self) -> None:
         pass
 
     def dependants_not_settled(self, jobs: int) -> None:
         DEPENDANTS_NOT_SETTLED.inc(jobs)
+
+    def dependants_repaired(self, reason: RepairReason, jobs: int) -> None:
+        pass  # the workers' rescuer runs the repair sweep, never the API
 
 
 class EnqueuedJob(Protocol):

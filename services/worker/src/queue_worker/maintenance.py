@@ -1,7 +1,8 @@
 """Maintenance that every worker replica runs: rescuing jobs whose worker was lost, settling
 the dependants of jobs whose outcome was recorded by a process that died before settling them
-(``queue_core.dependencies``), and failing the dependants of parents deleted by hand; and the
-settler, which settles the dependants of the outcomes this worker records.
+(``queue_core.dependencies``), and repairing waiting jobs a hand edit left waiting for ever
+(a parent deleted: failed; a count no edge backs: made due); and the settler, which settles
+the dependants of the outcomes this worker records.
 
 Safe on any number of replicas at once: the rescue statement takes rows with SKIP LOCKED and
 re-checks each lease on the locked row, so two rescuers never take the same job and a lease
@@ -26,8 +27,9 @@ log = get_logger("queue_worker.maintenance")
 RESCUE_BATCH = 1000
 # Parents whose dependants one settling call takes up.
 SETTLE_BATCH: Final = 1000
-# How often a rescuer looks for dependants whose dependency was deleted by hand
-# (Queue.fail_orphaned_dependants): it reads every waiting job, so not on every pass.
+# How often a rescuer looks for waiting jobs a hand edit left waiting for ever: a dependency
+# deleted (Queue.fail_orphaned_dependants) or a count no edge backs
+# (Queue.release_miscounted_dependants). Each reads every waiting job, so not on every pass.
 ORPHAN_SWEEP_INTERVAL_S: Final = 600.0
 
 
@@ -65,7 +67,10 @@ class Rescuer:
                 break
         await self._queue.settle_stragglers(limit=self._batch)
         if time.monotonic() - self._orphans_swept_at >= ORPHAN_SWEEP_INTERVAL_S:
+            # Each full batch leaves the waiting set (failed, or due), so both loops end.
             while await self._queue.fail_orphaned_dependants(limit=self._batch) == self._batch:
+                pass
+            while await self._queue.release_miscounted_dependants(limit=self._batch) == self._batch:
                 pass
             self._orphans_swept_at = time.monotonic()
         return total

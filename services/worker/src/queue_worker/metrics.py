@@ -34,6 +34,7 @@ from prometheus_client.utils import floatToGoString
 
 from queue_core import metric_labels
 from queue_core.jobs import ClaimedJob, Outcome, OutcomeKind, Rescued
+from queue_core.queue_events import REPAIR_REASONS, RepairReason
 from queue_core.retention import RoundResult
 from queue_core.states import JobStatus
 
@@ -261,6 +262,15 @@ DEPENDANTS_NOT_SETTLED = Counter(
     "Finished jobs whose dependants could not be told of the outcome (a lock held too long, "
     "the database away); the sweep settles them later.",
 )
+DEPENDANTS_REPAIRED = Counter(
+    "queue_worker_dependants_repaired_total",
+    "Waiting jobs the rescuer's repair sweep found waiting for ever after a hand edit, by "
+    "reason: orphaned (a dependency no longer exists: failed), miscounted (no dependency left "
+    "to complete: made due).",
+    ["reason"],
+)
+for _reason in REPAIR_REASONS:  # both series from startup, at 0: increase() sees the first
+    DEPENDANTS_REPAIRED.labels(reason=_reason)
 SERVICE_UP = Gauge(
     "queue_worker_service_up",
     "1 while a supervised service runs, 0 while it waits to be restarted or is stopped.",
@@ -391,6 +401,9 @@ class PrometheusEvents:
 
     def dependants_not_settled(self, jobs: int) -> None:
         DEPENDANTS_NOT_SETTLED.inc(jobs)
+
+    def dependants_repaired(self, reason: RepairReason, jobs: int) -> None:
+        DEPENDANTS_REPAIRED.labels(reason=reason).inc(jobs)
 
 
 # -- retention (queue_worker.retention) --------------------------------------------------------

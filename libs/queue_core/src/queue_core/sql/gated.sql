@@ -251,3 +251,39 @@ SET status = 'failed',
 FROM orphaned AS o
 WHERE d.id = o.job_id AND d.id IN (SELECT id FROM locked) AND d.status = 'pending'
 RETURNING d.id, d.dependants_unsettled, o.depends_on AS missing;
+
+-- name: release_miscounted_dependants
+-- The repair sweep's other half: up to :limit pending jobs that wait (waiting_for > 0) with no
+-- edge left unsatisfied, and so nothing that would ever count them down. Enqueueing, settling
+-- and retrying each change the count and the edges in one statement or transaction, so only a
+-- hand edit leaves such a job (waiting_for raised, or an edge deleted); without this it would
+-- wait for ever. The count is what the edges say, 0: the job is due now, as one whose last
+-- dependency completed (satisfy_dependencies), and its queue is woken. SKIP LOCKED: a job being
+-- changed is left to the next sweep (its row is re-checked once locked). Walks the waiting jobs
+-- (ix_jobs_waiting) and probes their edges, like fail_orphaned_dependants. Returns the jobs
+-- released with the count they had.
+WITH stuck AS (
+    SELECT d.id, d.waiting_for
+    FROM jobs AS d
+    WHERE d.status = 'pending'
+      AND d.waiting_for > 0
+      AND NOT EXISTS (
+          SELECT FROM job_dependencies AS e WHERE e.job_id = d.id AND NOT e.satisfied)
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+),
+released AS (
+    UPDATE jobs AS d
+    SET waiting_for = 0,
+        scheduled_at = CASE
+            WHEN coalesce(d.scheduled_at, d.created_at) < now() THEN now()
+            ELSE d.scheduled_at
+        END,
+        updated_at = now()
+    FROM stuck AS s
+    WHERE d.id = s.id
+    RETURNING d.id, d.queue, s.waiting_for AS was_waiting_for
+)
+-- A notification a job: PostgreSQL folds the same one sent twice in a transaction.
+SELECT r.id, r.was_waiting_for, pg_notify('queue_jobs', r.queue)
+FROM released AS r;
