@@ -217,7 +217,7 @@ async def test_a_job_counted_as_waiting_with_no_dependency_left_is_released_by_t
     await pool.execute("DELETE FROM job_dependencies WHERE job_id = $1", edge_lost)
     assert set(await _claim(queue)) == {parent}
 
-    assert await queue.release_miscounted_dependants() == 3  # plain, later, edge_lost
+    assert await queue.release_miscounted_dependants(min_age_s=0) == 3  # plain, later, edge_lost
     assert queue_events.repaired == [("miscounted", 3)]
     assert (await queue.get(raised)).waiting_for == 2  # its parent has still to complete
     assert (await queue.get(later)).waiting_for == 0
@@ -229,10 +229,23 @@ async def test_a_job_counted_as_waiting_with_no_dependency_left_is_released_by_t
     await queue.complete(worker_id="w1", job_ids=[parent])
     assert (await queue.get(raised)).waiting_for == 1  # the parent counted once, as it should
     assert await _claim(queue) == []
-    assert await queue.release_miscounted_dependants(limit=1) == 1
+    assert await queue.release_miscounted_dependants(limit=1, min_age_s=0) == 1
     assert await _claim(queue) == [raised]
-    assert await queue.release_miscounted_dependants() == 0
+    assert await queue.release_miscounted_dependants(min_age_s=0) == 0
     assert queue_events.repaired == [("miscounted", 3), ("miscounted", 1)]
+
+
+async def test_the_miscount_sweep_leaves_a_job_changed_lately_to_a_later_pass(
+    queue: Queue, pool: asyncpg.Pool
+) -> None:
+    """An enqueue whose statements commit one by one may commit a dependant before its edges."""
+    job = await queue.enqueue(_job())
+    await pool.execute("UPDATE jobs SET waiting_for = 1 WHERE id = $1", job)
+    assert await queue.release_miscounted_dependants(min_age_s=60) == 0
+    await pool.execute(
+        "UPDATE jobs SET updated_at = now() - interval '61 seconds' WHERE id = $1", job
+    )
+    assert await queue.release_miscounted_dependants(min_age_s=60) == 1
 
 
 async def test_the_miscount_sweep_leaves_a_job_being_changed_to_its_next_pass(
@@ -243,8 +256,8 @@ async def test_the_miscount_sweep_leaves_a_job_being_changed_to_its_next_pass(
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT FROM jobs WHERE id = $1 FOR UPDATE", job)
         async with asyncio.timeout(5):  # SKIP LOCKED: it does not wait for the lock
-            assert await queue.release_miscounted_dependants() == 0
-    assert await queue.release_miscounted_dependants() == 1
+            assert await queue.release_miscounted_dependants(min_age_s=0) == 0
+    assert await queue.release_miscounted_dependants(min_age_s=0) == 1
     assert await _claim(queue) == [job]
 
 

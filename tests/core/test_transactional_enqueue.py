@@ -11,11 +11,12 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from uuid_utils.compat import uuid7
 
 from core.notifications import CHANNEL, next_notification
 from helpers import eventually
 from queue_core.db import sqlalchemy_url
-from queue_core.errors import InvalidJobError
+from queue_core.errors import InvalidJobError, UnknownDependencyError
 from queue_core.jobs import EnqueueOutcome, NewJob
 from queue_core.transactional import enqueue_in, enqueue_many_in
 
@@ -239,3 +240,35 @@ async def test_a_payload_the_database_cannot_store_is_refused_on_sqlalchemy_too(
 
     assert await _orders(pool) == [2]
     assert await _jobs(pool) == [("ship_order", {"order": 2})]
+
+
+# -- outside a transaction ---------------------------------------------------------------------
+
+
+async def test_a_dependant_enqueued_in_autocommit_is_all_or_nothing(
+    conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    """One statement at a time, the dependant committed before its parents were checked: an
+    unknown one left it waiting for ever, with no edge."""
+    with pytest.raises(UnknownDependencyError):
+        await enqueue_in(conn, NewJob(type="child", payload={}, depends_on=(uuid7(),)))
+    assert await _jobs(pool) == []
+    assert not conn.is_in_transaction()
+
+    parent = await enqueue_in(conn, _ship(1))
+    child = await enqueue_in(conn, NewJob(type="child", payload={}, depends_on=(parent.id,)))
+    row = await pool.fetchrow("SELECT status, waiting_for FROM jobs WHERE id = $1", child.id)
+    assert row is not None
+    assert (row["status"], row["waiting_for"]) == ("pending", 1)  # committed, with its edge
+    edges = await pool.fetchval("SELECT count(*) FROM job_dependencies WHERE job_id = $1", child.id)
+    assert edges == 1
+
+
+async def test_a_dependant_enqueued_on_a_sqlalchemy_autocommit_connection_is_all_or_nothing(
+    engine: AsyncEngine, pool: asyncpg.Pool
+) -> None:
+    async with engine.connect() as alchemy:
+        autocommit = await alchemy.execution_options(isolation_level="AUTOCOMMIT")
+        with pytest.raises(UnknownDependencyError):
+            await enqueue_in(autocommit, NewJob(type="child", payload={}, depends_on=(uuid7(),)))
+    assert await _jobs(pool) == []

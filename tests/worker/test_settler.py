@@ -93,7 +93,11 @@ async def test_the_rescuer_releases_jobs_counted_as_waiting_with_nothing_to_wait
     """More than a batch of them (waiting_for raised by hand): the sweep goes on until none
     is left, and they run."""
     jobs = await queue.enqueue_many([NewJob(type="noop", payload={}) for _ in range(5)])
-    await pool.execute("UPDATE jobs SET waiting_for = 1 WHERE id = ANY($1::uuid[])", jobs)
+    await pool.execute(
+        "UPDATE jobs SET waiting_for = 1, updated_at = now() - interval '1 hour'"
+        " WHERE id = ANY($1::uuid[])",
+        jobs,
+    )
     await Rescuer(queue, interval_s=60.0, batch=2).rescue_once()
     assert [(await queue.get(job)).waiting_for for job in jobs] == [0] * 5
     claimed = await queue.claim(worker_id="w1", queues=["default"], limit=10, lease_s=30)

@@ -324,12 +324,17 @@ class Queue:
         )
         return len(rows)
 
-    async def release_miscounted_dependants(self, *, limit: int = 1000) -> int:
+    async def release_miscounted_dependants(
+        self, *, limit: int = 1000, min_age_s: float = 600.0
+    ) -> int:
         """Make due up to ``limit`` pending jobs that wait (``waiting_for`` above 0) with no
-        dependency left to complete: a count raised, or an edge deleted, by hand. Returns how
-        many were released. Without it they would wait for ever."""
+        dependency left to complete: a count raised, or an edge deleted, by hand. Only those
+        unchanged for ``min_age_s`` (see the statement for why). Returns how many were
+        released. Without it they would wait for ever."""
         async with translate_connection_errors():
-            rows = await Q_RELEASE_MISCOUNTED_DEPENDANTS.fetch(self._pool, limit=limit)
+            rows = await Q_RELEASE_MISCOUNTED_DEPENDANTS.fetch(
+                self._pool, limit=limit, min_age_s=min_age_s
+            )
         for r in rows:
             log.warning(
                 "dependant_miscounted",

@@ -15,7 +15,9 @@ the same transaction, and PostgreSQL delivers it at commit only: no worker is wo
 it cannot see, and a rollback wakes nobody.
 
 Nothing here commits, rolls back or retries: the transaction is the caller's. Outside a
-transaction (an asyncpg connection in autocommit) each statement commits on its own. Use
+transaction (an asyncpg connection in autocommit) each statement commits on its own, but for
+jobs with keys or dependencies, whose statements must commit together: those are enqueued in a
+transaction of their own, committed before the call returns. Use
 READ COMMITTED, PostgreSQL's default, for jobs with keys (see ``queue_core.keyed``).
 """
 
@@ -77,5 +79,30 @@ async def enqueue_many_in(conn: Connection, jobs: Sequence[NewJob]) -> list[Enqu
     if not jobs:
         return []
     if any(is_gated(job) for job in jobs):  # limits per key, dependencies: queue_core.gated
+        autocommit = await _autocommit_driver(conn)
+        if autocommit is not None:
+            # Its statements must commit together: one by one, a dependant would commit before
+            # its edges (and stay so when a dependency is unknown), waiting for nothing that
+            # would ever count it down; the workers' repair sweep would then make it due.
+            async with autocommit.transaction():
+                return await enqueue_gated_all(AsyncpgDb(autocommit), jobs)
         return await enqueue_gated_all(await _db(conn), jobs)
     return await enqueue_all(await _db(conn), jobs)
+
+
+async def _autocommit_driver(conn: Any) -> asyncpg.Connection | None:  # noqa: ANN401 - as _db
+    """The asyncpg connection under ``conn`` when no transaction is open on it, each statement
+    committing on its own: an asyncpg connection outside ``transaction()``, or a SQLAlchemy
+    one with ``isolation_level="AUTOCOMMIT"``; else None."""
+    if isinstance(conn, asyncpg.Connection):
+        return None if conn.is_in_transaction() else conn
+    if isinstance(conn, AsyncSession):
+        conn = await conn.connection()
+    if isinstance(conn, AsyncConnection):
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if getattr(raw.dbapi_connection, "autocommit", False) and isinstance(
+            driver, asyncpg.Connection
+        ):
+            return driver
+    return None

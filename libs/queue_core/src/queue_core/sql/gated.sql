@@ -260,13 +260,17 @@ RETURNING d.id, d.dependants_unsettled, o.depends_on AS missing;
 -- wait for ever. The count is what the edges say, 0: the job is due now, as one whose last
 -- dependency completed (satisfy_dependencies), and its queue is woken. SKIP LOCKED: a job being
 -- changed is left to the next sweep (its row is re-checked once locked). Walks the waiting jobs
--- (ix_jobs_waiting) and probes their edges, like fail_orphaned_dependants. Returns the jobs
--- released with the count they had.
+-- (ix_jobs_waiting) and probes their edges, like fail_orphaned_dependants. Only jobs unchanged
+-- for :min_age_s seconds: an enqueue whose statements commit one by one (a SQLAlchemy engine in
+-- AUTOCOMMIT the transactional enqueue did not see as such) commits a dependant before its
+-- edges, and may wait for a parent's lock in between. Returns the jobs released with the count
+-- they had.
 WITH stuck AS (
     SELECT d.id, d.waiting_for
     FROM jobs AS d
     WHERE d.status = 'pending'
       AND d.waiting_for > 0
+      AND d.updated_at < now() - make_interval(secs => :min_age_s::float8)
       AND NOT EXISTS (
           SELECT FROM job_dependencies AS e WHERE e.job_id = d.id AND NOT e.satisfied)
     LIMIT :limit
