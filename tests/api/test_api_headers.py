@@ -2,6 +2,7 @@
 allow-list is configured."""
 
 import re
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -122,3 +123,28 @@ def test_the_real_server_sends_no_banner(api_process: Api) -> None:
     assert response.status_code == 200
     assert "server" not in response.headers
     _assert_secured(response, "default-src 'none'; frame-ancestors 'none'")
+
+
+@pytest.mark.parametrize(
+    "path", ["/health", "/ready", "/v1/jobs?limit=1", f"/jobs/status?id={uuid4()}", "/v1/queues"]
+)
+def test_the_real_server_answers_head_as_get_without_the_body(api_process: Api, path: str) -> None:
+    """RFC 9110: a general-purpose server supports HEAD wherever it supports GET. Litestar
+    answered 405 on every GET route, and monitors that probe with HEAD saw the API down."""
+    with api_process.client() as client:
+        get = client.get(path)
+        head = client.head(path)
+
+    assert head.status_code == get.status_code
+    assert head.content == b""
+    for header in ("content-type", "content-length", "cache-control", "x-content-type-options"):
+        assert head.headers.get(header) == get.headers.get(header), header
+
+
+def test_a_head_request_is_checked_and_refused_as_its_get_would_be(api_process: Api) -> None:
+    without_key = httpx.head(api_process.base_url + "/v1/jobs", timeout=5)
+    assert without_key.status_code == 401
+    assert without_key.content == b""
+    with api_process.client() as client:  # a route with no GET: the 405 a GET gets
+        assert client.head("/v1/jobs/batch").status_code == 405
+        assert client.get("/v1/jobs/batch").status_code == 405

@@ -4,6 +4,7 @@ event-loop turn sent together, ``queue_api.http_protocol``)."""
 import uvicorn
 
 from queue_api.app import create_app
+from queue_api.head_requests import answer_head_as_get
 from queue_api.http_protocol import OneSendPerTurnProtocol
 from queue_api.settings import ApiSettings
 from queue_core.gc_tuning import tune_gc
@@ -17,7 +18,7 @@ def main() -> None:
     app = create_app(settings)
     tune_gc()
     uvicorn.run(
-        app,
+        answer_head_as_get(app),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
