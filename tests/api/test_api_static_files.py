@@ -2,6 +2,9 @@
 shipped with the API are served, and any other path, however odd, is a plain 404 that names
 no place on the server's disk."""
 
+import hashlib
+import re
+
 import httpx
 import pytest
 
@@ -52,3 +55,20 @@ def test_the_shipped_files_are_served_and_cached_for_an_hour(
     assert got.headers["cache-control"] == "max-age=3600"
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(got.content))
+
+
+def test_pages_link_the_consoles_own_files_with_a_digest_of_what_is_shipped(
+    api_process: Api,
+) -> None:
+    """Cached for an hour, ui.js and ui.css were used with the pages of a newer release for up
+    to that long. A page now names each with a digest of its content: a new file, a new URL."""
+    with httpx.Client(base_url=api_process.base_url, timeout=10) as client:
+        pages = client.get("/ui/login").text + client.get("/schema/swagger").text
+        linked = dict(re.findall(r'"/ui/static/([\w.-]+\.(?:js|css))\?v=([0-9a-f]+)"', pages))
+        assert set(linked) == {"ui.js", "ui.css", "swagger-init.js"}
+        for name, digest in linked.items():
+            content = (UI_DIR / "static" / name).read_bytes()
+            assert digest == hashlib.sha256(content).hexdigest()[:16]
+            served = client.get(f"/ui/static/{name}?v={digest}")
+            assert served.status_code == 200
+            assert served.content == content

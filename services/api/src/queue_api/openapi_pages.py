@@ -21,8 +21,10 @@ from litestar.openapi.plugins import (
     SwaggerRenderPlugin,
 )
 
+from queue_api.ui.assets import static_url
+
 VENDOR: Final = "/ui/static/vendor"
-SWAGGER_INIT: Final = "/ui/static/swagger-init.js"
+SWAGGER_INIT: Final = static_url("swagger-init.js")
 REDOC_VERSION: Final = "2.5.2"
 SWAGGER_UI_VERSION: Final = "5.32.0"
 

@@ -14,6 +14,7 @@ from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
 from queue_api.auth import CALLER_STATE, Caller
+from queue_api.ui.assets import static_url
 from queue_api.ui.sessions import Session, Sessions
 from queue_core.keys import Scope
 
@@ -75,6 +76,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     environment.filters["age"] = _age
     environment.filters["pretty"] = _pretty
     environment.globals["htmx_version"] = HTMX_VERSION
+    environment.globals["static_url"] = static_url
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 
