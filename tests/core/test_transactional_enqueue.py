@@ -14,9 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from uuid_utils.compat import uuid7
 
 from core.notifications import CHANNEL, next_notification
-from helpers import eventually
+from helpers import TcpProxy, eventually
 from queue_core.db import sqlalchemy_url
-from queue_core.errors import InvalidJobError, UnknownDependencyError
+from queue_core.errors import (
+    DatabaseUnavailableError,
+    InvalidJobError,
+    UnknownDependencyError,
+)
 from queue_core.jobs import EnqueueOutcome, NewJob
 from queue_core.transactional import enqueue_in, enqueue_many_in
 
@@ -272,3 +276,28 @@ async def test_a_dependant_enqueued_on_a_sqlalchemy_autocommit_connection_is_all
         with pytest.raises(UnknownDependencyError):
             await enqueue_in(autocommit, NewJob(type="child", payload={}, depends_on=(uuid7(),)))
     assert await _jobs(pool) == []
+
+
+async def test_an_outage_in_an_autocommit_dependants_own_transaction_is_a_transient_error(
+    db_proxy: tuple[TcpProxy, str], pool: asyncpg.Pool
+) -> None:
+    """The transaction enqueue_many_in opens is its own: its BEGIN, and the rollback after a
+    statement lost the connection, failed with asyncpg's errors (the rollback's "connection is
+    closed" hiding the statement's DatabaseUnavailableError), which callers do not retry."""
+    proxy, url = db_proxy
+    conn = await asyncpg.connect(url)
+    parent = await enqueue_in(conn, _ship(1))
+    try:
+        async with pool.acquire() as holder, holder.transaction():
+            await holder.execute("SELECT FROM jobs WHERE id = $1 FOR UPDATE", parent.id)
+            child = NewJob(type="child", payload={}, depends_on=(parent.id,))
+            enqueue = asyncio.create_task(enqueue_in(conn, child))
+            await eventually(lambda: _waits_on_a_lock(pool))  # for the parent's lock
+            proxy.down()
+            with pytest.raises(DatabaseUnavailableError):
+                await enqueue
+        with pytest.raises(DatabaseUnavailableError):  # now at BEGIN
+            await enqueue_in(conn, child)
+    finally:
+        conn.terminate()
+    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE type = 'child'") == 0

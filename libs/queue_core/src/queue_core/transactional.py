@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from queue_core.db import translate_connection_errors
 from queue_core.gated import enqueue_gated_all, is_gated
 from queue_core.jobs import Enqueued, NewJob
 from queue_core.keyed import AsyncpgDb, Db, Row, enqueue_all
@@ -84,7 +85,10 @@ async def enqueue_many_in(conn: Connection, jobs: Sequence[NewJob]) -> list[Enqu
             # Its statements must commit together: one by one, a dependant would commit before
             # its edges (and stay so when a dependency is unknown), waiting for nothing that
             # would ever count it down; the workers' repair sweep would then make it due.
-            async with autocommit.transaction():
+            # BEGIN, COMMIT and the ROLLBACK of a lost connection are ours too: an outage there
+            # is a TransientDatabaseError, as in every statement (asyncpg's own error, or its
+            # "connection is closed" from the rollback hiding the statement's, otherwise).
+            async with translate_connection_errors(), autocommit.transaction():
                 return await enqueue_gated_all(AsyncpgDb(autocommit), jobs)
         return await enqueue_gated_all(await _db(conn), jobs)
     return await enqueue_all(await _db(conn), jobs)
