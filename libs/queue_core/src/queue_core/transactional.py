@@ -15,10 +15,14 @@ the same transaction, and PostgreSQL delivers it at commit only: no worker is wo
 it cannot see, and a rollback wakes nobody.
 
 Nothing here commits, rolls back or retries: the transaction is the caller's. Outside a
-transaction (an asyncpg connection in autocommit) each statement commits on its own, but for
-jobs with keys or dependencies, whose statements must commit together: those are enqueued in a
-transaction of their own, committed before the call returns. Use
-READ COMMITTED, PostgreSQL's default, for jobs with keys (see ``queue_core.keyed``).
+transaction (an asyncpg connection in autocommit, or a SQLAlchemy one with
+``isolation_level="AUTOCOMMIT"``) each statement commits on its own, but for a batch holding a
+job with a concurrency key or dependencies (``queue_core.gated``), whose statements must commit
+together: that batch is enqueued in a transaction of its own, committed before the call
+returns. A batch with unique or idempotency keys and neither is not: each job is safe one
+statement at a time (``queue_core.keyed``), but the batch is not all or nothing (its jobs
+without keys stay committed when a keyed one is refused). Use READ COMMITTED, PostgreSQL's
+default, for jobs with keys (see ``queue_core.keyed``).
 """
 
 from collections.abc import Sequence
