@@ -18,10 +18,11 @@ from helpers import TcpProxy, eventually
 from queue_core.db import sqlalchemy_url
 from queue_core.errors import (
     DatabaseUnavailableError,
+    IdempotencyKeyReusedError,
     InvalidJobError,
     UnknownDependencyError,
 )
-from queue_core.jobs import EnqueueOutcome, NewJob
+from queue_core.jobs import EnqueueOutcome, Idempotency, NewJob
 from queue_core.transactional import enqueue_in, enqueue_many_in
 
 ORDERS = "CREATE TABLE orders (id int PRIMARY KEY)"
@@ -301,3 +302,20 @@ async def test_an_outage_in_an_autocommit_dependants_own_transaction_is_a_transi
     finally:
         conn.terminate()
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE type = 'child'") == 0
+
+
+async def test_a_batch_refused_for_one_jobs_key_in_autocommit_keeps_none_of_its_jobs(
+    conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    """One statement at a time, the jobs without keys committed before a keyed one was
+    refused: the call raised, yet some of its jobs would run."""
+    key = Idempotency(key="order-42", fingerprint=b"first", ttl_s=3600)
+    await enqueue_in(conn, NewJob(type="ship_order", payload={}, idempotency=key))
+    reused = Idempotency(key="order-42", fingerprint=b"other", ttl_s=3600)
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        await enqueue_many_in(
+            conn, [_ship(1), NewJob(type="ship_order", payload={}, idempotency=reused)]
+        )
+    assert await _jobs(pool) == [("ship_order", {})]
+    assert not conn.is_in_transaction()

@@ -16,13 +16,11 @@ it cannot see, and a rollback wakes nobody.
 
 Nothing here commits, rolls back or retries: the transaction is the caller's. Outside a
 transaction (an asyncpg connection in autocommit, or a SQLAlchemy one with
-``isolation_level="AUTOCOMMIT"``) each statement commits on its own, but for a batch holding a
-job with a concurrency key or dependencies (``queue_core.gated``), whose statements must commit
-together: that batch is enqueued in a transaction of its own, committed before the call
-returns. A batch with unique or idempotency keys and neither is not: each job is safe one
-statement at a time (``queue_core.keyed``), but the batch is not all or nothing (its jobs
-without keys stay committed when a keyed one is refused). Use READ COMMITTED, PostgreSQL's
-default, for jobs with keys (see ``queue_core.keyed``).
+``isolation_level="AUTOCOMMIT"``) a call that runs more than one statement (jobs with unique,
+idempotency or concurrency keys, or dependencies) runs them in a transaction of its own,
+committed before it returns, so that the call is all or nothing there too; jobs without keys
+are one statement anyway. Use READ COMMITTED, PostgreSQL's default, for jobs with keys (see
+``queue_core.keyed``).
 """
 
 from collections.abc import Sequence
@@ -34,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from queue_core.db import translate_connection_errors
 from queue_core.gated import enqueue_gated_all, is_gated
 from queue_core.jobs import Enqueued, NewJob
-from queue_core.keyed import AsyncpgDb, Db, Row, enqueue_all
+from queue_core.keyed import AsyncpgDb, Db, Row, enqueue_all, is_keyed
 
 Connection = asyncpg.Connection | AsyncConnection | AsyncSession
 
@@ -83,19 +81,21 @@ async def enqueue_many_in(conn: Connection, jobs: Sequence[NewJob]) -> list[Enqu
     statement, keyed ones one by one. One result per job, in order."""
     if not jobs:
         return []
-    if any(is_gated(job) for job in jobs):  # limits per key, dependencies: queue_core.gated
-        autocommit = await _autocommit_driver(conn)
-        if autocommit is not None:
-            # Its statements must commit together: one by one, a dependant would commit before
-            # its edges (and stay so when a dependency is unknown), waiting for nothing that
-            # would ever count it down; the workers' repair sweep would then make it due.
-            # BEGIN, COMMIT and the ROLLBACK of a lost connection are ours too: an outage there
-            # is a TransientDatabaseError, as in every statement (asyncpg's own error, or its
-            # "connection is closed" from the rollback hiding the statement's, otherwise).
-            async with translate_connection_errors(), autocommit.transaction():
-                return await enqueue_gated_all(AsyncpgDb(autocommit), jobs)
-        return await enqueue_gated_all(await _db(conn), jobs)
-    return await enqueue_all(await _db(conn), jobs)
+    gated = any(is_gated(job) for job in jobs)  # limits per key, dependencies: queue_core.gated
+    enqueue = enqueue_gated_all if gated else enqueue_all
+    if not gated and not any(is_keyed(job) for job in jobs):
+        return await enqueue_all(await _db(conn), jobs)  # one statement, whatever the mode
+    autocommit = await _autocommit_driver(conn)
+    if autocommit is None:
+        return await enqueue(await _db(conn), jobs)
+    # Statements that must commit together: one by one, a dependant would commit before its
+    # edges (and stay so when a dependency is unknown), waiting for nothing that would ever
+    # count it down, and a batch refused for one job's key would keep the jobs before it.
+    # BEGIN, COMMIT and the ROLLBACK of a lost connection are ours too: an outage there is a
+    # TransientDatabaseError, as in every statement (asyncpg's own error, or its "connection
+    # is closed" from the rollback hiding the statement's, otherwise).
+    async with translate_connection_errors(), autocommit.transaction():
+        return await enqueue(AsyncpgDb(autocommit), jobs)
 
 
 async def _autocommit_driver(conn: Any) -> asyncpg.Connection | None:  # noqa: ANN401 - as _db
