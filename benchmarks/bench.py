@@ -62,12 +62,14 @@ import asyncpg
 import bench_gate
 import bench_report
 import httpx
+import uvloop
 
 from queue_core.db import create_pool
 from queue_core.jobs import NewJob
+from queue_core.keyed import first_row, job_columns
 from queue_core.keys import KeyStore, Scope
 from queue_core.migrate import upgrade
-from queue_core.queue import Queue
+from queue_core.queue import Q_ENQUEUE_ONE, Queue
 from queue_devtools.pgcluster import PgCluster, free_port, temporary_cluster
 
 HERE = Path(__file__).parent
@@ -269,22 +271,27 @@ def http_single(bench: Bench, sizes: Sizes) -> dict[str, Any]:
 class LoadSpec:
     """Single POST /jobs from ``connections`` connections for ``seconds``: wrk (2 threads,
     post_job.lua) when installed, else loadgen.py in a process of its own. ``key``: the API
-    key every request carries; ``idempotency``: a fresh Idempotency-Key on every request."""
+    key every request carries; ``idempotency``: a fresh Idempotency-Key on every request;
+    ``get``: a plain GET of ``target`` instead (wrk only)."""
 
     target: str
     connections: int
     seconds: float
     key: str | None = None
     idempotency: bool = False
+    get: bool = False
     wrk: str | None = field(default_factory=lambda: shutil.which("wrk"))
 
     def argv(self) -> list[str]:
         if self.wrk:
             threads = min(2, self.connections)  # wrk wants a connection per thread at least
+            script = [] if self.get else ["-s", str(HERE / "post_job.lua")]
             return [
                 self.wrk, f"-t{threads}", f"-c{self.connections}", f"-d{self.seconds:g}s",
-                "--latency", "-s", str(HERE / "post_job.lua"), self.target,
+                "--latency", *script, self.target,
             ]  # fmt: skip
+        if self.get:
+            raise ValueError("loadgen.py only posts jobs: a GET load needs wrk")
         return [
             sys.executable, str(HERE / "loadgen.py"), self.target,
             "--connections", str(self.connections), "--seconds", str(self.seconds),
@@ -372,6 +379,9 @@ def http_batch(bench: Bench, sizes: Sizes, clients: int = 4) -> dict[str, Any]:
 
 
 def python_bulk(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    """``Queue.enqueue_many`` of 1,000 jobs a call, one caller. On uvloop, as every Python
+    client of the peers' harness runs (``peers_common.run``) and as our services do: on
+    asyncio's own loop the comparison would measure two event loops as well as two queues."""
     url = bench.fresh_database()
 
     async def run() -> float:
@@ -385,7 +395,7 @@ def python_bulk(bench: Bench, sizes: Sizes) -> dict[str, Any]:
         await pool.close()
         return elapsed
 
-    return {"jobs_per_s": sizes.batches * 1000 / asyncio.run(run()), "batch": 1000}
+    return {"jobs_per_s": sizes.batches * 1000 / uvloop.run(run()), "batch": 1000}
 
 
 # -- processing ----------------------------------------------------------------------------
@@ -797,13 +807,18 @@ async def _lone_python(url: str, calls: int) -> dict[str, Any]:
     queue = Queue(pool)
     job = NewJob(type="noop", payload={"i": 1})
     try:
-        return {
-            "enqueue": await _timed_async(calls, lambda: queue.enqueue(job)),
-            # The same statement without the group commit around it: what it costs alone.
-            "enqueue_many_of_1": await _timed_async(calls, lambda: queue.enqueue_many([job])),
-        }
+        enqueue = await _timed_async(calls, lambda: queue.enqueue(job))
+        # The same statement without the group commit around it (a connection from the pool).
+        enqueue_many_of_1 = await _timed_async(calls, lambda: queue.enqueue_many([job]))
+        # The floor: the statement a lone enqueue sends, on a connection held throughout, with
+        # nothing of the queue's around it.
+        async with pool.acquire() as conn:
+            alone = await _timed_async(
+                calls, lambda: Q_ENQUEUE_ONE.execute(conn, **first_row(job_columns([job])))
+            )
     finally:
         await pool.close()
+    return {"enqueue": enqueue, "enqueue_many_of_1": enqueue_many_of_1, "statement": alone}
 
 
 def _lone_http(base: str, key: str, calls: int, *, idempotency: bool) -> dict[str, float]:
@@ -821,11 +836,11 @@ def _lone_http(base: str, key: str, calls: int, *, idempotency: bool) -> dict[st
 
 def lone_caller(bench: Bench, sizes: Sizes) -> dict[str, Any]:
     """One caller enqueueing ``sizes.lone_calls`` jobs one after another, never two at once:
-    through Queue.enqueue, and over HTTP (one keep-alive httpx client, an API key), each call
-    timed. No worker runs."""
+    through Queue.enqueue (on uvloop, as PgQueuer's lone caller: see python_bulk), and over
+    HTTP (one keep-alive httpx client, an API key), each call timed. No worker runs."""
     url = bench.fresh_database()
     key = asyncio.run(bench_key(url))
-    python = asyncio.run(_lone_python(url, sizes.lone_calls))
+    python = uvloop.run(_lone_python(url, sizes.lone_calls))
     port = free_port()
     with processes([("queue-api", api_env(url, port, auth=True))]):
         wait_http(f"http://127.0.0.1:{port}/health")
@@ -836,13 +851,19 @@ def lone_caller(bench: Bench, sizes: Sizes) -> dict[str, Any]:
         # a third of a call above) in the client.
         load = LoadSpec(f"{base}/jobs", 1, sizes.lone_seconds, key)
         one_connection = load.run() if load.wrk else None
+        # The floor under it: an HTTP round trip through uvicorn and the app that touches no
+        # database (GET /health), so that what a POST adds on top reads off the table.
+        floor = LoadSpec(f"{base}/health", 1, sizes.lone_seconds, get=True)
+        health = floor.run() if floor.wrk else None
     return {
         "calls": sizes.lone_calls,
         "python_enqueue": python["enqueue"],
         "python_enqueue_many_of_1": python["enqueue_many_of_1"],
+        "python_statement_alone": python["statement"],
         "http": http,
         "http_idempotency_key": keyed,
         "http_wrk_one_connection": one_connection,
+        "http_health_wrk_one_connection": health,
     }
 
 

@@ -209,26 +209,40 @@ def _whole_path_rows(results: dict[str, Any]) -> list[list[str]]:
     lone = _get(results, "lone_caller")
     peer_lone = [_get(results, "peers", p, "lone_caller") for p, _ in PEERS]
     if lone is not None or any(peer_lone):
-        for label, key in (
-            ("lone sequential caller, ms a call p50 / p99 (Python API)", "python_enqueue"),
-            ("lone sequential caller over HTTP, one keep-alive client, API key", "http"),
-            ("the same with an Idempotency-Key on every call", "http_idempotency_key"),
+        for label, key, beside_peers in (
+            ("lone sequential caller, ms a call p50 / p99 (Python API)", "python_enqueue", True),
+            ("lone sequential caller over HTTP, one keep-alive client, API key", "http", True),
+            ("the same with an Idempotency-Key on every call", "http_idempotency_key", True),
             (
                 "lone caller over HTTP, one wrk connection (no Python client), API key",
                 "http_wrk_one_connection",
+                True,
+            ),
+            # The floors under the lone caller: the insert without the group commit, and an
+            # HTTP round trip without the database (no peer has a counterpart of the latter).
+            (
+                "its INSERT alone, on a held connection (asyncpg, nothing of the queue around it)",
+                "python_statement_alone",
+                True,
+            ),
+            (
+                "GET /health over one wrk connection (HTTP alone, no database)",
+                "http_health_wrk_one_connection",
+                False,
             ),
         ):
             mine = lone and lone.get(key)
+            theirs = peer_lone if beside_peers else [None for _ in peer_lone]
             rows.append(
                 [
                     label,
                     _lone(mine),
-                    *(_lone(p) for p in peer_lone),
+                    *(_lone(p) for p in theirs),
                     *(
                         _ratio(mine and mine["p50_ms"], p and p["p50_ms"]) + " (p50)"
                         if mine and p
                         else NA
-                        for p in peer_lone
+                        for p in theirs
                     ),
                 ]
             )
@@ -281,9 +295,14 @@ def targets(results: dict[str, Any]) -> str:
         python = r["lone_caller"]["python_enqueue"]["p50_ms"]
         http = r["lone_caller"]["http"]["p50_ms"]
         wrk = (r["lone_caller"].get("http_wrk_one_connection") or {}).get("p50_ms", float("nan"))
+        insert = (r["lone_caller"].get("python_statement_alone") or {}).get("p50_ms", float("nan"))
+        health = (r["lone_caller"].get("http_health_wrk_one_connection") or {}).get(
+            "p50_ms", float("nan")
+        )
         text = (
             f"Python API {python:.2f} ms, HTTP {http:.2f} ms (httpx), {wrk:.2f} ms (one wrk "
-            f"connection), PgQueuer {theirs:.2f} ms (p50)"
+            f"connection), PgQueuer {theirs:.2f} ms (p50); the floors: our INSERT alone "
+            f"{insert:.2f} ms, GET /health {health:.2f} ms"
         )
         return text, max(python, http) <= theirs
 

@@ -45,4 +45,10 @@ def test_bench_smoke_runs_every_workload_and_writes_its_figures(tmp_path: Path) 
     assert mixed["single"]["errors"] == 0
     assert mixed["single"]["jobs"] > 0
     assert mixed["batch"]["jobs"] > 0
-    assert report["results"]["lone_caller"]["calls"] == 300
+    lone = report["results"]["lone_caller"]
+    assert lone["calls"] == 300
+    assert lone["python_statement_alone"]["p50_ms"] > 0
+    if lone["http_wrk_one_connection"] is not None:  # wrk installed: the HTTP floor beside it
+        health = lone["http_health_wrk_one_connection"]
+        assert health["requests"] > 0
+        assert health["errors"] == 0
