@@ -119,3 +119,75 @@ def test_a_body_sent_in_pieces_within_the_deadline_is_accepted(conn: socket.sock
     status, _, body = parse(conn.recv(65536))
 
     assert status == 201, body
+
+
+# uvicorn's keep-alive timeout (its default, which queue-api keeps): an idle connection's.
+KEEP_ALIVE_S = 5.0
+_EARLY_ANSWERS = {
+    # Each answered from its head, before the body is read.
+    "415": ("/jobs", {"Content-Type": "text/plain"}, b"415"),
+    "413": ("/jobs", {"Content-Type": "application/json", "Content-Length": str(10**9)}, b"413"),
+}
+
+
+def early_answer_head(name: str) -> tuple[bytes, bytes]:
+    path, headers, status = _EARLY_ANSWERS[name]
+    return head(path, {"Content-Length": str(len(BODY)), **headers}), status
+
+
+@pytest.mark.parametrize("name", list(_EARLY_ANSWERS))
+def test_the_rest_of_a_body_answered_early_is_due_within_the_deadline(
+    conn: socket.socket, name: str
+) -> None:
+    """uvicorn drops the rest of a body the app answered without reading, with no deadline:
+    a byte of it now and then (here one, then nothing) held the connection for ever."""
+    request_head, status = early_answer_head(name)
+    started = time.monotonic()  # before the answer, from which the rest is due
+    conn.sendall(request_head)
+    answer = conn.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer
+    conn.sendall(BODY[:1])
+
+    assert read_until_closed(conn) == b""  # closed: no second answer to one request
+    assert BODY_TIMEOUT_S <= time.monotonic() - started < READ_TIMEOUT_S
+
+
+def test_a_connection_idle_after_the_body_of_an_early_answer_is_closed(
+    conn: socket.socket,
+) -> None:
+    """The body sent whole after its answer (as a client that did not wait for it does), the
+    connection is idle as after any answer: uvicorn's read of the body had cancelled its
+    keep-alive timer, and no deadline at all was left on the connection."""
+    request_head, status = early_answer_head("415")
+    conn.sendall(request_head)
+    answer = conn.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer
+    conn.sendall(BODY)
+    started = time.monotonic()
+    conn.settimeout(KEEP_ALIVE_S + 4)
+
+    assert read_until_closed(conn) == b""
+    assert time.monotonic() - started >= KEEP_ALIVE_S - 0.5
+
+
+def test_a_request_after_the_body_of_an_early_answer_is_answered_however_long_it_takes(
+    conn: socket.socket,
+) -> None:
+    """Keep-alive after an early 4xx: the next request, in the same read as the body answered
+    early, is served, and no idle connection's timer closes the connection under it."""
+    conn.sendall(json_head("/jobs", len(BODY)) + BODY)
+    job_id = json.loads(parse(conn.recv(65536))[2])["id"].rpartition(" ")[2]
+    request_head, status = early_answer_head("415")
+    conn.sendall(request_head)
+    answer = conn.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer
+    wait_s = KEEP_ALIVE_S + 1  # the job stays pending: no worker runs
+    get = f"GET /v1/jobs/{job_id}?wait={wait_s:g} HTTP/1.1\r\nHost: test\r\n"
+    get += "".join(f"{name}: {value}\r\n" for name, value in _AUTHORIZATION.items())
+    conn.settimeout(wait_s + READ_TIMEOUT_S)
+    conn.sendall(BODY + get.encode() + b"\r\n")
+
+    status_code, _, body = parse(conn.recv(65536))
+
+    assert status_code == 200, body
+    assert json.loads(body)["status"] == "pending"

@@ -34,6 +34,15 @@ It also bounds a request's head (request line and headers), which uvicorn does n
   connection closed: a connection that sends nothing, or a header now and then, no longer holds
   a socket and its buffers for ever (uvicorn's keep-alive timeout only starts once a response
   is sent).
+
+And it bounds what uvicorn reads of a request's body after the request was answered (a 401,
+413 or 415 sent before the body came whole): uvicorn reads the rest and drops it, but
+watches nothing meanwhile (the body's deadline is the app's, and the app is done) and, as a
+read cancels its keep-alive timer, arms none once the rest has come. A client answered early
+that sent a byte of its body now and then, or all of it and then nothing, held its connection
+for ever. Now the rest of the body is due within ``head_timeout_s`` of the answer (past it, the
+connection is closed: the answer is sent already), and once it has come, the connection is idle
+as after any answer: uvicorn's keep-alive timeout applies.
 """
 
 import asyncio
@@ -149,6 +158,8 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         self._refused = False
         self._head_deadline: asyncio.TimerHandle | None = None
         self._start_head_deadline()
+        # While the rest of a request answered already is read and dropped.
+        self._rest_deadline: asyncio.TimerHandle | None = None
 
     def _start_head_deadline(self) -> None:
         if self._head_deadline is None:
@@ -210,15 +221,53 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._stop_head_deadline()
+        # A request is in: no keep-alive timer may close the connection under it (one armed by
+        # on_message_complete, when the same read held the next request).
+        self._unset_keepalive_if_required()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._reading_head = True
         self._head_bytes = 0
+        if self._rest_deadline is not None:
+            # The rest of a request answered already has come: the connection is idle, as
+            # uvicorn leaves it after an answer, but uvicorn armed its keep-alive timer when
+            # the answer went and the reads since cancelled it. Armed again, as uvicorn would.
+            self._stop_rest_deadline()
+            if not self.transport.is_closing():
+                self._unset_keepalive_if_required()
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Answered before its body came whole (self.cycle is the last request read, so its
+        # head is complete; its body is not while we are not reading a head): uvicorn drops
+        # the rest as it comes, with no deadline of its own.
+        if (
+            not self._reading_head
+            and self.cycle is not None
+            and self.cycle.response_complete
+            and not self.transport.is_closing()
+            and self._rest_deadline is None
+        ):
+            self._rest_deadline = self.loop.call_later(self.head_timeout_s, self._rest_too_slow)
+
+    def _stop_rest_deadline(self) -> None:
+        if self._rest_deadline is not None:
+            self._rest_deadline.cancel()
+            self._rest_deadline = None
+
+    def _rest_too_slow(self) -> None:
+        # The answer is out already: no other can be sent, only the connection closed.
+        self._rest_deadline = None
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_deadline()
+        self._stop_rest_deadline()
         super().connection_lost(exc)
 
     def eof_received(self) -> None:
