@@ -102,6 +102,53 @@ def test_pipelined_requests_get_their_responses_in_order(
     assert rest == b""
 
 
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"GET /v1/jobs/\xff HTTP/1.1\r\nHost: test\r\n\r\n", 400),  # not ASCII
+        (b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 1024 * 1024, 431),
+    ],
+    ids=["malformed", "path-not-ascii", "head-too-large"],
+)
+def test_a_request_refused_behind_pipelined_ones_is_answered_after_them(
+    api_process: Api, conn: socket.socket, refused: bytes, status: int
+) -> None:
+    """The requests before it were read whole: each gets its own answer, in order, and the
+    refusal comes last, then the close. Written at once, the refusal took the place of answers
+    still on their way, and a client that saw it as the answer to its first request did not
+    know that its jobs were stored (or retried them)."""
+    conn.sendall(post_jobs(api_process) + post_jobs(api_process) + refused)
+    first, _, first_body, rest = read_response(conn)
+    second, _, second_body, rest = read_response(conn, rest)
+    rest += read_until_closed(conn)
+
+    assert (first, second) == (201, 201), (first_body, second_body)
+    head, _, body = rest.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), rest
+    assert json.loads(body)["status_code"] == status  # the API's error shape
+
+
+def test_a_malformed_body_queued_behind_a_request_is_refused_after_its_answer(
+    api_process: Api, conn: socket.socket
+) -> None:
+    """A pipelined request whose chunked body turns out malformed while the request before it
+    is still being answered (a job's status, waited on): that request's answer first."""
+    conn.sendall(post_jobs(api_process))
+    job_id = json.loads(read_response(conn)[2])["id"].rpartition(" ")[2]
+    auth = "".join(f"{name}: {value}\r\n" for name, value in api_process.auth_headers.items())
+    waited = f"GET /v1/jobs/{job_id}?wait=0.5 HTTP/1.1\r\nHost: test\r\n{auth}\r\n".encode()
+    bad_chunks = post_jobs(api_process, extra={"Transfer-Encoding": "chunked"})
+    bad_chunks = bad_chunks.replace(b"Content-Length: ", b"X-Was-Length: ") + b"zz\r\n"
+    conn.sendall(waited + bad_chunks.partition(b"\r\n\r\n")[0] + b"\r\n\r\nzz\r\n")
+    status, _, body, rest = read_response(conn)
+    rest += read_until_closed(conn)
+
+    assert status == 200, body
+    assert json.loads(body)["status"] == "pending"
+    assert rest.startswith(b"HTTP/1.1 400 "), rest
+
+
 def test_a_100_continue_is_sent_before_the_body_comes(
     api_process: Api, conn: socket.socket
 ) -> None:

@@ -35,6 +35,10 @@ It also bounds a request's head (request line and headers), which uvicorn does n
   a socket and its buffers for ever (uvicorn's keep-alive timeout only starts once a response
   is sent).
 
+Its refusals (these, and the 400 for bytes the parser refuses, uvicorn's in the API's error
+shape) go after the answers to the requests read before the refused bytes, as a pipelining
+client expects them; uvicorn wrote its 400 at once, in the place of those answers.
+
 And it bounds what uvicorn reads of a request's body after the request was answered (a 401,
 413 or 415 sent before the body came whole): uvicorn reads the rest and drops it, but
 watches nothing meanwhile (the body's deadline is the app's, and the app is done) and, as a
@@ -156,6 +160,9 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._refused = False
+        # The requests read whose answer has not gone yet, and a refusal waiting for them.
+        self._unanswered = 0
+        self._refusal_after: bytes | None = None
         self._head_deadline: asyncio.TimerHandle | None = None
         self._start_head_deadline()
         # While the rest of a request answered already is read and dropped.
@@ -174,7 +181,15 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         self._stop_head_deadline()
         if self._refused or self.transport.is_closing():
             return
-        self._refused = True
+        self._refused = True  # nothing more is read
+        if self._unanswered:
+            # Requests read before the refused bytes are still being answered: the refusal
+            # goes after their answers (on_response_complete), not in the place of the first.
+            self._refusal_after = response
+            return
+        self._send_refusal(response)
+
+    def _send_refusal(self, response: bytes) -> None:
         self.transport.write(response)
         # Closing while the client's bytes still arrive would make the kernel reset the
         # connection, and the client could lose the refusal: end our side after it (a TLS
@@ -224,7 +239,10 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         # A request is in: no keep-alive timer may close the connection under it (one armed by
         # on_message_complete, when the same read held the next request).
         self._unset_keepalive_if_required()
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.cycle is not cycle:  # a request to answer (not a WebSocket upgrade)
+            self._unanswered += 1
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -242,7 +260,13 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
                 )
 
     def on_response_complete(self) -> None:
+        self._unanswered -= 1
         super().on_response_complete()
+        if self._refusal_after is not None and not self._unanswered:
+            if not self.transport.is_closing():  # closed after a "Connection: close" answer
+                self._send_refusal(self._refusal_after)
+            self._refusal_after = None
+            return
         # Answered before its body came whole (self.cycle is the last request read, so its
         # head is complete; its body is not while we are not reading a head): uvicorn drops
         # the rest as it comes, with no deadline of its own.
@@ -269,6 +293,29 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         self._stop_head_deadline()
         self._stop_rest_deadline()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser refuses, in the API's error shape and with the
+        headers of every answer (uvicorn's is text, without them). uvicorn wrote it at once and
+        closed: in the place of the answers to requests read before the bad bytes, which were
+        lost, though those requests ran (a job stored, its client told 400)."""
+        refusal = _refusal(400, "Bad Request", msg)
+        if self._reading_head:
+            self._refuse(refusal)  # after the requests before it are answered
+            return
+        if self._unanswered > 1:
+            # In the body of a request waiting in uvicorn's queue behind one being answered
+            # (requests are answered one at a time): it never runs, and this, after the
+            # answers before it, is its answer.
+            self.pipeline.popleft()
+            self._unanswered -= 1
+            self._refuse(refusal)
+            return
+        # In the body of the request being served, before its answer: this is its answer.
+        self._stop_head_deadline()
+        self._refused = True
+        self.transport.write(refusal)
+        self.transport.close()
 
     def eof_received(self) -> None:
         # The client will send no more: the transport closes itself when this returns, and
