@@ -191,3 +191,36 @@ def test_a_request_after_the_body_of_an_early_answer_is_answered_however_long_it
 
     assert status_code == 200, body
     assert json.loads(body)["status"] == "pending"
+
+
+def _server_errors(api: Api, path: str) -> float:
+    """Requests to ``path`` answered 5xx so far, by the API's metrics (what
+    QueueApi5xxRatioHigh counts)."""
+    with api.client() as client:
+        metrics = client.get("/metrics").text
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        if line.startswith("queue_api_requests_total{")
+        and f'path="{path}"' in line
+        and 'status_code="5' in line
+    )
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/v1/jobs/batch"])
+def test_a_client_that_leaves_mid_body_is_not_counted_as_a_server_error(
+    api_process: Api, path: str
+) -> None:
+    """A client gone before its body came whole is the client's doing: answered 500, it was
+    counted as a failure of the API, and any client (or a flaky network) could page whoever
+    watches QueueApi5xxRatioHigh, whose runbook says other 5xx are bugs."""
+    _AUTHORIZATION.update(api_process.auth_headers)
+    address = urlsplit(api_process.base_url)
+    before = _server_errors(api_process, path)
+    for _ in range(3):
+        with socket.create_connection((address.hostname, address.port)) as leaving:
+            leaving.sendall(json_head(path, 100) + BODY[:10])
+            time.sleep(0.05)  # the body's first piece read, then the client goes
+
+    time.sleep(0.2)
+    assert _server_errors(api_process, path) == before

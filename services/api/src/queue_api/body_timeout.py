@@ -24,6 +24,14 @@ from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 MAX_INTERVAL_S = 1.0
 
 
+class ClientLeftError(Exception):
+    """The client went before its request's body came whole (errors.py: 499, as nginx logs
+    it). Litestar would raise a 500 for it, counted as the API's failure."""
+
+    def __init__(self) -> None:
+        super().__init__("the client left before its request body was received")
+
+
 class BodyTimeoutError(Exception):
     """The request's body did not arrive within the deadline."""
 
@@ -73,7 +81,11 @@ class BodyDeadlines:
                     raise BodyTimeoutError(timeout_s) from None
                 finally:
                     waiting.pop(task, None)
-                body_received = message["type"] != "http.request" or not message.get("more_body")
+                if message["type"] == "http.disconnect":
+                    # Gone before the body came whole: the client's doing, not a 500 of ours
+                    # (what Litestar's Request.stream and the enqueue fast path make of it).
+                    raise ClientLeftError
+                body_received = not message.get("more_body")
                 return message
 
             await app(scope, receive_by_deadline, send)

@@ -17,7 +17,7 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from queue_api.body_timeout import BodyTimeoutError
+from queue_api.body_timeout import BodyTimeoutError, ClientLeftError
 from queue_core.errors import (
     IdempotencyKeyReusedError,
     InvalidJobError,
@@ -85,6 +85,15 @@ def body_timeout(_: Request, exc: BodyTimeoutError) -> Response[dict[str, object
     )
 
 
+# Not a status any client sees (there is none left to see it): what the request log and the
+# metrics record, nginx's "client closed request", so that it is not counted as a 5xx.
+CLIENT_LEFT = 499
+
+
+def client_left(_: Request, exc: ClientLeftError) -> Response[dict[str, object]]:  # type: ignore[type-arg]
+    return Response(_body(CLIENT_LEFT, str(exc)), status_code=CLIENT_LEFT)
+
+
 def unexpected(request: Request, exc: Exception) -> Response[dict[str, object]]:  # type: ignore[type-arg]
     if isinstance(exc, HTTPException):  # Litestar's own 4xx/5xx: keep its status and detail
         body = _body(exc.status_code, exc.detail)
@@ -105,6 +114,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     JobStateConflictError: job_state_conflict,
     IdempotencyKeyReusedError: reused_key,
     BodyTimeoutError: body_timeout,
+    ClientLeftError: client_left,
     ApiKeyNotFoundError: key_not_found,
     DuplicateKeyNameError: duplicate_key_name,
     InvalidKeySpecError: invalid_key_spec,
