@@ -149,6 +149,53 @@ def test_a_malformed_body_queued_behind_a_request_is_refused_after_its_answer(
     assert rest.startswith(b"HTTP/1.1 400 "), rest
 
 
+# What curl --http2 adds to a request over plain HTTP (h2c), which uvicorn does not make.
+H2C = {"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABk"}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_request_asking_for_an_upgrade_not_made_is_served_as_sent(
+    api_process: Api, conn: socket.socket, *, chunked: bool
+) -> None:
+    """A server may ignore an Upgrade (RFC 9110, 7.8): the request is then served as it came.
+    httptools skips the body of a request asking for one, and uvicorn dropped what followed
+    its head: ``curl --http2 -d ... http://api/jobs`` got 400 "Request body is empty", and a
+    request pipelined after it no answer."""
+    request = post_jobs(api_process, extra=H2C)
+    if chunked:
+        head, _, body = request.replace(b"Content-Length: ", b"X-Length: ").partition(b"\r\n\r\n")
+        request = head + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        request += f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    conn.sendall(request + post_jobs(api_process))
+    first, _, first_body, rest = read_response(conn)
+    second, _, second_body, rest = read_response(conn, rest)
+
+    assert (first, second) == (201, 201), (first_body, second_body)
+    assert rest == b""
+
+
+def test_the_body_of_a_request_asking_for_an_upgrade_is_never_read_as_a_request(
+    api_process: Api, conn: socket.socket
+) -> None:
+    """A body that came after its head's read was parsed as the next request: a proxy in
+    front, which framed it by its Content-Length, forwarded it as data, and we answered the
+    request smuggled in it."""
+    smuggled = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+    head, _, _ = post_jobs(api_process, extra=H2C, body=smuggled).partition(b"\r\n\r\n")
+    conn.sendall(head + b"\r\n\r\n")
+    time.sleep(0.2)  # the body in a read of its own
+    conn.sendall(smuggled)
+
+    status, _, body, rest = read_response(conn)
+
+    assert status == 400, body  # the body is no job
+    assert b"JSON is malformed" in body
+    conn.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        rest += conn.recv(65536)  # and nothing answers the request it held
+    assert rest == b""
+
+
 def test_a_100_continue_is_sent_before_the_body_comes(
     api_process: Api, conn: socket.socket
 ) -> None:

@@ -54,6 +54,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from queue_api.security_headers import ALWAYS, CSP_FOR_DATA
@@ -163,6 +164,10 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         # The requests read whose answer has not gone yet, and a refusal waiting for them.
         self._unanswered = 0
         self._refusal_after: bytes | None = None
+        # A request asking for an upgrade uvicorn does not make (see _upgrade_not_made), and
+        # the parser's head fed to make it read that request's body.
+        self._upgrade_ignored = False
+        self._priming = False
         self._head_deadline: asyncio.TimerHandle | None = None
         self._start_head_deadline()
         # While the rest of a request answered already is read and dropped.
@@ -214,7 +219,7 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         reading_head = self._reading_head
         if reading_head:
             self._head_bytes += len(data)
-        super().data_received(data)
+        self._feed(data)
         # Judged once the parser has had the data: a read that ends the head (and may carry
         # a body) is never refused, so a head is refused past the bound plus at most one read.
         # (A read that holds whole requests leaves no head bytes counted.)
@@ -233,7 +238,46 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
                 # API's CPU per request.
                 self._start_head_deadline()
 
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, but for an upgrade it does not make."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._upgrade_not_made(data[upgrade.args[0] :])
+
+    def _upgrade_not_made(self, rest: bytes) -> None:
+        """Serve a request asking for an upgrade uvicorn does not make (any but WebSocket:
+        ``curl --http2`` asks for h2c) as the request it is, as RFC 9110 (7.8) lets a server.
+        httptools makes the parser skip the body of such a request and stop after its head, and
+        uvicorn dropped what came after: ``curl --http2 -d ... /jobs`` was answered "Request
+        body is empty", and a request pipelined after it never. A new parser, fed a head with
+        the request's framing (its own went to the app already, see on_headers_complete),
+        reads its body and what follows."""
+        chunked = any(name == b"transfer-encoding" for name, _ in self.headers)
+        length = next((value for name, value in self.headers if name == b"content-length"), b"0")
+        framing = b"transfer-encoding: chunked" if chunked else b"content-length: " + length
+        self.parser = httptools.HttpRequestParser(self)
+        self._priming = True
+        try:
+            self.parser.feed_data(b"POST / HTTP/1.1\r\n" + framing + b"\r\n\r\n")
+        finally:
+            self._priming = False
+        if rest:
+            self._feed(rest)
+
     def on_headers_complete(self) -> None:
+        if self._priming:
+            return  # the head _upgrade_not_made feeds a new parser: no request of its own
+        if self.parser.should_upgrade() and not self._should_upgrade():
+            self._upgrade_ignored = True
         self._reading_head = False
         self._stop_head_deadline()
         # A request is in: no keep-alive timer may close the connection under it (one armed by
@@ -245,6 +289,11 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
             self._unanswered += 1
 
     def on_message_complete(self) -> None:
+        if self._upgrade_ignored:
+            # The end httptools makes of the request without its body: the body comes next
+            # (_upgrade_not_made).
+            self._upgrade_ignored = False
+            return
         super().on_message_complete()
         self._reading_head = True
         self._head_bytes = 0
