@@ -196,6 +196,21 @@ def test_the_body_of_a_request_asking_for_an_upgrade_is_never_read_as_a_request(
     assert rest == b""
 
 
+def test_a_client_that_half_closes_after_its_requests_gets_their_answers(
+    api_process: Api, conn: socket.socket
+) -> None:
+    """The transport closed itself at the client's end of sending, dropping the answers the
+    app had yet to write: only one ready in the same turn (GET /health) got out."""
+    conn.sendall(post_jobs(api_process) + post_jobs(api_process))
+    conn.shutdown(socket.SHUT_WR)
+    received = read_until_closed(conn)
+
+    first, _, first_body, rest = read_response(conn, received)
+    second, _, second_body, rest = read_response(conn, rest)
+    assert (first, second) == (201, 201), (first_body, second_body)
+    assert rest == b""
+
+
 def test_a_100_continue_is_sent_before_the_body_comes(
     api_process: Api, conn: socket.socket
 ) -> None:

@@ -168,6 +168,8 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         # the parser's head fed to make it read that request's body.
         self._upgrade_ignored = False
         self._priming = False
+        # The client has ended its sending: the connection closes once its requests are answered.
+        self._close_when_answered = False
         self._head_deadline: asyncio.TimerHandle | None = None
         self._start_head_deadline()
         # While the rest of a request answered already is read and dropped.
@@ -315,6 +317,9 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
             if not self.transport.is_closing():  # closed after a "Connection: close" answer
                 self._send_refusal(self._refusal_after)
             self._refusal_after = None
+        if self._close_when_answered and not self._unanswered:
+            self.transport.close()  # the client sends nothing more: nothing left to answer
+        if self._refused or self.transport.is_closing():
             return
         # Answered before its body came whole (self.cycle is the last request read, so its
         # head is complete; its body is not while we are not reading a head): uvicorn drops
@@ -366,8 +371,15 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
         self.transport.write(refusal)
         self.transport.close()
 
-    def eof_received(self) -> None:
-        # The client will send no more: the transport closes itself when this returns, and
-        # sends what it holds first, so what is collected goes to it now.
+    def eof_received(self) -> bool | None:  # type: ignore[override] # asyncio.Protocol's
+        # The client will send no more: the transport closes itself when this returns false,
+        # and sends what it holds first, so what is collected goes to it now.
         self._writes.send_collected()
         super().eof_received()
+        if self._unanswered and not self.transport.is_closing():
+            # Requests it sent are still being answered (a half-close after them, as some
+            # HTTP/1.0-style clients do): closed once they are (on_response_complete), where
+            # closing at once dropped their answers.
+            self._close_when_answered = True
+            return True
+        return None
