@@ -83,7 +83,7 @@ class Sizes:
     http_connections: int = 64
     batches: int = 100
     process_jobs: int = 100_000
-    concurrencies: tuple[int, ...] = (100, 500)
+    concurrencies: tuple[int, ...] = (100, 500, 1000)
     latency_jobs: int = 200
     history_rows: int = 1_000_000
     # Empty and history-laden runs alternate this many times; their medians are compared. One
