@@ -319,18 +319,13 @@ class OneSendPerTurnProtocol(HttpToolsProtocol):
             self._refusal_after = None
         if self._close_when_answered and not self._unanswered:
             self.transport.close()  # the client sends nothing more: nothing left to answer
-        if self._refused or self.transport.is_closing():
-            return
         # Answered before its body came whole (self.cycle is the last request read, so its
         # head is complete; its body is not while we are not reading a head): uvicorn drops
-        # the rest as it comes, with no deadline of its own.
-        if (
-            not self._reading_head
-            and self.cycle is not None
-            and self.cycle.response_complete
-            and not self.transport.is_closing()
-            and self._rest_deadline is None
-        ):
+        # the rest as it comes, with no deadline of its own. (Reading a head is the common
+        # case, so it is asked first.)
+        if self._reading_head or self._refused or self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_complete and self._rest_deadline is None:
             self._rest_deadline = self.loop.call_later(self.head_timeout_s, self._rest_too_slow)
 
     def _stop_rest_deadline(self) -> None:
